@@ -1,0 +1,114 @@
+# tokend - build, run, test, bench. See README.md.
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+BUILD   ?= build
+PKGS    := libh2o-evloop libsodium yajl libpq libcurl openssl
+VERSION := 0.1.0
+
+# Debian packages the build, `make run` and `make test` need (checked with dpkg -s).
+DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libpq-dev libyajl-dev \
+            libsodium-dev check libcurl4-openssl-dev postgresql postgresql-contrib \
+            nghttp2-client curl jq openssl procps
+BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+OPT     ?= -O2
+CFLAGS  += $(OPT) -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+           -Wmissing-prototypes -Wformat=2 -fstack-protector-strong -U_FORTIFY_SOURCE \
+           -D_FORTIFY_SOURCE=2 -fPIE -MMD -MP -D_GNU_SOURCE -DH2O_USE_LIBUV=0 \
+           -DTOKEND_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
+LDLIBS  += $(PKG_LIBS) -lpthread
+
+LIB_SRCS  := $(filter-out service/%_main.c,$(wildcard service/*.c))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS := $(wildcard tests/unit/check_*.c)
+UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOLS_SRCS := $(wildcard tests/tools/*.c)
+TOOLS     := $(TOOLS_SRCS:tests/tools/%.c=$(BUILD)/%)
+BINS      := $(BUILD)/tokend $(BUILD)/tokenctl
+
+.PHONY: all deps run test unit integration asan coverage bench clean stop-db fmt
+all: $(BINS) $(BUILD)/check_unit $(TOOLS)
+
+# ---- dependencies -----------------------------------------------------------
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "deps: installing$$missing"; \
+	    SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# ---- build ------------------------------------------------------------------
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tokend: $(BUILD)/obj/service/tokend_main.o $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tokenctl: $(BUILD)/obj/service/tokenctl_main.o $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%: $(BUILD)/obj/tests/tools/%.o $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The suite list is generated from the test files, so adding a suite is one file.
+$(BUILD)/gen/suites.h: $(UNIT_SRCS)
+	@mkdir -p $(dir $@)
+	@grep -ho '^Suite \*tok_[a-z0-9_]*_suite(void)' $(filter-out tests/unit/check_main.c,$^) \
+	    | sed -E 's/^Suite \*(tok_[a-z0-9_]*_suite)\(void\)/TOK_SUITE(\1)/' > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/tests/unit/check_main.o: $(BUILD)/gen/suites.h
+$(BUILD)/obj/tests/unit/%.o: CFLAGS += -I$(BUILD)/gen -Wno-missing-prototypes
+
+$(BUILD)/check_unit: $(UNIT_OBJS) $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- run --------------------------------------------------------------------
+run: deps all
+	@BUILD=$(BUILD) ./scripts/dev-run.sh
+
+stop-db:
+	@BUILD=$(BUILD) ./scripts/dev-run.sh stop-db
+
+# ---- tests ------------------------------------------------------------------
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) ./tests/run-all.sh
+
+unit: all
+	@$(BUILD)/check_unit
+
+integration: all
+	@BUILD=$(BUILD) ./tests/integration/run.sh
+
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan all OPT="-O1" \
+	    EXTRA_CFLAGS="$(SAN)" EXTRA_LDFLAGS="$(SAN)"
+	@BUILD=build/asan CK_FORK=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1 ./tests/run-all.sh
+
+coverage: deps
+	@$(MAKE) --no-print-directory BUILD=build/coverage all OPT="-Og" \
+	    EXTRA_CFLAGS="--coverage" EXTRA_LDFLAGS="--coverage"
+	@BUILD=build/coverage ./tests/run-all.sh
+
+bench: deps all
+	@BUILD=$(BUILD) ./bench/run.sh
+
+fmt:
+	clang-format -i service/*.c include/tokend/*.h tests/unit/*.c
+
+clean:
+	rm -rf build
