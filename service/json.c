@@ -576,22 +576,22 @@ static bool limits_ok(const struct tok_json_limits *l)
            l->max_members <= TOK_JSON_HARD_MAX_MEMBERS;
 }
 
-/* yajl's non-verbose message is "<kind> error: <static text>\n": no input bytes in it. */
-static void err_from_yajl(struct tok_json_error *err, yajl_handle h)
+/* yajl's non-verbose message is "<kind> error: <static text>\n": no input bytes in it
+ * (the verbose form quotes the input, so it is never asked for). */
+static void err_from_yajl(struct tok_json_error *err, yajl_handle h, size_t off)
 {
-    size_t off = yajl_get_bytes_consumed(h);
     unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
     struct tok_buf b;
     const char *s = NULL;
-    err_set_n(err, TOK_JSON_E_MALFORMED, "invalid JSON near byte", off);
+    err_set_n(err, TOK_JSON_E_MALFORMED, "invalid JSON at byte", off);
     if (msg != NULL) {
         size_t n = strlen((const char *)msg);
-        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ' || msg[n - 1] == '.'))
             n--;
         tok_buf_init(&b, err->detail, sizeof err->detail);
         if (tok_buf_write(&b, msg, n) != TOK_OK ||
-            tok_buf_printf(&b, " near byte %zu", off) != TOK_OK || tok_buf_cstr(&b, &s) != TOK_OK)
-            err_set_n(err, TOK_JSON_E_MALFORMED, "invalid JSON near byte", off);
+            tok_buf_printf(&b, " at byte %zu", off) != TOK_OK || tok_buf_cstr(&b, &s) != TOK_OK)
+            err_set_n(err, TOK_JSON_E_MALFORMED, "invalid JSON at byte", off);
         yajl_free_error(h, msg);
     }
 }
@@ -652,8 +652,11 @@ tok_status tok_json_parse(struct tok_slice body, const struct tok_json_limits *l
     yajl_config(h, yajl_allow_partial_values, 0);
 
     yajl_status ys = yajl_parse(h, body.ptr, body.len);
-    if (ys == yajl_status_ok)
+    size_t off = yajl_get_bytes_consumed(h);
+    if (ys == yajl_status_ok) {
         ys = yajl_complete_parse(h);
+        off = body.len; /* an error now means the body ended too early */
+    }
     switch (ys) {
     case yajl_status_ok:
         st = bl.doc->root != NULL && bl.depth == 0 ? TOK_OK : TOK_ERR_INTERNAL;
@@ -666,7 +669,7 @@ tok_status tok_json_parse(struct tok_slice body, const struct tok_json_limits *l
             err_set(err, TOK_JSON_E_INTERNAL, "internal error while parsing");
         break;
     case yajl_status_error:
-        err_from_yajl(err, h);
+        err_from_yajl(err, h, off);
         st = TOK_ERR_INPUT;
         break;
     default:

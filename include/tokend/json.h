@@ -31,7 +31,7 @@
 #define TOK_JSON_HARD_MAX_DEPTH 64u
 #define TOK_JSON_HARD_MAX_NODES 65536u
 #define TOK_JSON_HARD_MAX_BODY (1024u * 1024u)
-#define TOK_JSON_HARD_MAX_MEMBERS 65536u
+#define TOK_JSON_HARD_MAX_MEMBERS 1024u /* duplicate detection is quadratic per object */
 
 /* A duplicate key is named in the error detail only when it is this short (and printable). */
 #define TOK_JSON_KEY_ECHO_MAX 64u
@@ -85,7 +85,7 @@ struct tok_json_limits tok_json_limits_default(void);
 
 /**
  * Parses body (borrowed; not modified, not wiped: the caller owns and wipes it) into a new
- * document. lim may be NULL for the defaults. err may be NULL.
+ * document. Needs sodium_init() to have succeeded (tokend refuses to start otherwise). lim may be NULL for the defaults. err may be NULL.
  * On success *out owns the document; pair it with tok_json_doc_free. On failure *out is NULL
  * and err says why. Returns:
  *   TOK_ERR_INPUT    malformed_json (syntax, trailing garbage, empty body), duplicate_key,
