@@ -38,8 +38,8 @@ size_t tok_base62_width(size_t nbytes)
 {
     if (nbytes == 0 || nbytes > TOK_BASE62_MAX_BYTES)
         return 0;
-    /* smallest w with 62^w >= 256^n, i.e. w >= 8n / log2(62); log2(62) = 5.95419... rounded down to 5.9541,
-     * so the answer is never too small, and exact for every n up to the maximum */
+    /* smallest w with 62^w >= 256^n, i.e. w >= 8n / log2(62). log2(62) = 5.95419... rounded
+     * down to 5.9541 never gives too few digits, and is exact for every n up to the maximum */
     return (nbytes * 8u * 10000u + 59540u) / 59541u;
 }
 

@@ -17,9 +17,10 @@
  *
  * Sealed value format (version 1), TOK_SEALED_OVERHEAD = 41 bytes plus the plaintext:
  *   0x01 || nonce (24) || XChaCha20-Poly1305-IETF(DEK, plaintext) || tag (16)
- *   associated data, every variable field as a 4-byte big-endian length then its bytes:
- *     "tokend:aead" || format byte || key version (4, big-endian) ||
- *     tenant_id || table || column || row_id
+ *   associated data, where L(x) is x's length as 4 bytes big-endian followed by x:
+ *     L("tokend:aead") || format byte || key version (4 bytes, big-endian) ||
+ *     L(tenant_id) || L(table) || L(column) || L(row_id)
+ *   The format byte is inside the associated data too, so it cannot be changed.
  *   The key version is not in the sealed value: store it beside it
  *   (tok_tenant_keys_version) and open with that version's keys.
  *
