@@ -20,7 +20,7 @@ OPT     ?= -O2
 CFLAGS  += $(OPT) -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -fstack-protector-strong -U_FORTIFY_SOURCE \
            -D_FORTIFY_SOURCE=2 -fPIE -MMD -MP -D_GNU_SOURCE -DH2O_USE_LIBUV=0 \
-           -DTOKEND_VERSION='"$(VERSION)"' -Iinclude $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+           -DTOKEND_VERSION='"$(VERSION)"' -Iinclude -I$(BUILD)/gen $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
 LDLIBS  += $(PKG_LIBS) -lpthread
 
@@ -49,16 +49,20 @@ deps:
 # ---- build ------------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/tokend: $(BUILD)/obj/service/tokend_main.o $(LIB_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tokenctl: $(BUILD)/obj/service/tokenctl_main.o $(LIB_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%: $(BUILD)/obj/tests/tools/%.o $(LIB_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The suite list is generated from the test files, so adding a suite is one file.
 $(BUILD)/gen/suites.h: $(UNIT_SRCS)
@@ -66,11 +70,20 @@ $(BUILD)/gen/suites.h: $(UNIT_SRCS)
 	@grep -ho '^Suite \*tok_[a-z0-9_]*_suite(void)' $(filter-out tests/unit/check_main.c,$^) \
 	    | sed -E 's/^Suite \*(tok_[a-z0-9_]*_suite)\(void\)/TOK_SUITE(\1)/' > $@.tmp && mv $@.tmp $@
 
+# The schema version this build needs: the number of the newest sql/NNN_*.sql.
+$(BUILD)/gen/schema_version.h: $(wildcard sql/*.sql)
+	@mkdir -p $(dir $@)
+	@v=$$(ls sql/ | sed -nE 's/^([0-9]{3})_.*\.sql$$/\1/p' | sort -n | tail -n 1); \
+	    printf '#define TOK_SCHEMA_VERSION %d\n' "$$((10#$${v:-0}))" > $@.tmp && mv $@.tmp $@
+
+$(LIB_OBJS): | $(BUILD)/gen/schema_version.h
+$(BUILD)/obj/service/health.o: $(BUILD)/gen/schema_version.h
 $(BUILD)/obj/tests/unit/check_main.o: $(BUILD)/gen/suites.h
 $(BUILD)/obj/tests/unit/%.o: CFLAGS += -I$(BUILD)/gen -Wno-missing-prototypes
 
 $(BUILD)/check_unit: $(UNIT_OBJS) $(LIB_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CHECK_LIBS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

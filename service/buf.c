@@ -29,6 +29,8 @@ const char *tok_status_name(tok_status st)
         return "TOK_ERR_NOTFOUND";
     case TOK_ERR_IO:
         return "TOK_ERR_IO";
+    case TOK_ERR_CONFLICT:
+        return "TOK_ERR_CONFLICT";
     case TOK_ERR_INTERNAL:
         return "TOK_ERR_INTERNAL";
     default:

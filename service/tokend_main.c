@@ -1,1 +1,77 @@
-int main(void) { return 0; }
+/*
+ * tokend_main.c - the daemon: configuration, hardening, keys, database,
+ * then the event loops. Every failure before the loops start is one line on
+ * stderr and exit code 2.
+ */
+#include "tokend/config.h"
+#include "tokend/db.h"
+#include "tokend/keyring.h"
+#include "tokend/log.h"
+#include "tokend/server.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define EXIT_CONFIG 2
+
+static int refuse(const char *what, const char *why)
+{
+    fprintf(stderr, "tokend: %s%s%s\n", what, why != NULL && why[0] ? ": " : "", why ? why : "");
+    return EXIT_CONFIG;
+}
+
+int main(int argc, char **argv)
+{
+    static struct tok_config cfg;
+    static struct tok_app app;
+    char why[TOK_CONFIG_WHY_MAX] = "";
+    const char *cwhy = NULL;
+
+    if (sodium_init() < 0)
+        return refuse("libsodium failed to initialise", NULL);
+    if (tok_harden_process(&cwhy) != TOK_OK)
+        return refuse("cannot disable core dumps", cwhy);
+
+    tok_config_defaults(&cfg);
+    if (tok_config_load(&cfg, argc, argv, why, sizeof why) != TOK_OK)
+        return refuse("bad configuration", why);
+    if (cfg.show_help) {
+        fputs(tok_config_usage(), stdout);
+        return 0;
+    }
+    if (cfg.show_version) {
+        printf("tokend %s\n", TOKEND_VERSION);
+        return 0;
+    }
+    if (tok_config_validate(&cfg, why, sizeof why) != TOK_OK)
+        return refuse("bad configuration", why);
+    tok_log_set_level(cfg.log_level);
+
+    struct tok_keyring *kr = NULL;
+    if (tok_keyring_load_file(cfg.master_key_file, &kr, &cwhy) != TOK_OK)
+        return refuse("cannot load the master key", cwhy);
+
+    struct tok_db_config dbc = {cfg.db_conninfo, cfg.db_threads, cfg.db_batch_max,
+                                cfg.db_batch_window_us};
+    struct tok_db *db = NULL;
+    if (tok_db_open(&dbc, &db, why, sizeof why) != TOK_OK) {
+        tok_keyring_free(&kr);
+        return refuse("cannot connect to the database", why);
+    }
+    tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
+
+    app.cfg = &cfg;
+    app.db = db;
+    app.keyring = kr;
+    if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
+        tok_db_close(&db);
+        tok_keyring_free(&kr);
+        return refuse("cannot start", why);
+    }
+    tok_status st = tok_server_run(&app);
+    tok_db_close(&app.db);
+    tok_keyring_free(&app.keyring);
+    tok_log_info("%s: stopped", __func__);
+    return st == TOK_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+}

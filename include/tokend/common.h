@@ -18,6 +18,7 @@ typedef enum {
     TOK_ERR_NOMEM,    /* allocation failed */
     TOK_ERR_NOTFOUND, /* the object does not exist (or belongs to someone else) */
     TOK_ERR_IO,       /* a file or socket operation failed */
+    TOK_ERR_CONFLICT, /* a uniqueness rule or a concurrent change refused the write */
     TOK_ERR_INTERNAL  /* a bug: an invariant did not hold */
 } tok_status;
 

@@ -1,0 +1,58 @@
+/*
+ * server.h - the process: one h2o event loop per thread, each with its own
+ * SO_REUSEPORT listeners (so the kernel spreads connections and no lock is
+ * shared on the accept path), plus the database threads of db.h.
+ */
+#ifndef TOKEND_SERVER_H
+#define TOKEND_SERVER_H
+
+#include "tokend/common.h"
+#include "tokend/config.h"
+#include "tokend/db.h"
+
+#include <h2o.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+
+struct tok_keyring;
+
+/** Everything shared by all threads; read-only once the loops run. */
+struct tok_app {
+    const struct tok_config *cfg;
+    struct tok_db *db;
+    struct tok_keyring *keyring;
+    h2o_globalconf_t h2o;
+    SSL_CTX *ssl_ctx;
+    struct tok_worker *workers;
+    unsigned nworkers;
+};
+
+/** One event-loop thread. */
+struct tok_worker {
+    h2o_context_t ctx; /* first: handlers reach the worker from req->conn->ctx */
+    struct tok_app *app;
+    unsigned index;
+    pthread_t tid;
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t db_replies;
+    h2o_multithread_receiver_t control;
+    h2o_accept_ctx_t accept_h2c, accept_tls;
+    h2o_socket_t *listeners[2];
+    volatile bool stop;
+};
+
+/**
+ * Builds the h2o configuration, the TLS context (TLS >= 1.2, AEAD ciphers,
+ * ALPN h2 then http/1.1) and binds the listeners. Writes a one-line reason
+ * into why on failure (TOK_ERR_INPUT for configuration, TOK_ERR_IO for
+ * sockets and files).
+ */
+TOK_MUST_CHECK tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len);
+
+/** Starts the loop threads, waits for SIGINT/SIGTERM, stops them, returns. */
+TOK_MUST_CHECK tok_status tok_server_run(struct tok_app *app);
+
+/** The worker that owns a request (from its h2o context). */
+struct tok_worker *tok_server_worker(h2o_req_t *req);
+
+#endif

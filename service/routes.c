@@ -1,0 +1,78 @@
+/*
+ * routes.c - the route table and the matcher.
+ */
+#include "tokend/routes.h"
+#include "tokend/health.h"
+
+#include <string.h>
+
+static const struct tok_route routes[] = {
+    {"GET", "/healthz", tok_health_live},
+    {"GET", "/readyz", tok_health_ready},
+    {NULL, NULL, NULL},
+};
+
+const struct tok_route *tok_routes_table(void)
+{
+    return routes;
+}
+
+/* Matches one pattern against a path, capturing {params}. */
+static bool match_path(const char *pattern, struct tok_slice path, struct tok_req *r)
+{
+    size_t pi = 0, si = 0, plen = strlen(pattern), n = 0;
+    while (pi < plen && si < path.len) {
+        if (pattern[pi] == '{') {
+            const char *close = strchr(pattern + pi, '}');
+            if (close == NULL)
+                return false;
+            size_t start = si;
+            while (si < path.len && path.ptr[si] != '/')
+                si++;
+            if (si == start || n >= TOK_PATH_PARAMS_MAX)
+                return false;
+            if (r != NULL)
+                r->params[n] = tok_slice_of(path.ptr + start, si - start);
+            n++;
+            pi = (size_t)(close - pattern) + 1;
+            continue;
+        }
+        if (pattern[pi] != (char)path.ptr[si])
+            return false;
+        pi++;
+        si++;
+    }
+    if (pi != plen || si != path.len)
+        return false;
+    if (r != NULL)
+        r->nparams = n;
+    return true;
+}
+
+tok_status tok_routes_match(struct tok_slice method, struct tok_slice path, struct tok_req *r,
+                            const struct tok_route **out, char allow[TOK_ALLOW_MAX])
+{
+    TOK_ENSURE(out != NULL && allow != NULL, TOK_ERR_INTERNAL);
+    struct tok_buf ab;
+    tok_buf_init(&ab, allow, TOK_ALLOW_MAX);
+    bool path_seen = false;
+    for (const struct tok_route *rt = routes; rt->method != NULL; rt++) {
+        if (!match_path(rt->pattern, path, NULL))
+            continue;
+        path_seen = true;
+        if (tok_slice_eq(method, rt->method) ||
+            (tok_slice_eq(method, "HEAD") && strcmp(rt->method, "GET") == 0)) {
+            (void)match_path(rt->pattern, path, r);
+            *out = rt;
+            return TOK_OK;
+        }
+        if (ab.len > 0 && tok_buf_puts(&ab, ", ") != TOK_OK)
+            continue;
+        if (tok_buf_puts(&ab, rt->method) != TOK_OK)
+            continue;
+    }
+    if (ab.len >= TOK_ALLOW_MAX)
+        ab.len = TOK_ALLOW_MAX - 1;
+    allow[ab.len] = '\0';
+    return path_seen ? TOK_ERR_INPUT : TOK_ERR_NOTFOUND;
+}

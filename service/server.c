@@ -1,0 +1,257 @@
+/*
+ * server.c - h2o configuration, TLS, listeners and the event-loop threads.
+ */
+#include "tokend/server.h"
+#include "tokend/log.h"
+#include "tokend/routes.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* TLS 1.2 suites: ECDHE with AEAD only (TLS 1.3 suites are OpenSSL's, all AEAD). */
+static const char tls12_ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+#define LISTEN_BACKLOG 1024
+#define H2_MAX_CONCURRENT 256
+
+struct app_handler {
+    h2o_handler_t super;
+    struct tok_app *app;
+};
+
+struct control_msg {
+    h2o_multithread_message_t super;
+};
+
+struct tok_worker *tok_server_worker(h2o_req_t *req)
+{
+    return (struct tok_worker *)req->conn->ctx;
+}
+
+static int on_req(h2o_handler_t *self_, h2o_req_t *req)
+{
+    struct app_handler *self = (struct app_handler *)self_;
+    struct tok_req *r = h2o_mem_alloc_pool(&req->pool, sizeof *r);
+    memset(r, 0, sizeof *r);
+    r->req = req;
+    r->app = self->app;
+    r->worker = tok_server_worker(req);
+    tok_http_assign_id(r);
+
+    size_t plen = req->path.len;
+    if (req->query_at != SIZE_MAX && req->query_at < plen)
+        plen = req->query_at;
+    const struct tok_route *rt = NULL;
+    char allow[TOK_ALLOW_MAX];
+    tok_status st = tok_routes_match(tok_slice_of(req->method.base, req->method.len),
+                                     tok_slice_of(req->path.base, plen), r, &rt, allow);
+    if (st == TOK_ERR_NOTFOUND) {
+        tok_http_problem(r, 404, "not_found", "no such route", NULL);
+        return 0;
+    }
+    if (st == TOK_ERR_INPUT) {
+        tok_http_header(r, "allow", allow);
+        tok_http_problem(r, 405, "method_not_allowed", "this route does not take that method",
+                         NULL);
+        return 0;
+    }
+    if (st != TOK_OK) {
+        tok_http_problem(r, 500, "internal_error", NULL, NULL);
+        return 0;
+    }
+    r->route = rt->pattern;
+    rt->fn(r);
+    return 0;
+}
+
+static tok_status setup_tls(struct tok_app *app, char *why, size_t why_len)
+{
+    const struct tok_config *cfg = app->cfg;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(why, why_len, "cannot create the TLS context");
+        return TOK_ERR_INTERNAL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+    if (SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1) {
+        snprintf(why, why_len, "the TLS cipher list was refused by OpenSSL");
+        SSL_CTX_free(ctx);
+        return TOK_ERR_INTERNAL;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+        snprintf(why, why_len, "cannot load the TLS certificate '%.200s'", cfg->tls_cert);
+        SSL_CTX_free(ctx);
+        return TOK_ERR_INPUT;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(why, why_len, "cannot load the TLS key '%.200s' (or it does not match the certificate)",
+                 cfg->tls_key);
+        SSL_CTX_free(ctx);
+        return TOK_ERR_INPUT;
+    }
+    ERR_clear_error();
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    app->ssl_ctx = ctx;
+    return TOK_OK;
+}
+
+static tok_status bind_listener(const char *addr_s, int *out_fd, char *why, size_t why_len)
+{
+    struct sockaddr_storage ss;
+    unsigned len = sizeof ss;
+    if (tok_config_parse_addr(addr_s, (struct sockaddr *)&ss, &len) != TOK_OK) {
+        snprintf(why, why_len, "bad listen address '%.64s'", addr_s);
+        return TOK_ERR_INPUT;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, why_len, "socket(): %s", strerror(errno));
+        return TOK_ERR_IO;
+    }
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+        snprintf(why, why_len, "cannot listen on %.64s: %s", addr_s, strerror(errno));
+        close(fd);
+        return TOK_ERR_IO;
+    }
+    *out_fd = fd;
+    return TOK_OK;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err != NULL)
+        return;
+    h2o_accept_ctx_t *actx = listener->data;
+    for (int i = 0; i < 16; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            return;
+        h2o_accept(actx, sock);
+    }
+}
+
+static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    struct tok_worker *w = H2O_STRUCT_FROM_MEMBER(struct tok_worker, control, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *m =
+            H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->link);
+        free(m);
+    }
+    w->stop = true;
+}
+
+static tok_status init_worker(struct tok_app *app, struct tok_worker *w, char *why, size_t why_len)
+{
+    const struct tok_config *cfg = app->cfg;
+    h2o_evloop_t *loop = h2o_evloop_create();
+    h2o_context_init(&w->ctx, loop, &app->h2o);
+    w->app = app;
+    w->queue = h2o_multithread_create_queue(loop);
+    h2o_multithread_register_receiver(w->queue, &w->db_replies, tok_db_on_replies);
+    h2o_multithread_register_receiver(w->queue, &w->control, on_control);
+
+    const char *addrs[2] = {cfg->listen_h2c, cfg->listen_tls};
+    h2o_accept_ctx_t *actx[2] = {&w->accept_h2c, &w->accept_tls};
+    for (int i = 0; i < 2; i++) {
+        actx[i]->ctx = &w->ctx;
+        actx[i]->hosts = app->h2o.hosts;
+        actx[i]->ssl_ctx = i == 1 ? app->ssl_ctx : NULL;
+        if (addrs[i][0] == '\0')
+            continue;
+        int fd = -1;
+        TOK_GUARD(bind_listener(addrs[i], &fd, why, why_len));
+        w->listeners[i] = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        w->listeners[i]->data = actx[i];
+        h2o_socket_read_start(w->listeners[i], on_accept);
+    }
+    return TOK_OK;
+}
+
+tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len)
+{
+    const struct tok_config *cfg = app->cfg;
+    signal(SIGPIPE, SIG_IGN);
+    h2o_config_init(&app->h2o);
+    app->h2o.server_name = h2o_iovec_init(H2O_STRLIT("tokend"));
+    /* h2o buffers whole bodies: cap them at our limit (see README: HTTP/2 gets RST_STREAM) */
+    app->h2o.max_request_entity_size = cfg->body_limit;
+    app->h2o.http1.req_timeout = 10000;
+    app->h2o.http2.idle_timeout = 30000;
+    app->h2o.http2.max_concurrent_requests_per_connection = H2_MAX_CONCURRENT;
+    h2o_hostconf_t *host = h2o_config_register_host(&app->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    struct app_handler *h = (struct app_handler *)h2o_create_handler(path, sizeof *h);
+    h->super.on_req = on_req;
+    h->app = app;
+    tok_http_register_filters(path);
+    tok_http_register_filters(&host->fallback_path);
+
+    if (cfg->listen_tls[0] != '\0')
+        TOK_GUARD(setup_tls(app, why, why_len));
+
+    app->nworkers = cfg->threads;
+    app->workers = calloc(app->nworkers, sizeof *app->workers);
+    TOK_ENSURE(app->workers != NULL, TOK_ERR_NOMEM);
+    for (unsigned i = 0; i < app->nworkers; i++) {
+        app->workers[i].index = i;
+        TOK_GUARD(init_worker(app, &app->workers[i], why, why_len));
+    }
+    return TOK_OK;
+}
+
+static void *loop_main(void *arg)
+{
+    struct tok_worker *w = arg;
+    while (!w->stop)
+        h2o_evloop_run(w->ctx.loop, INT32_MAX);
+    return NULL;
+}
+
+tok_status tok_server_run(struct tok_app *app)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    for (unsigned i = 0; i < app->nworkers; i++) {
+        if (pthread_create(&app->workers[i].tid, NULL, loop_main, &app->workers[i]) != 0) {
+            tok_log_err("%s: cannot start event-loop thread %u", __func__, i);
+            return TOK_ERR_INTERNAL;
+        }
+    }
+    tok_log_info("%s: tokend %s serving h2c on %s, TLS on %s, %u loop threads", __func__,
+                 TOKEND_VERSION, app->cfg->listen_h2c[0] ? app->cfg->listen_h2c : "(off)",
+                 app->cfg->listen_tls[0] ? app->cfg->listen_tls : "(off)", app->nworkers);
+    int sig = 0;
+    sigwait(&set, &sig);
+    tok_log_info("%s: signal %d, stopping", __func__, sig);
+    for (unsigned i = 0; i < app->nworkers; i++) {
+        struct control_msg *m = calloc(1, sizeof *m);
+        if (m != NULL)
+            h2o_multithread_send_message(&app->workers[i].control, &m->super);
+    }
+    for (unsigned i = 0; i < app->nworkers; i++)
+        pthread_join(app->workers[i].tid, NULL);
+    return TOK_OK;
+}
