@@ -16,7 +16,7 @@ v=$(curl -sk --http1.1 -o /dev/null -w '%{http_version} %{http_code}' "$TLS/heal
 expect_eq "TLS without h2 falls back to HTTP/1.1" "$v" "1.1 200"
 v=$(curl -sk --tls-max 1.1 --tlsv1.1 -o /dev/null -w '%{http_code}' "$TLS/healthz" 2>/dev/null)
 expect_eq "TLS 1.1 is refused" "$v" "000"
-proto=$(echo | openssl s_client -connect "127.0.0.1:$TLS_A" -alpn h2 2>/dev/null | sed -nE 's/^ *Protocol *: *//p' | head -n 1)
+proto=$(echo | openssl s_client -connect "127.0.0.1:$TLS_A" -alpn h2 2>/dev/null | sed -nE "s/^New, (TLSv1\.[0-9]), .*/\1/p" | head -n 1)
 expect_match "TLS 1.2 or 1.3 negotiated" "$proto" '^TLSv1\.[23]$'
 
 # --- request ids and problem+json ----------------------------------------------------
@@ -82,7 +82,7 @@ expect_eq "/readyz 200 again after PostgreSQL restarts (same tokend)" "$v" "200"
 expect_true "same tokend process throughout" kill -0 "$TOKEND_PID_A"
 
 # --- logs ---------------------------------------------------------------------------------------
-expect_true "every log line is JSON" jq -e . "$LOG_A" >/dev/null
+expect_true "every log line is JSON" bash -c "jq -e . \"$LOG_A\" >/dev/null"
 n=$(jq -r 'select(.msg=="request" and .request_id=="'"$rid"'") | .status' "$LOG_A" | head -n 1)
 expect_eq "the access log has the request with its id and status" "$n" "200"
 expect_true "the access log never carries a body" bash -c "! grep -q aaaaaaaaaa '$LOG_A'"
