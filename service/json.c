@@ -1078,3 +1078,10 @@ void tok_jw_null(struct tok_json_writer *w)
         return;
     jw_after_value(w, tok_json_w_null(w->b));
 }
+
+void tok_jw_raw(struct tok_json_writer *w, struct tok_slice json)
+{
+    if (!jw_before_value(w))
+        return;
+    jw_after_value(w, tok_buf_write(w->b, json.ptr, json.len));
+}

@@ -3,12 +3,16 @@
  */
 #include "tokend/routes.h"
 #include "tokend/health.h"
+#include "tokend/tokens.h"
 
 #include <string.h>
 
 static const struct tok_route routes[] = {
     {"GET", "/healthz", tok_health_live},
     {"GET", "/readyz", tok_health_ready},
+    {"POST", "/v1/tokens", tok_tokens_create},
+    {"GET", "/v1/tokens/{id}", tok_tokens_get},
+    {"DELETE", "/v1/tokens/{id}", tok_tokens_redact},
     {NULL, NULL, NULL},
 };
 

@@ -2,6 +2,7 @@
  * server.c - h2o configuration, TLS, listeners and the event-loop threads.
  */
 #include "tokend/server.h"
+#include "tokend/auth.h"
 #include "tokend/log.h"
 #include "tokend/routes.h"
 
@@ -166,6 +167,10 @@ static tok_status init_worker(struct tok_app *app, struct tok_worker *w, char *w
     h2o_evloop_t *loop = h2o_evloop_create();
     h2o_context_init(&w->ctx, loop, &app->h2o);
     w->app = app;
+    if (tok_auth_cache_new(&w->auth_cache) != TOK_OK) {
+        snprintf(why, why_len, "out of memory");
+        return TOK_ERR_NOMEM;
+    }
     w->queue = h2o_multithread_create_queue(loop);
     h2o_multithread_register_receiver(w->queue, &w->db_replies, tok_db_on_replies);
     h2o_multithread_register_receiver(w->queue, &w->control, on_control);

@@ -16,6 +16,7 @@
 
 struct tok_app;
 struct tok_worker;
+struct tok_principal;
 
 /** Per-request state, allocated from the request's pool (holds no secret). */
 struct tok_req {
@@ -26,6 +27,7 @@ struct tok_req {
     const char *route; /* the matched pattern, for logs and metrics */
     struct tok_slice params[TOK_PATH_PARAMS_MAX];
     size_t nparams;
+    struct tok_principal *principal; /* set by tok_auth_require; a counted reference */
 };
 
 /**

@@ -246,5 +246,7 @@ void tok_jw_strn(struct tok_json_writer *w, struct tok_slice s);
 void tok_jw_int(struct tok_json_writer *w, int64_t v);
 void tok_jw_bool(struct tok_json_writer *w, bool v);
 void tok_jw_null(struct tok_json_writer *w);
+/** Writes an already-serialised JSON value (trusted: e.g. jsonb text from PostgreSQL). */
+void tok_jw_raw(struct tok_json_writer *w, struct tok_slice json);
 
 #endif

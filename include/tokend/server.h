@@ -38,6 +38,7 @@ struct tok_worker {
     h2o_multithread_receiver_t control;
     h2o_accept_ctx_t accept_h2c, accept_tls;
     h2o_socket_t *listeners[2];
+    struct tok_auth_cache *auth_cache;
     volatile bool stop;
 };
 

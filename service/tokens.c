@@ -1,0 +1,887 @@
+/*
+ * tokens.c - tokenise, read and redact.
+ *
+ * POST /v1/tokens, in order, on the request's loop thread unless noted:
+ *   auth (tokens:write) -> parse the body into locked memory and wipe the
+ *   request body -> validate every field (422 + code + param) -> normalise
+ *   the PAN, fingerprint it with the tenant's key -> [deduplicate: look up
+ *   the fingerprint on a DB thread] -> the gateway adapter tokenises ->
+ *   seal its reference under the tenant DEK -> wipe PAN/CVC -> one DB job
+ *   inserts token, sealed reference and audit event (group-committed) ->
+ *   201. A gateway failure stores nothing.
+ */
+#include "tokend/tokens.h"
+#include "tokend/auth.h"
+#include "tokend/base62.h"
+#include "tokend/card.h"
+#include "tokend/encoding.h"
+#include "tokend/gateway.h"
+#include "tokend/json.h"
+#include "tokend/keyring.h"
+#include "tokend/log.h"
+#include "tokend/server.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define METADATA_JSON_MAX 16384
+#define EXPIRES_MAX_SECONDS (20LL * 366 * 24 * 3600)
+
+/* ---- what a token looks like to the API ---------------------------------------- */
+
+struct token_row {
+    char id[TOK_ID_MAX];
+    bool livemode;
+    char format[16];
+    char pan_shaped[TOK_PAN_MAX + 1];
+    char fingerprint[65];
+    char brand[16];
+    char last4[5];
+    char bin[9];
+    int exp_month, exp_year;
+    char created_at[32];
+    char expires_at[32];
+    bool redacted;
+    bool expired;
+    char gateways[256]; /* "sandbox:active stripe:failed" */
+    char *metadata;     /* JSON text, malloc'd */
+};
+
+#define TOKEN_COLUMNS                                                                               \
+    "t.id, t.livemode, t.format, coalesce(t.pan_shaped, ''), encode(t.fingerprint, 'hex'), "      \
+    "t.brand, t.last4, coalesce(t.bin, ''), t.exp_month, t.exp_year, t.metadata::text, "           \
+    "to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "                 \
+    "coalesce(to_char(t.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "   \
+    "t.redacted_at IS NOT NULL, coalesce(t.expires_at <= now(), false), "                          \
+    "coalesce((SELECT string_agg(g.gateway || ':' || g.status, ' ' ORDER BY g.gateway) "           \
+    "FROM vault.gateway_refs g WHERE g.tenant_id = t.tenant_id AND g.token_id = t.id), '')"
+
+static const struct tok_sql token_by_id_sql = {
+    "token_by_id",
+    "SELECT " TOKEN_COLUMNS " FROM vault.tokens t WHERE t.tenant_id = $1 AND t.id = $2 AND t.livemode = $3",
+    3};
+
+static const struct tok_sql token_by_fingerprint_sql = {
+    "token_by_fingerprint",
+    "SELECT " TOKEN_COLUMNS " FROM vault.tokens t WHERE t.tenant_id = $1 AND t.livemode = $2 "
+    "AND t.fingerprint = $3 AND t.redacted_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now()) "
+    "ORDER BY t.created_at LIMIT 1",
+    3};
+
+static const struct tok_sql token_insert_sql = {
+    "token_insert",
+    "INSERT INTO vault.tokens (tenant_id, id, livemode, format, pan_shaped, fingerprint, brand, "
+    "last4, bin, exp_month, exp_year, metadata, key_version, expires_at, created_by) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, to_timestamp($14::float8), $15) "
+    "ON CONFLICT (tenant_id, pan_shaped) DO NOTHING RETURNING id",
+    15};
+
+static const struct tok_sql gateway_ref_insert_sql = {
+    "gateway_ref_insert",
+    "INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, ref_sealed, key_version) "
+    "VALUES ($1, $2, $3, $4, $5, $6)",
+    6};
+
+static const struct tok_sql token_redact_sql = {
+    "token_redact",
+    "UPDATE vault.tokens SET redacted_at = coalesce(redacted_at, now()) "
+    "WHERE tenant_id = $1 AND id = $2 AND livemode = $3 RETURNING id",
+    3};
+
+static const struct tok_sql refs_destroy_sql = {
+    "gateway_refs_destroy",
+    "UPDATE vault.gateway_refs SET ref_sealed = NULL, status = 'destroyed' "
+    "WHERE tenant_id = $1 AND token_id = $2",
+    2};
+
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    tok_copy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static tok_status row_from_result(PGresult *res, int i, struct token_row *row)
+{
+    copy_field(row->id, sizeof row->id, PQgetvalue(res, i, 0));
+    row->livemode = PQgetvalue(res, i, 1)[0] == 't';
+    copy_field(row->format, sizeof row->format, PQgetvalue(res, i, 2));
+    copy_field(row->pan_shaped, sizeof row->pan_shaped, PQgetvalue(res, i, 3));
+    copy_field(row->fingerprint, sizeof row->fingerprint, PQgetvalue(res, i, 4));
+    copy_field(row->brand, sizeof row->brand, PQgetvalue(res, i, 5));
+    copy_field(row->last4, sizeof row->last4, PQgetvalue(res, i, 6));
+    copy_field(row->bin, sizeof row->bin, PQgetvalue(res, i, 7));
+    row->exp_month = (int)strtol(PQgetvalue(res, i, 8), NULL, 10);
+    row->exp_year = (int)strtol(PQgetvalue(res, i, 9), NULL, 10);
+    copy_field(row->created_at, sizeof row->created_at, PQgetvalue(res, i, 11));
+    copy_field(row->expires_at, sizeof row->expires_at, PQgetvalue(res, i, 12));
+    row->redacted = PQgetvalue(res, i, 13)[0] == 't';
+    row->expired = PQgetvalue(res, i, 14)[0] == 't';
+    copy_field(row->gateways, sizeof row->gateways, PQgetvalue(res, i, 15));
+    free(row->metadata);
+    row->metadata = strdup(PQgetvalue(res, i, 10));
+    return row->metadata != NULL ? TOK_OK : TOK_ERR_NOMEM;
+}
+
+static void token_json(struct tok_json_writer *w, const struct token_row *row)
+{
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "id");
+    tok_jw_str(w, row->id);
+    tok_jw_key(w, "object");
+    tok_jw_str(w, "token");
+    tok_jw_key(w, "livemode");
+    tok_jw_bool(w, row->livemode);
+    tok_jw_key(w, "format");
+    tok_jw_str(w, row->format);
+    if (row->pan_shaped[0] != '\0') {
+        tok_jw_key(w, "pan_shaped");
+        tok_jw_str(w, row->pan_shaped);
+    }
+    tok_jw_key(w, "brand");
+    tok_jw_str(w, row->brand);
+    tok_jw_key(w, "last4");
+    tok_jw_str(w, row->last4);
+    tok_jw_key(w, "bin");
+    tok_jw_str(w, row->bin[0] != '\0' ? row->bin : NULL);
+    tok_jw_key(w, "exp_month");
+    tok_jw_int(w, row->exp_month);
+    tok_jw_key(w, "exp_year");
+    tok_jw_int(w, row->exp_year);
+    tok_jw_key(w, "fingerprint");
+    tok_jw_str(w, row->fingerprint);
+    tok_jw_key(w, "created_at");
+    tok_jw_str(w, row->created_at);
+    tok_jw_key(w, "expires_at");
+    tok_jw_str(w, row->expires_at[0] != '\0' ? row->expires_at : NULL);
+    tok_jw_key(w, "expired");
+    tok_jw_bool(w, row->expired);
+    tok_jw_key(w, "redacted");
+    tok_jw_bool(w, row->redacted);
+    tok_jw_key(w, "metadata");
+    tok_jw_raw(w, tok_slice_str(row->metadata != NULL ? row->metadata : "{}"));
+    tok_jw_key(w, "gateways");
+    tok_jw_arr_begin(w);
+    const char *g = row->gateways;
+    while (*g != '\0') {
+        size_t n = strcspn(g, " ");
+        const char *colon = memchr(g, ':', n);
+        if (colon != NULL) {
+            tok_jw_obj_begin(w);
+            tok_jw_key(w, "gateway");
+            tok_jw_strn(w, tok_slice_of(g, (size_t)(colon - g)));
+            tok_jw_key(w, "status");
+            tok_jw_strn(w, tok_slice_of(colon + 1, n - (size_t)(colon - g) - 1));
+            tok_jw_obj_end(w);
+        }
+        g += n;
+        while (*g == ' ')
+            g++;
+    }
+    tok_jw_arr_end(w);
+    tok_jw_obj_end(w);
+}
+
+static void send_token(struct tok_req *r, int status, const struct token_row *row)
+{
+    struct tok_buf b = {0};
+    if (tok_buf_alloc(&b, TOK_TOKEN_JSON_MAX, false) != TOK_OK) {
+        tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    struct tok_json_writer w;
+    tok_jw_init(&w, &b);
+    token_json(&w, row);
+    if (tok_jw_finish(&w) != TOK_OK) {
+        tok_log_err("%s: %s: token JSON does not fit", __func__, r->id);
+        tok_http_problem(r, 500, "internal_error", NULL, NULL);
+    } else {
+        tok_http_json(r, status, tok_buf_slice(&b));
+    }
+    tok_buf_wipe(&b);
+}
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static bool digits(struct tok_slice s, size_t at, size_t n, int *out)
+{
+    if (at > s.len || n > s.len - at)
+        return false;
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s.ptr[at + i];
+        if (c < '0' || c > '9')
+            return false;
+        v = v * 10 + (c - '0');
+    }
+    *out = v;
+    return true;
+}
+
+tok_status tok_rfc3339_parse(struct tok_slice s, int64_t *out)
+{
+    int y, mo, d, h, mi, sec;
+    TOK_ENSURE(s.len >= 20 && s.len <= 40, TOK_ERR_INPUT);
+    TOK_ENSURE(digits(s, 0, 4, &y) && s.ptr[4] == '-' && digits(s, 5, 2, &mo) && s.ptr[7] == '-' &&
+                   digits(s, 8, 2, &d) && (s.ptr[10] == 'T' || s.ptr[10] == 't') &&
+                   digits(s, 11, 2, &h) && s.ptr[13] == ':' && digits(s, 14, 2, &mi) &&
+                   s.ptr[16] == ':' && digits(s, 17, 2, &sec),
+               TOK_ERR_INPUT);
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    TOK_ENSURE(mo >= 1 && mo <= 12 && d >= 1 && d <= mdays[mo - 1] && h <= 23 && mi <= 59 && sec <= 60,
+               TOK_ERR_INPUT);
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    TOK_ENSURE(!(mo == 2 && d == 29 && !leap), TOK_ERR_INPUT);
+    size_t i = 19;
+    if (i < s.len && s.ptr[i] == '.') {
+        i++;
+        size_t start = i;
+        while (i < s.len && s.ptr[i] >= '0' && s.ptr[i] <= '9')
+            i++;
+        TOK_ENSURE(i > start && i - start <= 9, TOK_ERR_INPUT);
+    }
+    int64_t offset = 0;
+    TOK_ENSURE(i < s.len, TOK_ERR_INPUT);
+    if (s.ptr[i] == 'Z' || s.ptr[i] == 'z') {
+        TOK_ENSURE(i + 1 == s.len, TOK_ERR_INPUT);
+    } else {
+        int oh, om;
+        TOK_ENSURE((s.ptr[i] == '+' || s.ptr[i] == '-') && i + 6 == s.len && digits(s, i + 1, 2, &oh) &&
+                       s.ptr[i + 3] == ':' && digits(s, i + 4, 2, &om) && oh <= 23 && om <= 59,
+                   TOK_ERR_INPUT);
+        offset = (int64_t)(oh * 3600 + om * 60) * (s.ptr[i] == '-' ? -1 : 1);
+    }
+    *out = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec - offset;
+    return TOK_OK;
+}
+
+bool tok_contains_pan(struct tok_slice s)
+{
+    uint8_t run[TOK_PAN_MAX + 1];
+    size_t n = 0;
+    for (size_t i = 0; i <= s.len; i++) {
+        uint8_t c = i < s.len ? s.ptr[i] : 0;
+        if (c >= '0' && c <= '9') {
+            if (n < sizeof run)
+                run[n] = c;
+            n++;
+            continue;
+        }
+        bool sep = (c == ' ' || c == '-') && n > 0 && i + 1 < s.len && s.ptr[i + 1] >= '0' &&
+                   s.ptr[i + 1] <= '9';
+        if (sep)
+            continue;
+        if (n >= TOK_PAN_MIN && n <= TOK_PAN_MAX && tok_card_luhn_ok(tok_slice_of(run, n))) {
+            sodium_memzero(run, sizeof run);
+            return true;
+        }
+        n = 0;
+    }
+    sodium_memzero(run, sizeof run);
+    return false;
+}
+
+/* ---- POST /v1/tokens ---------------------------------------------------------------- */
+
+/* Card data while it exists: sodium_malloc'd (guard pages, never in a core dump). */
+struct card_secret {
+    uint8_t pan[TOK_PAN_MAX + 1];
+    uint8_t cvc[8];
+    uint8_t name[TOK_CARD_NAME_MAX + 1];
+    struct tok_buf pan_buf, cvc_buf, name_buf;
+    struct tok_card_data card;
+};
+
+struct create_call {
+    struct tok_call call; /* first */
+    struct tok_req *owner; /* valid while the gateway runs: the sandbox completes synchronously */
+    bool keep;             /* skip one release: the call object is reused for the insert */
+    struct card_secret *secret;
+    bool deduplicate;
+    bool found_existing;
+    bool insert_phase;
+    struct token_row row;
+    char tenant_id[TOK_ID_MAX];
+    char actor[TOK_ID_MAX];
+    char request_id[TOK_REQUEST_ID_LEN + 1];
+    uint32_t key_version;
+    uint8_t fingerprint[32];
+    char candidates[TOK_PAN_SHAPED_TRIES][TOK_PAN_MAX + 1];
+    int64_t expires_at; /* 0 = none */
+    char metadata[METADATA_JSON_MAX];
+    const struct tok_gateway_ops *gateway;
+    struct tok_gateway_call gw;
+    uint8_t sealed[TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD];
+    struct tok_buf sealed_buf;
+};
+
+static void wipe_card(struct create_call *c)
+{
+    if (c->secret == NULL)
+        return;
+    sodium_free(c->secret); /* sodium_free wipes before it unmaps */
+    c->secret = NULL;
+}
+
+static void create_release(struct tok_call *call)
+{
+    struct create_call *c = (struct create_call *)call;
+    if (c->keep) {
+        c->keep = false;
+        return;
+    }
+    wipe_card(c);
+    free(c->row.metadata);
+    sodium_memzero(c, sizeof *c);
+    free(c);
+}
+
+struct field_error {
+    const char *code;
+    const char *param;
+    const char *detail;
+};
+
+#define FAIL_FIELD(fe, c, p, d)                                                                    \
+    do {                                                                                           \
+        (fe)->code = (c);                                                                          \
+        (fe)->param = (p);                                                                         \
+        (fe)->detail = (d);                                                                        \
+        return TOK_ERR_INPUT;                                                                      \
+    } while (0)
+
+static tok_status get_int(const struct tok_json_node *obj, const char *key, bool required,
+                          int64_t *out, bool *present)
+{
+    const struct tok_json_node *n = tok_json_get(obj, key);
+    *present = n != NULL;
+    if (n == NULL)
+        return required ? TOK_ERR_INPUT : TOK_OK;
+    return tok_json_int64(n, out);
+}
+
+static tok_status validate_metadata(const struct tok_json_node *m, struct create_call *c,
+                                    struct field_error *fe)
+{
+    struct tok_buf b;
+    tok_buf_init(&b, c->metadata, sizeof c->metadata - 1);
+    struct tok_json_writer w;
+    tok_jw_init(&w, &b);
+    tok_jw_obj_begin(&w);
+    if (m != NULL) {
+        if (tok_json_type(m) != TOK_JSON_OBJECT)
+            FAIL_FIELD(fe, "invalid_type", "metadata", "metadata must be an object of strings");
+        size_t n = tok_json_object_size(m);
+        if (n > TOK_METADATA_KEYS_MAX)
+            FAIL_FIELD(fe, "metadata_too_many_keys", "metadata", "at most 20 metadata keys");
+        for (size_t i = 0; i < n; i++) {
+            struct tok_slice k, v;
+            const struct tok_json_node *val = NULL;
+            TOK_GUARD(tok_json_object_at(m, i, &k, &val));
+            if (k.len == 0 || k.len > TOK_METADATA_KEY_MAX)
+                FAIL_FIELD(fe, "metadata_key_invalid", "metadata",
+                           "metadata keys are 1 to 40 bytes");
+            if (tok_json_string(val, &v) != TOK_OK)
+                FAIL_FIELD(fe, "invalid_type", "metadata", "metadata values must be strings");
+            if (v.len > TOK_METADATA_VALUE_MAX)
+                FAIL_FIELD(fe, "metadata_value_too_long", "metadata",
+                           "metadata values are at most 500 bytes");
+            if (tok_contains_pan(v) || tok_contains_pan(k))
+                FAIL_FIELD(fe, "metadata_contains_pan", "metadata",
+                           "metadata must not hold card numbers");
+            char key[TOK_METADATA_KEY_MAX + 1];
+            if (memchr(k.ptr, 0, k.len) != NULL)
+                FAIL_FIELD(fe, "metadata_key_invalid", "metadata", "metadata keys cannot hold NUL");
+            tok_copy(key, k.ptr, k.len);
+            key[k.len] = '\0';
+            tok_jw_key(&w, key);
+            tok_jw_strn(&w, v);
+        }
+    }
+    tok_jw_obj_end(&w);
+    TOK_GUARD(tok_jw_finish(&w));
+    c->metadata[b.len] = '\0';
+    return TOK_OK;
+}
+
+static const char *const top_fields[] = {"card", "metadata", "deduplicate", "expires_at", "format"};
+static const char *const card_fields[] = {"number", "exp_month", "exp_year", "cvc", "name"};
+
+/* Validates the body into c (card data into c->secret). */
+static tok_status validate(struct tok_req *r, const struct tok_json_node *root, struct create_call *c,
+                           struct field_error *fe)
+{
+    const struct tok_principal *p = r->principal;
+    if (tok_json_type(root) != TOK_JSON_OBJECT)
+        FAIL_FIELD(fe, "invalid_type", "body", "the body must be a JSON object");
+    struct tok_slice unknown;
+    if (tok_json_check_keys(root, top_fields, TOK_ARRAY_LEN(top_fields), &unknown) != TOK_OK)
+        FAIL_FIELD(fe, "unknown_field", tok_json_key_echoable(unknown) ? NULL : "body",
+                   "the body has a field this API does not know");
+    const struct tok_json_node *card = tok_json_get(root, "card");
+    if (card == NULL)
+        FAIL_FIELD(fe, "missing_field", "card", "card is required");
+    if (tok_json_type(card) != TOK_JSON_OBJECT)
+        FAIL_FIELD(fe, "invalid_type", "card", "card must be an object");
+    if (tok_json_check_keys(card, card_fields, TOK_ARRAY_LEN(card_fields), &unknown) != TOK_OK)
+        FAIL_FIELD(fe, "unknown_field", "card", "card has a field this API does not know");
+
+    struct card_secret *cs = c->secret;
+    const char *code = NULL;
+    struct tok_slice num;
+    const struct tok_json_node *n = tok_json_get(card, "number");
+    if (n == NULL)
+        FAIL_FIELD(fe, "missing_field", "card[number]", "card number is required");
+    if (tok_json_string(n, &num) != TOK_OK)
+        FAIL_FIELD(fe, "invalid_type", "card[number]", "card number must be a string");
+    if (tok_card_normalise(num, &cs->pan_buf, &code) != TOK_OK)
+        FAIL_FIELD(fe, code != NULL ? code : "invalid_number", "card[number]",
+                   "the card number must be 12 to 19 digits");
+    enum tok_card_brand brand = TOK_BRAND_UNKNOWN;
+    if (tok_card_pan_check(tok_buf_slice(&cs->pan_buf), &brand, &code) != TOK_OK)
+        FAIL_FIELD(fe, code != NULL ? code : "invalid_number", "card[number]",
+                   "the card number is not valid");
+
+    int64_t month = 0, year = 0;
+    bool present = false;
+    if (get_int(card, "exp_month", true, &month, &present) != TOK_OK)
+        FAIL_FIELD(fe, present ? "invalid_type" : "missing_field", "card[exp_month]",
+                   "exp_month must be an integer from 1 to 12");
+    if (get_int(card, "exp_year", true, &year, &present) != TOK_OK)
+        FAIL_FIELD(fe, present ? "invalid_type" : "missing_field", "card[exp_year]",
+                   "exp_year must be an integer (4 digits)");
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    if (month < -1000000 || month > 1000000 || year < -1000000 || year > 1000000)
+        FAIL_FIELD(fe, "invalid_expiry_year", "card[exp_year]", "expiry out of range");
+    if (tok_card_expiry_check((int)month, (int)year, tm.tm_mon + 1, tm.tm_year + 1900, &code) != TOK_OK)
+        FAIL_FIELD(fe, code != NULL ? code : "invalid_expiry_year",
+                   code != NULL && strcmp(code, TOK_CARD_CODE_EXPIRY_MONTH) == 0 ? "card[exp_month]"
+                                                                                 : "card[exp_year]",
+                   "the expiry date is not acceptable");
+    if (year < 100)
+        year += 2000;
+
+    n = tok_json_get(card, "cvc");
+    if (n == NULL) {
+        if (!p->cvc_optional)
+            FAIL_FIELD(fe, "missing_field", "card[cvc]", "cvc is required");
+    } else {
+        struct tok_slice cvc;
+        if (tok_json_string(n, &cvc) != TOK_OK)
+            FAIL_FIELD(fe, "invalid_type", "card[cvc]", "cvc must be a string");
+        if (tok_card_cvc_check(brand, cvc, &code) != TOK_OK)
+            FAIL_FIELD(fe, "invalid_cvc", "card[cvc]",
+                       brand == TOK_BRAND_AMEX ? "cvc must be 4 digits" : "cvc must be 3 digits");
+        if (tok_buf_write(&cs->cvc_buf, cvc.ptr, cvc.len) != TOK_OK)
+            FAIL_FIELD(fe, "invalid_cvc", "card[cvc]", "cvc too long");
+    }
+    n = tok_json_get(card, "name");
+    if (n != NULL && tok_json_type(n) != TOK_JSON_NULL) {
+        struct tok_slice name;
+        if (tok_json_string(n, &name) != TOK_OK)
+            FAIL_FIELD(fe, "invalid_type", "card[name]", "name must be a string");
+        if (tok_card_name_check(name, &code) != TOK_OK || tok_buf_write(&cs->name_buf, name.ptr, name.len) != TOK_OK)
+            FAIL_FIELD(fe, "invalid_name", "card[name]",
+                       "name must be at most 100 bytes of UTF-8 without control characters");
+    }
+
+    TOK_GUARD(validate_metadata(tok_json_get(root, "metadata"), c, fe));
+
+    n = tok_json_get(root, "deduplicate");
+    if (n != NULL && tok_json_bool(n, &c->deduplicate) != TOK_OK)
+        FAIL_FIELD(fe, "invalid_type", "deduplicate", "deduplicate must be true or false");
+
+    n = tok_json_get(root, "expires_at");
+    if (n != NULL && tok_json_type(n) != TOK_JSON_NULL) {
+        struct tok_slice ts;
+        if (tok_json_string(n, &ts) != TOK_OK || tok_rfc3339_parse(ts, &c->expires_at) != TOK_OK)
+            FAIL_FIELD(fe, "invalid_expires_at", "expires_at", "expires_at must be an RFC 3339 time");
+        if (c->expires_at <= (int64_t)now || c->expires_at > (int64_t)now + EXPIRES_MAX_SECONDS)
+            FAIL_FIELD(fe, "invalid_expires_at", "expires_at",
+                       "expires_at must be in the future and at most 20 years ahead");
+    }
+
+    const char *format = "opaque";
+    n = tok_json_get(root, "format");
+    if (n != NULL) {
+        struct tok_slice f;
+        if (tok_json_string(n, &f) != TOK_OK)
+            FAIL_FIELD(fe, "invalid_type", "format", "format must be \"opaque\" or \"pan_shaped\"");
+        if (tok_slice_eq(f, "pan_shaped"))
+            format = "pan_shaped";
+        else if (!tok_slice_eq(f, "opaque"))
+            FAIL_FIELD(fe, "invalid_format", "format", "format must be \"opaque\" or \"pan_shaped\"");
+    }
+
+    /* derived, non-secret data */
+    struct token_row *row = &c->row;
+    struct tok_slice pan = tok_buf_slice(&cs->pan_buf);
+    copy_field(row->format, sizeof row->format, format);
+    copy_field(row->brand, sizeof row->brand, tok_card_brand_name(brand));
+    row->exp_month = (int)month;
+    row->exp_year = (int)year;
+    row->livemode = p->livemode;
+    struct tok_buf lb, bb;
+    tok_buf_init(&lb, row->last4, sizeof row->last4 - 1);
+    tok_buf_init(&bb, row->bin, sizeof row->bin - 1);
+    TOK_GUARD(tok_card_last4(pan, &lb));
+    if (p->bin_mode != 0) {
+        tok_status bst = tok_card_bin(pan, p->bin_mode, &bb);
+        if (bst != TOK_OK) /* an 8-digit BIN needs a 16+ digit PAN: fall back to 6 */
+            TOK_GUARD(tok_card_bin(pan, TOK_BIN_LEN, &bb));
+    }
+    if (strcmp(format, "pan_shaped") == 0) {
+        for (int i = 0; i < TOK_PAN_SHAPED_TRIES; i++) {
+            struct tok_buf pb;
+            tok_buf_init(&pb, c->candidates[i], sizeof c->candidates[i] - 1);
+            TOK_GUARD(tok_card_pan_shaped(pan, &pb));
+        }
+    }
+    TOK_GUARD(tok_tenant_keys_fingerprint(p->keys, pan, c->fingerprint));
+    c->key_version = tok_tenant_keys_version(p->keys);
+    struct tok_buf fb;
+    tok_buf_init(&fb, row->fingerprint, sizeof row->fingerprint - 1);
+    TOK_GUARD(tok_hex_encode(tok_slice_of(c->fingerprint, 32), &fb));
+    struct tok_buf ib;
+    tok_buf_init(&ib, row->id, sizeof row->id - 1);
+    TOK_GUARD(tok_random_id("tok_", &ib));
+
+    cs->card.pan = pan;
+    cs->card.cvc = tok_buf_slice(&cs->cvc_buf);
+    cs->card.name = tok_buf_slice(&cs->name_buf);
+    cs->card.exp_month = (int)month;
+    cs->card.exp_year = (int)year;
+    return TOK_OK;
+}
+
+static void submit_insert(struct tok_req *r, struct create_call *c);
+
+static void on_gateway_done(struct tok_gateway_call *gw)
+{
+    struct create_call *c = gw->data;
+    struct tok_req *r = c->owner;
+    wipe_card(c); /* the gateway call was the card data's last use */
+    if (gw->outcome != TOK_GW_OK) {
+        tok_log_info("%s: %s: gateway %s refused tokenisation: %s", __func__, r->id,
+                     c->gateway->name, gw->code != NULL ? gw->code : "unknown");
+        tok_audit_async(r, c->tenant_id, c->actor, "token.gateway_failed", c->row.id);
+        tok_http_problem(r, 502, "gateway_error",
+                         gw->code != NULL ? gw->code : "the gateway could not tokenise the card",
+                         "card");
+        create_release(&c->call);
+        return;
+    }
+    struct tok_aad aad = {c->tenant_id, "vault.gateway_refs", "ref_sealed", NULL};
+    char row_id[TOK_ID_MAX + TOK_GATEWAY_NAME_MAX + 2];
+    snprintf(row_id, sizeof row_id, "%s:%s", c->row.id, c->gateway->name);
+    aad.row_id = row_id;
+    tok_buf_init(&c->sealed_buf, c->sealed, sizeof c->sealed);
+    tok_status st = tok_tenant_keys_seal(r->principal->keys, aad,
+                                         tok_slice_str(gw->ref), &c->sealed_buf);
+    sodium_memzero(gw->ref, sizeof gw->ref);
+    if (st != TOK_OK) {
+        tok_log_err("%s: %s: cannot seal the gateway reference (%s)", __func__, r->id,
+                    tok_status_name(st));
+        tok_http_problem(r, 500, "internal_error", NULL, NULL);
+        create_release(&c->call);
+        return;
+    }
+    submit_insert(r, c);
+}
+
+static void run_gateway(struct tok_req *r, struct create_call *c)
+{
+    if (r->principal->livemode) {
+        /* live gateways (stripe, adyen) are configured per tenant: issue #5 */
+        tok_http_problem(r, 422, "no_live_gateway",
+                         "no live gateway is configured for this tenant", NULL);
+        create_release(&c->call);
+        return;
+    }
+    c->gateway = tok_gateway_sandbox();
+    c->gw.card = &c->secret->card;
+    c->gw.livemode = false;
+    c->gw.done = on_gateway_done;
+    c->gw.data = c;
+    c->gateway->tokenise(c->gateway, &c->gw);
+}
+
+static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
+{
+    struct create_call *c = (struct create_call *)job;
+    const char *live = c->row.livemode ? "t" : "f";
+    TOK_GUARD(tok_db_set_tenant(conn, c->tenant_id));
+    PGresult *res = NULL;
+    if (!c->insert_phase) {
+        const char *v[3] = {c->tenant_id, live, (const char *)c->fingerprint};
+        const int l[3] = {0, 0, 32}, f[3] = {0, 0, 1};
+        TOK_GUARD(tok_db_exec(conn, &token_by_fingerprint_sql, v, l, f, &res));
+        tok_status st = TOK_OK;
+        if (PQntuples(res) == 1) {
+            c->found_existing = true;
+            st = row_from_result(res, 0, &c->row);
+        }
+        PQclear(res);
+        if (st == TOK_OK && c->found_existing)
+            st = tok_audit_insert(conn, c->tenant_id, c->actor, "token.deduplicated", c->row.id,
+                                  c->request_id);
+        return st;
+    }
+    char month[8], year[8], kv[16], exp[32];
+    snprintf(month, sizeof month, "%d", c->row.exp_month);
+    snprintf(year, sizeof year, "%d", c->row.exp_year);
+    snprintf(kv, sizeof kv, "%u", c->key_version);
+    snprintf(exp, sizeof exp, "%lld", (long long)c->expires_at);
+    bool shaped = strcmp(c->row.format, "pan_shaped") == 0;
+    bool inserted = false;
+    for (int i = 0; i < (shaped ? TOK_PAN_SHAPED_TRIES : 1) && !inserted; i++) {
+        const char *v[15] = {c->tenant_id, c->row.id, live, c->row.format,
+                             shaped ? c->candidates[i] : NULL, (const char *)c->fingerprint,
+                             c->row.brand, c->row.last4, c->row.bin[0] ? c->row.bin : NULL, month,
+                             year, c->metadata, kv, c->expires_at != 0 ? exp : NULL, c->actor};
+        int l[15] = {0}, f[15] = {0};
+        l[5] = 32;
+        f[5] = 1;
+        TOK_GUARD(tok_db_exec(conn, &token_insert_sql, v, l, f, &res));
+        inserted = PQntuples(res) == 1;
+        PQclear(res);
+    }
+    TOK_ENSURE(inserted, TOK_ERR_CONFLICT);
+    const char *gv[6] = {c->tenant_id, c->row.id, c->gateway->name, "active",
+                         (const char *)c->sealed, kv};
+    const int gl[6] = {0, 0, 0, 0, (int)c->sealed_buf.len, 0}, gf[6] = {0, 0, 0, 0, 1, 0};
+    TOK_GUARD(tok_db_exec(conn, &gateway_ref_insert_sql, gv, gl, gf, &res));
+    PQclear(res);
+    TOK_GUARD(tok_audit_insert(conn, c->tenant_id, c->actor, "token.created", c->row.id,
+                               c->request_id));
+    const char *rv[3] = {c->tenant_id, c->row.id, live};
+    TOK_GUARD(tok_db_exec(conn, &token_by_id_sql, rv, NULL, NULL, &res));
+    tok_status st = PQntuples(res) == 1 ? row_from_result(res, 0, &c->row) : TOK_ERR_INTERNAL;
+    PQclear(res);
+    return st;
+}
+
+static void create_result(struct tok_call *call, struct tok_req *r)
+{
+    struct create_call *c = (struct create_call *)call;
+    if (call->job.status != TOK_OK) {
+        wipe_card(c);
+        tok_log_err("%s: %s: %s failed (%s)", __func__, r->id,
+                    c->insert_phase ? "token insert" : "dedup lookup", tok_status_name(call->job.status));
+        tok_http_problem(r, 503, "database_unavailable", "the token could not be stored", NULL);
+        return;
+    }
+    if (c->insert_phase) {
+        send_token(r, 201, &c->row);
+        return;
+    }
+    if (c->found_existing) {
+        wipe_card(c);
+        send_token(r, 200, &c->row);
+        return;
+    }
+    /* not found: tokenise for real; this call object is reused for the insert */
+    c->keep = true;
+    run_gateway(r, c);
+}
+
+static void submit_insert(struct tok_req *r, struct create_call *c)
+{
+    c->insert_phase = true;
+    c->call.job.exec = create_exec;
+    c->call.on_result = create_result;
+    c->call.release = create_release;
+    tok_http_call(r, &c->call);
+}
+
+static void create_authed(struct tok_req *r)
+{
+    h2o_req_t *req = r->req;
+    struct tok_slice ct;
+    if (tok_http_req_header(r, "content-type", &ct) && !(ct.len >= 16 && strncasecmp((const char *)ct.ptr, "application/json", 16) == 0)) {
+        tok_http_problem(r, 415, "unsupported_media_type", "send application/json", NULL);
+        return;
+    }
+    struct tok_json_limits lim = tok_json_limits_default();
+    lim.max_body = r->app->cfg->body_limit;
+    struct tok_json_doc *doc = NULL;
+    struct tok_json_error jerr;
+    tok_status st = tok_json_parse(tok_slice_of(req->entity.base, req->entity.len), &lim, &doc, &jerr);
+    /* the body held the PAN and CVC: wipe h2o's copy now that ours is in locked memory */
+    if (req->entity.base != NULL && req->entity.len > 0)
+        sodium_memzero((void *)req->entity.base, req->entity.len);
+    if (st != TOK_OK) {
+        tok_http_problem(r, st == TOK_ERR_BOUNDS && strcmp(jerr.code, TOK_JSON_E_TOO_LARGE) == 0 ? 413 : 400,
+                         jerr.code != NULL ? jerr.code : "malformed_json", jerr.detail, NULL);
+        return;
+    }
+    struct create_call *c = calloc(1, sizeof *c);
+    struct card_secret *cs = sodium_malloc(sizeof *cs);
+    if (c == NULL || cs == NULL) {
+        free(c);
+        if (cs != NULL)
+            sodium_free(cs);
+        tok_json_doc_free(&doc);
+        tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    sodium_memzero(cs, sizeof *cs);
+    tok_buf_init(&cs->pan_buf, cs->pan, sizeof cs->pan);
+    tok_buf_init(&cs->cvc_buf, cs->cvc, sizeof cs->cvc);
+    tok_buf_init(&cs->name_buf, cs->name, sizeof cs->name);
+    c->secret = cs;
+    c->owner = r;
+    copy_field(c->tenant_id, sizeof c->tenant_id, r->principal->tenant_id);
+    copy_field(c->actor, sizeof c->actor, r->principal->key_id);
+    copy_field(c->request_id, sizeof c->request_id, r->id);
+    struct field_error fe = {0};
+    st = validate(r, tok_json_root(doc), c, &fe);
+    tok_json_doc_free(&doc);
+    if (st != TOK_OK) {
+        if (fe.code != NULL)
+            tok_http_problem(r, 422, fe.code, fe.detail, fe.param);
+        else
+            tok_http_problem(r, 500, "internal_error", NULL, NULL);
+        create_release(&c->call);
+        return;
+    }
+    if (c->deduplicate) {
+        c->call.job.exec = create_exec;
+        c->call.on_result = create_result;
+        c->call.release = create_release;
+        tok_http_call(r, &c->call);
+        return;
+    }
+    run_gateway(r, c);
+}
+
+void tok_tokens_create(struct tok_req *r)
+{
+    tok_auth_require(r, TOK_SCOPE_TOKENS_WRITE, create_authed);
+}
+
+/* ---- GET and DELETE /v1/tokens/{id} ------------------------------------------------- */
+
+struct token_call {
+    struct tok_call call; /* first */
+    bool redact;
+    bool found;
+    char tenant_id[TOK_ID_MAX];
+    char actor[TOK_ID_MAX];
+    char request_id[TOK_REQUEST_ID_LEN + 1];
+    char token_id[TOK_ID_MAX];
+    bool livemode;
+    struct token_row row;
+};
+
+static tok_status token_exec(struct tok_db_job *job, struct tok_db_conn *conn)
+{
+    struct token_call *t = (struct token_call *)job;
+    const char *v[3] = {t->tenant_id, t->token_id, t->livemode ? "t" : "f"};
+    PGresult *res = NULL;
+    TOK_GUARD(tok_db_set_tenant(conn, t->tenant_id));
+    if (t->redact) {
+        TOK_GUARD(tok_db_exec(conn, &token_redact_sql, v, NULL, NULL, &res));
+        bool hit = PQntuples(res) == 1;
+        PQclear(res);
+        if (!hit)
+            return TOK_OK; /* found stays false: 404 */
+        TOK_GUARD(tok_db_exec(conn, &refs_destroy_sql, v, NULL, NULL, &res));
+        PQclear(res);
+    }
+    TOK_GUARD(tok_db_exec(conn, &token_by_id_sql, v, NULL, NULL, &res));
+    tok_status st = TOK_OK;
+    if (PQntuples(res) == 1) {
+        t->found = true;
+        st = row_from_result(res, 0, &t->row);
+    }
+    PQclear(res);
+    if (st == TOK_OK && t->found)
+        st = tok_audit_insert(conn, t->tenant_id, t->actor, t->redact ? "token.redacted" : "token.read",
+                              t->token_id, t->request_id);
+    return st;
+}
+
+static void token_result(struct tok_call *call, struct tok_req *r)
+{
+    struct token_call *t = (struct token_call *)call;
+    if (call->job.status != TOK_OK) {
+        tok_log_err("%s: %s: token %s failed (%s)", __func__, r->id, t->redact ? "redaction" : "read",
+                    tok_status_name(call->job.status));
+        tok_http_problem(r, 503, "database_unavailable", NULL, NULL);
+        return;
+    }
+    if (!t->found) {
+        tok_http_problem(r, 404, "token_not_found", "no such token", "id");
+        return;
+    }
+    send_token(r, 200, &t->row);
+}
+
+static void token_release(struct tok_call *call)
+{
+    struct token_call *t = (struct token_call *)call;
+    free(t->row.metadata);
+    free(t);
+}
+
+static void token_authed(struct tok_req *r, bool redact)
+{
+    struct tok_slice id = r->params[0];
+    bool ok = id.len == 4 + TOK_RANDOM_ID_CHARS && memcmp(id.ptr, "tok_", 4) == 0 &&
+              tok_base62_is_alphabet(tok_slice_of(id.ptr + 4, id.len - 4));
+    if (!ok) {
+        tok_http_problem(r, 404, "token_not_found", "no such token", "id");
+        return;
+    }
+    struct token_call *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    t->redact = redact;
+    t->livemode = r->principal->livemode;
+    tok_copy(t->token_id, id.ptr, id.len);
+    copy_field(t->tenant_id, sizeof t->tenant_id, r->principal->tenant_id);
+    copy_field(t->actor, sizeof t->actor, r->principal->key_id);
+    copy_field(t->request_id, sizeof t->request_id, r->id);
+    t->call.job.exec = token_exec;
+    t->call.on_result = token_result;
+    t->call.release = token_release;
+    tok_http_call(r, &t->call);
+}
+
+static void get_authed(struct tok_req *r)
+{
+    token_authed(r, false);
+}
+
+static void redact_authed(struct tok_req *r)
+{
+    token_authed(r, true);
+}
+
+void tok_tokens_get(struct tok_req *r)
+{
+    tok_auth_require(r, TOK_SCOPE_TOKENS_READ, get_authed);
+}
+
+void tok_tokens_redact(struct tok_req *r)
+{
+    tok_auth_require(r, TOK_SCOPE_TOKENS_WRITE, redact_authed);
+}
