@@ -3,6 +3,7 @@
  * (TOKEND_ADMIN_DB or --db) and, where keys are involved, reads the master
  * key file like tokend does.
  */
+#include "tokend/admin.h"
 #include "tokend/db.h"
 #include "tokend/migrate.h"
 
@@ -16,6 +17,7 @@
 
 struct ctl {
     const char *db;
+    const char *master_key_file;
     const char *sql_dir;
     int argc;
     char **argv;
@@ -23,10 +25,20 @@ struct ctl {
 
 static int usage(void)
 {
-    fputs("usage: tokenctl [--db CONNINFO] COMMAND ...\n"
+    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE] COMMAND ...\n"
           "  migrate [--dir sql]          apply pending migrations\n"
+          "  tenant create NAME [--bin 0|6|8] [--cvc-optional]\n"
+          "                               create a tenant and its keys; prints its id\n"
+          "  tenant list                  list tenants\n"
+          "  key create --tenant T (--scopes a,b,... | --publishable --origin URL...)\n"
+          "             [--live|--test]   create an API key; prints its secret, once\n"
+          "  key list [--tenant T]        list API keys (never their secrets)\n"
+          "  key revoke ID                revoke an API key\n"
+          "  audit verify                 recompute the audit log's hash chain\n"
           "  version                      print the version\n"
-          "The connection string comes from --db or TOKEND_ADMIN_DB (owner role).\n",
+          "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
+          "key from --master-key-file or TOKEND_MASTER_KEY_FILE. T is a tenant id or name.\n"
+          "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin.\n",
           stderr);
     return EXIT_USAGE;
 }
@@ -75,11 +87,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "tokenctl: libsodium failed to initialise\n");
         return EXIT_FAIL;
     }
-    struct ctl ctl = {getenv("TOKEND_ADMIN_DB"), "sql", 0, NULL};
+    struct ctl ctl = {getenv("TOKEND_ADMIN_DB"), getenv("TOKEND_MASTER_KEY_FILE"), "sql", 0, NULL};
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
             ctl.db = argv[++i];
+        else if (strcmp(argv[i], "--master-key-file") == 0 && i + 1 < argc)
+            ctl.master_key_file = argv[++i];
         else
             return usage();
     }
@@ -90,6 +104,13 @@ int main(int argc, char **argv)
     ctl.argv = argv + i + 1;
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(&ctl);
+    struct tok_admin admin = {ctl.db, ctl.master_key_file};
+    if (strcmp(cmd, "tenant") == 0)
+        return tok_admin_exit_code(tok_admin_tenant(&admin, ctl.argc, ctl.argv));
+    if (strcmp(cmd, "key") == 0)
+        return tok_admin_exit_code(tok_admin_key(&admin, ctl.argc, ctl.argv));
+    if (strcmp(cmd, "audit") == 0)
+        return tok_admin_exit_code(tok_admin_audit(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "version") == 0) {
         printf("tokenctl %s\n", TOKEND_VERSION);
         return 0;
