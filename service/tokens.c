@@ -719,6 +719,7 @@ static void create_authed(struct tok_req *r)
     }
     struct tok_json_limits lim = tok_json_limits_default();
     lim.max_body = r->app->cfg->body_limit;
+    lim.max_string_len = r->app->cfg->body_limit; /* long fields get their own 422 below */
     struct tok_json_doc *doc = NULL;
     struct tok_json_error jerr;
     tok_status st = tok_json_parse(tok_slice_of(req->entity.base, req->entity.len), &lim, &doc, &jerr);
@@ -726,8 +727,7 @@ static void create_authed(struct tok_req *r)
     if (req->entity.base != NULL && req->entity.len > 0)
         sodium_memzero((void *)req->entity.base, req->entity.len);
     if (st != TOK_OK) {
-        tok_http_problem(r, st == TOK_ERR_BOUNDS && strcmp(jerr.code, TOK_JSON_E_TOO_LARGE) == 0 ? 413 : 400,
-                         jerr.code != NULL ? jerr.code : "malformed_json", jerr.detail, NULL);
+        tok_http_problem(r, 400, jerr.code != NULL ? jerr.code : "malformed_json", jerr.detail, NULL);
         return;
     }
     struct create_call *c = calloc(1, sizeof *c);
