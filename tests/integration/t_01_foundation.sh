@@ -50,8 +50,12 @@ code=$(curl -s --http2-prior-knowledge -X POST --data-binary @"$T_DIR/big.bin" -
     -w '%{http_code}' "$H2C/v1/tokens")
 expect_match "HTTP/2 10 MB body: refused (413 or stream reset)" "$code" '^(413|000)$'
 rss1=$(rss_kb "$TOKEND_PID_A")
-expect_true "10 MB bodies do not grow tokend by 10 MB (rss ${rss0} -> ${rss1} kB)" \
-    test $((rss1 - rss0)) -lt 8192
+if [ -n "${TOKEND_TEST_SANITIZER:-}" ]; then
+    echo "  skip  10 MB bodies and RSS: ASan's quarantine keeps freed memory resident (checked by make test)"
+else
+    expect_true "10 MB bodies do not grow tokend by 10 MB (rss ${rss0} -> ${rss1} kB)" \
+        test $((rss1 - rss0)) -lt 8192
+fi
 v=$(curl -s --http2-prior-knowledge -o /dev/null -w '%{http_code}' "$H2C/healthz")
 expect_eq "still serving after oversize bodies" "$v" "200"
 
