@@ -5,8 +5,11 @@
 -- commit order; tokend's role may INSERT but never UPDATE, DELETE or
 -- TRUNCATE (grants), and `tokenctl audit verify` recomputes the chain.
 
+-- seq comes from the trigger, under the chain lock, so seq order is chain order
+-- and there are no gaps from a column default drawn before the lock.
+CREATE SEQUENCE IF NOT EXISTS audit.events_seq;
 CREATE TABLE IF NOT EXISTS audit.events (
-    seq         bigserial PRIMARY KEY,
+    seq         bigint PRIMARY KEY,
     tenant_id   text,
     actor       text NOT NULL,
     action      text NOT NULL,
@@ -31,7 +34,7 @@ DECLARE prev bytea;
 BEGIN
     PERFORM pg_advisory_xact_lock(7242500002);
     SELECT e.hash INTO prev FROM audit.events e ORDER BY e.seq DESC LIMIT 1;
-    NEW.seq := nextval('audit.events_seq_seq');
+    NEW.seq := nextval('audit.events_seq');
     NEW.created_at := clock_timestamp();
     NEW.prev_hash := coalesce(prev, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea);
     NEW.hash := audit.row_hash(NEW.prev_hash, NEW);
@@ -54,4 +57,3 @@ END $$;
 
 REVOKE ALL ON audit.events FROM tokend_service;
 GRANT INSERT ON audit.events TO tokend_service;
-GRANT USAGE ON SEQUENCE audit.events_seq_seq TO tokend_service;
