@@ -175,6 +175,7 @@ void tok_audit_async(struct tok_req *r, const char *tenant_id, const char *actor
 
 struct auth_call {
     struct tok_call call; /* first */
+    bool lookup_only; /* tok_auth_lookup_publishable: no scope or origin check here */
     uint32_t scope;
     tok_authed_fn next;
     uint8_t hash[32];
@@ -209,12 +210,38 @@ static void refuse(struct tok_req *r, int status, const char *code, const char *
     tok_http_problem(r, status, code, detail, NULL);
 }
 
-static bool origin_allowed(const struct tok_principal *p, struct tok_slice origin)
+bool tok_auth_origin_allowed(const struct tok_principal *p, struct tok_slice origin)
 {
     for (unsigned i = 0; i < p->norigins; i++)
         if (tok_slice_eq(origin, p->origins[i]))
             return true;
     return false;
+}
+
+/* Origin is tokend's own: the request comes from a page tokend served, i.e. the card element
+ * (docs/elements.md). A browser sets Origin itself, so no other site's page can claim this. */
+static bool is_self_origin(const struct tok_req *r, struct tok_slice origin)
+{
+    const h2o_req_t *req = r->req;
+    if (req->scheme == NULL)
+        return false;
+    size_t sl = req->scheme->name.len;
+    if (origin.len != sl + 3 + req->authority.len)
+        return false;
+    return tok_slice_eq(tok_slice_of(origin.ptr, sl), req->scheme->name.base) &&
+           tok_slice_eq(tok_slice_of(origin.ptr + sl, 3), "://") &&
+           h2o_memis(origin.ptr + sl + 3, req->authority.len, req->authority.base,
+                     req->authority.len);
+}
+
+static void attach(struct tok_req *r, struct tok_principal *p, tok_authed_fn next)
+{
+    struct tok_principal **ref =
+        h2o_mem_alloc_shared(&r->req->pool, sizeof *ref, on_principal_dispose);
+    *ref = p;
+    p->refs++;
+    r->principal = p;
+    next(r);
 }
 
 static void authorise(struct tok_req *r, struct tok_principal *p, uint32_t scope, tok_authed_fn next)
@@ -226,7 +253,12 @@ static void authorise(struct tok_req *r, struct tok_principal *p, uint32_t scope
     struct tok_slice origin;
     bool browser = tok_http_req_header(r, "origin", &origin);
     if (p->publishable) {
-        if (!browser || !origin_allowed(p, origin)) {
+        /* The element page posts same-origin; the merchant origin it was rendered (and framed)
+         * for comes in a header, checked against the key like any Origin. */
+        bool element = browser && is_self_origin(r, origin);
+        if (element && !tok_http_req_header(r, TOK_AUTH_PARENT_ORIGIN_HEADER, &origin))
+            browser = false;
+        if (!browser || !tok_auth_origin_allowed(p, origin)) {
             refuse(r, 403, "origin_not_allowed",
                    "this publishable key may only be used from its allowed origins", p);
             return;
@@ -235,7 +267,8 @@ static void authorise(struct tok_req *r, struct tok_principal *p, uint32_t scope
         struct tok_buf ob;
         const char *ostr = NULL;
         tok_buf_init(&ob, omem, sizeof omem);
-        if (tok_buf_write(&ob, origin.ptr, origin.len) == TOK_OK && tok_buf_cstr(&ob, &ostr) == TOK_OK) {
+        if (!element && tok_buf_write(&ob, origin.ptr, origin.len) == TOK_OK &&
+            tok_buf_cstr(&ob, &ostr) == TOK_OK) {
             tok_http_header(r, "access-control-allow-origin", ostr);
             tok_http_header(r, "vary", "Origin");
         }
@@ -248,12 +281,18 @@ static void authorise(struct tok_req *r, struct tok_principal *p, uint32_t scope
         refuse(r, 403, "forbidden", "the API key lacks the scope this route needs", p);
         return;
     }
-    struct tok_principal **ref =
-        h2o_mem_alloc_shared(&r->req->pool, sizeof *ref, on_principal_dispose);
-    *ref = p;
-    p->refs++;
-    r->principal = p;
-    next(r);
+    attach(r, p, next);
+}
+
+/* The element page's key lookup: the key must be a live publishable one; origins are the
+ * caller's to check. */
+static void lookup_done(struct tok_req *r, struct tok_principal *p, tok_authed_fn next)
+{
+    if (p->revoked || !p->publishable) {
+        refuse(r, 401, "unauthenticated", "unknown or revoked publishable key", p);
+        return;
+    }
+    attach(r, p, next);
 }
 
 static void split_words(const char *s, void (*each)(struct tok_principal *, struct tok_slice),
@@ -347,7 +386,10 @@ static void auth_result(struct tok_call *call, struct tok_req *r)
     p->refs = 1;
     p->loaded_ms = now_ms();
     cache_put(r->worker->auth_cache, p);
-    authorise(r, p, a->scope, a->next);
+    if (a->lookup_only)
+        lookup_done(r, p, a->next);
+    else
+        authorise(r, p, a->scope, a->next);
 }
 
 static void auth_release(struct tok_call *call)
@@ -357,6 +399,9 @@ static void auth_release(struct tok_call *call)
     sodium_memzero(a, sizeof *a);
     free(a);
 }
+
+static void lookup(struct tok_req *r, struct tok_slice key, uint32_t scope, tok_authed_fn next,
+                   bool lookup_only);
 
 void tok_auth_require(struct tok_req *r, uint32_t scope, tok_authed_fn next)
 {
@@ -378,12 +423,33 @@ void tok_auth_require(struct tok_req *r, uint32_t scope, tok_authed_fn next)
         refuse(r, 401, "unauthenticated", "malformed API key", NULL);
         return;
     }
+    lookup(r, key, scope, next, false);
+}
+
+void tok_auth_lookup_publishable(struct tok_req *r, struct tok_slice key, tok_authed_fn next)
+{
+    bool publishable = false, live = false;
+    if (tok_api_key_parse_prefix(key, &publishable, &live) != TOK_OK || !publishable) {
+        refuse(r, 401, "unauthenticated", "send a publishable key (pk_...); never a secret key",
+               NULL);
+        return;
+    }
+    lookup(r, key, 0, next, true);
+}
+
+static void lookup(struct tok_req *r, struct tok_slice key, uint32_t scope, tok_authed_fn next,
+                   bool lookup_only)
+{
     uint8_t hash[32];
     if (tok_keyring_api_key_hash(r->app->keyring, key, hash) != TOK_OK) {
         tok_http_problem(r, 500, "internal_error", NULL, NULL);
         return;
     }
     struct tok_principal *p = cache_get(r->worker->auth_cache, hash);
+    if (p != NULL && lookup_only) {
+        lookup_done(r, p, next);
+        return;
+    }
     if (p != NULL) {
         authorise(r, p, scope, next);
         return;
@@ -394,6 +460,7 @@ void tok_auth_require(struct tok_req *r, uint32_t scope, tok_authed_fn next)
         return;
     }
     tok_copy(a->hash, hash, sizeof hash);
+    a->lookup_only = lookup_only;
     a->scope = scope;
     a->next = next;
     a->call.job.exec = auth_exec;

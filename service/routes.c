@@ -2,6 +2,7 @@
  * routes.c - the route table and the matcher.
  */
 #include "tokend/routes.h"
+#include "tokend/elements.h"
 #include "tokend/health.h"
 #include "tokend/tokens.h"
 
@@ -11,8 +12,13 @@ static const struct tok_route routes[] = {
     {"GET", "/healthz", tok_health_live},
     {"GET", "/readyz", tok_health_ready},
     {"POST", "/v1/tokens", tok_tokens_create},
+    {"OPTIONS", "/v1/tokens", tok_elements_preflight},
     {"GET", "/v1/tokens/{id}", tok_tokens_get},
     {"DELETE", "/v1/tokens/{id}", tok_tokens_redact},
+    {"GET", "/v1/elements/card", tok_elements_card},
+    {"GET", "/v1/elements/card.js", tok_elements_card_js},
+    {"GET", "/v1/elements/card.css", tok_elements_card_css},
+    {"GET", "/v1/elements/iin.json", tok_elements_iin},
     {NULL, NULL, NULL},
 };
 

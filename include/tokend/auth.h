@@ -69,6 +69,25 @@ typedef void (*tok_authed_fn)(struct tok_req *r);
 void tok_auth_require(struct tok_req *r, uint32_t scope, tok_authed_fn next);
 
 /**
+ * The header the card element (elements.h) sends with its same-origin POST /v1/tokens: the
+ * merchant origin the page was rendered for. Honoured only when Origin is tokend's own, and
+ * checked against the key's origins like an Origin header (docs/elements.md).
+ */
+#define TOK_AUTH_PARENT_ORIGIN_HEADER "tokend-parent-origin"
+
+/**
+ * Looks up a publishable key that arrives outside an Authorization header (the element
+ * page's ?key=) and runs next(r) with r->principal set when it exists and is not revoked.
+ * Answers 401 `unauthenticated` itself for a malformed, unknown, revoked or secret key (a
+ * secret key is refused before any lookup), 503 when the database cannot answer. Checks no
+ * scope and no origin: the caller does, with tok_auth_origin_allowed. `key` is borrowed.
+ */
+void tok_auth_lookup_publishable(struct tok_req *r, struct tok_slice key, tok_authed_fn next);
+
+/** True when origin equals one of p's allowed origins (stored normalised, compared exactly). */
+bool tok_auth_origin_allowed(const struct tok_principal *p, struct tok_slice origin);
+
+/**
  * Appends an audit event (fire and forget, group-committed like everything
  * else). tenant_id, actor, object may be NULL. Copies its arguments.
  */
