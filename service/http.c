@@ -191,15 +191,41 @@ static void on_call_done(struct tok_db_job *job)
     call->release(call);
 }
 
-void tok_http_call(struct tok_req *r, struct tok_call *call)
+void tok_http_watch(struct tok_req *r, struct tok_call *call)
 {
     struct tok_call_guard *g = h2o_mem_alloc_shared(&r->req->pool, sizeof *g, on_guard_dispose);
     g->call = call;
     call->r = r;
     call->guard = g;
+    call->worker = r->worker;
+}
+
+struct tok_req *tok_http_unwatch(struct tok_call *call)
+{
+    if (call->guard != NULL)
+        call->guard->call = NULL;
+    call->guard = NULL;
+    struct tok_req *r = call->r;
+    call->r = NULL;
+    return r;
+}
+
+void tok_http_call(struct tok_req *r, struct tok_call *call)
+{
+    tok_http_watch(r, call);
     call->job.reply_to = &r->worker->db_replies;
     call->job.done = on_call_done;
     tok_db_submit(r->app->db, &call->job);
+}
+
+void tok_http_call_detached(struct tok_call *call)
+{
+    struct tok_worker *w = call->worker;
+    call->r = NULL;
+    call->guard = NULL;
+    call->job.reply_to = &w->db_replies;
+    call->job.done = on_call_done;
+    tok_db_submit(w->app->db, &call->job);
 }
 
 /* ---- the error-page filter ---------------------------------------------------- */

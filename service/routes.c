@@ -2,6 +2,7 @@
  * routes.c - the route table and the matcher.
  */
 #include "tokend/routes.h"
+#include "tokend/charges.h"
 #include "tokend/elements.h"
 #include "tokend/health.h"
 #include "tokend/tokens.h"
@@ -15,6 +16,12 @@ static const struct tok_route routes[] = {
     {"OPTIONS", "/v1/tokens", tok_elements_preflight},
     {"GET", "/v1/tokens/{id}", tok_tokens_get},
     {"DELETE", "/v1/tokens/{id}", tok_tokens_redact},
+    {"POST", "/v1/charges", tok_charges_create},
+    {"GET", "/v1/charges/{id}", tok_charges_get},
+    {"POST", "/v1/charges/{id}/capture", tok_charges_capture},
+    {"POST", "/v1/charges/{id}/void", tok_charges_void},
+    {"POST", "/v1/refunds", tok_refunds_create},
+    {"GET", "/v1/refunds/{id}", tok_refunds_get},
     {"GET", "/v1/elements/card", tok_elements_card},
     {"GET", "/v1/elements/card.js", tok_elements_card_js},
     {"GET", "/v1/elements/card.css", tok_elements_card_css},

@@ -614,11 +614,12 @@ static void run_gateway(struct tok_req *r, struct create_call *c)
         return;
     }
     c->gateway = tok_gateway_sandbox();
+    c->gw.op = TOK_GW_TOKENISE;
     c->gw.card = &c->secret->card;
     c->gw.livemode = false;
     c->gw.done = on_gateway_done;
     c->gw.data = c;
-    c->gateway->tokenise(c->gateway, &c->gw);
+    c->gateway->submit(c->gateway, &c->gw);
 }
 
 static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)

@@ -30,16 +30,42 @@ enum tok_gateway_outcome {
     TOK_GW_UNAVAILABLE, /* timeout, 5xx, connection failure: another gateway may be tried */
 };
 
+enum tok_gateway_op {
+    TOK_GW_TOKENISE, /* card -> payment-method reference */
+    TOK_GW_CHARGE,   /* payment-method reference + amount -> charge reference */
+    TOK_GW_CAPTURE,  /* charge reference + amount */
+    TOK_GW_VOID,     /* charge reference */
+    TOK_GW_REFUND,   /* charge reference + amount -> refund reference */
+};
+
+#define TOK_CURRENCY_LEN 3
+#define TOK_GATEWAY_IDEM_MAX 96
+#define TOK_GATEWAY_CODE_MAX 48
+
 struct tok_gateway_call;
 typedef void (*tok_gateway_done_fn)(struct tok_gateway_call *call);
 
-/** One call to an adapter; the caller owns it and keeps card valid until done runs. */
+/**
+ * One call to an adapter. The caller owns it and keeps every input valid until
+ * `done` runs (at once for the sandbox, later for remote gateways).
+ */
 struct tok_gateway_call {
-    const struct tok_card_data *card;
+    enum tok_gateway_op op;
     bool livemode;
+    /* inputs */
+    const struct tok_card_data *card; /* TOKENISE */
+    const char *pm_ref;               /* CHARGE: the payment-method reference (secret) */
+    const char *charge_ref;           /* CAPTURE, VOID, REFUND */
+    int64_t amount;                   /* minor units */
+    char currency[TOK_CURRENCY_LEN + 1];
+    bool capture;                               /* CHARGE: capture at once */
+    char idempotency_key[TOK_GATEWAY_IDEM_MAX]; /* sent as the gateway's own key */
+    /* outputs */
     enum tok_gateway_outcome outcome;
     const char *code; /* stable tokend code when not OK: "processing_error", "card_declined"... */
-    char ref[TOK_GATEWAY_REF_MAX]; /* the gateway's payment-method reference when OK */
+    char decline_code[TOK_GATEWAY_CODE_MAX];
+    char ref[TOK_GATEWAY_REF_MAX]; /* the new reference (payment method, charge or refund) */
+    bool captured;                 /* CHARGE: the gateway captured the amount */
     tok_gateway_done_fn done;
     void *data; /* the caller's */
 };
@@ -47,16 +73,19 @@ struct tok_gateway_call {
 struct tok_gateway_ops {
     const char *name; /* "sandbox", "stripe", "adyen" */
     bool test_only;   /* may only serve test-mode keys */
-    /** Tokenises call->card; fills outcome, code and ref, then calls call->done. */
-    void (*tokenise)(const struct tok_gateway_ops *self, struct tok_gateway_call *call);
+    /** Performs call->op; fills the outputs, then calls call->done exactly once. */
+    void (*submit)(const struct tok_gateway_ops *self, struct tok_gateway_call *call);
 };
 
 /**
- * The sandbox adapter. Behaviour by test card number (the same numbers
+ * The sandbox adapter, in-process. Behaviour by test card number (the numbers
  * Stripe documents for its test mode):
  *   4000000000000119  processing error at tokenisation (-> 502 gateway_error)
- *   4000000000000002  tokenises; a charge on it is declined (card_declined)
- *   anything else      tokenises
+ *   4000000000000002  charges are declined: card_declined / generic_decline
+ *   4000000000009995  charges are declined: card_declined / insufficient_funds
+ *   4000000000000069  charges are declined: expired_card
+ *   4000000000000127  charges are declined: incorrect_cvc
+ *   anything else     tokenises and charges
  */
 const struct tok_gateway_ops *tok_gateway_sandbox(void);
 

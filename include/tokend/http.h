@@ -40,6 +40,7 @@ struct tok_call {
     struct tok_db_job job; /* first */
     struct tok_req *r;     /* NULL once the request is gone */
     struct tok_call_guard *guard;
+    struct tok_worker *worker; /* the loop thread that owns the call */
     void (*on_result)(struct tok_call *call, struct tok_req *r);
     void (*release)(struct tok_call *call);
 };
@@ -62,6 +63,22 @@ bool tok_http_req_header(const struct tok_req *r, const char *name, struct tok_s
 
 /** Queues `call` on the database; takes ownership of it. */
 void tok_http_call(struct tok_req *r, struct tok_call *call);
+
+/**
+ * Links call to r for an asynchronous step that is not a database job (a
+ * gateway call): if the request ends meanwhile, call->r becomes NULL.
+ */
+void tok_http_watch(struct tok_req *r, struct tok_call *call);
+
+/** Ends tok_http_watch: the request if it still exists, else NULL. */
+struct tok_req *tok_http_unwatch(struct tok_call *call);
+
+/**
+ * Queues call with no request to answer (the client went away but the outcome
+ * must still be recorded): on_result is not run, release is. Needs
+ * call->worker (set by tok_http_watch or tok_http_call).
+ */
+void tok_http_call_detached(struct tok_call *call);
 
 /** The reason phrase of a status code ("Not Found"). */
 const char *tok_http_reason(int status);
