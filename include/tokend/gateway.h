@@ -44,6 +44,26 @@ enum tok_gateway_op {
 
 struct tok_gateway_call;
 typedef void (*tok_gateway_done_fn)(struct tok_gateway_call *call);
+struct tok_httpc;
+
+/**
+ * A tenant's account at one gateway, as configured with `tokenctl gateway add`.
+ * Secrets (api_key) live in sodium_malloc'd memory owned by the principal cache.
+ */
+struct tok_gateway_account {
+    char id[48];                        /* "gw_..." ("sandbox" for the implicit sandbox) */
+    const struct tok_gateway_ops *ops;  /* the adapter for its kind */
+    int priority;                       /* lower first */
+    char base_url[256];                 /* "https://api.stripe.com", or the simulator's */
+    char *api_key;                      /* secret: Stripe secret key / Adyen X-API-Key */
+    char merchant_account[128];         /* Adyen merchantAccount */
+};
+
+/** Where an asynchronous adapter sends its HTTP requests and gets its answers. */
+struct tok_gateway_env {
+    struct tok_httpc *httpc;
+    void *reply_to; /* h2o_multithread_receiver_t* of the calling loop thread */
+};
 
 /**
  * One call to an adapter. The caller owns it and keeps every input valid until
@@ -52,6 +72,8 @@ typedef void (*tok_gateway_done_fn)(struct tok_gateway_call *call);
 struct tok_gateway_call {
     enum tok_gateway_op op;
     bool livemode;
+    const struct tok_gateway_account *account; /* NULL for the implicit sandbox */
+    const struct tok_gateway_env *env;
     /* inputs */
     const struct tok_card_data *card; /* TOKENISE */
     const char *pm_ref;               /* CHARGE: the payment-method reference (secret) */
