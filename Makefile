@@ -32,7 +32,7 @@ TOOLS_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOLS_SRCS:tests/tools/%.c=$(BUILD)/%)
 BINS      := $(BUILD)/tokend $(BUILD)/tokenctl
 
-.PHONY: all deps run test unit integration asan coverage bench clean stop-db fmt
+.PHONY: all deps e2e-deps run test unit integration asan coverage bench clean stop-db fmt
 all: $(BINS) $(BUILD)/check_unit $(TOOLS)
 
 # ---- dependencies -----------------------------------------------------------
@@ -45,6 +45,16 @@ deps:
 	    $$SUDO apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# The browser test (tests/e2e): Debian's chromium, best effort (without it t_20_e2e.sh prints
+# SKIPPED), and playwright-core from tests/e2e/package-lock.json.
+E2E_DEB_PKGS := chromium
+e2e-deps:
+	@dpkg -s $(E2E_DEB_PKGS) >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends $(E2E_DEB_PKGS) || echo "e2e-deps: WARNING: chromium cannot be installed: the browser test will be SKIPPED"; }
+	@[ tests/e2e/node_modules/.package-lock.json -nt tests/e2e/package-lock.json ] || \
+	    (cd tests/e2e && npm ci --no-audit --no-fund)
 
 # ---- build ------------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c
@@ -95,7 +105,7 @@ stop-db:
 	@BUILD=$(BUILD) ./scripts/dev-run.sh stop-db
 
 # ---- tests ------------------------------------------------------------------
-test: deps
+test: deps e2e-deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) ./tests/run-all.sh
 

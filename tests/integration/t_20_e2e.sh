@@ -105,11 +105,12 @@ expect_eq "secret key from the element's origin: 403" \
     "$(tok -H "authorization: Bearer $SK" -H "origin: $TOKEND" -H "tokend-parent-origin: $SHOP")" 403
 
 # --- the browser -----------------------------------------------------------------------------------
-if [ ! -x /usr/bin/chromium ]; then
+CHROMIUM=${E2E_CHROMIUM:-/usr/bin/chromium} # E2E_CHROMIUM=/nonexistent shows the skip
+if [ ! -x "$CHROMIUM" ]; then
     echo "  ######################################################################"
-    echo "  ###  SKIPPED: chromium not available (/usr/bin/chromium missing):  ###"
+    echo "  ###  SKIPPED: chromium not available ($CHROMIUM missing)"
     echo "  ###  the browser end-to-end test of the card element did NOT run.  ###"
-    echo "  ###  Install it with: apt-get install -y chromium (or make deps).   ###"
+    echo "  ###  Install it with: make e2e-deps (apt-get install -y chromium)"
     echo "  ######################################################################"
     e2e_stop
     return 0
@@ -136,7 +137,7 @@ ARTIFACTS="$ROOT/build/e2e-artifacts"
 case "$BUILD" in "$ROOT"/build/*) ARTIFACTS="$BUILD/../e2e-artifacts" ;; esac
 mkdir -p "$ARTIFACTS"
 E2E_OUT="$T_DIR/e2e.out"
-DEMO_URL=$SHOP EVIL_URL=$EVIL TOKEND_URL=$TOKEND DEMO_LOG=$DEMO_LOG E2E_ARTIFACTS=$ARTIFACTS \
+CHROMIUM=$CHROMIUM DEMO_URL=$SHOP EVIL_URL=$EVIL TOKEND_URL=$TOKEND E2E_ARTIFACTS=$ARTIFACTS \
     E2E_PROFILE_DIR="$T_DIR" timeout 180 node "$E2E_DIR/checkout.spec.mjs" >"$E2E_OUT" 2>"$T_DIR/e2e.err"
 e2e_rc=$?
 done_seen=0
