@@ -10,6 +10,8 @@
 #include "tokend/admin.h"
 
 #include "tokend/db.h"
+#include "tokend/json.h"
+#include "tokend/keyring.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,7 +19,9 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define BYTEA_OID 17 /* pg_type.oid of bytea: binary parameters need their type stated */
@@ -961,4 +965,327 @@ tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv)
     if (argc < 1 || strcmp(argv[0], "verify") != 0)
         return audit_usage();
     return audit_verify(a, argc - 1);
+}
+
+/* ---- gateway ---------------------------------------------------------------------------- */
+
+#define GW_CREDENTIALS_MAX 16384
+
+static tok_status gateway_usage(void)
+{
+    say("usage: gateway add --tenant T --kind stripe|adyen|sandbox --credentials-file F"
+        " [--priority N] [--base-url https://HOST[:PORT]] [--live|--test]"
+        " | gateway list [--tenant T] | gateway remove ID");
+    return TOK_ERR_INPUT;
+}
+
+/* Reads a credentials file into secret memory: a regular file, mode 0600 or tighter. */
+static tok_status read_secret_file(const char *path, struct tok_buf *out)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        say("gateway add: cannot open the credentials file %s", path);
+        return TOK_ERR_IO;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0 ||
+        st.st_size <= 0 || st.st_size > GW_CREDENTIALS_MAX) {
+        say("gateway add: the credentials file must be a regular file of at most %d bytes, mode 0600",
+            GW_CREDENTIALS_MAX);
+        fclose(f);
+        return TOK_ERR_INPUT;
+    }
+    tok_status s = tok_buf_alloc(out, (uint32_t)st.st_size + 1, true);
+    if (s == TOK_OK) {
+        size_t n = fread(out->data, 1, (size_t)st.st_size, f);
+        out->len = (uint32_t)n;
+        if (n != (size_t)st.st_size)
+            s = TOK_ERR_IO;
+    }
+    fclose(f);
+    return s;
+}
+
+static const char *const credential_fields[] = {"api_key", "merchant_account", "webhook_secret", "hmac_key"};
+
+/* The credentials must be a JSON object of strings with what the kind needs. */
+static tok_status credentials_check(const char *kind, struct tok_slice json)
+{
+    struct tok_json_doc *doc = NULL;
+    struct tok_json_error err;
+    struct tok_json_limits lim = tok_json_limits_default();
+    if (tok_json_parse(json, &lim, &doc, &err) != TOK_OK) {
+        say("gateway add: the credentials file is not valid JSON (%s)", err.code);
+        return TOK_ERR_INPUT;
+    }
+    const struct tok_json_node *root = tok_json_root(doc);
+    tok_status st = TOK_OK;
+    struct tok_slice v;
+    if (tok_json_type(root) != TOK_JSON_OBJECT ||
+        tok_json_check_keys(root, credential_fields, TOK_ARRAY_LEN(credential_fields), NULL) != TOK_OK) {
+        say("gateway add: credentials are an object with api_key, merchant_account, webhook_secret, hmac_key");
+        st = TOK_ERR_INPUT;
+    }
+    for (size_t i = 0; st == TOK_OK && i < tok_json_object_size(root); i++) {
+        const struct tok_json_node *val = NULL;
+        struct tok_slice k;
+        if (tok_json_object_at(root, i, &k, &val) != TOK_OK || tok_json_string(val, &v) != TOK_OK ||
+            v.len == 0 || v.len > 512) {
+            say("gateway add: every credential is a non-empty string of at most 512 bytes");
+            st = TOK_ERR_INPUT;
+        }
+    }
+    bool need_key = strcmp(kind, "sandbox") != 0;
+    if (st == TOK_OK && need_key && tok_json_get(root, "api_key") == NULL) {
+        say("gateway add: %s credentials need api_key", kind);
+        st = TOK_ERR_INPUT;
+    }
+    if (st == TOK_OK && strcmp(kind, "adyen") == 0 && tok_json_get(root, "merchant_account") == NULL) {
+        say("gateway add: adyen credentials need merchant_account");
+        st = TOK_ERR_INPUT;
+    }
+    tok_json_doc_free(&doc);
+    return st;
+}
+
+static bool base_url_ok(const char *u)
+{
+    size_t n = strlen(u);
+    if (n <= 8 || n > 200 || strncmp(u, "https://", 8) != 0)
+        return false;
+    for (size_t i = 8; i < n; i++) {
+        char c = u[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+/* The tenant's active keys, opened with the master key. */
+static tok_status open_tenant_keys(PGconn *pg, const struct tok_keyring *kr, const char *tenant,
+                                   struct tok_tenant_keys **out, uint32_t *version)
+{
+    static const char sql[] = "SELECT version, wrapped_dek, wrapped_fpk FROM vault.tenant_keys"
+                              " WHERE tenant_id = $1 AND state = 'active'";
+    const char *vals[1] = {tenant};
+    PGresult *r = PQexecParams(pg, sql, 1, NULL, vals, NULL, NULL, 1);
+    tok_status st = check_result(r, PGRES_TUPLES_OK, "gateway add");
+    if (st == TOK_OK && PQntuples(r) != 1) {
+        say("gateway add: the tenant has no active key");
+        st = TOK_ERR_NOTFOUND;
+    }
+    if (st == TOK_OK && PQgetlength(r, 0, 0) == 4) {
+        const uint8_t *v = (const uint8_t *)PQgetvalue(r, 0, 0);
+        *version = (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
+        st = tok_keyring_tenant_keys_open(
+            kr, tenant, *version,
+            tok_slice_of(PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1)),
+            tok_slice_of(PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2)), out);
+        if (st != TOK_OK)
+            say("gateway add: the tenant's keys do not open with this master key");
+    } else if (st == TOK_OK) {
+        st = TOK_ERR_INTERNAL;
+    }
+    PQclear(r);
+    return st;
+}
+
+static const char sql_gateway_add[] =
+    "WITH g AS ("
+    "  INSERT INTO vault.gateways (tenant_id, id, kind, livemode, priority, base_url,"
+    "                              credentials_sealed, key_version)"
+    "  VALUES ($1, $2, $3, $4::boolean, $5::integer, $6, $7::bytea, $8::integer)"
+    "  RETURNING tenant_id, id, kind, livemode, priority)"
+    " INSERT INTO audit.events (tenant_id, actor, action, object, detail)"
+    " SELECT g.tenant_id, '" ACTOR "', 'gateway.added', g.id,"
+    "        jsonb_build_object('kind', g.kind, 'livemode', g.livemode, 'priority', g.priority)"
+    "   FROM g";
+
+static tok_status gateway_add(const struct tok_admin *a, int argc, char **argv)
+{
+    const char *tenant_ref = NULL, *kind = NULL, *file = NULL, *prio = "100", *base = NULL;
+    bool live = false;
+    for (int i = 0; i < argc; i++) {
+        int m = opt_value(argc, argv, &i, "--tenant", &tenant_ref);
+        if (m == 0)
+            m = opt_value(argc, argv, &i, "--kind", &kind);
+        if (m == 0)
+            m = opt_value(argc, argv, &i, "--credentials-file", &file);
+        if (m == 0)
+            m = opt_value(argc, argv, &i, "--priority", &prio);
+        if (m == 0)
+            m = opt_value(argc, argv, &i, "--base-url", &base);
+        if (m < 0)
+            return gateway_usage();
+        if (m > 0)
+            continue;
+        if (strcmp(argv[i], "--live") == 0)
+            live = true;
+        else if (strcmp(argv[i], "--test") == 0)
+            live = false;
+        else
+            return gateway_usage();
+    }
+    if (tenant_ref == NULL || kind == NULL || file == NULL)
+        return gateway_usage();
+    if (strcmp(kind, "stripe") != 0 && strcmp(kind, "adyen") != 0 && strcmp(kind, "sandbox") != 0) {
+        say("gateway add: --kind is stripe, adyen or sandbox");
+        return TOK_ERR_INPUT;
+    }
+    char *end = NULL;
+    long p = strtol(prio, &end, 10);
+    if (end == prio || *end != '\0' || p < 0 || p > 1000) {
+        say("gateway add: --priority is a number from 0 to 1000 (lower is tried first)");
+        return TOK_ERR_INPUT;
+    }
+    if (strcmp(kind, "sandbox") == 0 && live) {
+        say("gateway add: the sandbox gateway serves test mode only");
+        return TOK_ERR_INPUT;
+    }
+    if (base == NULL) {
+        if (strcmp(kind, "stripe") == 0)
+            base = "https://api.stripe.com";
+        else if (strcmp(kind, "adyen") == 0 && !live)
+            base = "https://checkout-test.adyen.com";
+        else if (strcmp(kind, "sandbox") == 0)
+            base = "";
+        else {
+            say("gateway add: live adyen accounts need --base-url (their account-specific endpoint)");
+            return TOK_ERR_INPUT;
+        }
+    } else if (!base_url_ok(base)) {
+        say("gateway add: --base-url is https://HOST[:PORT] without a path");
+        return TOK_ERR_INPUT;
+    }
+    struct tok_buf cred = {0}, sealed = {0};
+    uint8_t idmem[TOK_RANDOM_ID_MAX + 1], tmem[TOK_RANDOM_ID_MAX + 1];
+    struct tok_buf idb, tenant;
+    tok_buf_init(&idb, idmem, sizeof idmem);
+    tok_buf_init(&tenant, tmem, sizeof tmem);
+    struct tok_keyring *kr = NULL;
+    struct tok_tenant_keys *tk = NULL;
+    PGconn *pg = NULL;
+    PGresult *r = NULL;
+    const char *id = NULL;
+    uint32_t version = 0;
+    tok_status st = read_secret_file(file, &cred);
+    if (st == TOK_OK)
+        st = credentials_check(kind, tok_buf_slice(&cred));
+    if (st == TOK_OK)
+        st = admin_keyring(a, &kr);
+    if (st == TOK_OK)
+        st = admin_connect(a, &pg);
+    if (st == TOK_OK)
+        st = resolve_tenant(pg, tenant_ref, &tenant, "gateway add");
+    if (st == TOK_OK)
+        st = open_tenant_keys(pg, kr, (const char *)tenant.data, &tk, &version);
+    if (st == TOK_OK && (st = tok_random_id("gw_", &idb)) == TOK_OK)
+        st = tok_buf_cstr(&idb, &id);
+    if (st == TOK_OK)
+        st = tok_buf_alloc(&sealed, cred.len + TOK_SEALED_OVERHEAD, false);
+    if (st == TOK_OK) {
+        struct tok_aad aad = {(const char *)tenant.data, "vault.gateways", "credentials_sealed", id};
+        st = tok_tenant_keys_seal(tk, aad, tok_buf_slice(&cred), &sealed);
+    }
+    if (st == TOK_OK) {
+        char vbuf[16];
+        snprintf(vbuf, sizeof vbuf, "%u", version);
+        const char *vals[8] = {(const char *)tenant.data, id, kind, live ? "true" : "false", prio,
+                               base, (const char *)sealed.data, vbuf};
+        const int lens[8] = {0, 0, 0, 0, 0, 0, (int)sealed.len, 0};
+        const int fmts[8] = {0, 0, 0, 0, 0, 0, 1, 0};
+        const Oid types[8] = {0, 0, 0, 0, 0, 0, BYTEA_OID, 0};
+        r = PQexecParams(pg, sql_gateway_add, 8, types, vals, lens, fmts, 0);
+        st = check_result(r, PGRES_COMMAND_OK, "gateway add");
+    }
+    if (st == TOK_OK) {
+        printf("%s\n", id);
+        st = finish_stdout();
+        say("added %s gateway %s (%s mode, priority %s)", kind, id, live ? "live" : "test", prio);
+    }
+    PQclear(r);
+    PQfinish(pg);
+    tok_tenant_keys_free(&tk);
+    tok_keyring_free(&kr);
+    tok_buf_wipe(&cred);
+    tok_buf_wipe(&sealed);
+    return st;
+}
+
+static tok_status gateway_list(const struct tok_admin *a, int argc, char **argv)
+{
+    const char *tenant_ref = NULL;
+    for (int i = 0; i < argc; i++)
+        if (opt_value(argc, argv, &i, "--tenant", &tenant_ref) <= 0)
+            return gateway_usage();
+    static const char sql[] =
+        "SELECT id, tenant_id, kind, livemode::text, priority::text, base_url,"
+        "       to_char(created_at AT TIME ZONE 'UTC', " TIME_FMT ")"
+        "  FROM vault.gateways WHERE removed_at IS NULL AND ($1::text IS NULL OR tenant_id = $1)"
+        " ORDER BY tenant_id, livemode, priority, id";
+    uint8_t tmem[TOK_RANDOM_ID_MAX + 1];
+    struct tok_buf tenant;
+    tok_buf_init(&tenant, tmem, sizeof tmem);
+    PGconn *pg = NULL;
+    TOK_GUARD(admin_connect(a, &pg));
+    tok_status st = TOK_OK;
+    if (tenant_ref != NULL)
+        st = resolve_tenant(pg, tenant_ref, &tenant, "gateway list");
+    PGresult *r = NULL;
+    if (st == TOK_OK) {
+        const char *vals[1] = {tenant_ref != NULL ? (const char *)tenant.data : NULL};
+        r = PQexecParams(pg, sql, 1, NULL, vals, NULL, NULL, 0);
+        st = check_result(r, PGRES_TUPLES_OK, "gateway list");
+    }
+    if (st == TOK_OK) {
+        fputs("id\ttenant\tkind\tlivemode\tpriority\tbase_url\tcreated_at\n", stdout);
+        for (int i = 0; i < PQntuples(r); i++)
+            for (int c = 0; c < 7; c++)
+                print_cell(PQgetvalue(r, i, c), c == 6);
+        st = finish_stdout();
+    }
+    PQclear(r);
+    PQfinish(pg);
+    return st;
+}
+
+static const char sql_gateway_remove[] =
+    "WITH g AS ("
+    "  UPDATE vault.gateways SET removed_at = now()"
+    "   WHERE id = $1 AND removed_at IS NULL RETURNING tenant_id, id)"
+    " INSERT INTO audit.events (tenant_id, actor, action, object)"
+    " SELECT g.tenant_id, '" ACTOR "', 'gateway.removed', g.id FROM g";
+
+static tok_status gateway_remove(const struct tok_admin *a, int argc, char **argv)
+{
+    if (argc != 1)
+        return gateway_usage();
+    PGconn *pg = NULL;
+    TOK_GUARD(admin_connect(a, &pg));
+    const char *vals[1] = {argv[0]};
+    PGresult *r = PQexecParams(pg, sql_gateway_remove, 1, NULL, vals, NULL, NULL, 0);
+    tok_status st = check_result(r, PGRES_COMMAND_OK, "gateway remove");
+    if (st == TOK_OK && strcmp(PQcmdTuples(r), "1") != 0) {
+        say("gateway remove: no such gateway (or already removed): %s", argv[0]);
+        st = TOK_ERR_NOTFOUND;
+    }
+    if (st == TOK_OK)
+        say("removed gateway %s", argv[0]);
+    PQclear(r);
+    PQfinish(pg);
+    return st;
+}
+
+tok_status tok_admin_gateway(const struct tok_admin *a, int argc, char **argv)
+{
+    TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
+    if (argc < 1)
+        return gateway_usage();
+    if (strcmp(argv[0], "add") == 0)
+        return gateway_add(a, argc - 1, argv + 1);
+    if (strcmp(argv[0], "list") == 0)
+        return gateway_list(a, argc - 1, argv + 1);
+    if (strcmp(argv[0], "remove") == 0)
+        return gateway_remove(a, argc - 1, argv + 1);
+    return gateway_usage();
 }

@@ -34,6 +34,11 @@ static int usage(void)
           "             [--live|--test]   create an API key; prints its secret, once\n"
           "  key list [--tenant T]        list API keys (never their secrets)\n"
           "  key revoke ID                revoke an API key\n"
+          "  gateway add --tenant T --kind stripe|adyen|sandbox --credentials-file F\n"
+          "             [--priority N] [--base-url URL] [--live|--test]\n"
+          "                               add a gateway account; prints its id\n"
+          "  gateway list [--tenant T]    list gateway accounts (never credentials)\n"
+          "  gateway remove ID            stop using a gateway account\n"
           "  audit verify                 recompute the audit log's hash chain\n"
           "  version                      print the version\n"
           "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
@@ -109,6 +114,8 @@ int main(int argc, char **argv)
         return tok_admin_exit_code(tok_admin_tenant(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "key") == 0)
         return tok_admin_exit_code(tok_admin_key(&admin, ctl.argc, ctl.argv));
+    if (strcmp(cmd, "gateway") == 0)
+        return tok_admin_exit_code(tok_admin_gateway(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "audit") == 0)
         return tok_admin_exit_code(tok_admin_audit(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "version") == 0) {

@@ -123,4 +123,11 @@ TOK_MUST_CHECK tok_status tok_audit_walk_step(struct tok_audit_walk *w, int64_t 
                                               struct tok_slice prev_hash, struct tok_slice hash,
                                               struct tok_slice expected);
 
+/**
+ * `gateway add --tenant T --kind stripe|adyen|sandbox --credentials-file F [--priority N]
+ * [--base-url URL] [--live|--test]` (prints the gateway id), `gateway list [--tenant T]`
+ * (never credentials), `gateway remove ID`. Credentials are sealed under the tenant's key.
+ */
+TOK_MUST_CHECK tok_status tok_admin_gateway(const struct tok_admin *a, int argc, char **argv);
+
 #endif
