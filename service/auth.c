@@ -109,8 +109,8 @@ static void cache_put(struct tok_auth_cache *c, struct tok_principal *np)
 
 static const struct tok_sql audit_sql = {
     "audit_insert",
-    "INSERT INTO audit.events (tenant_id, actor, action, object, request_id, prev_hash, hash) "
-    "VALUES ($1, $2, $3, $4, $5, '\\x'::bytea, '\\x'::bytea)",
+    "INSERT INTO audit.events (tenant_id, actor, action, object, request_id) "
+    "VALUES ($1, $2, $3, $4, $5)",
     5};
 
 tok_status tok_audit_insert(struct tok_db_conn *conn, const char *tenant_id, const char *actor,
