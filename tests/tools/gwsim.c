@@ -2503,6 +2503,13 @@ static void log_request(const struct gw_call *c, struct tok_slice method, const 
                  c->replayed ? " (idempotent replay)" : "", fault, delay);
 }
 
+/* Request bodies may hold card data: once read, nothing needs them, so they are wiped. */
+static void wipe_body(h2o_req_t *req)
+{
+    if (req->entity.base != NULL && req->entity.len > 0)
+        sodium_memzero(req->entity.base, req->entity.len);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct gw *g = ((struct gw_handler *)self)->g;
@@ -2531,6 +2538,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (header_get(req, "x-gwsim-fault", &fh) && !fault_parse(fh, &c.fault)) {
         control_plain(&c, 400, "error", "bad X-Gwsim-Fault (500, 429, timeout, reset, "
                       "timeout-after, reset-after, latency=MS)");
+        wipe_body(req);
         log_request(&c, method, "bad", 0);
         respond(g, req, c.status, h2o_strdup(&req->pool, (const char *)g->out.data, g->out.len),
                 0, false);
@@ -2556,6 +2564,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             g->st.ftimeout++;
         else
             g->st.freset++;
+        wipe_body(req);
         log_request(&c, method, fault_name, delay);
         if (c.fault.reset)
             respond(g, req, 500, h2o_iovec_init(H2O_STRLIT("")), delay, true);
@@ -2668,15 +2677,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     else
         adyen_dispatch(&c, method, path, body);
     tok_buf_reset(&g->scratch);
-    /* the body held card data: nothing needs it any more */
-    if (req->entity.base != NULL && req->entity.len > 0)
-        sodium_memzero(req->entity.base, req->entity.len);
 
     /* Stripe saves once the endpoint ran (2xx and card errors), Adyen its accepted answers */
     if (has_key && c.saveable && c.status < 500)
         idem_save(g, c.idem_key, mac, c.status, tok_buf_slice(&g->out));
 
 send:
+    wipe_body(req);
     log_request(&c, method, fault_name, delay);
     h2o_iovec_t out = h2o_strdup(&req->pool, (const char *)g->out.data, g->out.len);
     resp_reset(&c);
