@@ -47,6 +47,7 @@ static void principal_unref(struct tok_principal *p)
 {
     if (p == NULL || --p->refs > 0)
         return;
+    tok_accounts_wipe(p->accounts, p->naccounts);
     tok_tenant_keys_free(&p->keys);
     free(p);
 }
@@ -184,6 +185,7 @@ struct auth_call {
     uint32_t key_version;
     uint8_t dek[TOK_KEYRING_WRAPPED_LEN], fpk[TOK_KEYRING_WRAPPED_LEN];
     struct tok_buf dek_buf, fpk_buf;
+    struct tok_accounts_raw accounts; /* sealed; opened on the loop with the tenant keys */
 };
 
 static const struct tok_sql authenticate_sql = {
@@ -357,6 +359,11 @@ static tok_status auth_exec(struct tok_db_job *job, struct tok_db_conn *conn)
         a->found = true;
     }
     PQclear(res);
+    if (st == TOK_OK && a->found) {
+        st = tok_db_set_tenant(conn, a->p->tenant_id);
+        if (st == TOK_OK)
+            st = tok_accounts_fetch(conn, a->p->tenant_id, a->p->livemode, &a->accounts);
+    }
     return st;
 }
 
@@ -382,6 +389,8 @@ static void auth_result(struct tok_call *call, struct tok_req *r)
         tok_http_problem(r, 500, "internal_error", "the tenant's keys cannot be opened", NULL);
         return;
     }
+    if (tok_accounts_open(p->keys, p->tenant_id, &a->accounts, p->accounts, &p->naccounts) != TOK_OK)
+        p->naccounts = 0;
     a->p = NULL;
     p->refs = 1;
     p->loaded_ms = now_ms();

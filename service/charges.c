@@ -131,9 +131,12 @@ static const struct tok_sql token_state_sql = {
 
 static const struct tok_sql token_refs_sql = {
     "charge_token_refs",
-    "SELECT gateway, ref_sealed, key_version FROM vault.gateway_refs WHERE tenant_id = $1 "
-    "AND token_id = $2 AND status = 'active' AND ref_sealed IS NOT NULL AND ($3 = '' OR gateway = $3) "
-    "ORDER BY gateway LIMIT 4",
+    "SELECT r.gateway, r.ref_sealed, r.key_version FROM vault.gateway_refs r "
+    "LEFT JOIN vault.gateways g ON g.tenant_id = r.tenant_id AND g.id = r.gateway "
+    "WHERE r.tenant_id = $1 AND r.token_id = $2 AND r.status = 'active' AND r.ref_sealed IS NOT NULL "
+    "AND (r.gateway = 'sandbox' OR (g.id IS NOT NULL AND g.removed_at IS NULL)) "
+    "AND ($3 = '' OR r.gateway = $3 OR g.kind = $3) "
+    "ORDER BY coalesce(g.priority, 1000), r.gateway LIMIT 4",
     3};
 
 static const struct tok_sql charge_insert_sql = {
@@ -655,13 +658,25 @@ static void on_gateway_done(struct tok_gateway_call *gw)
     submit_finish(r, c);
 }
 
-static bool gateway_for(struct charge_call *c, const char *name, const struct tok_gateway_ops **out)
+/* The adapter and account for a gateway id: one of the principal's accounts,
+ * or the implicit sandbox (test mode only). */
+static bool gateway_for(struct tok_req *r, struct charge_call *c, const char *id,
+                        const struct tok_gateway_ops **ops, const struct tok_gateway_account **account)
 {
-    const struct tok_gateway_ops *ops = tok_gateway_find(tok_slice_str(name));
-    if (ops == NULL || (ops->test_only && c->livemode))
-        return false;
-    *out = ops;
-    return true;
+    const struct tok_principal *p = r->principal;
+    for (unsigned i = 0; i < p->naccounts; i++) {
+        if (strcmp(p->accounts[i].id, id) == 0) {
+            *ops = p->accounts[i].ops;
+            *account = &p->accounts[i];
+            return true;
+        }
+    }
+    if (strcmp(id, "sandbox") == 0 && !c->livemode) {
+        *ops = tok_gateway_sandbox();
+        *account = NULL;
+        return true;
+    }
+    return false;
 }
 
 static void fail_attempt(struct tok_req *r, struct charge_call *c, const char *code)
@@ -676,10 +691,11 @@ static void start_attempt(struct tok_req *r, struct charge_call *c)
 {
     struct gw_ref *g = &c->refs[c->cur];
     const struct tok_gateway_ops *ops = NULL;
+    const struct tok_gateway_account *account = NULL;
     memset(&c->gw, 0, sizeof c->gw);
     c->gw.data = c;
     c->gw.done = on_gateway_done;
-    if (!gateway_for(c, g->gateway, &ops)) {
+    if (!gateway_for(r, c, g->gateway, &ops, &account)) {
         fail_attempt(r, c, "gateway_not_configured");
         return;
     }
@@ -702,6 +718,8 @@ static void start_attempt(struct tok_req *r, struct charge_call *c)
     c->pm_ref[pm.len] = '\0';
     c->gw.op = TOK_GW_CHARGE;
     c->gw.livemode = c->livemode;
+    c->gw.account = account;
+    c->gw.env = &r->worker->gw_env;
     c->gw.pm_ref = c->pm_ref;
     c->gw.amount = c->amount;
     copy_field(c->gw.currency, sizeof c->gw.currency, c->currency);
@@ -714,10 +732,11 @@ static void start_attempt(struct tok_req *r, struct charge_call *c)
 static void start_followup(struct tok_req *r, struct charge_call *c)
 {
     const struct tok_gateway_ops *ops = NULL;
+    const struct tok_gateway_account *account = NULL;
     memset(&c->gw, 0, sizeof c->gw);
     c->gw.data = c;
     c->gw.done = on_gateway_done;
-    if (!gateway_for(c, c->gateway, &ops)) {
+    if (!gateway_for(r, c, c->gateway, &ops, &account)) {
         c->gw.outcome = TOK_GW_ERROR;
         c->gw.code = "gateway_not_configured";
         tok_http_watch(r, &c->call);
@@ -726,6 +745,8 @@ static void start_followup(struct tok_req *r, struct charge_call *c)
     }
     c->gw.op = c->op == OP_CAPTURE ? TOK_GW_CAPTURE : c->op == OP_VOID ? TOK_GW_VOID : TOK_GW_REFUND;
     c->gw.livemode = c->livemode;
+    c->gw.account = account;
+    c->gw.env = &r->worker->gw_env;
     c->gw.charge_ref = c->gateway_ref;
     c->gw.amount = c->amount;
     copy_field(c->gw.currency, sizeof c->gw.currency, c->currency);

@@ -307,7 +307,6 @@ struct card_secret {
 
 struct create_call {
     struct tok_call call; /* first */
-    struct tok_req *owner; /* valid while the gateway runs: the sandbox completes synchronously */
     bool keep;             /* skip one release: the call object is reused for the insert */
     struct card_secret *secret;
     bool deduplicate;
@@ -322,10 +321,12 @@ struct create_call {
     char candidates[TOK_PAN_SHAPED_TRIES][TOK_PAN_MAX + 1];
     int64_t expires_at; /* 0 = none */
     char metadata[METADATA_JSON_MAX];
-    const struct tok_gateway_ops *gateway;
-    struct tok_gateway_call gw;
-    uint8_t sealed[TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD];
-    struct tok_buf sealed_buf;
+    /* one tokenisation per gateway account, run concurrently */
+    struct tok_gateway_account accounts[TOK_ACCOUNTS_MAX]; /* copies without secrets */
+    unsigned naccounts, pending, succeeded;
+    struct tok_gateway_call gw[TOK_ACCOUNTS_MAX];
+    uint8_t sealed[TOK_ACCOUNTS_MAX][TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD];
+    struct tok_buf sealed_buf[TOK_ACCOUNTS_MAX];
 };
 
 static void wipe_card(struct create_call *c)
@@ -571,55 +572,99 @@ static tok_status validate(struct tok_req *r, const struct tok_json_node *root, 
 
 static void submit_insert(struct tok_req *r, struct create_call *c);
 
-static void on_gateway_done(struct tok_gateway_call *gw)
+/* Every gateway has answered: store what succeeded, or nothing if none did. */
+static void on_all_gateways_done(struct tok_req *r, struct create_call *c)
 {
-    struct create_call *c = gw->data;
-    struct tok_req *r = c->owner;
-    wipe_card(c); /* the gateway call was the card data's last use */
-    if (gw->outcome != TOK_GW_OK) {
-        tok_log_info("%s: %s: gateway %s refused tokenisation: %s", __func__, r->id,
-                     c->gateway->name, gw->code != NULL ? gw->code : "unknown");
-        tok_audit_async(r, c->tenant_id, c->actor, "token.gateway_failed", c->row.id);
-        tok_http_problem(r, 502, "gateway_error",
-                         gw->code != NULL ? gw->code : "the gateway could not tokenise the card",
-                         "card");
+    wipe_card(c); /* the gateway calls were the card data's last use */
+    const struct tok_gateway_call *first_failure = NULL;
+    for (unsigned i = 0; i < c->naccounts; i++) {
+        struct tok_gateway_call *gw = &c->gw[i];
+        if (gw->outcome != TOK_GW_OK) {
+            if (first_failure == NULL)
+                first_failure = gw;
+            if (r != NULL)
+                tok_log_info("%s: %s: gateway %s refused tokenisation: %s", __func__, r->id,
+                             c->accounts[i].id, gw->code != NULL ? gw->code : "unknown");
+            continue;
+        }
+        char row_id[TOK_ID_MAX + sizeof c->accounts[i].id + 2];
+        snprintf(row_id, sizeof row_id, "%s:%s", c->row.id, c->accounts[i].id);
+        struct tok_aad aad = {c->tenant_id, "vault.gateway_refs", "ref_sealed", row_id};
+        tok_buf_init(&c->sealed_buf[i], c->sealed[i], sizeof c->sealed[i]);
+        tok_status st = r == NULL ? TOK_ERR_INTERNAL
+                                  : tok_tenant_keys_seal(r->principal->keys, aad,
+                                                         tok_slice_str(gw->ref), &c->sealed_buf[i]);
+        sodium_memzero(gw->ref, sizeof gw->ref);
+        if (st != TOK_OK) {
+            gw->outcome = TOK_GW_ERROR;
+            gw->code = "internal_error";
+            if (first_failure == NULL)
+                first_failure = gw;
+            continue;
+        }
+        c->succeeded++;
+    }
+    if (r == NULL) { /* the client went away: nothing is stored */
         create_release(&c->call);
         return;
     }
-    struct tok_aad aad = {c->tenant_id, "vault.gateway_refs", "ref_sealed", NULL};
-    char row_id[TOK_ID_MAX + TOK_GATEWAY_NAME_MAX + 2];
-    snprintf(row_id, sizeof row_id, "%s:%s", c->row.id, c->gateway->name);
-    aad.row_id = row_id;
-    tok_buf_init(&c->sealed_buf, c->sealed, sizeof c->sealed);
-    tok_status st = tok_tenant_keys_seal(r->principal->keys, aad,
-                                         tok_slice_str(gw->ref), &c->sealed_buf);
-    sodium_memzero(gw->ref, sizeof gw->ref);
-    if (st != TOK_OK) {
-        tok_log_err("%s: %s: cannot seal the gateway reference (%s)", __func__, r->id,
-                    tok_status_name(st));
-        tok_http_problem(r, 500, "internal_error", NULL, NULL);
+    if (c->succeeded == 0) {
+        const char *code = first_failure != NULL && first_failure->code != NULL
+                               ? first_failure->code
+                               : "the gateway could not tokenise the card";
+        tok_audit_async(r, c->tenant_id, c->actor, "token.gateway_failed", c->row.id);
+        tok_http_problem(r, 502, "gateway_error", code, "card");
         create_release(&c->call);
         return;
     }
     submit_insert(r, c);
 }
 
+static void on_gateway_done(struct tok_gateway_call *gw)
+{
+    struct create_call *c = gw->data;
+    if (--c->pending > 0)
+        return;
+    on_all_gateways_done(tok_http_unwatch(&c->call), c);
+}
+
+static const struct tok_gateway_account implicit_sandbox = {.id = "sandbox", .priority = 1000};
+
 static void run_gateway(struct tok_req *r, struct create_call *c)
 {
-    if (r->principal->livemode) {
-        /* live gateways (stripe, adyen) are configured per tenant: issue #5 */
-        tok_http_problem(r, 422, "no_live_gateway",
-                         "no live gateway is configured for this tenant", NULL);
-        create_release(&c->call);
-        return;
+    const struct tok_principal *p = r->principal;
+    c->naccounts = 0;
+    for (unsigned i = 0; i < p->naccounts && c->naccounts < TOK_ACCOUNTS_MAX; i++)
+        c->accounts[c->naccounts++] = p->accounts[i]; /* api_key pointer stays owned by p */
+    if (c->naccounts == 0) {
+        if (p->livemode) {
+            tok_http_problem(r, 422, "no_live_gateway",
+                             "no live gateway is configured for this tenant", NULL);
+            create_release(&c->call);
+            return;
+        }
+        c->accounts[0] = implicit_sandbox;
+        c->accounts[0].ops = tok_gateway_sandbox();
+        c->naccounts = 1;
     }
-    c->gateway = tok_gateway_sandbox();
-    c->gw.op = TOK_GW_TOKENISE;
-    c->gw.card = &c->secret->card;
-    c->gw.livemode = false;
-    c->gw.done = on_gateway_done;
-    c->gw.data = c;
-    c->gateway->submit(c->gateway, &c->gw);
+    c->pending = c->naccounts;
+    tok_http_watch(r, &c->call);
+    for (unsigned i = 0; i < c->naccounts; i++) {
+        struct tok_gateway_call *gw = &c->gw[i];
+        memset(gw, 0, sizeof *gw);
+        gw->op = TOK_GW_TOKENISE;
+        gw->card = &c->secret->card;
+        gw->livemode = p->livemode;
+        gw->account = i < p->naccounts ? &p->accounts[i] : NULL; /* NULL: implicit sandbox */
+        gw->env = &r->worker->gw_env;
+        snprintf(gw->idempotency_key, sizeof gw->idempotency_key, "tokend_%s_%s", c->row.id,
+                 c->accounts[i].id);
+        gw->done = on_gateway_done;
+        gw->data = c;
+    }
+    /* launched after all are set up: a synchronous adapter may finish at once */
+    for (unsigned i = 0; i < c->naccounts; i++)
+        c->accounts[i].ops->submit(c->accounts[i].ops, &c->gw[i]);
 }
 
 static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
@@ -663,11 +708,15 @@ static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
         PQclear(res);
     }
     TOK_ENSURE(inserted, TOK_ERR_CONFLICT);
-    const char *gv[6] = {c->tenant_id, c->row.id, c->gateway->name, "active",
-                         (const char *)c->sealed, kv};
-    const int gl[6] = {0, 0, 0, 0, (int)c->sealed_buf.len, 0}, gf[6] = {0, 0, 0, 0, 1, 0};
-    TOK_GUARD(tok_db_exec(conn, &gateway_ref_insert_sql, gv, gl, gf, &res));
-    PQclear(res);
+    for (unsigned i = 0; i < c->naccounts; i++) {
+        bool ok = c->gw[i].outcome == TOK_GW_OK;
+        const char *gv[6] = {c->tenant_id, c->row.id, c->accounts[i].id, ok ? "active" : "failed",
+                             ok ? (const char *)c->sealed[i] : NULL, kv};
+        const int gl[6] = {0, 0, 0, 0, ok ? (int)c->sealed_buf[i].len : 0, 0};
+        const int gf[6] = {0, 0, 0, 0, 1, 0};
+        TOK_GUARD(tok_db_exec(conn, &gateway_ref_insert_sql, gv, gl, gf, &res));
+        PQclear(res);
+    }
     TOK_GUARD(tok_audit_insert(conn, c->tenant_id, c->actor, "token.created", c->row.id,
                                c->request_id));
     const char *rv[3] = {c->tenant_id, c->row.id, live};
@@ -746,7 +795,6 @@ static void create_authed(struct tok_req *r)
     tok_buf_init(&cs->cvc_buf, cs->cvc, sizeof cs->cvc);
     tok_buf_init(&cs->name_buf, cs->name, sizeof cs->name);
     c->secret = cs;
-    c->owner = r;
     copy_field(c->tenant_id, sizeof c->tenant_id, r->principal->tenant_id);
     copy_field(c->actor, sizeof c->actor, r->principal->key_id);
     copy_field(c->request_id, sizeof c->request_id, r->id);

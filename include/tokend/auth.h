@@ -11,6 +11,7 @@
 #define TOKEND_AUTH_H
 
 #include "tokend/common.h"
+#include "tokend/accounts.h"
 #include "tokend/http.h"
 
 #define TOK_AUTH_CACHE_TTL_MS 3000
@@ -45,6 +46,8 @@ struct tok_principal {
     char origins[TOK_AUTH_ORIGINS_MAX][TOK_AUTH_ORIGIN_MAX];
     unsigned norigins;
     struct tok_tenant_keys *keys; /* the tenant's active keys, unwrapped, locked memory */
+    struct tok_gateway_account accounts[TOK_ACCOUNTS_MAX]; /* this mode's gateways, by priority */
+    unsigned naccounts;
 };
 
 struct tok_auth_cache;

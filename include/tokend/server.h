@@ -9,6 +9,7 @@
 #include "tokend/common.h"
 #include "tokend/config.h"
 #include "tokend/db.h"
+#include "tokend/gateway.h"
 
 #include <h2o.h>
 #include <openssl/ssl.h>
@@ -39,6 +40,7 @@ struct tok_worker {
     h2o_accept_ctx_t accept_h2c, accept_tls;
     h2o_socket_t *listeners[2];
     struct tok_auth_cache *auth_cache;
+    struct tok_gateway_env gw_env; /* what remote adapters called from this loop use */
     volatile bool stop;
 };
 
