@@ -41,7 +41,9 @@ for t in "${tests[@]}"; do
     # each file runs in a subshell so a crash in one cannot stop the others;
     # it reports its counts on fd 3
     counts=$( (
-        T_PASS=0 T_FAIL=0 T_FAILED_NAMES=()
+        T_PASS=0 T_FAIL=0 T_FAILED_NAMES=() T_PIDS=()
+        # whatever this file started (tokend_start, simulators) ends with it
+        trap 'for p in "${T_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done' EXIT
         . "$t" 3>&-
         echo "$T_PASS $T_FAIL ${T_FAILED_NAMES[*]:-}" >&3
     ) 3>&1 >&2 )
