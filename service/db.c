@@ -13,6 +13,29 @@
 
 #define RECONNECT_INTERVAL_MS 250
 
+/*
+ * Round trips. A database thread runs its whole batch in libpq's pipeline
+ * mode: statements whose result nobody waits for (BEGIN, SAVEPOINT, RELEASE,
+ * ROLLBACK TO, set_tenant, tok_db_exec_deferred) are sent at once but not
+ * synced; the next statement whose result a job needs (tok_db_exec), or the
+ * end of the job or batch, sends one Sync and reads them all. A tokenisation
+ * thus costs three round trips instead of seven, and a job's RELEASE travels
+ * with the next job's first statement.
+ *
+ * Blame: an item is either the batch's (BEGIN, SAVEPOINT, RELEASE, ROLLBACK
+ * TO, COMMIT: if one fails the batch is broken, every job fails and the
+ * transaction is rolled back) or the current job's (set_tenant, deferred and
+ * prepared statements: if one fails, the job fails and rolls back to its
+ * savepoint, its neighbours are untouched).
+ */
+#define PENDING_MAX 32
+
+struct pending {
+    const struct tok_sql *prepare; /* a Parse for this statement: forget it on failure */
+    bool batch;                    /* the batch's item, not the job's */
+    bool keep;                     /* the caller wants this result */
+};
+
 struct tok_db_conn {
     struct tok_db *db;
     PGconn *pg;
@@ -20,6 +43,12 @@ struct tok_db_conn {
     const struct tok_sql *prepared[TOK_DB_PREPARED_MAX];
     unsigned nprepared;
     pthread_t tid;
+    bool in_pipeline;
+    bool batch_failed; /* a batch item failed or the connection broke */
+    unsigned npending;
+    unsigned job_pending; /* items of the current job not synced yet */
+    struct pending pending[PENDING_MAX];
+    uint64_t batches, jobs; /* statistics, for the debug log */
 };
 
 struct tok_db {
@@ -85,35 +114,142 @@ static bool ensure_connected(struct tok_db_conn *c)
     return tok_db_connect(c->db->conninfo, &c->pg, why, sizeof why) == TOK_OK;
 }
 
-tok_status tok_db_command(struct tok_db_conn *c, const char *sql)
+static const char *sqlstate_of(const PGresult *r)
 {
-    PGresult *r = PQexec(c->pg, sql);
-    tok_status st = PQresultStatus(r) == PGRES_COMMAND_OK ? TOK_OK : TOK_ERR_DB;
-    if (st != TOK_OK)
-        tok_log_warn("%s: '%s' failed: sqlstate %s", __func__, sql,
-                     r != NULL && PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL
-                         ? PQresultErrorField(r, PG_DIAG_SQLSTATE)
-                         : "none");
-    PQclear(r);
+    const char *s = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return s != NULL ? s : "none";
+}
+
+static void forget_prepared(struct tok_db_conn *c, const struct tok_sql *sql)
+{
+    for (unsigned i = 0; i < c->nprepared; i++) {
+        if (c->prepared[i] == sql) {
+            c->prepared[i] = c->prepared[--c->nprepared];
+            return;
+        }
+    }
+}
+
+/* Records an item just sent; a full queue is synced first by the callers. */
+static void pending_add(struct tok_db_conn *c, bool batch, bool keep, const struct tok_sql *prepare)
+{
+    struct pending *p = &c->pending[c->npending++];
+    p->prepare = prepare;
+    p->batch = batch;
+    p->keep = keep;
+    if (!batch)
+        c->job_pending++;
+}
+
+/*
+ * Sends one Sync and reads the result of every item sent since the last one.
+ * Returns the first failure of a job item (TOK_ERR_CONFLICT for a unique
+ * violation), TOK_ERR_DB if a batch item failed; *kept gets the result of
+ * the item marked keep when it succeeded.
+ */
+static tok_status sync_pending(struct tok_db_conn *c, PGresult **kept)
+{
+    tok_status st = TOK_OK;
+    unsigned n = c->npending;
+    c->npending = 0;
+    c->job_pending = 0;
+    if (n == 0)
+        return TOK_OK;
+    if (PQpipelineSync(c->pg) != 1) {
+        c->batch_failed = true;
+        return TOK_ERR_DB;
+    }
+    bool lost = false;
+    for (unsigned i = 0; i < n; i++) {
+        const struct pending *p = &c->pending[i];
+        PGresult *r = lost ? NULL : PQgetResult(c->pg);
+        if (r == NULL) {
+            lost = true; /* the connection broke: nothing more will come */
+            c->batch_failed = true;
+            if (p->prepare != NULL)
+                forget_prepared(c, p->prepare);
+            if (st == TOK_OK)
+                st = TOK_ERR_DB;
+            continue;
+        }
+        ExecStatusType es = PQresultStatus(r);
+        bool ok = es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK;
+        if (!ok) {
+            const char *state = sqlstate_of(r);
+            tok_status err =
+                strcmp(state, "23505") == 0 && !p->batch ? TOK_ERR_CONFLICT : TOK_ERR_DB;
+            if (es != PGRES_PIPELINE_ABORTED && err == TOK_ERR_DB)
+                tok_log_warn("%s: %s failed: sqlstate %s", __func__,
+                             p->batch ? "a transaction statement" : "a statement", state);
+            if (p->batch)
+                c->batch_failed = true;
+            else if (st == TOK_OK && es != PGRES_PIPELINE_ABORTED)
+                st = err;
+            if (p->prepare != NULL)
+                forget_prepared(c, p->prepare);
+        }
+        if (ok && p->keep && kept != NULL)
+            *kept = r;
+        else
+            PQclear(r);
+        while ((r = PQgetResult(c->pg)) != NULL) /* the end of this item's results */
+            PQclear(r);
+    }
+    if (!lost) {
+        PGresult *r = PQgetResult(c->pg);
+        if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+            c->batch_failed = true;
+        PQclear(r);
+    }
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        c->batch_failed = true;
+    if (c->batch_failed && st == TOK_OK)
+        st = TOK_ERR_DB;
     return st;
 }
 
-static tok_status ensure_prepared(struct tok_db_conn *c, const struct tok_sql *sql)
+/* Queues a statement without parameters (BEGIN, SAVEPOINT ...), as the batch's item. */
+static void send_batch_command(struct tok_db_conn *c, const char *sql)
 {
-    for (unsigned i = 0; i < c->nprepared; i++)
-        if (c->prepared[i] == sql)
-            return TOK_OK;
-    TOK_ENSURE(c->nprepared < TOK_DB_PREPARED_MAX, TOK_ERR_BOUNDS);
-    PGresult *r = PQprepare(c->pg, sql->name, sql->text, sql->nparams, NULL);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        tok_log_err("%s: cannot prepare %s: %s", __func__, sql->name,
-                    PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL
-                        ? PQresultErrorField(r, PG_DIAG_SQLSTATE)
-                        : "no sqlstate");
-    PQclear(r);
-    TOK_ENSURE(ok, TOK_ERR_DB);
-    c->prepared[c->nprepared++] = sql;
+    if (c->npending >= PENDING_MAX)
+        (void)sync_pending(c, NULL);
+    if (PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0) != 1) {
+        c->batch_failed = true;
+        return;
+    }
+    pending_add(c, true, false, NULL);
+}
+
+tok_status tok_db_command(struct tok_db_conn *c, const char *sql)
+{
+    TOK_ENSURE(c != NULL && sql != NULL && c->in_pipeline, TOK_ERR_INTERNAL);
+    if (c->npending >= PENDING_MAX)
+        TOK_GUARD(sync_pending(c, NULL));
+    TOK_ENSURE(PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0) == 1, TOK_ERR_DB);
+    pending_add(c, false, false, NULL);
+    return sync_pending(c, NULL);
+}
+
+/* Queues the statement (and its Parse on first use on this connection). */
+static tok_status send_prepared(struct tok_db_conn *c, const struct tok_sql *sql,
+                                const char *const *values, const int *lengths, const int *formats,
+                                bool keep)
+{
+    TOK_ENSURE(c->in_pipeline, TOK_ERR_INTERNAL);
+    if (c->npending + 2 > PENDING_MAX)
+        TOK_GUARD(sync_pending(c, NULL));
+    bool known = false;
+    for (unsigned i = 0; i < c->nprepared && !known; i++)
+        known = c->prepared[i] == sql;
+    if (!known) {
+        TOK_ENSURE(c->nprepared < TOK_DB_PREPARED_MAX, TOK_ERR_BOUNDS);
+        TOK_ENSURE(PQsendPrepare(c->pg, sql->name, sql->text, sql->nparams, NULL) == 1, TOK_ERR_DB);
+        c->prepared[c->nprepared++] = sql;
+        pending_add(c, false, false, sql);
+    }
+    TOK_ENSURE(PQsendQueryPrepared(c->pg, sql->name, sql->nparams, values, lengths, formats, 0) == 1,
+               TOK_ERR_DB);
+    pending_add(c, false, keep, NULL);
     return TOK_OK;
 }
 
@@ -122,30 +258,32 @@ tok_status tok_db_exec(struct tok_db_conn *c, const struct tok_sql *sql, const c
 {
     TOK_ENSURE(c != NULL && sql != NULL && out != NULL, TOK_ERR_INTERNAL);
     *out = NULL;
-    TOK_GUARD(ensure_prepared(c, sql));
-    PGresult *r = PQexecPrepared(c->pg, sql->name, sql->nparams, values, lengths, formats, 0);
-    ExecStatusType es = PQresultStatus(r);
-    if (es == PGRES_TUPLES_OK || es == PGRES_COMMAND_OK) {
-        *out = r;
-        return TOK_OK;
+    tok_status st = send_prepared(c, sql, values, lengths, formats, true);
+    PGresult *r = NULL;
+    tok_status sst = sync_pending(c, &r);
+    if (st == TOK_OK)
+        st = sst;
+    if (st != TOK_OK || r == NULL) {
+        PQclear(r);
+        return st != TOK_OK ? st : TOK_ERR_DB;
     }
-    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    tok_status st = state != NULL && strcmp(state, "23505") == 0 ? TOK_ERR_CONFLICT : TOK_ERR_DB;
-    if (st == TOK_ERR_DB)
-        tok_log_warn("%s: %s failed: sqlstate %s", __func__, sql->name, state ? state : "none");
-    PQclear(r);
-    return st;
+    *out = r;
+    return TOK_OK;
+}
+
+tok_status tok_db_exec_deferred(struct tok_db_conn *c, const struct tok_sql *sql,
+                                const char *const *values, const int *lengths, const int *formats)
+{
+    TOK_ENSURE(c != NULL && sql != NULL, TOK_ERR_INTERNAL);
+    return send_prepared(c, sql, values, lengths, formats, false);
 }
 
 tok_status tok_db_set_tenant(struct tok_db_conn *c, const char *tenant_id)
 {
     static const struct tok_sql set_tenant = {
         "set_tenant", "SELECT set_config('tokend.tenant_id', $1, true)", 1};
-    PGresult *r = NULL;
     const char *vals[1] = {tenant_id};
-    TOK_GUARD(tok_db_exec(c, &set_tenant, vals, NULL, NULL, &r));
-    PQclear(r);
-    return TOK_OK;
+    return tok_db_exec_deferred(c, &set_tenant, vals, NULL, NULL);
 }
 
 /* Takes up to batch_max jobs; blocks until at least one is queued or we stop. */
@@ -198,40 +336,66 @@ static void reply_all(struct tok_db_job *jobs)
     }
 }
 
-static bool broken(struct tok_db_conn *c)
+/* Runs one job: its own items that nobody synced yet are synced before its end is decided. */
+static tok_status run_job(struct tok_db_conn *c, struct tok_db_job *j)
 {
-    return PQstatus(c->pg) != CONNECTION_OK;
+    tok_status st = j->exec(j, c);
+    if (c->job_pending > 0) {
+        tok_status sst = sync_pending(c, NULL);
+        if (st == TOK_OK)
+            st = sst;
+    }
+    return st;
 }
 
 static void run_batch(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n)
 {
-    if (!ensure_connected(c) || tok_db_command(c, "BEGIN") != TOK_OK) {
+    if (!ensure_connected(c) || PQenterPipelineMode(c->pg) != 1) {
         fail_all(jobs, TOK_ERR_DB);
         return;
     }
+    c->in_pipeline = true;
+    c->batch_failed = false;
+    c->npending = c->job_pending = 0;
+    c->batches++;
+    c->jobs += n;
+    send_batch_command(c, "BEGIN");
     if (n == 1) {
-        jobs->status = jobs->exec(jobs, c);
-        const char *end = jobs->status == TOK_OK ? "COMMIT" : "ROLLBACK";
-        if (tok_db_command(c, end) != TOK_OK && jobs->status == TOK_OK)
+        /* one job: no savepoint, its failure is the transaction's */
+        jobs->status = run_job(c, jobs);
+        send_batch_command(c, jobs->status == TOK_OK ? "COMMIT" : "ROLLBACK");
+        (void)sync_pending(c, NULL);
+        if (c->batch_failed && jobs->status == TOK_OK)
             jobs->status = TOK_ERR_DB;
-        return;
-    }
-    for (struct tok_db_job *j = jobs; j != NULL; j = j->next) {
-        if (tok_db_command(c, "SAVEPOINT job") != TOK_OK) {
-            fail_all(j, TOK_ERR_DB);
-            break;
+    } else {
+        for (struct tok_db_job *j = jobs; j != NULL && !c->batch_failed; j = j->next) {
+            send_batch_command(c, "SAVEPOINT job");
+            j->status = run_job(c, j);
+            /* the end travels with the next job's first statement (or the COMMIT) */
+            send_batch_command(c, j->status == TOK_OK ? "RELEASE SAVEPOINT job"
+                                                      : "ROLLBACK TO SAVEPOINT job");
         }
-        j->status = j->exec(j, c);
-        const char *end = j->status == TOK_OK ? "RELEASE SAVEPOINT job" : "ROLLBACK TO SAVEPOINT job";
-        if (tok_db_command(c, end) != TOK_OK || broken(c)) {
+        if (!c->batch_failed) {
+            send_batch_command(c, "COMMIT");
+            (void)sync_pending(c, NULL);
+        }
+        if (c->batch_failed) {
+            /* a transaction statement failed or the connection broke: nothing was committed */
+            (void)sync_pending(c, NULL);
+            if (PQstatus(c->pg) == CONNECTION_OK) {
+                send_batch_command(c, "ROLLBACK");
+                (void)sync_pending(c, NULL);
+            }
             fail_all(jobs, TOK_ERR_DB);
-            break;
         }
     }
-    if (tok_db_command(c, "COMMIT") != TOK_OK) {
-        for (struct tok_db_job *j = jobs; j != NULL; j = j->next)
-            if (j->status == TOK_OK)
-                j->status = TOK_ERR_DB;
+    c->in_pipeline = false;
+    if (PQexitPipelineMode(c->pg) != 1 || PQstatus(c->pg) != CONNECTION_OK) {
+        /* a connection left mid-pipeline is not reusable: start over next batch */
+        tok_log_warn("%s: dropping the database connection", __func__);
+        PQfinish(c->pg);
+        c->pg = NULL;
+        c->nprepared = 0;
     }
 }
 
@@ -333,8 +497,13 @@ void tok_db_close(struct tok_db **pdb)
         if (db->conns[i].tid != 0)
             pthread_join(db->conns[i].tid, NULL);
     }
-    for (unsigned i = 0; i < db->nconns; i++)
+    for (unsigned i = 0; i < db->nconns; i++) {
+        const struct tok_db_conn *c = &db->conns[i];
+        if (c->batches > 0)
+            tok_log_info("%s: database thread %u: %llu jobs in %llu transactions", __func__, i,
+                         (unsigned long long)c->jobs, (unsigned long long)c->batches);
         PQfinish(db->conns[i].pg);
+    }
     sodium_free(db->conninfo);
     pthread_cond_destroy(&db->cv);
     pthread_mutex_destroy(&db->mu);

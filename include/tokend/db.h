@@ -15,6 +15,11 @@
  *     loop thread in one transaction, which a per-loop connection cannot
  *     give; and a blocking bug in an async state machine stalls every request
  *     of a loop, while here it stalls one database thread.
+ *   - Round trips (issue #9): a batch runs in libpq's pipeline mode. BEGIN,
+ *     SAVEPOINT, RELEASE, set_tenant and tok_db_exec_deferred statements are
+ *     sent without waiting; the next tok_db_exec (or the end of the job)
+ *     syncs them with its own statement, so a job costs one round trip per
+ *     result it actually needs.
  *   - Row-level security: each job sets its tenant with set_config(...,
  *     true) inside its savepoint, so tenants never leak across jobs.
  *   - The job outlives the request: if the client goes away while the job is
@@ -94,10 +99,23 @@ TOK_MUST_CHECK tok_status tok_db_exec(struct tok_db_conn *conn, const struct tok
                                       const char *const *values, const int *lengths,
                                       const int *formats, PGresult **out);
 
-/** Runs SQL without parameters or results (SET, SAVEPOINT ...). */
+/**
+ * Queues a prepared statement whose rows nobody needs (an INSERT whose
+ * success is all that matters). It is sent now and checked at the job's next
+ * tok_db_exec or at the end of the job: if it fails, that call (or the job)
+ * fails as tok_db_exec would have. Parameters are copied before it returns.
+ */
+TOK_MUST_CHECK tok_status tok_db_exec_deferred(struct tok_db_conn *conn, const struct tok_sql *sql,
+                                               const char *const *values, const int *lengths,
+                                               const int *formats);
+
+/** Runs SQL without parameters or results, as part of the current job. */
 TOK_MUST_CHECK tok_status tok_db_command(struct tok_db_conn *conn, const char *sql);
 
-/** Sets the tenant for row-level security until the end of the job. */
+/**
+ * Sets the tenant for row-level security until the end of the job. Deferred
+ * like tok_db_exec_deferred: a failure shows at the job's next statement.
+ */
 TOK_MUST_CHECK tok_status tok_db_set_tenant(struct tok_db_conn *conn, const char *tenant_id);
 
 /** Connects once, synchronously, for tools (tokenctl). why as above. */

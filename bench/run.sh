@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# bench/run.sh - `make bench`: tokend against the ceilings of this machine, in
+# ONE run, with the same client counts (see bench/README.md).
+#
+#   1. HTTP/2 ceiling      h2load GET /healthz (h2c)
+#   2. durable writes      pgbench, one single-row INSERT of a token-sized row
+#                          per transaction, same PostgreSQL (fsync on,
+#                          synchronous_commit on)
+#   3. tokenise            h2load POST /v1/tokens (sandbox gateway); every 201
+#                          is checked against the rows in vault.tokens
+#   4. latency             POST /v1/tokens at half the peak rate: p50 / p99
+#   5. 50 ms gateway       needs the gateway simulator and the stripe adapter
+#                          (issue #5): run_gateway50ms below
+#
+# Starts its own PostgreSQL and tokend on free loopback ports and stops them on
+# exit. Every step is bounded by a timeout and the whole run by a watchdog.
+# Environment: BUILD (build), BENCH_SECONDS (10), BENCH_CLIENTS (32),
+# BENCH_STREAMS (16), BENCH_DB_THREADS (2), BENCH_DB_BATCH_MAX (256),
+# BENCH_DB_WINDOW_US (0), BENCH_THREADS (CPUs), BENCH_PROFILE=1 (perf record
+# tokend during the tokenise run; report in the bench dir, kept),
+# KEEP_BENCH_DIR=1.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+cd "$ROOT"
+. tests/lib/pg.sh
+. tests/lib/harness.sh
+
+SECS=${BENCH_SECONDS:-10}
+CLIENTS=${BENCH_CLIENTS:-32}
+STREAMS=${BENCH_STREAMS:-16}
+DB_THREADS=${BENCH_DB_THREADS:-2}
+DB_BATCH_MAX=${BENCH_DB_BATCH_MAX:-256}
+DB_WINDOW_US=${BENCH_DB_WINDOW_US:-0}
+LOOP_THREADS=${BENCH_THREADS:-$(nproc 2>/dev/null || echo 2)}
+DEADLINE=${BENCH_DEADLINE:-570} # seconds; make bench must finish in under 10 minutes
+
+say() { printf 'bench: %s\n' "$*"; }
+die() {
+    printf 'bench: FAILED: %s\n' "$*" >&2
+    exit 1
+}
+
+for b in tokend tokenctl; do
+    [ -x "$BUILD/$b" ] || die "$BUILD/$b is missing: run 'make BUILD=$BUILD all' first"
+done
+for t in h2load pgbench; do
+    command -v "$t" >/dev/null || die "$t is missing: run 'make deps' (nghttp2-client, postgresql-contrib)"
+done
+[ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || die "PostgreSQL server binaries not found (make deps)"
+
+B_DIR=$(mktemp -d /tmp/tokend-bench.XXXXXX)
+chmod 0711 "$B_DIR" # the postgres user must reach its cluster inside
+TOKEND_PID=
+WATCHDOG_PID=
+PERF_PID=
+# shellcheck disable=SC2317 # runs from the EXIT trap
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [ -n "$PERF_PID" ] && kill -INT "$PERF_PID" 2>/dev/null
+    if [ -n "$TOKEND_PID" ] && kill -0 "$TOKEND_PID" 2>/dev/null; then
+        kill -TERM "$TOKEND_PID" 2>/dev/null || true
+        local _
+        for _ in $(seq 1 100); do
+            kill -0 "$TOKEND_PID" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -KILL "$TOKEND_PID" 2>/dev/null || true
+        wait "$TOKEND_PID" 2>/dev/null || true
+    fi
+    pg_stop "$B_DIR/pg"
+    [ -n "$WATCHDOG_PID" ] && kill "$WATCHDOG_PID" 2>/dev/null
+    if [ "${KEEP_BENCH_DIR:-}" = 1 ] || [ "${BENCH_PROFILE:-}" = 1 ]; then
+        say "kept $B_DIR"
+    else
+        rm -rf "$B_DIR"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'say "stopped (watchdog or SIGTERM)"; exit 143' TERM
+# the watchdog: a stuck step cannot keep the bench running past the deadline
+# (its own streams to /dev/null, and its sleep ends with it, so no pipe stays open)
+(
+    trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+    sleep "$DEADLINE" &
+    sp=$!
+    wait "$sp" && kill -TERM $$ 2>/dev/null
+) </dev/null >/dev/null 2>&1 &
+WATCHDOG_PID=$!
+
+# ---- PostgreSQL, schema, tenant, key --------------------------------------------------
+say "cluster in $B_DIR (fsync on, synchronous_commit on)"
+pg_init "$B_DIR/pg" on && pg_start "$B_DIR/pg" && pg_createdb "$B_DIR/pg" ||
+    die "cannot start PostgreSQL (see $B_DIR/pg/postgres.log)"
+ADMIN_DB=$(pg_conninfo "$B_DIR/pg" postgres)
+SERVICE_DB=$(pg_conninfo "$B_DIR/pg" tokend_service)
+"$BUILD/tokenctl" --db "$ADMIN_DB" migrate --dir sql >"$B_DIR/migrate.log" 2>&1 ||
+    die "migrations failed: $(tail -n 3 "$B_DIR/migrate.log")"
+make_tls "$B_DIR"
+make_master_key "$B_DIR/master.key"
+CTL=("$BUILD/tokenctl" --db "$ADMIN_DB" --master-key-file "$B_DIR/master.key")
+TENANT=$("${CTL[@]}" tenant create "bench-$$" 2>"$B_DIR/ctl.err") || die "tenant create: $(cat "$B_DIR/ctl.err")"
+(umask 077 && "${CTL[@]}" key create --tenant "$TENANT" --scopes tokens:write,tokens:read --test \
+    >"$B_DIR/key" 2>"$B_DIR/ctl.err") || die "key create: $(cat "$B_DIR/ctl.err")"
+grep -Eqx 'sk_test_[0-9A-Za-z]{43}' "$B_DIR/key" || die "key create printed no key"
+# the key is a throwaway test key of a throwaway database; it never reaches the output
+AUTH_HEADER="authorization: Bearer $(cat "$B_DIR/key")"
+NEXT_YEAR=$(($(date -u +%Y) + 1))
+printf '{"card":{"number":"4242424242424242","exp_month":12,"exp_year":%s,"cvc":"123"},"metadata":{"order":"bench"}}' \
+    "$NEXT_YEAR" >"$B_DIR/card.json"
+
+# ---- tokend ------------------------------------------------------------------------
+PORT=$(free_port)
+"$BUILD/tokend" --listen "127.0.0.1:$PORT" --listen-tls '' \
+    --master-key-file "$B_DIR/master.key" --db "$SERVICE_DB" --threads "$LOOP_THREADS" \
+    --db-threads "$DB_THREADS" --db-batch-max "$DB_BATCH_MAX" --db-batch-window-us "$DB_WINDOW_US" \
+    --log-level warn 2>>"$B_DIR/tokend.log" &
+TOKEND_PID=$!
+wait_http "http://127.0.0.1:$PORT/healthz" 15 || die "tokend did not start: $(tail -n 5 "$B_DIR/tokend.log")"
+URL="http://127.0.0.1:$PORT"
+say "tokend pid $TOKEND_PID on 127.0.0.1:$PORT: --threads $LOOP_THREADS --db-threads $DB_THREADS" \
+    "--db-batch-max $DB_BATCH_MAX --db-batch-window-us $DB_WINDOW_US; $CLIENTS clients x $STREAMS streams, ${SECS}s runs"
+
+# ---- helpers -----------------------------------------------------------------------
+# h2load_field OUT WHAT: req/s, 2xx, non2xx, succeeded, failed, errored
+h2load_field() {
+    local f=$1
+    case $2 in
+    rps) sed -nE 's/^finished in [^,]*, ([0-9.]+) req\/s.*/\1/p' "$f" ;;
+    2xx) sed -nE 's/^status codes: ([0-9]+) 2xx.*/\1/p' "$f" ;;
+    non2xx) sed -nE 's/^status codes: [0-9]+ 2xx, ([0-9]+) 3xx, ([0-9]+) 4xx, ([0-9]+) 5xx.*/\1 \2 \3/p' "$f" |
+        awk '{print $1 + $2 + $3}' ;;
+    done) sed -nE 's/^requests: .* ([0-9]+) done.*/\1/p' "$f" ;;
+    failed) sed -nE 's/^requests: .*, ([0-9]+) failed, ([0-9]+) errored, ([0-9]+) timeout.*/\1 \2 \3/p' "$f" |
+        awk '{print $1 + $2 + $3}' ;;
+    esac
+}
+
+rows() { pg_psql "$B_DIR/pg" -tAc "SELECT count(*) FROM vault.tokens"; }
+rss_hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$TOKEND_PID/status" 2>/dev/null; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
+FAILS=()
+check() { # NAME CONDITION-RESULT(0/1)
+    if [ "$2" = 0 ]; then say "check ok:   $1"; else say "check FAIL: $1"; FAILS+=("$1"); fi
+}
+
+# tokenise N RPS_PER_CLIENT LOG: POST /v1/tokens N times; leaves the h2load output in $B_DIR/$LOG.out
+tokenise() {
+    local n=$1 rps=$2 log=$3 extra=()
+    [ "$rps" != 0 ] && extra=(--rps "$rps")
+    timeout $((SECS * 6 + 60)) h2load -c "$CLIENTS" -m "$STREAMS" -t 1 -n "$n" "${extra[@]}" \
+        -d "$B_DIR/card.json" -H "$AUTH_HEADER" -H 'content-type: application/json' \
+        --log-file "$B_DIR/$log.tsv" "$URL/v1/tokens" >"$B_DIR/$log.out" 2>&1
+}
+count_status() { awk -v s="$2" '$2 == s {n++} END {print n + 0}' "$B_DIR/$1.tsv"; }
+count_not2xx() { awk '$2 < 200 || $2 > 299 {n++} END {print n + 0}' "$B_DIR/$1.tsv"; }
+
+# ---- 1. HTTP/2 ceiling: GET /healthz ----------------------------------------------------
+say "1/4 GET /healthz, h2load -c $CLIENTS -m $STREAMS -D $SECS"
+timeout $((SECS + 60)) h2load -c "$CLIENTS" -m "$STREAMS" -t 1 -D "$SECS" --warm-up-time 1 \
+    "$URL/healthz" >"$B_DIR/healthz.out" 2>&1 || die "h2load /healthz: $(tail -n 3 "$B_DIR/healthz.out")"
+HEALTHZ_RPS=$(h2load_field "$B_DIR/healthz.out" rps)
+HEALTHZ_NON2XX=$(h2load_field "$B_DIR/healthz.out" non2xx)
+check "healthz: no non-2xx (${HEALTHZ_NON2XX:-?})" "$([ "${HEALTHZ_NON2XX:-1}" = 0 ]; echo $?)"
+
+# ---- 2. durable-write ceiling: pgbench, one INSERT per commit -------------------------------
+say "2/4 pgbench -c $CLIENTS -T $SECS, one single-row INSERT per transaction"
+pg_psql "$B_DIR/pg" -c "CREATE SCHEMA IF NOT EXISTS bench;
+    DROP TABLE IF EXISTS bench.tokens;
+    CREATE TABLE bench.tokens (LIKE vault.tokens INCLUDING ALL);" || die "cannot create bench.tokens"
+cat >"$B_DIR/insert.sql" <<SQL
+INSERT INTO bench.tokens (tenant_id, id, livemode, format, fingerprint, brand, last4, bin,
+                          exp_month, exp_year, metadata, key_version, created_by)
+VALUES ('$TENANT', 'tok_' || substr(md5(random()::text), 1, 22), false, 'opaque',
+        sha256(convert_to(random()::text, 'UTF8')), 'visa', '4242', '424242', 12, $NEXT_YEAR,
+        '{"order":"bench"}', 1, 'key_0123456789012345678901');
+SQL
+PGB_JOBS=$((CLIENTS < LOOP_THREADS ? CLIENTS : LOOP_THREADS))
+timeout $((SECS + 60)) "$PG_BIN/pgbench" -h "$B_DIR/pg/run" -U postgres -n -c "$CLIENTS" -j "$PGB_JOBS" \
+    -T "$SECS" -f "$B_DIR/insert.sql" tokend >"$B_DIR/pgbench.out" 2>&1 ||
+    die "pgbench: $(tail -n 3 "$B_DIR/pgbench.out")"
+PGBENCH_TPS=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$B_DIR/pgbench.out" | tail -n 1)
+PGBENCH_FAILED=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$B_DIR/pgbench.out")
+check "pgbench: no failed transactions (${PGBENCH_FAILED:-0})" "$([ "${PGBENCH_FAILED:-0}" = 0 ]; echo $?)"
+
+# ---- 3. tokenise: peak ---------------------------------------------------------------
+say "3/4 POST /v1/tokens, h2load -c $CLIENTS -m $STREAMS (warm-up, then ~${SECS}s at the measured rate)"
+tokenise $((CLIENTS * STREAMS * 4)) 0 warmup || die "h2load warm-up: $(tail -n 3 "$B_DIR/warmup.out")"
+WARM_RPS=$(h2load_field "$B_DIR/warmup.out" rps)
+N=$(awk -v r="${WARM_RPS:-0}" -v s="$SECS" -v m=$((CLIENTS * STREAMS)) \
+    'BEGIN { n = int(r * s); if (n < 4 * m) n = 4 * m; if (n > 300000) n = 300000; print n }')
+ROWS_BEFORE=$(rows)
+if [ "${BENCH_PROFILE:-}" = 1 ] && command -v perf >/dev/null; then
+    perf record -F 999 -e cpu-clock -g -p "$TOKEND_PID" -o "$B_DIR/perf.data" >"$B_DIR/perf.log" 2>&1 &
+    PERF_PID=$!
+fi
+tokenise "$N" 0 peak || die "h2load tokenise: $(tail -n 3 "$B_DIR/peak.out")"
+if [ -n "$PERF_PID" ]; then
+    kill -INT "$PERF_PID" 2>/dev/null
+    wait "$PERF_PID" 2>/dev/null
+    PERF_PID=
+    perf report -i "$B_DIR/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
+        grep -v '^$' | head -n 60 >"$B_DIR/perf.top"
+    say "profile: $B_DIR/perf.top"
+fi
+ROWS_AFTER=$(rows)
+TOK_RPS=$(h2load_field "$B_DIR/peak.out" rps)
+TOK_201=$(count_status peak 201)
+TOK_BAD=$(count_not2xx peak)
+TOK_DONE=$(wc -l <"$B_DIR/peak.tsv")
+TOK_ROWS=$((ROWS_AFTER - ROWS_BEFORE))
+check "tokenise: $N requests answered ($TOK_DONE)" "$([ "$TOK_DONE" = "$N" ]; echo $?)"
+check "tokenise: zero non-2xx ($TOK_BAD)" "$([ "$TOK_BAD" = 0 ]; echo $?)"
+check "tokenise: rows in vault.tokens ($TOK_ROWS) == 201s ($TOK_201)" "$([ "$TOK_ROWS" = "$TOK_201" ]; echo $?)"
+
+# ---- 4. latency at half the peak rate ------------------------------------------------------
+HALF=$(awk -v r="$TOK_RPS" 'BEGIN { printf "%d", r / 2 }')
+PER_CLIENT=$(awk -v h="$HALF" -v c="$CLIENTS" 'BEGIN { v = int(h / c + 0.5); print v < 1 ? 1 : v }')
+N_LAT=$((PER_CLIENT * CLIENTS * SECS))
+say "4/4 POST /v1/tokens at half the peak: --rps $PER_CLIENT x $CLIENTS clients = $((PER_CLIENT * CLIENTS))/s, $N_LAT requests"
+ROWS_BEFORE=$(rows)
+tokenise "$N_LAT" "$PER_CLIENT" half || die "h2load latency: $(tail -n 3 "$B_DIR/half.out")"
+ROWS_AFTER=$(rows)
+LAT_RPS=$(h2load_field "$B_DIR/half.out" rps)
+LAT_201=$(count_status half 201)
+LAT_BAD=$(count_not2xx half)
+check "latency run: zero non-2xx ($LAT_BAD)" "$([ "$LAT_BAD" = 0 ]; echo $?)"
+check "latency run: rows ($((ROWS_AFTER - ROWS_BEFORE))) == 201s ($LAT_201)" \
+    "$([ "$((ROWS_AFTER - ROWS_BEFORE))" = "$LAT_201" ]; echo $?)"
+# the third column of h2load's log: microseconds from request start to end of response
+read -r P50 P90 P99 PMAX < <(awk '{print $3}' "$B_DIR/half.tsv" | sort -n | awk '
+    { v[NR] = $1 }
+    function pct(p,  i) { i = int(NR * p + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
+    END { if (NR == 0) print "nan nan nan nan"; else printf "%.2f %.2f %.2f %.2f\n", pct(0.5), pct(0.9), pct(0.99), v[NR] / 1000 }')
+
+# ---- 5. 50 ms gateway: Little's law -------------------------------------------------------
+# The hook for issue #5: runs when the gateway simulator (BUILD/gwsim) exists
+# and tokend knows a stripe gateway. 1,000 concurrent streams through a gateway
+# adding 50 ms allow 1000 / 0.05 = 20,000 tokenisations/s (Little's law).
+# The simulator's flags are not settled yet: GWSIM_ARGS and GW_TOKEND_ARGS
+# override the guesses below.
+run_gateway50ms() {
+    if [ ! -x "$BUILD/gwsim" ] || ! "$BUILD/tokend" --help 2>&1 | grep -qi stripe; then
+        echo "RATIO gateway50ms_vs_littles_law SKIPPED (needs the gateway simulator and the stripe adapter: issue #5)"
+        return 0
+    fi
+    local gwport pid rps hwm0 hwm
+    gwport=$(free_port)
+    # shellcheck disable=SC2086
+    "$BUILD/gwsim" ${GWSIM_ARGS:---listen 127.0.0.1:$gwport --latency-ms 50 --tls-cert $B_DIR/tls.crt --tls-key $B_DIR/tls.key} \
+        >"$B_DIR/gwsim.log" 2>&1 &
+    pid=$!
+    sleep 0.5
+    # a live key of the same tenant routed to the stripe adapter at the simulator
+    # shellcheck disable=SC2086
+    "${CTL[@]}" gateway add --tenant "$TENANT" --kind stripe ${GW_CTL_ARGS:-} >"$B_DIR/gw.log" 2>&1
+    local live
+    live=$("${CTL[@]}" key create --tenant "$TENANT" --scopes tokens:write --live 2>>"$B_DIR/gw.log")
+    hwm0=$(rss_hwm_kb)
+    timeout $((SECS * 4 + 60)) h2load -c 100 -m 10 -t 1 -D "$SECS" --warm-up-time 1 -d "$B_DIR/card.json" \
+        -H "authorization: Bearer $live" -H 'content-type: application/json' \
+        "$URL/v1/tokens" >"$B_DIR/gw50.out" 2>&1
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rps=$(h2load_field "$B_DIR/gw50.out" rps)
+    hwm=$(rss_hwm_kb)
+    echo "gateway50ms: ${rps:-?} tokenisations/s through a 50 ms gateway, 1000 streams; non-2xx $(h2load_field "$B_DIR/gw50.out" non2xx); VmHWM ${hwm0} -> ${hwm} kB"
+    echo "RATIO gateway50ms_vs_littles_law $(ratio "${rps:-0}" 20000)"
+}
+
+# ---- report ------------------------------------------------------------------------
+RSS_KB=$(rss_hwm_kb)
+cat <<EOF
+
+== raw figures ($(nproc) CPUs, ${SECS}s runs, $CLIENTS clients x $STREAMS streams) ==
+healthz:           $HEALTHZ_RPS req/s   (non-2xx $HEALTHZ_NON2XX)
+pgbench insert:    $PGBENCH_TPS tps     (one INSERT per commit, -c $CLIENTS -j $PGB_JOBS)
+tokenise peak:     $TOK_RPS req/s   ($N requests, $TOK_201 x 201, non-2xx $TOK_BAD, rows +$TOK_ROWS)
+tokenise half:     $LAT_RPS req/s   (target $((PER_CLIENT * CLIENTS))/s, $LAT_201 x 201, non-2xx $LAT_BAD)
+latency at half:   p50 $P50 ms, p90 $P90 ms, p99 $P99 ms, max $PMAX ms
+tokend VmHWM:      $RSS_KB kB
+EOF
+echo
+echo "RATIO tokenise_vs_pgbench_single_insert $(ratio "$TOK_RPS" "$PGBENCH_TPS")"
+echo "RATIO tokenise_vs_healthz $(ratio "$TOK_RPS" "$HEALTHZ_RPS")"
+run_gateway50ms
+echo "LATENCY_P50_MS $P50"
+echo "LATENCY_P99_MS $P99"
+echo "PEAK_RSS_MB $(awk -v k="${RSS_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')"
+if [ ${#FAILS[@]} -gt 0 ]; then
+    say "FAILED checks: ${FAILS[*]}"
+    exit 1
+fi
+say "all checks passed"
