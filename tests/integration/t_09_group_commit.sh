@@ -1,0 +1,93 @@
+# t_09_group_commit.sh - group commit: concurrent POST /v1/tokens share one
+# transaction, a request whose row fails in the database gets a 5xx
+# problem+json, and its neighbours in the same batch still commit.
+#
+# The failure is a test-only trigger (installed here as the superuser, removed
+# at the end) that raises for a token whose metadata has "fail":"yes", and
+# records the transaction id of every other insert, so the test can see that
+# the neighbours really were in one transaction.
+
+CTL=("$BUILD/tokenctl" --db "$T_ADMIN_DB" --master-key-file "$T_DIR/master.key")
+TEN_G=$("${CTL[@]}" tenant create "groupcommit-$$" 2>/dev/null)
+KEY_G=$("${CTL[@]}" key create --tenant "$TEN_G" --scopes tokens:write,tokens:read --test 2>/dev/null)
+expect_match "group commit: tenant and key" "$TEN_G $KEY_G" '^ten_.* sk_test_'
+
+gc_sql() { pg_psql "$T_DIR/pg" "$@"; }
+gc_sql -c "
+    SET client_min_messages = warning;
+    CREATE TABLE IF NOT EXISTS public.t09_probe (xid bigint NOT NULL, n text);
+    TRUNCATE public.t09_probe;
+    CREATE OR REPLACE FUNCTION public.t09_fail() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS \$\$
+    BEGIN
+        IF NEW.metadata->>'t09' IS NULL THEN RETURN NEW; END IF;
+        IF NEW.metadata->>'fail' = 'yes' THEN
+            RAISE EXCEPTION 't09: forced failure' USING ERRCODE = 'P0001';
+        END IF;
+        INSERT INTO public.t09_probe VALUES (txid_current(), NEW.metadata->>'t09');
+        RETURN NEW;
+    END \$\$;
+    DROP TRIGGER IF EXISTS t09_fail ON vault.tokens;
+    CREATE TRIGGER t09_fail BEFORE INSERT ON vault.tokens FOR EACH ROW EXECUTE FUNCTION public.t09_fail();" ||
+    fail "group commit: install the test trigger"
+
+# one database thread and a 100 ms window: concurrent requests share a batch
+tokend_start G --db-threads 1 --db-batch-window-us 100000 --db-batch-max 64 || { fail "tokend starts (group commit)"; return; }
+GC_URL="http://127.0.0.1:$H2C_G/v1/tokens"
+GC_YEAR=$(($(date -u +%Y) + 1))
+gc_post() { # N FAIL OUT
+    curl -s --http2-prior-knowledge -H "authorization: Bearer $KEY_G" -H 'content-type: application/json' \
+        --data-binary "$(printf '{"card":{"number":"4242424242424242","exp_month":12,"exp_year":%s,"cvc":"123"},"metadata":{"t09":"%s","fail":"%s"}}' \
+            "$GC_YEAR" "$1" "$2")" \
+        -o "$3.body" -w '%{http_code} %{content_type}' "$GC_URL" >"$3.status"
+}
+# warm each loop thread's principal cache, so the burst below reaches the
+# database together instead of behind an authentication lookup
+for i in 1 2 3 4; do gc_post "warm$i" no "$T_DIR/gc-warm"; done
+
+GC_N=8
+GC_FAIL=4
+gc_pids=()
+for i in $(seq 1 $GC_N); do
+    f=no
+    [ "$i" = "$GC_FAIL" ] && f=yes
+    gc_post "$i" "$f" "$T_DIR/gc-$i" &
+    gc_pids+=($!)
+done
+wait "${gc_pids[@]}" # not a bare wait: tokend is a child of this shell too
+
+ok201=0
+for i in $(seq 1 $GC_N); do
+    [ "$i" = "$GC_FAIL" ] && continue
+    [ "$(cut -d' ' -f1 <"$T_DIR/gc-$i.status")" = 201 ] && ok201=$((ok201 + 1))
+done
+expect_eq "group commit: every neighbour of the failing request got 201" "$ok201" "$((GC_N - 1))"
+expect_match "group commit: the failing request gets a 5xx problem+json" \
+    "$(cat "$T_DIR/gc-$GC_FAIL.status")" '^5[0-9][0-9] application/problem\+json'
+expect_match "group commit: the failure says the token was not stored" \
+    "$(jq -r '.status' <"$T_DIR/gc-$GC_FAIL.body" 2>/dev/null)" '^5[0-9][0-9]$'
+
+rows=$(gc_sql -tAc "SET row_security = off;
+    SELECT count(*) FROM vault.tokens WHERE tenant_id = '$TEN_G' AND metadata->>'t09' ~ '^[0-9]+\$'")
+expect_eq "group commit: the neighbours' rows are stored, the failing one is not" "$rows" "$((GC_N - 1))"
+failed_rows=$(gc_sql -tAc "SELECT count(*) FROM vault.tokens WHERE tenant_id = '$TEN_G' AND metadata->>'fail' = 'yes'")
+expect_eq "group commit: no row for the failing request" "$failed_rows" 0
+refs=$(gc_sql -tAc "SELECT count(*) FROM vault.gateway_refs g JOIN vault.tokens t ON t.tenant_id = g.tenant_id
+    AND t.id = g.token_id WHERE t.tenant_id = '$TEN_G' AND t.metadata->>'t09' ~ '^[0-9]+\$'")
+expect_eq "group commit: each stored token has its gateway reference" "$refs" "$((GC_N - 1))"
+xids=$(gc_sql -tAc "SELECT count(DISTINCT xid) FROM public.t09_probe WHERE n ~ '^[0-9]+\$'")
+expect_eq "group commit: the neighbours committed in ONE transaction" "$xids" 1
+audit=$(gc_sql -tAc "SELECT count(*) FROM audit.events WHERE tenant_id = '$TEN_G' AND action = 'token.created'")
+expect_eq "group commit: one audit event per stored token (warm-up + neighbours)" "$audit" "$((GC_N - 1 + 4))"
+
+# a batch with only the failing request: its own transaction rolls back, the server carries on
+gc_post 99 yes "$T_DIR/gc-alone"
+expect_match "group commit: a lone failing request gets a 5xx too" "$(cat "$T_DIR/gc-alone.status")" '^5[0-9][0-9] '
+gc_post 100 no "$T_DIR/gc-after"
+expect_match "group commit: the next request commits" "$(cat "$T_DIR/gc-after.status")" '^201 '
+
+tokend_stop G
+gc_verify() { "${CTL[@]}" audit verify >/dev/null 2>&1; }
+expect_true "group commit: the audit chain still verifies" gc_verify
+gc_sql -c "DROP TRIGGER IF EXISTS t09_fail ON vault.tokens; DROP FUNCTION IF EXISTS public.t09_fail();
+    DROP TABLE IF EXISTS public.t09_probe;" || fail "group commit: remove the test trigger"
