@@ -41,6 +41,9 @@ static const struct opt opts[] = {
     {"db-threads", "TOKEND_DB_THREADS", UINT(db_threads, 1, TOK_DB_THREADS_MAX), "database connections/threads"},
     {"db-batch-max", "TOKEND_DB_BATCH_MAX", UINT(db_batch_max, 1, 4096), "most requests grouped into one commit"},
     {"db-batch-window-us", "TOKEND_DB_BATCH_WINDOW_US", UINT(db_batch_window_us, 0, 100000), "wait to fill a batch (microseconds)"},
+    {"gateway-ca-file", "TOKEND_GATEWAY_CA_FILE", STR(gateway_ca_file), "PEM CA bundle trusted for gateway TLS (default: system store)"},
+    {"gateway-connect-timeout-ms", "TOKEND_GATEWAY_CONNECT_TIMEOUT_MS", UINT(gateway_connect_timeout_ms, 1, 600000), "gateway connect timeout (default 2000)"},
+    {"gateway-timeout-ms", "TOKEND_GATEWAY_TIMEOUT_MS", UINT(gateway_timeout_ms, 1, 600000), "whole gateway request timeout (default 15000)"},
     {"body-limit", "TOKEND_BODY_LIMIT", UINT(body_limit, 256, TOK_BODY_LIMIT_MAX), "largest request body in bytes"},
     {"log-level", "TOKEND_LOG_LEVEL", OPT_LEVEL, offsetof(struct tok_config, log_level), 0, 0, 0, "debug|info|warn|error"},
     {"help", NULL, OPT_FLAG, offsetof(struct tok_config, show_help), 0, 0, 0, "this text"},
@@ -57,6 +60,8 @@ void tok_config_defaults(struct tok_config *cfg)
     cfg->db_batch_max = 256;
     cfg->db_batch_window_us = 0;
     cfg->body_limit = TOK_BODY_LIMIT_DEFAULT;
+    cfg->gateway_connect_timeout_ms = 2000;
+    cfg->gateway_timeout_ms = 15000;
     cfg->log_level = TOK_LOG_INFO;
 }
 

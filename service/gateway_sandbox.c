@@ -112,10 +112,3 @@ const struct tok_gateway_ops *tok_gateway_sandbox(void)
 {
     return &sandbox;
 }
-
-const struct tok_gateway_ops *tok_gateway_find(struct tok_slice name)
-{
-    if (tok_slice_eq(name, sandbox.name))
-        return &sandbox;
-    return NULL;
-}

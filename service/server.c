@@ -3,6 +3,7 @@
  */
 #include "tokend/server.h"
 #include "tokend/auth.h"
+#include "tokend/httpc.h"
 #include "tokend/log.h"
 #include "tokend/routes.h"
 
@@ -174,6 +175,9 @@ static tok_status init_worker(struct tok_app *app, struct tok_worker *w, char *w
     w->queue = h2o_multithread_create_queue(loop);
     h2o_multithread_register_receiver(w->queue, &w->db_replies, tok_db_on_replies);
     h2o_multithread_register_receiver(w->queue, &w->control, on_control);
+    h2o_multithread_register_receiver(w->queue, &w->httpc_replies, tok_httpc_on_replies);
+    w->gw_env.httpc = app->httpc;
+    w->gw_env.reply_to = &w->httpc_replies;
 
     const char *addrs[2] = {cfg->listen_h2c, cfg->listen_tls};
     h2o_accept_ctx_t *actx[2] = {&w->accept_h2c, &w->accept_tls};

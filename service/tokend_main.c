@@ -5,6 +5,7 @@
  */
 #include "tokend/config.h"
 #include "tokend/db.h"
+#include "tokend/httpc.h"
 #include "tokend/keyring.h"
 #include "tokend/log.h"
 #include "tokend/server.h"
@@ -59,17 +60,31 @@ int main(int argc, char **argv)
         tok_keyring_free(&kr);
         return refuse("cannot connect to the database", why);
     }
+    /* gateway HTTPS client: its own thread, like the database's (httpc.h) */
+    struct tok_httpc_config hc = {cfg.gateway_ca_file, cfg.gateway_connect_timeout_ms,
+                                  cfg.gateway_timeout_ms};
+    struct tok_httpc *httpc = NULL;
+    tok_status hst = tok_httpc_new(&hc, &httpc);
+    if (hst != TOK_OK) {
+        tok_db_close(&db);
+        tok_keyring_free(&kr);
+        return refuse("cannot start the gateway HTTP client",
+                      hst == TOK_ERR_INPUT ? "cannot read --gateway-ca-file" : tok_status_name(hst));
+    }
     tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
 
     app.cfg = &cfg;
     app.db = db;
+    app.httpc = httpc;
     app.keyring = kr;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
         tok_db_close(&db);
         tok_keyring_free(&kr);
+        tok_httpc_free(&httpc);
         return refuse("cannot start", why);
     }
     tok_status st = tok_server_run(&app);
+    tok_httpc_free(&app.httpc); /* the loops have stopped: no one waits for an answer */
     tok_db_close(&app.db);
     tok_keyring_free(&app.keyring);
     tok_log_info("%s: stopped", __func__);

@@ -24,6 +24,9 @@ struct tok_config {
     char tls_key[TOK_PATH_MAX];
     char db_conninfo[TOK_CONNINFO_MAX]; /* secret: may hold a password; never logged */
     char master_key_file[TOK_PATH_MAX];
+    char gateway_ca_file[TOK_PATH_MAX]; /* CA bundle for gateway TLS; "" = system store */
+    unsigned gateway_connect_timeout_ms;
+    unsigned gateway_timeout_ms; /* a whole gateway request */
     unsigned threads;
     unsigned db_threads;
     unsigned db_batch_max;      /* most requests grouped into one transaction */

@@ -22,6 +22,7 @@ struct tok_app {
     const struct tok_config *cfg;
     struct tok_db *db;
     struct tok_keyring *keyring;
+    struct tok_httpc *httpc; /* gateway HTTPS client (httpc.h), shared by every loop */
     h2o_globalconf_t h2o;
     SSL_CTX *ssl_ctx;
     struct tok_worker *workers;
@@ -37,6 +38,7 @@ struct tok_worker {
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t db_replies;
     h2o_multithread_receiver_t control;
+    h2o_multithread_receiver_t httpc_replies; /* finished gateway HTTP requests */
     h2o_accept_ctx_t accept_h2c, accept_tls;
     h2o_socket_t *listeners[2];
     struct tok_auth_cache *auth_cache;

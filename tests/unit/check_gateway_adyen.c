@@ -1,0 +1,344 @@
+/*
+ * check_gateway_adyen.c - the Adyen adapter's wire format without a network: the JSON of
+ * each operation (read back with the project's parser), amounts in Adyen's minor units,
+ * the stored-method reference, refusal mapping and every kind of answer.
+ */
+#include "tokend/gateway.h"
+#include "tokend/gateway_wire.h"
+#include "tokend/json.h"
+
+#include <check.h>
+#include <string.h>
+
+static char path_mem[256];
+static struct tok_buf body, path;
+static struct tok_gateway_call call;
+static struct tok_card_data card;
+static struct tok_gateway_wire wire;
+static struct tok_json_doc *doc;
+
+static void setup(void)
+{
+    ck_assert_int_eq(tok_buf_alloc(&body, 4096, true), TOK_OK);
+    tok_buf_init(&path, path_mem, sizeof path_mem - 1);
+    memset(&call, 0, sizeof call);
+    memset(&card, 0, sizeof card);
+    memset(&wire, 0, sizeof wire);
+    card.pan = tok_slice_str("4242424242424242");
+    card.cvc = tok_slice_str("737");
+    card.name = tok_slice_str("J Smith");
+    card.exp_month = 3;
+    card.exp_year = 2031;
+    call.card = &card;
+    strcpy(call.currency, "eur");
+    strcpy(wire.reference, "tokend_ch_1_adyen");
+    strcpy(wire.shopper, "tokend_shopper1");
+    doc = NULL;
+}
+
+static void teardown(void)
+{
+    tok_json_doc_free(&doc);
+    tok_buf_wipe(&body);
+}
+
+static const char *path_str(void)
+{
+    path_mem[path.len] = '\0';
+    return path_mem;
+}
+
+/* the encoded body, parsed back */
+static const struct tok_json_node *sent(void)
+{
+    tok_json_doc_free(&doc);
+    ck_assert_int_eq(tok_json_parse(tok_buf_slice(&body), NULL, &doc, NULL), TOK_OK);
+    return tok_json_root(doc);
+}
+
+static bool str_is(const struct tok_json_node *n, const char *want)
+{
+    struct tok_slice s;
+    return tok_json_string(n, &s) == TOK_OK && tok_slice_eq(s, want);
+}
+
+static int64_t int_of(const struct tok_json_node *n)
+{
+    int64_t v = -1;
+    ck_assert_int_eq(tok_json_int64(n, &v), TOK_OK);
+    return v;
+}
+
+static void parse(long status, const char *json)
+{
+    tok_adyen_parse(&call, &wire, status, tok_slice_str(json));
+}
+
+/* ---- core ------------------------------------------------------------------------------ */
+
+START_TEST(test_encode_tokenise)
+{
+    call.op = TOK_GW_TOKENISE;
+    ck_assert_int_eq(tok_adyen_encode(&call, "TokendECOM", &wire, &path, &body), TOK_OK);
+    ck_assert_str_eq(path_str(), "/v71/payments");
+    const struct tok_json_node *r = sent();
+    ck_assert(str_is(tok_json_get(r, "merchantAccount"), "TokendECOM"));
+    ck_assert(str_is(tok_json_get(r, "reference"), "tokend_ch_1_adyen"));
+    ck_assert_int_eq(int_of(tok_json_get(tok_json_get(r, "amount"), "value")), 0);
+    ck_assert(str_is(tok_json_get(tok_json_get(r, "amount"), "currency"), "EUR"));
+    const struct tok_json_node *pm = tok_json_get(r, "paymentMethod");
+    ck_assert(str_is(tok_json_get(pm, "type"), "scheme"));
+    ck_assert(str_is(tok_json_get(pm, "number"), "4242424242424242"));
+    ck_assert(str_is(tok_json_get(pm, "expiryMonth"), "03"));
+    ck_assert(str_is(tok_json_get(pm, "expiryYear"), "2031"));
+    ck_assert(str_is(tok_json_get(pm, "cvc"), "737"));
+    ck_assert(str_is(tok_json_get(pm, "holderName"), "J Smith"));
+    bool store = false;
+    ck_assert_int_eq(tok_json_bool(tok_json_get(r, "storePaymentMethod"), &store), TOK_OK);
+    ck_assert(store);
+    ck_assert(str_is(tok_json_get(r, "shopperReference"), "tokend_shopper1"));
+    ck_assert(str_is(tok_json_get(r, "recurringProcessingModel"), "UnscheduledCardOnFile"));
+    ck_assert(str_is(tok_json_get(r, "shopperInteraction"), "Ecommerce"));
+}
+END_TEST
+
+START_TEST(test_encode_charge)
+{
+    call.op = TOK_GW_CHARGE;
+    call.pm_ref = "ABCDEF0123456789|tokend_abc";
+    call.amount = 1999;
+    call.capture = true;
+    wire.shopper[0] = '\0';
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert_str_eq(wire.shopper, "tokend_abc");
+    const struct tok_json_node *r = sent();
+    ck_assert_int_eq(int_of(tok_json_get(tok_json_get(r, "amount"), "value")), 1999);
+    const struct tok_json_node *pm = tok_json_get(r, "paymentMethod");
+    ck_assert(str_is(tok_json_get(pm, "storedPaymentMethodId"), "ABCDEF0123456789"));
+    ck_assert_ptr_null(tok_json_get(pm, "number"));
+    ck_assert(str_is(tok_json_get(r, "shopperReference"), "tokend_abc"));
+    ck_assert(str_is(tok_json_get(r, "shopperInteraction"), "ContAuth"));
+    ck_assert(str_is(tok_json_get(r, "recurringProcessingModel"), "UnscheduledCardOnFile"));
+    ck_assert_int_eq(int_of(tok_json_get(r, "captureDelayHours")), 0);
+    ck_assert_ptr_null(tok_json_get(r, "additionalData"));
+    /* authorise only */
+    tok_buf_reset(&body);
+    path.len = 0;
+    call.capture = false;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    r = sent();
+    ck_assert_ptr_null(tok_json_get(r, "captureDelayHours"));
+    ck_assert(str_is(tok_json_get(tok_json_get(r, "additionalData"), "manualCapture"), "true"));
+}
+END_TEST
+
+START_TEST(test_encode_modifications)
+{
+    call.charge_ref = "PSP0000000000001";
+    call.amount = 600;
+    call.op = TOK_GW_CAPTURE;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert_str_eq(path_str(), "/v71/payments/PSP0000000000001/captures");
+    ck_assert_int_eq(int_of(tok_json_get(tok_json_get(sent(), "amount"), "value")), 600);
+    tok_buf_reset(&body);
+    path.len = 0;
+    call.op = TOK_GW_VOID;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert_str_eq(path_str(), "/v71/payments/PSP0000000000001/cancels");
+    ck_assert_ptr_null(tok_json_get(sent(), "amount"));
+    tok_buf_reset(&body);
+    path.len = 0;
+    call.op = TOK_GW_REFUND;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert_str_eq(path_str(), "/v71/payments/PSP0000000000001/refunds");
+}
+END_TEST
+
+START_TEST(test_amounts)
+{
+    int64_t v = 0;
+    char up[4];
+    ck_assert_int_eq(tok_adyen_amount("eur", 1050, &v, up), TOK_OK);
+    ck_assert_int_eq(v, 1050);
+    ck_assert_str_eq(up, "EUR");
+    ck_assert_int_eq(tok_adyen_amount("jpy", 500, &v, up), TOK_OK);
+    ck_assert_int_eq(v, 500);
+    ck_assert_int_eq(tok_adyen_amount("CLP", 500, &v, up), TOK_OK);
+    ck_assert_int_eq(v, 50000);
+    ck_assert_int_eq(tok_adyen_amount("isk", 7, &v, up), TOK_OK);
+    ck_assert_int_eq(v, 700);
+    ck_assert_int_eq(tok_adyen_amount("kwd", 1230, &v, up), TOK_OK);
+    ck_assert_int_eq(v, 1230);
+}
+END_TEST
+
+START_TEST(test_parse_payments)
+{
+    call.op = TOK_GW_TOKENISE;
+    parse(200, "{\"additionalData\":{\"tokenization.storedPaymentMethodId\":\"ABCDEF0123456789\","
+               "\"tokenization.shopperReference\":\"tokend_shopper1\"},\"pspReference\":\"P1\","
+               "\"resultCode\":\"Authorised\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_OK);
+    ck_assert_str_eq(call.ref, "ABCDEF0123456789|tokend_shopper1");
+    parse(200, "{\"additionalData\":{\"recurring.recurringDetailReference\":\"R1\"},"
+               "\"resultCode\":\"Authorised\"}");
+    ck_assert_str_eq(call.ref, "R1|tokend_shopper1");
+    call.op = TOK_GW_CHARGE;
+    call.capture = true;
+    parse(200, "{\"pspReference\":\"PSP0000000000002\",\"resultCode\":\"Authorised\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_OK);
+    ck_assert_str_eq(call.ref, "PSP0000000000002");
+    ck_assert(call.captured);
+    call.capture = false;
+    parse(200, "{\"pspReference\":\"PSP0000000000002\",\"resultCode\":\"Authorised\"}");
+    ck_assert(!call.captured);
+    parse(200, "{\"pspReference\":\"P\",\"resultCode\":\"Refused\",\"refusalReason\":\"Not enough balance\","
+               "\"refusalReasonCode\":\"12\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.code, "card_declined");
+    ck_assert_str_eq(call.decline_code, "insufficient_funds");
+    ck_assert_str_eq(call.ref, "");
+    parse(200, "{\"resultCode\":\"Error\",\"refusalReason\":\"Acquirer Error\",\"refusalReasonCode\":\"4\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
+    ck_assert_str_eq(call.code, "processing_error");
+}
+END_TEST
+
+START_TEST(test_refusals)
+{
+    const char *code = NULL, *dec = NULL;
+    struct {
+        const char *num, *text, *code, *dec;
+    } cases[] = {
+        {"2", "", "card_declined", "generic_decline"},
+        {"6", "", "expired_card", "expired_card"},
+        {"24", "", "incorrect_cvc", "incorrect_cvc"},
+        {"12", "", "card_declined", "insufficient_funds"},
+        {"", "CVC Declined", "incorrect_cvc", "incorrect_cvc"},
+        {"", "Expired Card", "expired_card", "expired_card"},
+        {"999", "Refused", "card_declined", "generic_decline"},
+    };
+    for (size_t i = 0; i < TOK_ARRAY_LEN(cases); i++) {
+        tok_adyen_refusal(tok_slice_str(cases[i].num), tok_slice_str(cases[i].text), &code, &dec);
+        ck_assert_str_eq(code, cases[i].code);
+        ck_assert_str_eq(dec, cases[i].dec);
+    }
+}
+END_TEST
+
+START_TEST(test_parse_modifications)
+{
+    call.op = TOK_GW_REFUND;
+    parse(201, "{\"merchantAccount\":\"M\",\"paymentPspReference\":\"P1\",\"pspReference\":\"R2\","
+               "\"status\":\"received\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_OK);
+    ck_assert_str_eq(call.ref, "R2");
+    call.op = TOK_GW_CAPTURE;
+    parse(201, "{\"pspReference\":\"C3\",\"status\":\"received\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_OK);
+    ck_assert_str_eq(call.ref, "");
+    parse(422, "{\"status\":422,\"errorCode\":\"167\",\"errorType\":\"validation\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
+    ck_assert_str_eq(call.code, "gateway_invalid_request");
+    parse(401, "{\"status\":401,\"errorCode\":\"000\",\"errorType\":\"security\"}");
+    ck_assert_str_eq(call.code, "gateway_auth_failed");
+    parse(500, "{\"status\":500}");
+    ck_assert_int_eq(call.outcome, TOK_GW_UNAVAILABLE);
+    parse(429, "");
+    ck_assert_str_eq(call.code, "rate_limited");
+}
+END_TEST
+
+/* ---- limits ---------------------------------------------------------------------------- */
+
+START_TEST(test_amount_limits)
+{
+    int64_t v = 0;
+    char up[4];
+    ck_assert_int_eq(tok_adyen_amount("eur", 0, &v, up), TOK_OK);
+    ck_assert_int_eq(tok_adyen_amount("eur", 99999999, &v, up), TOK_OK);
+    ck_assert_int_eq(tok_adyen_amount("eur", 100000000, &v, up), TOK_ERR_INPUT);
+    ck_assert_int_eq(tok_adyen_amount("eur", -1, &v, up), TOK_ERR_INPUT);
+    ck_assert_int_eq(tok_adyen_amount("zzz", 1, &v, up), TOK_ERR_INPUT);
+}
+END_TEST
+
+START_TEST(test_small_body_is_refused_and_wiped)
+{
+    tok_buf_wipe(&body);
+    ck_assert_int_eq(tok_buf_alloc(&body, 64, true), TOK_OK);
+    call.op = TOK_GW_TOKENISE;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_ERR_BOUNDS);
+    ck_assert_uint_eq(body.len, 0);
+    for (uint32_t i = 0; i < body.cap; i++)
+        ck_assert_int_eq(body.data[i], 0);
+}
+END_TEST
+
+/* ---- adversarial ----------------------------------------------------------------------- */
+
+START_TEST(test_bad_references)
+{
+    call.op = TOK_GW_CHARGE;
+    call.amount = 100;
+    const char *bad[] = {"NOBAR", "|tokend_x", "ID|", "ID|tok\"en", "ID/..|x", "A|B|C"};
+    for (size_t i = 0; i < TOK_ARRAY_LEN(bad); i++) {
+        call.pm_ref = bad[i];
+        ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_ERR_INPUT);
+        ck_assert_uint_eq(body.len, 0);
+    }
+    call.op = TOK_GW_REFUND;
+    call.charge_ref = "PSP/../payments";
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_ERR_INPUT);
+    ck_assert_uint_eq(path.len, 0);
+    call.charge_ref = "PSP1";
+    ck_assert_int_eq(tok_adyen_encode(&call, "", &wire, &path, &body), TOK_ERR_INPUT);
+}
+END_TEST
+
+START_TEST(test_hostile_answers)
+{
+    call.op = TOK_GW_TOKENISE;
+    parse(200, "{\"resultCode\":\"Authorised\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
+    ck_assert_str_eq(call.code, "gateway_bad_response");
+    parse(200, "{\"resultCode\":\"Authorised\",\"additionalData\":{\"tokenization.storedPaymentMethodId\":\"a|b\"}}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
+    ck_assert_str_eq(call.ref, "");
+    parse(200, "{\"resultCode\":\"RedirectShopper\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.code, "authentication_required");
+    parse(200, "nope");
+    ck_assert_str_eq(call.code, "gateway_bad_response");
+    call.op = TOK_GW_REFUND;
+    parse(200, "{\"status\":\"received\",\"pspReference\":\"R\"}"); /* modifications answer 201 */
+    ck_assert_str_eq(call.code, "gateway_bad_response");
+    parse(201, "{\"status\":\"refused\",\"pspReference\":\"R\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
+}
+END_TEST
+
+Suite *tok_gateway_adyen_suite(void)
+{
+    Suite *s = suite_create("gateway_adyen");
+    TCase *core = tcase_create("core"), *limits = tcase_create("limits"),
+          *adv = tcase_create("adversarial");
+    tcase_add_checked_fixture(core, setup, teardown);
+    tcase_add_checked_fixture(limits, setup, teardown);
+    tcase_add_checked_fixture(adv, setup, teardown);
+    tcase_add_test(core, test_encode_tokenise);
+    tcase_add_test(core, test_encode_charge);
+    tcase_add_test(core, test_encode_modifications);
+    tcase_add_test(core, test_amounts);
+    tcase_add_test(core, test_parse_payments);
+    tcase_add_test(core, test_refusals);
+    tcase_add_test(core, test_parse_modifications);
+    tcase_add_test(limits, test_amount_limits);
+    tcase_add_test(limits, test_small_body_is_refused_and_wiped);
+    tcase_add_test(adv, test_bad_references);
+    tcase_add_test(adv, test_hostile_answers);
+    suite_add_tcase(s, core);
+    suite_add_tcase(s, limits);
+    suite_add_tcase(s, adv);
+    return s;
+}
