@@ -161,8 +161,8 @@ static const struct tok_sql attempt_insert_sql = {
 
 static const struct tok_sql charge_lock_sql = {
     "charge_lock",
-    "SELECT status, amount, coalesce(gateway, ''), coalesce(gateway_ref, '') FROM ledger.charges "
-    "WHERE tenant_id = $1 AND id = $2 AND livemode = $3 FOR UPDATE",
+    "SELECT status, amount, coalesce(gateway, ''), coalesce(gateway_ref, ''), currency "
+    "FROM ledger.charges WHERE tenant_id = $1 AND id = $2 AND livemode = $3 FOR UPDATE",
     3};
 
 static const struct tok_sql charge_transition_sql = {
@@ -460,6 +460,7 @@ static tok_status begin_capture_void(struct tok_db_conn *conn, struct charge_cal
         int64_t total = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
         copy_field(c->gateway, sizeof c->gateway, PQgetvalue(res, 0, 2));
         copy_field(c->gateway_ref, sizeof c->gateway_ref, PQgetvalue(res, 0, 3));
+        copy_field(c->currency, sizeof c->currency, PQgetvalue(res, 0, 4));
         if (strcmp(c->state, "requires_capture") != 0)
             c->refusal = R_BAD_STATE;
         else if (c->amount > total)
@@ -550,7 +551,7 @@ static tok_status finish_exec(struct tok_db_job *job, struct tok_db_conn *conn)
                             c->gw.decline_code};
         TOK_GUARD(exec1(conn, &charge_finish_sql, v, NULL, NULL));
         for (int i = 0; i < c->nattempts; i++) {
-            char n[8];
+            char n[16];
             snprintf(n, sizeof n, "%d", i + 1);
             const char *av[7] = {c->tenant_id, c->id, n, c->attempts[i].gateway, c->attempts[i].outcome,
                                  c->attempts[i].code, c->attempts[i].ref};
