@@ -36,6 +36,7 @@ static const struct opt opts[] = {
     {"tls-cert", "TOKEND_TLS_CERT", STR(tls_cert), "PEM certificate chain for the TLS listener"},
     {"tls-key", "TOKEND_TLS_KEY", STR(tls_key), "PEM private key for the TLS listener"},
     {"db", "TOKEND_DB", STR(db_conninfo), "libpq connection string (service role)"},
+    {"reporting-db", "TOKEND_REPORTING_DB", STR(reporting_conninfo), "libpq connection string (reporting role), '' = reports off"},
     {"master-key-file", "TOKEND_MASTER_KEY_FILE", STR(master_key_file), "32-byte master key, mode 0600"},
     {"threads", "TOKEND_THREADS", UINT(threads, 1, TOK_THREADS_MAX), "event-loop threads (default: CPUs)"},
     {"db-threads", "TOKEND_DB_THREADS", UINT(db_threads, 1, TOK_DB_THREADS_MAX), "database connections/threads"},
@@ -249,4 +250,5 @@ const char *tok_config_usage(void)
 void tok_config_wipe(struct tok_config *cfg)
 {
     sodium_memzero(cfg->db_conninfo, sizeof cfg->db_conninfo);
+    sodium_memzero(cfg->reporting_conninfo, sizeof cfg->reporting_conninfo);
 }

@@ -4,7 +4,9 @@
 #include "tokend/routes.h"
 #include "tokend/charges.h"
 #include "tokend/elements.h"
+#include "tokend/exports.h"
 #include "tokend/health.h"
+#include "tokend/reports.h"
 #include "tokend/tokens.h"
 
 #include <string.h>
@@ -22,6 +24,10 @@ static const struct tok_route routes[] = {
     {"POST", "/v1/charges/{id}/void", tok_charges_void},
     {"POST", "/v1/refunds", tok_refunds_create},
     {"GET", "/v1/refunds/{id}", tok_refunds_get},
+    {"GET", "/v1/charges", tok_reports_list_charges},
+    {"GET", "/v1/refunds", tok_reports_list_refunds},
+    {"GET", "/v1/exports/charges", tok_exports_charges},
+    {"GET", "/v1/exports/refunds", tok_exports_refunds},
     {"GET", "/v1/elements/card", tok_elements_card},
     {"GET", "/v1/elements/card.js", tok_elements_card_js},
     {"GET", "/v1/elements/card.css", tok_elements_card_css},

@@ -4,6 +4,7 @@
  * key file like tokend does.
  */
 #include "tokend/admin.h"
+#include "tokend/admin_reconcile.h"
 #include "tokend/db.h"
 #include "tokend/migrate.h"
 
@@ -40,6 +41,8 @@ static int usage(void)
           "  gateway list [--tenant T]    list gateway accounts (never credentials)\n"
           "  gateway remove ID            stop using a gateway account\n"
           "  audit verify                 recompute the audit log's hash chain\n"
+          "  reconcile --gateway stripe|adyen --file F --tenant T [--live|--test] [--exceptions OUT]\n"
+          "                               match a settlement report against the ledger\n"
           "  version                      print the version\n"
           "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
           "key from --master-key-file or TOKEND_MASTER_KEY_FILE. T is a tenant id or name.\n"
@@ -116,6 +119,8 @@ int main(int argc, char **argv)
         return tok_admin_exit_code(tok_admin_key(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "gateway") == 0)
         return tok_admin_exit_code(tok_admin_gateway(&admin, ctl.argc, ctl.argv));
+    if (strcmp(cmd, "reconcile") == 0)
+        return tok_admin_exit_code(tok_admin_reconcile(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "audit") == 0)
         return tok_admin_exit_code(tok_admin_audit(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "version") == 0) {

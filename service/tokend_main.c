@@ -71,13 +71,25 @@ int main(int argc, char **argv)
         return refuse("cannot start the gateway HTTP client",
                       hst == TOK_ERR_INPUT ? "cannot read --gateway-ca-file" : tok_status_name(hst));
     }
+    /* reports read through their own role and pool, so a bug there cannot reach a ciphertext */
+    struct tok_db *rdb = NULL;
+    if (cfg.reporting_conninfo[0] != '\0') {
+        struct tok_db_config rdc = {cfg.reporting_conninfo, 2, 1, 0};
+        if (tok_db_open(&rdc, &rdb, why, sizeof why) != TOK_OK) {
+            tok_db_close(&db);
+            tok_keyring_free(&kr);
+            return refuse("cannot connect to the reporting database", why);
+        }
+    }
     tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
 
     app.cfg = &cfg;
     app.db = db;
+    app.reporting_db = rdb;
     app.httpc = httpc;
     app.keyring = kr;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
+        tok_db_close(&rdb);
         tok_db_close(&db);
         tok_keyring_free(&kr);
         tok_httpc_free(&httpc);
@@ -86,6 +98,7 @@ int main(int argc, char **argv)
     tok_status st = tok_server_run(&app);
     tok_httpc_free(&app.httpc); /* the loops have stopped: no one waits for an answer */
     tok_db_close(&app.db);
+    tok_db_close(&app.reporting_db);
     tok_keyring_free(&app.keyring);
     tok_log_info("%s: stopped", __func__);
     return st == TOK_OK ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -23,6 +23,7 @@ struct tok_config {
     char tls_cert[TOK_PATH_MAX];
     char tls_key[TOK_PATH_MAX];
     char db_conninfo[TOK_CONNINFO_MAX]; /* secret: may hold a password; never logged */
+    char reporting_conninfo[TOK_CONNINFO_MAX]; /* tokend_reporting; "" = reports answer 503 */
     char master_key_file[TOK_PATH_MAX];
     char gateway_ca_file[TOK_PATH_MAX]; /* CA bundle for gateway TLS; "" = system store */
     unsigned gateway_connect_timeout_ms;

@@ -21,6 +21,7 @@ struct tok_keyring;
 struct tok_app {
     const struct tok_config *cfg;
     struct tok_db *db;
+    struct tok_db *reporting_db; /* tokend_reporting's pool (lists, exports); NULL = off */
     struct tok_keyring *keyring;
     struct tok_httpc *httpc; /* gateway HTTPS client (httpc.h), shared by every loop */
     h2o_globalconf_t h2o;
