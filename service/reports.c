@@ -18,6 +18,15 @@
 #include <string.h>
 #include <time.h>
 
+
+/* Bounded copy of a C string that was already checked to fit (truncates otherwise). */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    tok_copy(dst, src, n);
+    dst[n] = '\0';
+}
+
 #define LIST_BODY_MAX (2u * 1024u * 1024u) /* 1000 rows of at most ~2 KB each */
 #define QUERY_MAX 4096
 
@@ -273,19 +282,19 @@ static tok_status apply_param(struct tok_report_query *q, bool export, const cha
     if (strcmp(name, "status") == 0) {
         if (!in_list(v, q->kind == TOK_REPORT_CHARGES ? charge_statuses : refund_statuses))
             REFUSE("status", "unknown status");
-        snprintf(q->status, sizeof q->status, "%s", v);
+        copy_str(q->status, sizeof q->status, v);
         return TOK_OK;
     }
     if (strcmp(name, "gateway") == 0) {
         if (!token_ok(v, sizeof q->gateway - 1))
             REFUSE("gateway", "not a gateway name or id");
-        snprintf(q->gateway, sizeof q->gateway, "%s", v);
+        copy_str(q->gateway, sizeof q->gateway, v);
         return TOK_OK;
     }
     if (strcmp(name, "invoice_ref") == 0) {
         if (v[0] == '\0' || strlen(v) > TOK_REPORT_PARAM_MAX)
             REFUSE("invoice_ref", "1 to 200 characters");
-        snprintf(q->invoice_ref, sizeof q->invoice_ref, "%s", v);
+        copy_str(q->invoice_ref, sizeof q->invoice_ref, v);
         return TOK_OK;
     }
     if (strcmp(name, "currency") == 0) {
@@ -308,7 +317,7 @@ static tok_status apply_param(struct tok_report_query *q, bool export, const cha
         if (n != pl + TOK_RANDOM_ID_CHARS || strncmp(v, prefix, pl) != 0 ||
             !tok_base62_is_alphabet(tok_slice_str(v + pl)))
             REFUSE("starting_after", "not an id of this list");
-        snprintf(q->starting_after, sizeof q->starting_after, "%s", v);
+        copy_str(q->starting_after, sizeof q->starting_after, v);
         return TOK_OK;
     }
     if (export && strcmp(name, "format") == 0) {
@@ -430,7 +439,7 @@ static tok_status list_exec(struct tok_db_job *job, struct tok_db_conn *conn)
                               v, NULL, NULL, &res));
         c->bad_cursor = PQntuples(res) != 1;
         if (!c->bad_cursor)
-            snprintf(after_ts, sizeof after_ts, "%s", PQgetvalue(res, 0, 0));
+            copy_str(after_ts, sizeof after_ts, PQgetvalue(res, 0, 0));
         PQclear(res);
         if (c->bad_cursor)
             return TOK_OK;
@@ -503,7 +512,7 @@ static void list_authed(struct tok_req *r, enum tok_report_kind kind)
                          "reports need --reporting-db (the tokend_reporting role)", NULL);
         return;
     }
-    snprintf(c->tenant_id, sizeof c->tenant_id, "%s", r->principal->tenant_id);
+    copy_str(c->tenant_id, sizeof c->tenant_id, r->principal->tenant_id);
     c->livemode = r->principal->livemode;
     c->call.job.exec = list_exec;
     c->call.on_result = list_result;

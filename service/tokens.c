@@ -657,8 +657,12 @@ static void run_gateway(struct tok_req *r, struct create_call *c)
         gw->livemode = p->livemode;
         gw->account = i < p->naccounts ? &p->accounts[i] : NULL; /* NULL: implicit sandbox */
         gw->env = &r->worker->gw_env;
-        snprintf(gw->idempotency_key, sizeof gw->idempotency_key, "tokend_%s_%s", c->row.id,
-                 c->accounts[i].id);
+        struct tok_buf kb;
+        const char *ks = NULL;
+        tok_buf_init(&kb, gw->idempotency_key, sizeof gw->idempotency_key);
+        if (tok_buf_printf(&kb, "tokend_%s_%s", c->row.id, c->accounts[i].id) != TOK_OK ||
+            tok_buf_cstr(&kb, &ks) != TOK_OK)
+            gw->idempotency_key[0] = '\0'; /* the adapter then makes its own */
         gw->done = on_gateway_done;
         gw->data = c;
     }

@@ -1710,7 +1710,8 @@ static bool adyen_amount(struct gw_call *c, const struct tok_json_node *root, bo
         adyen_error(c, 422, "138", "validation", "Unsupported currency specified");
         return false;
     }
-    snprintf(cur_upper, 4, "%s", cur);
+    tok_copy(cur_upper, cur, 3); /* exactly three letters, checked above */
+    cur_upper[3] = '\0';
     return true;
 }
 
