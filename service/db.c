@@ -93,6 +93,24 @@ tok_status tok_db_connect(const char *conninfo, PGconn **out, char *why, size_t 
     return TOK_OK;
 }
 
+/*
+ * Server notices and asynchronous errors (a FATAL when PostgreSQL restarts,
+ * a WARNING) go to the JSON log, first line only (DETAIL lines may carry
+ * values), instead of libpq's default of printing them to stderr.
+ */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    size_t n = strcspn(message, "\n");
+    tok_log_warn("postgresql: %.*s", (int)(n > 200 ? 200 : n), message);
+}
+
+static void set_notices(PGconn *pg)
+{
+    if (pg != NULL)
+        PQsetNoticeProcessor(pg, on_notice, NULL);
+}
+
 static bool ensure_connected(struct tok_db_conn *c)
 {
     if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
@@ -111,7 +129,10 @@ static bool ensure_connected(struct tok_db_conn *c)
         return false;
     }
     char why[TOK_DB_WHY_MAX];
-    return tok_db_connect(c->db->conninfo, &c->pg, why, sizeof why) == TOK_OK;
+    if (tok_db_connect(c->db->conninfo, &c->pg, why, sizeof why) != TOK_OK)
+        return false;
+    set_notices(c->pg);
+    return true;
 }
 
 static const char *sqlstate_of(const PGresult *r)
@@ -435,8 +456,10 @@ tok_status tok_db_open(const struct tok_db_config *cfg, struct tok_db **out, cha
     for (unsigned i = 0; i < cfg->threads && st == TOK_OK; i++) {
         db->conns[i].db = db;
         st = tok_db_connect(db->conninfo, &db->conns[i].pg, why, why_len);
-        if (st == TOK_OK)
+        if (st == TOK_OK) {
+            set_notices(db->conns[i].pg);
             db->nconns++;
+        }
     }
     for (unsigned i = 0; i < db->nconns && st == TOK_OK; i++) {
         if (pthread_create(&db->conns[i].tid, NULL, db_thread, &db->conns[i]) != 0) {

@@ -718,8 +718,8 @@ static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
                              ok ? (const char *)c->sealed[i] : NULL, kv};
         const int gl[6] = {0, 0, 0, 0, ok ? (int)c->sealed_buf[i].len : 0, 0};
         const int gf[6] = {0, 0, 0, 0, 1, 0};
-        TOK_GUARD(tok_db_exec(conn, &gateway_ref_insert_sql, gv, gl, gf, &res));
-        PQclear(res);
+        /* no rows to read: sent now, checked with the audit insert below (one round trip) */
+        TOK_GUARD(tok_db_exec_deferred(conn, &gateway_ref_insert_sql, gv, gl, gf));
     }
     TOK_GUARD(tok_audit_insert(conn, c->tenant_id, c->actor, "token.created", c->row.id,
                                c->request_id));
