@@ -7,7 +7,8 @@ PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail 
 
 pg_as() {
     if [ "$(id -u)" = 0 ]; then
-        runuser -u postgres -- "$@"
+        # from /: postgres cannot start in a directory its user may not enter (a root-only checkout)
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi
