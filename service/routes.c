@@ -8,6 +8,7 @@
 #include "tokend/health.h"
 #include "tokend/reports.h"
 #include "tokend/tokens.h"
+#include "tokend/webhooks.h"
 
 #include <string.h>
 
@@ -28,6 +29,9 @@ static const struct tok_route routes[] = {
     {"GET", "/v1/refunds", tok_reports_list_refunds},
     {"GET", "/v1/exports/charges", tok_exports_charges},
     {"GET", "/v1/exports/refunds", tok_exports_refunds},
+    {"POST", "/v1/webhooks/{gateway}/{endpoint_id}", tok_webhooks_inbound},
+    {"POST", "/v1/webhook-endpoints", tok_webhooks_endpoint_create},
+    {"GET", "/v1/events/{id}/deliveries", tok_webhooks_deliveries_list},
     {"GET", "/v1/elements/card", tok_elements_card},
     {"GET", "/v1/elements/card.js", tok_elements_card_js},
     {"GET", "/v1/elements/card.css", tok_elements_card_css},

@@ -5,6 +5,7 @@
  */
 #include "tokend/admin.h"
 #include "tokend/admin_reconcile.h"
+#include "tokend/admin_webhook.h"
 #include "tokend/db.h"
 #include "tokend/migrate.h"
 
@@ -40,6 +41,10 @@ static int usage(void)
           "                               add a gateway account; prints its id\n"
           "  gateway list [--tenant T]    list gateway accounts (never credentials)\n"
           "  gateway remove ID            stop using a gateway account\n"
+          "  webhook add --tenant T --url URL [--live|--test]\n"
+          "                               add an event receiver; prints its secret, once\n"
+          "  webhook list [--tenant T]    list event receivers (never their secrets)\n"
+          "  webhook replay EVENT         deliver an event again to every receiver\n"
           "  audit verify                 recompute the audit log's hash chain\n"
           "  reconcile --gateway stripe|adyen --file F --tenant T [--live|--test] [--exceptions OUT]\n"
           "                               match a settlement report against the ledger\n"
@@ -119,6 +124,8 @@ int main(int argc, char **argv)
         return tok_admin_exit_code(tok_admin_key(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "gateway") == 0)
         return tok_admin_exit_code(tok_admin_gateway(&admin, ctl.argc, ctl.argv));
+    if (strcmp(cmd, "webhook") == 0)
+        return tok_admin_exit_code(tok_admin_webhook(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "reconcile") == 0)
         return tok_admin_exit_code(tok_admin_reconcile(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "audit") == 0)

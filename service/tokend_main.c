@@ -9,6 +9,7 @@
 #include "tokend/keyring.h"
 #include "tokend/log.h"
 #include "tokend/server.h"
+#include "tokend/webhooks.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -81,6 +82,17 @@ int main(int argc, char **argv)
             return refuse("cannot connect to the reporting database", why);
         }
     }
+    /* outbound webhooks: their own thread and connection (webhooks.h) */
+    struct tok_webhook_deliver_config wdc = {cfg.db_conninfo, cfg.webhook_allow_http_loopback,
+                                             cfg.webhook_retry_base_ms, 0, 0, 0};
+    struct tok_webhook_deliverer *wd = NULL;
+    if (tok_webhook_deliverer_new(&wdc, kr, &wd, why, sizeof why) != TOK_OK) {
+        tok_db_close(&db);
+        tok_keyring_free(&kr);
+        return refuse("cannot start webhook deliveries", why);
+    }
+    if (cfg.webhook_allow_http_loopback)
+        tok_log_warn("%s: --webhook-allow-http-loopback is for tests only", __func__);
     tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
 
     app.cfg = &cfg;
@@ -96,6 +108,7 @@ int main(int argc, char **argv)
         return refuse("cannot start", why);
     }
     tok_status st = tok_server_run(&app);
+    tok_webhook_deliverer_free(&wd);
     tok_httpc_free(&app.httpc); /* the loops have stopped: no one waits for an answer */
     tok_db_close(&app.db);
     tok_db_close(&app.reporting_db);

@@ -34,6 +34,8 @@ struct tok_config {
     unsigned db_batch_window_us; /* how long a DB thread waits to fill a batch */
     uint32_t body_limit;
     enum tok_log_level log_level;
+    bool webhook_allow_http_loopback; /* TEST ONLY: deliver webhooks to http://127.0.0.1 etc. */
+    unsigned webhook_retry_base_ms;   /* first webhook retry delay before jitter (issue #6) */
     bool show_help;
     bool show_version;
 };

@@ -1,0 +1,157 @@
+# t_06_webhooks.sh - gateway webhooks in (signatures, de-duplication, order, 1,000
+# concurrent events) and signed events out (retries, restart, the receiver's own check).
+
+CTL=("$BUILD/tokenctl" --db "$T_ADMIN_DB" --master-key-file "$T_DIR/master.key")
+PSQL=(psql -X -q -t -A -h "$T_DIR/pg/run" -U postgres -d tokend)
+TEN=$("${CTL[@]}" tenant create "hookco-$$" 2>/dev/null)
+KEY=$("${CTL[@]}" key create --tenant "$TEN" --scopes tokens:write,tokens:read,charges:write,reports:read,admin --test 2>/dev/null)
+WHSEC="whsec_sandbox_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+STRIPE_SEC="whsec_stripe_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+ADYEN_KEY=44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056
+(umask 077; printf '{"webhook_secret":"%s"}' "$WHSEC" >"$T_DIR/sbx.json"
+ printf '{"api_key":"sk_test_x","webhook_secret":"%s"}' "$STRIPE_SEC" >"$T_DIR/stripe.json"
+ printf '{"api_key":"k","merchant_account":"TestMerchant","hmac_key":"%s"}' "$ADYEN_KEY" >"$T_DIR/adyen.json")
+GW=$("${CTL[@]}" gateway add --tenant "$TEN" --kind sandbox --credentials-file "$T_DIR/sbx.json" 2>/dev/null)
+expect_match "sandbox gateway account" "$GW" '^gw_'
+RPORT=$(free_port)
+tokend_start W --webhook-allow-http-loopback --webhook-retry-base-ms 1000 || { fail "tokend starts"; return; }
+H2C="http://127.0.0.1:$H2C_W"
+Y=$(($(date -u +%Y) + 1))
+
+api() { # METHOD PATH [BODY]
+    curl -s --http2-prior-knowledge -X "$1" -H "authorization: Bearer $KEY" -H 'content-type: application/json' \
+        ${3:+--data-binary "$3"} -w '\n%{http_code}' "$H2C$2"
+}
+st() { tail -n 1 <<<"$1"; }
+js() { sed '$d' <<<"$1" | jq -r "$2"; }
+sign() { # SECRET T BODY -> hex
+    printf '%s' "$2.$3" | openssl dgst -sha256 -hmac "$1" -r | cut -d' ' -f1
+}
+hook() { # GATEWAY ACCOUNT BODY [HEADER] -> "<json>\n<status>"
+    curl -s --http2-prior-knowledge -X POST -H 'content-type: application/json' ${4:+-H "$4"} \
+        --data-binary "$3" -w '\n%{http_code}' "$H2C/v1/webhooks/$1/$2"
+}
+sbx_hook() { # BODY [T] [SECRET]
+    local t=${2:-$(date +%s)} s=${3:-$WHSEC}
+    hook sandbox "$GW" "$1" "tokend-signature: t=$t,v1=$(sign "$s" "$t" "$1")"
+}
+charge_status() { api GET "/v1/charges/$1" | sed '$d' | jq -r '.status+" "+(.amount_captured|tostring)+" "+(.amount_refunded|tostring)'; }
+
+TOK=$(api POST /v1/tokens "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":$Y,\"cvc\":\"123\"}}" | sed '$d' | jq -r .id)
+new_charge() { # -> "<charge id> <gateway ref>" (manual capture: requires_capture)
+    local out; out=$(api POST /v1/charges "{\"token\":\"$TOK\",\"amount\":1000,\"currency\":\"usd\",\"capture\":false}")
+    js "$out" '.id+" "+.gateway_reference'
+}
+
+# --- outbound endpoint with a receiver that fails twice ------------------------------------------
+SECRET=$("${CTL[@]}" webhook add --tenant "$TEN" --url "http://127.0.0.1:$RPORT/hooks" 2>/dev/null)
+expect_match "webhook add prints the secret once" "$SECRET" '^whsec_[0-9A-Za-z]{44}$'
+printf '%s\n' "$SECRET" >"$T_DIR/recv.secret"
+"$BUILD/hookrecv" --port "$RPORT" --secret-file "$T_DIR/recv.secret" --log "$T_DIR/recv.log" --fail 2 &
+T_PIDS+=($!)
+out=$(api POST /v1/webhook-endpoints '{"url":"ftp://example.com/x"}')
+expect_eq "endpoint URL must be https" "$(st "$out") $(js "$out" .code)" "422 invalid_url"
+
+# --- signatures -------------------------------------------------------------------------------
+read -r CH REF <<<"$(new_charge)"
+expect_match "fixture charge" "$CH $REF" '^ch_.* sbxch_'
+EV="{\"id\":\"evt_gw_1\",\"type\":\"charge.succeeded\",\"data\":{\"object\":{\"gateway_reference\":\"$REF\",\"amount_captured\":1000}}}"
+T=$(date +%s)
+SIG="tokend-signature: t=$T,v1=$(sign "$WHSEC" "$T" "$EV")"
+out=$(hook sandbox "$GW" "${EV/1000/999}" "$SIG")
+expect_eq "tampered body refused" "$(st "$out") $(js "$out" .code)" "401 signature_invalid"
+out=$(sbx_hook "$EV" "$T" "whsec_wrong")
+expect_eq "wrong secret refused" "$(st "$out") $(js "$out" .code)" "401 signature_invalid"
+out=$(sbx_hook "$EV" $((T - 600)))
+expect_eq "stale timestamp refused" "$(st "$out") $(js "$out" .code)" "401 timestamp_out_of_tolerance"
+out=$(sbx_hook "$EV" $((T + 600)))
+expect_eq "future timestamp refused" "$(st "$out") $(js "$out" .code)" "401 timestamp_out_of_tolerance"
+out=$(hook sandbox "$GW" "$EV")
+expect_eq "missing header refused" "$(st "$out") $(js "$out" .code)" "401 signature_missing"
+out=$(hook sandbox gw_0000000000000000000000 "$EV" "$SIG")
+expect_eq "unknown endpoint refused" "$(st "$out") $(js "$out" .code)" "400 endpoint_not_found"
+n=$("${PSQL[@]}" -c "SELECT count(*) FROM ledger.gateway_events WHERE gateway_event_id = 'evt_gw_1'" 2>/dev/null)
+expect_eq "refused bodies are not stored" "$n" "0"
+out=$(hook sandbox "$GW" "$EV" "tokend-signature: t=$T,v1=00,v1=$(sign "$WHSEC" "$T" "$EV")")
+expect_eq "several v1: one matching is enough" "$(st "$out") $(js "$out" .applied)" "200 true"
+expect_eq "signed event applied" "$(charge_status "$CH")" "succeeded 1000 0"
+
+# --- the same event 5 times: applied once ---------------------------------------------------------
+EV2="{\"id\":\"evt_gw_2\",\"type\":\"charge.refunded\",\"data\":{\"object\":{\"gateway_reference\":\"$REF\",\"amount_captured\":1000,\"amount_refunded\":300}}}"
+dups=""
+for i in 1 2 3 4 5; do dups+="$(sbx_hook "$EV2" | sed '$d' | jq -r .duplicate) "; done
+expect_eq "5 deliveries: 1 new, 4 duplicates" "$dups" "false true true true true "
+expect_eq "applied once" "$(charge_status "$CH")" "partially_refunded 1000 300"
+n=$("${PSQL[@]}" -c "SELECT count(*) FROM ledger.events e WHERE e.data->>'id' = '$CH'" 2>/dev/null)
+expect_eq "one outbound event per change" "$n" "2"
+
+# --- reverse order ----------------------------------------------------------------------------------
+read -r CH2 REF2 <<<"$(new_charge)"
+for ev in "evt_r3 charge.refunded 1000" "evt_r2 charge.succeeded 0" "evt_r1 charge.requires_capture 0"; do
+    set -- $ev
+    sbx_hook "{\"id\":\"$1\",\"type\":\"$2\",\"data\":{\"object\":{\"gateway_reference\":\"$REF2\",\"amount_captured\":1000,\"amount_refunded\":$3}}}" >/dev/null
+done
+expect_eq "events in reverse order: final state refunded" "$(charge_status "$CH2")" "refunded 1000 1000"
+n=$("${PSQL[@]}" -c "SELECT string_agg(gateway_event_id || ':' || outcome, ',' ORDER BY gateway_event_id) FROM ledger.gateway_events WHERE charge_id = '$CH2'" 2>/dev/null)
+expect_eq "late earlier events recorded, not applied" "$n" "evt_r1:not_applied,evt_r2:not_applied,evt_r3:applied"
+
+# --- Stripe and Adyen schemes --------------------------------------------------------------------
+GWS=$("${CTL[@]}" gateway add --tenant "$TEN" --kind stripe --credentials-file "$T_DIR/stripe.json" --priority 900 2>/dev/null)
+GWA=$("${CTL[@]}" gateway add --tenant "$TEN" --kind adyen --credentials-file "$T_DIR/adyen.json" --priority 901 2>/dev/null)
+read -r CH3 _ <<<"$(new_charge)"
+"${PSQL[@]}" -c "UPDATE ledger.charges SET gateway_ref = 'pi_hooktest$$' WHERE id = '$CH3'" >/dev/null 2>&1
+SEV="{\"id\":\"evt_1Stripe$$\",\"object\":\"event\",\"type\":\"payment_intent.succeeded\",\"data\":{\"object\":{\"id\":\"pi_hooktest$$\",\"object\":\"payment_intent\",\"amount_received\":1000}}}"
+T=$(date +%s)
+out=$(hook stripe "$GWS" "$SEV" "Stripe-Signature: t=$T,v1=$(sign "$STRIPE_SEC" "$T" "$SEV"),v0=ignored")
+expect_eq "Stripe-Signature accepted" "$(st "$out") $(js "$out" .applied)" "200 true"
+out=$(hook stripe "$GWS" "$SEV" "Stripe-Signature: t=$T,v1=$(sign "$WHSEC" "$T" "$SEV")")
+expect_eq "Stripe: wrong secret refused" "$(st "$out") $(js "$out" .code)" "401 signature_invalid"
+expect_eq "Stripe event applied" "$(charge_status "$CH3")" "succeeded 1000 0"
+read -r CH4 _ <<<"$(new_charge)"
+"${PSQL[@]}" -c "UPDATE ledger.charges SET gateway_ref = '7914073381342284' WHERE id = '$CH4'" >/dev/null 2>&1
+AEV='{"live":"false","notificationItems":[{"NotificationRequestItem":{"additionalData":{"hmacSignature":"coqCmt/IZ4E3CzPvMY8zTjQVL5hYJUiBRg8UU+iCWo0="},"amount":{"currency":"EUR","value":1130},"eventCode":"AUTHORISATION","eventDate":"2024-01-01T00:00:00+01:00","merchantAccountCode":"TestMerchant","merchantReference":"TestPayment-1407325143704","paymentMethod":"visa","pspReference":"7914073381342284","success":"true"}}]}'
+out=$(hook adyen "$GWA" "$AEV")
+expect_eq "Adyen HMAC (documented sample) accepted" "$(st "$out") $(sed '$d' <<<"$out")" "200 [accepted]"
+out=$(hook adyen "$GWA" "${AEV/1130/1131}")
+expect_eq "Adyen: tampered item refused" "$(st "$out") $(js "$out" .code)" "401 signature_invalid"
+
+# --- delivery: 500, 500, restart, 200 -------------------------------------------------------------
+EVT=$("${PSQL[@]}" -c "SELECT id FROM ledger.events WHERE data->>'id' = '$CH' ORDER BY created_at LIMIT 1" 2>/dev/null)
+wait_lines() { local d=$((SECONDS + $2)); while [ $SECONDS -lt $d ]; do [ "$(grep -c "$EVT" "$T_DIR/recv.log" 2>/dev/null)" -ge "$1" ] && return 0; sleep 0.1; done; return 1; }
+expect_true "first attempt reaches the receiver" wait_lines 1 10
+tokend_stop W
+tokend_start W --webhook-allow-http-loopback --webhook-retry-base-ms 1000 || fail "tokend restarts"
+H2C="http://127.0.0.1:$H2C_W"
+expect_true "third attempt after a restart" wait_lines 3 30
+expect_eq "receiver: 500, 500, 200, its signature check passes" \
+    "$(grep "$EVT" "$T_DIR/recv.log" | head -3 | cut -d' ' -f2,3 | tr '\n' ' ')" "500 sig=ok 500 sig=ok 200 sig=ok "
+sleep 0.5
+out=$(api GET "/v1/events/$EVT/deliveries")
+expect_eq "deliveries list: delivered after 3 recorded attempts" \
+    "$(js "$out" '.data[0].status+" "+(.data[0].attempt_log|map(.http_status|tostring)|join(","))')" "delivered 500,500,200"
+"${CTL[@]}" webhook replay "$EVT" 2>/dev/null
+expect_true "tokenctl webhook replay redelivers" wait_lines 4 10
+
+# --- 1,000 concurrent inbound events, each applied exactly once -------------------------------------
+"${PSQL[@]}" >"$T_DIR/bulk.log" 2>&1 <<SQL
+INSERT INTO ledger.charges (tenant_id, id, livemode, token_id, amount, currency, capture_method, status, gateway, gateway_ref, created_by)
+SELECT '$TEN', 'ch_bulk' || lpad(g::text, 18, '0'), false, '$TOK', 500, 'usd', 'manual', 'requires_capture', 'sandbox', 'sbxch_bulk_' || g, 'test'
+  FROM generate_series(1, 1000) g;
+SQL
+T=$(date +%s)
+mkdir -p "$T_DIR/bulk"
+for i in $(seq 1 1000); do
+    b="{\"id\":\"evt_bulk_$i\",\"type\":\"charge.succeeded\",\"data\":{\"object\":{\"gateway_reference\":\"sbxch_bulk_$i\",\"amount_captured\":500}}}"
+    printf '%s' "$b" >"$T_DIR/bulk/$i.json"
+    printf 'tokend-signature: t=%s,v1=%s' "$T" "$(sign "$WHSEC" "$T" "$b")" >"$T_DIR/bulk/$i.sig"
+done
+send_bulk() { # bounded: 32 at a time; a 503 (retryable) is sent again like a gateway would
+    seq 1 1000 | xargs -P 32 -I{} sh -c 'curl -s -o /dev/null --http2-prior-knowledge --retry 5 --retry-delay 1 \
+        -H "$(cat "$0/bulk/{}.sig")" -H "content-type: application/json" --data-binary "@$0/bulk/{}.json" "$1"' \
+        "$T_DIR" "$H2C/v1/webhooks/sandbox/$GW"
+}
+send_bulk
+send_bulk # all again: duplicates
+n=$("${PSQL[@]}" -c "SELECT count(*) FILTER (WHERE status = 'succeeded'), (SELECT count(*) FROM ledger.gateway_events WHERE gateway_event_id LIKE 'evt_bulk_%' AND applied), (SELECT count(*) FROM ledger.events WHERE data->>'id' LIKE 'ch_bulk%') FROM ledger.charges WHERE id LIKE 'ch_bulk%'" 2>/dev/null)
+expect_eq "1,000 concurrent events (sent twice): each applied exactly once" "$n" "1000|1000|1000"
+tokend_stop W
