@@ -13,6 +13,7 @@
 #include "tokend/auth.h"
 #include "tokend/base62.h"
 #include "tokend/currency.h"
+#include "tokend/events.h"
 #include "tokend/gateway.h"
 #include "tokend/idempotency.h"
 #include "tokend/json.h"
@@ -534,6 +535,28 @@ static tok_status begin_exec(struct tok_db_job *job, struct tok_db_conn *conn)
 
 /* ---- finish (DB thread) ------------------------------------------------------------- */
 
+/* The event the app hears about this change; NULL when nothing changed. */
+static const char *event_type(const struct charge_call *c)
+{
+    bool ok = c->gw.outcome == TOK_GW_OK;
+    switch (c->op) {
+    case OP_CHARGE:
+        if (strcmp(c->new_status, "succeeded") == 0)
+            return "charge.succeeded";
+        if (strcmp(c->new_status, "requires_capture") == 0)
+            return "charge.authorized";
+        return strcmp(c->new_status, "declined") == 0 ? "charge.declined" : "charge.failed";
+    case OP_CAPTURE:
+        return ok ? "charge.captured" : NULL;
+    case OP_VOID:
+        return ok ? "charge.canceled" : NULL;
+    case OP_REFUND:
+        return ok ? "charge.refunded" : "refund.failed";
+    default:
+        return NULL;
+    }
+}
+
 static tok_status finish_exec(struct tok_db_job *job, struct tok_db_conn *conn)
 {
     struct charge_call *c = (struct charge_call *)job;
@@ -581,6 +604,10 @@ static tok_status finish_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     TOK_GUARD(tok_audit_insert(conn, c->tenant_id, c->actor, action, c->id, c->request_id));
     TOK_GUARD(load_object(conn, c, refund));
     TOK_ENSURE(c->found, TOK_ERR_INTERNAL);
+    /* the outbox row commits with the change it reports (webhooks to the app) */
+    const char *event = event_type(c);
+    if (event != NULL)
+        TOK_GUARD(tok_events_emit(conn, c->tenant_id, c->livemode, event, tok_buf_slice(&c->body)));
     return tok_idem_finish(conn, c->tenant_id, c->livemode, &c->idem, c->http_status,
                            tok_buf_slice(&c->body));
 }

@@ -109,12 +109,21 @@ tok_status tok_idem_finish(struct tok_db_conn *conn, const char *tenant_id, bool
         return TOK_OK;
     char s[8];
     snprintf(s, sizeof s, "%d", status);
-    const char *v[5] = {tenant_id, livemode ? "t" : "f", idem->key, s, (const char *)body.ptr};
-    const int l[5] = {0, 0, 0, 0, (int)body.len}, f[5] = {0, 0, 0, 0, 0};
+    /* a text parameter is read up to its NUL, whatever length is given */
+    struct tok_buf text = {0};
+    const char *body_s = NULL;
+    TOK_GUARD(tok_buf_alloc(&text, (uint32_t)body.len + 1, false));
+    tok_status st = tok_buf_write(&text, body.ptr, body.len);
+    if (st == TOK_OK)
+        st = tok_buf_cstr(&text, &body_s);
     PGresult *res = NULL;
-    TOK_GUARD(tok_db_exec(conn, &idem_finish_sql, v, l, f, &res));
+    if (st == TOK_OK) {
+        const char *v[5] = {tenant_id, livemode ? "t" : "f", idem->key, s, body_s};
+        st = tok_db_exec(conn, &idem_finish_sql, v, NULL, NULL, &res);
+    }
     PQclear(res);
-    return TOK_OK;
+    tok_buf_wipe(&text);
+    return st;
 }
 
 void tok_idem_respond(struct tok_req *r, const struct tok_idem *idem)

@@ -162,16 +162,31 @@ static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
     w->stop = true;
 }
 
-static tok_status init_worker(struct tok_app *app, struct tok_worker *w, char *why, size_t why_len)
+/* Main thread: what can fail is done here, before any loop runs (bound sockets,
+ * caches), so start-up errors are one line and exit code 2. */
+static tok_status prepare_worker(struct tok_app *app, struct tok_worker *w, char *why, size_t why_len)
 {
     const struct tok_config *cfg = app->cfg;
-    h2o_evloop_t *loop = h2o_evloop_create();
-    h2o_context_init(&w->ctx, loop, &app->h2o);
     w->app = app;
+    w->listen_fd[0] = w->listen_fd[1] = -1;
     if (tok_auth_cache_new(&w->auth_cache) != TOK_OK) {
         snprintf(why, why_len, "out of memory");
         return TOK_ERR_NOMEM;
     }
+    const char *addrs[2] = {cfg->listen_h2c, cfg->listen_tls};
+    for (int i = 0; i < 2; i++)
+        if (addrs[i][0] != '\0')
+            TOK_GUARD(bind_listener(addrs[i], &w->listen_fd[i], why, why_len));
+    return TOK_OK;
+}
+
+/* The loop's own thread: h2o keeps per-thread buffer pools, so every h2o object
+ * of a loop (the loop, its context, its queue, its sockets) is made here. */
+static void setup_loop(struct tok_worker *w)
+{
+    struct tok_app *app = w->app;
+    h2o_evloop_t *loop = h2o_evloop_create();
+    h2o_context_init(&w->ctx, loop, &app->h2o);
     w->queue = h2o_multithread_create_queue(loop);
     h2o_multithread_register_receiver(w->queue, &w->db_replies, tok_db_on_replies);
     h2o_multithread_register_receiver(w->queue, &w->control, on_control);
@@ -179,21 +194,17 @@ static tok_status init_worker(struct tok_app *app, struct tok_worker *w, char *w
     w->gw_env.httpc = app->httpc;
     w->gw_env.reply_to = &w->httpc_replies;
 
-    const char *addrs[2] = {cfg->listen_h2c, cfg->listen_tls};
     h2o_accept_ctx_t *actx[2] = {&w->accept_h2c, &w->accept_tls};
     for (int i = 0; i < 2; i++) {
         actx[i]->ctx = &w->ctx;
         actx[i]->hosts = app->h2o.hosts;
         actx[i]->ssl_ctx = i == 1 ? app->ssl_ctx : NULL;
-        if (addrs[i][0] == '\0')
+        if (w->listen_fd[i] < 0)
             continue;
-        int fd = -1;
-        TOK_GUARD(bind_listener(addrs[i], &fd, why, why_len));
-        w->listeners[i] = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        w->listeners[i] = h2o_evloop_socket_create(loop, w->listen_fd[i], H2O_SOCKET_FLAG_DONT_READ);
         w->listeners[i]->data = actx[i];
         h2o_socket_read_start(w->listeners[i], on_accept);
     }
-    return TOK_OK;
 }
 
 tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len)
@@ -223,7 +234,7 @@ tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len)
     TOK_ENSURE(app->workers != NULL, TOK_ERR_NOMEM);
     for (unsigned i = 0; i < app->nworkers; i++) {
         app->workers[i].index = i;
-        TOK_GUARD(init_worker(app, &app->workers[i], why, why_len));
+        TOK_GUARD(prepare_worker(app, &app->workers[i], why, why_len));
     }
     return TOK_OK;
 }
@@ -231,6 +242,8 @@ tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len)
 static void *loop_main(void *arg)
 {
     struct tok_worker *w = arg;
+    setup_loop(w);
+    sem_post(&w->app->ready);
     while (!w->stop)
         h2o_evloop_run(w->ctx.loop, INT32_MAX);
     return NULL;
@@ -243,12 +256,17 @@ tok_status tok_server_run(struct tok_app *app)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sem_init(&app->ready, 0, 0);
     for (unsigned i = 0; i < app->nworkers; i++) {
         if (pthread_create(&app->workers[i].tid, NULL, loop_main, &app->workers[i]) != 0) {
             tok_log_err("%s: cannot start event-loop thread %u", __func__, i);
             return TOK_ERR_INTERNAL;
         }
     }
+    /* control messages need each loop's queue: wait until every loop is set up */
+    for (unsigned i = 0; i < app->nworkers; i++)
+        while (sem_wait(&app->ready) != 0)
+            ;
     tok_log_info("%s: tokend %s serving h2c on %s, TLS on %s, %u loop threads", __func__,
                  TOKEND_VERSION, app->cfg->listen_h2c[0] ? app->cfg->listen_h2c : "(off)",
                  app->cfg->listen_tls[0] ? app->cfg->listen_tls : "(off)", app->nworkers);

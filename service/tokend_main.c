@@ -61,6 +61,16 @@ int main(int argc, char **argv)
         tok_keyring_free(&kr);
         return refuse("cannot connect to the database", why);
     }
+    /* reports read through their own role and pool, so a bug there cannot reach a ciphertext */
+    struct tok_db *rdb = NULL;
+    if (cfg.reporting_conninfo[0] != '\0') {
+        struct tok_db_config rdc = {cfg.reporting_conninfo, 2, 1, 0};
+        if (tok_db_open(&rdc, &rdb, why, sizeof why) != TOK_OK) {
+            tok_db_close(&db);
+            tok_keyring_free(&kr);
+            return refuse("cannot connect to the reporting database", why);
+        }
+    }
     /* gateway HTTPS client: its own thread, like the database's (httpc.h) */
     struct tok_httpc_config hc = {cfg.gateway_ca_file, cfg.gateway_connect_timeout_ms,
                                   cfg.gateway_timeout_ms};
@@ -71,16 +81,6 @@ int main(int argc, char **argv)
         tok_keyring_free(&kr);
         return refuse("cannot start the gateway HTTP client",
                       hst == TOK_ERR_INPUT ? "cannot read --gateway-ca-file" : tok_status_name(hst));
-    }
-    /* reports read through their own role and pool, so a bug there cannot reach a ciphertext */
-    struct tok_db *rdb = NULL;
-    if (cfg.reporting_conninfo[0] != '\0') {
-        struct tok_db_config rdc = {cfg.reporting_conninfo, 2, 1, 0};
-        if (tok_db_open(&rdc, &rdb, why, sizeof why) != TOK_OK) {
-            tok_db_close(&db);
-            tok_keyring_free(&kr);
-            return refuse("cannot connect to the reporting database", why);
-        }
     }
     /* outbound webhooks: their own thread and connection (webhooks.h) */
     struct tok_webhook_deliver_config wdc = {cfg.db_conninfo, cfg.webhook_allow_http_loopback,
@@ -97,8 +97,8 @@ int main(int argc, char **argv)
 
     app.cfg = &cfg;
     app.db = db;
-    app.reporting_db = rdb;
     app.httpc = httpc;
+    app.reporting_db = rdb;
     app.keyring = kr;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
         tok_db_close(&rdb);

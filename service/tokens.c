@@ -666,9 +666,17 @@ static void run_gateway(struct tok_req *r, struct create_call *c)
         gw->done = on_gateway_done;
         gw->data = c;
     }
-    /* launched after all are set up: a synchronous adapter may finish at once */
-    for (unsigned i = 0; i < c->naccounts; i++)
-        c->accounts[i].ops->submit(c->accounts[i].ops, &c->gw[i]);
+    /* launched after all are set up: a synchronous adapter may finish at once, and
+     * the last completion may free c, so nothing of c is read after the last submit */
+    unsigned n = c->naccounts;
+    const struct tok_gateway_ops *ops[TOK_ACCOUNTS_MAX];
+    struct tok_gateway_call *calls[TOK_ACCOUNTS_MAX];
+    for (unsigned i = 0; i < n; i++) {
+        ops[i] = c->accounts[i].ops;
+        calls[i] = &c->gw[i];
+    }
+    for (unsigned i = 0; i < n; i++)
+        ops[i]->submit(ops[i], calls[i]);
 }
 
 static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)

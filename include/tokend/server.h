@@ -14,6 +14,7 @@
 #include <h2o.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <semaphore.h>
 
 struct tok_keyring;
 
@@ -28,6 +29,7 @@ struct tok_app {
     SSL_CTX *ssl_ctx;
     struct tok_worker *workers;
     unsigned nworkers;
+    sem_t ready; /* posted by each loop thread once its h2o objects exist */
 };
 
 /** One event-loop thread. */
@@ -41,6 +43,7 @@ struct tok_worker {
     h2o_multithread_receiver_t control;
     h2o_multithread_receiver_t httpc_replies; /* finished gateway HTTP requests */
     h2o_accept_ctx_t accept_h2c, accept_tls;
+    int listen_fd[2]; /* bound on the main thread, wrapped by the loop (-1: off) */
     h2o_socket_t *listeners[2];
     struct tok_auth_cache *auth_cache;
     struct tok_gateway_env gw_env; /* what remote adapters called from this loop use */

@@ -98,7 +98,9 @@ static void serve(int c, FILE *log, const char *secret_path, int *count, int fai
     int slot = 0;
     while (slot < 1023 && seen[slot][0] != '\0' && strcmp(seen[slot], evt) != 0)
         slot++;
-    snprintf(seen[slot], sizeof seen[slot], "%s", evt);
+    size_t elen = strnlen(evt, sizeof seen[slot] - 1); /* event ids are shorter */
+    tok_copy(seen[slot], evt, elen);
+    seen[slot][elen] = '\0';
     tries[slot]++;
     int status = tries[slot] <= fail ? 500 : 200;
     fprintf(log, "%d %d sig=%s %s\n", *count, status, names[v], evt);
