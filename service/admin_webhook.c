@@ -219,7 +219,7 @@ static tok_status webhook_replay(const struct tok_admin *a, int argc, char **arg
         pg,
         "WITH ev AS (SELECT tenant_id, id, livemode FROM ledger.events WHERE id = $1), "
         "up AS (INSERT INTO ledger.deliveries (tenant_id, id, event_id, endpoint_id) "
-        "SELECT ev.tenant_id, 'dlv_' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 22), ev.id, e.id "
+        "SELECT ev.tenant_id, 'dlv_' || substr(encode(sha256(convert_to(ev.id || ':' || e.id, 'UTF8')), 'hex'), 1, 22), ev.id, e.id "
         "FROM ev JOIN ledger.webhook_endpoints e ON e.tenant_id = ev.tenant_id AND e.livemode = ev.livemode "
         "AND e.disabled_at IS NULL "
         "ON CONFLICT (tenant_id, event_id, endpoint_id) DO UPDATE SET status = 'pending', "

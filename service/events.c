@@ -102,7 +102,7 @@ static const struct tok_sql emit_sql = {
     "WITH ev AS (INSERT INTO ledger.events (tenant_id, id, livemode, type, data) "
     "VALUES ($1, $2, $3::boolean, $4, $5::jsonb) RETURNING tenant_id, id, livemode) "
     "INSERT INTO ledger.deliveries (tenant_id, id, event_id, endpoint_id) "
-    "SELECT ev.tenant_id, 'dlv_' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 22), "
+    "SELECT ev.tenant_id, 'dlv_' || substr(encode(sha256(convert_to(ev.id || ':' || e.id, 'UTF8')), 'hex'), 1, 22), "
     "ev.id, e.id FROM ev JOIN ledger.webhook_endpoints e ON e.tenant_id = ev.tenant_id "
     "AND e.livemode = ev.livemode AND e.disabled_at IS NULL",
     5};

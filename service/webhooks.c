@@ -48,6 +48,7 @@ struct hook_call {
     bool has_sig;
     int64_t now;
     const struct tok_keyring *kr;
+    char request_id[TOK_REQUEST_ID_LEN + 1];
     /* results */
     int status;
     const char *code;
@@ -149,6 +150,12 @@ static tok_status apply_one(struct tok_db_conn *conn, struct hook_call *h, const
         st = tok_events_emit(conn, tenant, live, tok_charge_event_type(ch.to),
                              tok_slice_of(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)));
     PQclear(res);
+    if (st == TOK_OK) {
+        /* every state change is audited; the actor is the gateway account that reported it */
+        char action[48];
+        snprintf(action, sizeof action, "charge.%s", to);
+        st = tok_audit_insert(conn, tenant, h->gw_id, action, charge_id, h->request_id);
+    }
     if (st == TOK_OK)
         h->napplied++;
     return st;
@@ -346,6 +353,7 @@ void tok_webhooks_inbound(struct tok_req *r)
     h->call.job.exec = hook_exec;
     h->kind = (enum kind)kind;
     h->kr = r->app->keyring;
+    tok_copy(h->request_id, r->id, sizeof h->request_id);
     h->now = (int64_t)time(NULL);
     tok_copy(h->gw_id, id.ptr, id.len);
     struct tok_slice sig;

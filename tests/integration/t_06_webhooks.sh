@@ -85,6 +85,8 @@ expect_eq "applied once" "$(charge_status "$CH")" "partially_refunded 1000 300"
 n=$("${PSQL[@]}" -c "SELECT count(*) FROM ledger.events e WHERE e.data->>'id' = '$CH'" 2>/dev/null)
 # the charge's creation through the API, then the two webhook changes
 expect_eq "one outbound event per change" "$n" "3"
+n=$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM audit.events WHERE object = '$CH' AND actor = '$GW' AND action LIKE 'charge.%'")
+expect_eq "each change a webhook applied is audited once, by its gateway account" "$n" "2"
 
 # --- reverse order ----------------------------------------------------------------------------------
 read -r CH2 REF2 <<<"$(new_charge)"
