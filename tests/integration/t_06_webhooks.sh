@@ -157,4 +157,21 @@ send_bulk
 send_bulk # all again: duplicates
 n=$("${PSQL[@]}" -c "SELECT count(*) FILTER (WHERE status = 'succeeded'), (SELECT count(*) FROM ledger.gateway_events WHERE gateway_event_id LIKE 'evt_bulk_%' AND applied), (SELECT count(*) FROM ledger.events WHERE data->>'id' LIKE 'ch_bulk%') FROM ledger.charges WHERE id LIKE 'ch_bulk%'" 2>/dev/null)
 expect_eq "1,000 concurrent events (sent twice): each applied exactly once" "$n" "1000|1000|1000"
+
+# --- POST /v1/webhook-endpoints (admin scope), in a tenant of its own ------------------------------------
+TEN_E=$("${CTL[@]}" tenant create "hooks-api-$$" 2>/dev/null)
+KEY_E=$("${CTL[@]}" key create --tenant "$TEN_E" --scopes admin --test 2>/dev/null)
+KEY_E_RO=$("${CTL[@]}" key create --tenant "$TEN_E" --scopes charges:write --test 2>/dev/null)
+eapi() { curl -s --http2-prior-knowledge -X POST -H "authorization: Bearer $1" -H 'content-type: application/json' \
+    --data-binary "$2" -w '\n%{http_code}' "$H2C/v1/webhook-endpoints"; }
+out=$(eapi "$KEY_E" '{"url":"https://app.example.com/tokend-events"}')
+expect_eq "POST /v1/webhook-endpoints: 201" "$(st "$out")" "201"
+ESECRET=$(js "$out" .secret)
+expect_match "the endpoint's secret is shown once" "$ESECRET" '^whsec_[0-9A-Za-z]{44}$'
+n=$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM ledger.webhook_endpoints WHERE tenant_id = '$TEN_E' AND url = 'https://app.example.com/tokend-events'")
+expect_eq "the endpoint is stored" "$n" "1"
+"$PG_BIN/pg_dump" -h "$T_DIR/pg/run" -U postgres tokend >"$T_DIR/hooks-dump.sql" 2>/dev/null
+expect_true "its secret is not stored in the clear" bash -c "! grep -q '$ESECRET' '$T_DIR/hooks-dump.sql'"
+out=$(eapi "$KEY_E_RO" '{"url":"https://app.example.com/x"}')
+expect_eq "a key without the admin scope: 403" "$(st "$out")" "403"
 tokend_stop W
