@@ -325,7 +325,7 @@ tok_status tok_audit_walk_step(struct tok_audit_walk *w, int64_t seq, struct tok
 
 /* ---- database and key access ------------------------------------------------------------ */
 
-static tok_status admin_connect(const struct tok_admin *a, PGconn **out)
+tok_status tok_admin_connect(const struct tok_admin *a, PGconn **out)
 {
     char why[TOK_DB_WHY_MAX] = "";
     if (a->db == NULL || a->db[0] == '\0') {
@@ -339,7 +339,7 @@ static tok_status admin_connect(const struct tok_admin *a, PGconn **out)
     return TOK_OK;
 }
 
-static tok_status admin_keyring(const struct tok_admin *a, struct tok_keyring **out)
+tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out)
 {
     const char *why = NULL;
     if (a->master_key_file == NULL || a->master_key_file[0] == '\0') {
@@ -492,7 +492,7 @@ static tok_status tenant_create(const struct tok_admin *a, int argc, char **argv
     PGconn *pg = NULL;
     const char *id_s = NULL;
 
-    tok_status st = admin_keyring(a, &kr);
+    tok_status st = tok_admin_keyring(a, &kr);
     if (st != TOK_OK)
         goto done;
     st = tok_random_id("ten_", &id);
@@ -505,7 +505,7 @@ static tok_status tenant_create(const struct tok_admin *a, int argc, char **argv
         say("tenant create: cannot make the tenant keys (%s)", tok_status_name(st));
         goto done;
     }
-    st = admin_connect(a, &pg);
+    st = tok_admin_connect(a, &pg);
     if (st != TOK_OK)
         goto done;
     st = tenant_insert(pg, id_s, name, bin, cvc_optional, &dek, &fpk);
@@ -534,7 +534,7 @@ static tok_status tenant_list(const struct tok_admin *a, int argc, char **argv)
         "       to_char(created_at AT TIME ZONE 'UTC', " TIME_FMT ")"
         "  FROM vault.tenants ORDER BY created_at, id";
     PGconn *pg = NULL;
-    TOK_GUARD(admin_connect(a, &pg));
+    TOK_GUARD(tok_admin_connect(a, &pg));
     PGresult *r = PQexecParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
     tok_status st = check_result(r, PGRES_TUPLES_OK, "tenant list");
     if (st == TOK_OK) {
@@ -726,11 +726,11 @@ static tok_status key_create(const struct tok_admin *a, int argc, char **argv)
     struct tok_keyring *kr = NULL;
     PGconn *pg = NULL;
 
-    tok_status st = admin_connect(a, &pg);
+    tok_status st = tok_admin_connect(a, &pg);
     if (st == TOK_OK)
         st = resolve_tenant(pg, k.tenant, &tenant, "key create");
     if (st == TOK_OK)
-        st = admin_keyring(a, &kr);
+        st = tok_admin_keyring(a, &kr);
     if (st != TOK_OK)
         goto done;
     row.tenant_id = (const char *)tenant.data;
@@ -790,7 +790,7 @@ static tok_status key_list(const struct tok_admin *a, int argc, char **argv)
     tok_buf_init(&tenant, tenant_mem, sizeof tenant_mem);
     PGconn *pg = NULL;
     PGresult *r = NULL;
-    TOK_GUARD(admin_connect(a, &pg));
+    TOK_GUARD(tok_admin_connect(a, &pg));
     tok_status st = TOK_OK;
     if (tenant_ref != NULL)
         st = resolve_tenant(pg, tenant_ref, &tenant, "key list");
@@ -842,7 +842,7 @@ static tok_status key_revoke(const struct tok_admin *a, int argc, char **argv)
         return key_usage();
     const char *vals[1] = {argv[0]};
     PGconn *pg = NULL;
-    TOK_GUARD(admin_connect(a, &pg));
+    TOK_GUARD(tok_admin_connect(a, &pg));
     PGresult *r = PQexecParams(pg, sql_key_revoke, 1, NULL, vals, NULL, NULL, 0);
     tok_status st = check_result(r, PGRES_COMMAND_OK, "key revoke");
     bool revoked = st == TOK_OK && strcmp(PQcmdTuples(r), "1") == 0;
@@ -944,7 +944,7 @@ static tok_status audit_verify(const struct tok_admin *a, int argc)
     if (argc != 0)
         return audit_usage();
     PGconn *pg = NULL;
-    TOK_GUARD(admin_connect(a, &pg));
+    TOK_GUARD(tok_admin_connect(a, &pg));
     struct tok_audit_walk w;
     tok_audit_walk_init(&w);
     tok_status st = audit_walk(pg, &w);
@@ -1061,30 +1061,34 @@ static bool base_url_ok(const char *u)
     return true;
 }
 
-/* The tenant's active keys, opened with the master key. */
-static tok_status open_tenant_keys(PGconn *pg, const struct tok_keyring *kr, const char *tenant,
-                                   struct tok_tenant_keys **out, uint32_t *version)
+tok_status tok_admin_tenant_keys(PGconn *pg, const struct tok_keyring *kr, const char *ref,
+                                 const char *what, char tenant[TOK_ADMIN_TENANT_MAX],
+                                 struct tok_tenant_keys **out, uint32_t *version)
 {
-    static const char sql[] = "SELECT version, wrapped_dek, wrapped_fpk FROM vault.tenant_keys"
-                              " WHERE tenant_id = $1 AND state = 'active'";
-    const char *vals[1] = {tenant};
+    static const char sql[] =
+        "SELECT t.id, k.version, k.wrapped_dek, k.wrapped_fpk FROM vault.tenants t "
+        "JOIN vault.tenant_keys k ON k.tenant_id = t.id AND k.state = 'active' "
+        "WHERE t.id = $1 OR t.name = $1 ORDER BY (t.id = $1) DESC LIMIT 1";
+    const char *vals[1] = {ref};
     PGresult *r = PQexecParams(pg, sql, 1, NULL, vals, NULL, NULL, 1);
-    tok_status st = check_result(r, PGRES_TUPLES_OK, "gateway add");
+    tok_status st = check_result(r, PGRES_TUPLES_OK, what);
     if (st == TOK_OK && PQntuples(r) != 1) {
-        say("gateway add: the tenant has no active key");
+        say("%s: no such tenant (or it has no active key): %s", what, ref);
         st = TOK_ERR_NOTFOUND;
     }
-    if (st == TOK_OK && PQgetlength(r, 0, 0) == 4) {
-        const uint8_t *v = (const uint8_t *)PQgetvalue(r, 0, 0);
+    if (st == TOK_OK && (PQgetlength(r, 0, 0) >= TOK_ADMIN_TENANT_MAX || PQgetlength(r, 0, 1) != 4))
+        st = TOK_ERR_INTERNAL;
+    if (st == TOK_OK) {
+        tok_copy(tenant, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+        tenant[PQgetlength(r, 0, 0)] = '\0';
+        const uint8_t *v = (const uint8_t *)PQgetvalue(r, 0, 1);
         *version = (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
         st = tok_keyring_tenant_keys_open(
             kr, tenant, *version,
-            tok_slice_of(PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1)),
-            tok_slice_of(PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2)), out);
+            tok_slice_of(PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2)),
+            tok_slice_of(PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3)), out);
         if (st != TOK_OK)
-            say("gateway add: the tenant's keys do not open with this master key");
-    } else if (st == TOK_OK) {
-        st = TOK_ERR_INTERNAL;
+            say("%s: the tenant's keys do not open with this master key", what);
     }
     PQclear(r);
     return st;
@@ -1158,10 +1162,10 @@ static tok_status gateway_add(const struct tok_admin *a, int argc, char **argv)
         return TOK_ERR_INPUT;
     }
     struct tok_buf cred = {0}, sealed = {0};
-    uint8_t idmem[TOK_RANDOM_ID_MAX + 1], tmem[TOK_RANDOM_ID_MAX + 1];
-    struct tok_buf idb, tenant;
+    uint8_t idmem[TOK_RANDOM_ID_MAX + 1];
+    char tenant[TOK_ADMIN_TENANT_MAX] = "";
+    struct tok_buf idb;
     tok_buf_init(&idb, idmem, sizeof idmem);
-    tok_buf_init(&tenant, tmem, sizeof tmem);
     struct tok_keyring *kr = NULL;
     struct tok_tenant_keys *tk = NULL;
     PGconn *pg = NULL;
@@ -1172,25 +1176,23 @@ static tok_status gateway_add(const struct tok_admin *a, int argc, char **argv)
     if (st == TOK_OK)
         st = credentials_check(kind, tok_buf_slice(&cred));
     if (st == TOK_OK)
-        st = admin_keyring(a, &kr);
+        st = tok_admin_keyring(a, &kr);
     if (st == TOK_OK)
-        st = admin_connect(a, &pg);
+        st = tok_admin_connect(a, &pg);
     if (st == TOK_OK)
-        st = resolve_tenant(pg, tenant_ref, &tenant, "gateway add");
-    if (st == TOK_OK)
-        st = open_tenant_keys(pg, kr, (const char *)tenant.data, &tk, &version);
+        st = tok_admin_tenant_keys(pg, kr, tenant_ref, "gateway add", tenant, &tk, &version);
     if (st == TOK_OK && (st = tok_random_id("gw_", &idb)) == TOK_OK)
         st = tok_buf_cstr(&idb, &id);
     if (st == TOK_OK)
         st = tok_buf_alloc(&sealed, cred.len + TOK_SEALED_OVERHEAD, false);
     if (st == TOK_OK) {
-        struct tok_aad aad = {(const char *)tenant.data, "vault.gateways", "credentials_sealed", id};
+        struct tok_aad aad = {tenant, "vault.gateways", "credentials_sealed", id};
         st = tok_tenant_keys_seal(tk, aad, tok_buf_slice(&cred), &sealed);
     }
     if (st == TOK_OK) {
         char vbuf[16];
         snprintf(vbuf, sizeof vbuf, "%u", version);
-        const char *vals[8] = {(const char *)tenant.data, id, kind, live ? "true" : "false", prio,
+        const char *vals[8] = {tenant, id, kind, live ? "true" : "false", prio,
                                base, (const char *)sealed.data, vbuf};
         const int lens[8] = {0, 0, 0, 0, 0, 0, (int)sealed.len, 0};
         const int fmts[8] = {0, 0, 0, 0, 0, 0, 1, 0};
@@ -1227,7 +1229,7 @@ static tok_status gateway_list(const struct tok_admin *a, int argc, char **argv)
     struct tok_buf tenant;
     tok_buf_init(&tenant, tmem, sizeof tmem);
     PGconn *pg = NULL;
-    TOK_GUARD(admin_connect(a, &pg));
+    TOK_GUARD(tok_admin_connect(a, &pg));
     tok_status st = TOK_OK;
     if (tenant_ref != NULL)
         st = resolve_tenant(pg, tenant_ref, &tenant, "gateway list");
@@ -1261,7 +1263,7 @@ static tok_status gateway_remove(const struct tok_admin *a, int argc, char **arg
     if (argc != 1)
         return gateway_usage();
     PGconn *pg = NULL;
-    TOK_GUARD(admin_connect(a, &pg));
+    TOK_GUARD(tok_admin_connect(a, &pg));
     const char *vals[1] = {argv[0]};
     PGresult *r = PQexecParams(pg, sql_gateway_remove, 1, NULL, vals, NULL, NULL, 0);
     tok_status st = check_result(r, PGRES_COMMAND_OK, "gateway remove");

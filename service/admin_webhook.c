@@ -41,53 +41,6 @@ static tok_status check(PGresult *r, ExecStatusType want, const char *what)
     return TOK_ERR_DB;
 }
 
-static tok_status connect_db(const struct tok_admin *a, PGconn **out)
-{
-    char why[TOK_DB_WHY_MAX] = "";
-    if (a->db == NULL || a->db[0] == '\0') {
-        say("no database: set --db or TOKEND_ADMIN_DB");
-        return TOK_ERR_INPUT;
-    }
-    if (tok_db_connect(a->db, out, why, sizeof why) != TOK_OK) {
-        say("cannot connect to the database: %s", why);
-        return TOK_ERR_DB;
-    }
-    return TOK_OK;
-}
-
-/* The tenant (by id or name) and its active keys, opened with the master key. */
-static tok_status tenant_keys(PGconn *pg, const struct tok_keyring *kr, const char *ref,
-                              char tenant[64], struct tok_tenant_keys **tk)
-{
-    static const char sql[] =
-        "SELECT t.id, k.version, k.wrapped_dek, k.wrapped_fpk FROM vault.tenants t "
-        "JOIN vault.tenant_keys k ON k.tenant_id = t.id AND k.state = 'active' "
-        "WHERE t.id = $1 OR t.name = $1 ORDER BY (t.id = $1) DESC LIMIT 1";
-    const char *v[1] = {ref};
-    PGresult *r = PQexecParams(pg, sql, 1, NULL, v, NULL, NULL, 1);
-    tok_status st = check(r, PGRES_TUPLES_OK, "webhook add");
-    if (st == TOK_OK && PQntuples(r) != 1) {
-        say("webhook add: no such tenant (or it has no active key): %s", ref);
-        st = TOK_ERR_NOTFOUND;
-    }
-    if (st == TOK_OK && (PQgetlength(r, 0, 0) >= 64 || PQgetlength(r, 0, 1) != 4))
-        st = TOK_ERR_INTERNAL;
-    if (st == TOK_OK) {
-        tok_copy(tenant, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-        tenant[PQgetlength(r, 0, 0)] = '\0';
-        const uint8_t *b = (const uint8_t *)PQgetvalue(r, 0, 1);
-        uint32_t version = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-        st = tok_keyring_tenant_keys_open(kr, tenant, version,
-                                          tok_slice_of(PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2)),
-                                          tok_slice_of(PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3)),
-                                          tk);
-        if (st != TOK_OK)
-            say("webhook add: the tenant's keys do not open with this master key");
-    }
-    PQclear(r);
-    return st;
-}
-
 static tok_status webhook_add(const struct tok_admin *a, int argc, char **argv)
 {
     const char *tenant_ref = NULL, *url = NULL;
@@ -110,26 +63,19 @@ static tok_status webhook_add(const struct tok_admin *a, int argc, char **argv)
         say("webhook add: --url must be https://HOST[:PORT][/PATH] (http:// only for loopback, in tests)");
         return TOK_ERR_INPUT;
     }
-    const char *why = NULL;
-    if (a->master_key_file == NULL || a->master_key_file[0] == '\0') {
-        say("no master key: set --master-key-file or TOKEND_MASTER_KEY_FILE");
-        return TOK_ERR_INPUT;
-    }
     struct tok_keyring *kr = NULL;
-    if (tok_keyring_load_file(a->master_key_file, &kr, &why) != TOK_OK) {
-        say("master key refused: %s", why != NULL ? why : "unknown reason");
-        return TOK_ERR_IO;
-    }
+    TOK_GUARD(tok_admin_keyring(a, &kr));
     PGconn *pg = NULL;
     struct tok_tenant_keys *tk = NULL;
     struct tok_buf secret = {0}, sealed = {0};
-    char tenant[64] = "", idmem[TOK_RANDOM_ID_MAX + 1] = "";
+    char tenant[TOK_ADMIN_TENANT_MAX] = "", idmem[TOK_RANDOM_ID_MAX + 1] = "";
+    uint32_t version = 0;
     struct tok_buf idb;
     tok_buf_init(&idb, idmem, sizeof idmem - 1);
     PGresult *r = NULL;
-    tok_status st = connect_db(a, &pg);
+    tok_status st = tok_admin_connect(a, &pg);
     if (st == TOK_OK)
-        st = tenant_keys(pg, kr, tenant_ref, tenant, &tk);
+        st = tok_admin_tenant_keys(pg, kr, tenant_ref, "webhook add", tenant, &tk, &version);
     if (st == TOK_OK)
         st = tok_random_id("we_", &idb);
     if (st == TOK_OK)
@@ -188,7 +134,7 @@ static tok_status webhook_list(const struct tok_admin *a, int argc, char **argv)
             return usage();
     }
     PGconn *pg = NULL;
-    TOK_GUARD(connect_db(a, &pg));
+    TOK_GUARD(tok_admin_connect(a, &pg));
     const char *v[1] = {tenant_ref};
     PGresult *r = PQexecParams(
         pg,
@@ -213,7 +159,7 @@ static tok_status webhook_replay(const struct tok_admin *a, int argc, char **arg
     if (argc != 1)
         return usage();
     PGconn *pg = NULL;
-    TOK_GUARD(connect_db(a, &pg));
+    TOK_GUARD(tok_admin_connect(a, &pg));
     const char *v[1] = {argv[0]};
     PGresult *r = PQexecParams(
         pg,

@@ -19,6 +19,8 @@
 #include "tokend/common.h"
 #include "tokend/keyring.h"
 
+#include <libpq-fe.h>
+
 #define TOK_ADMIN_EXIT_OK 0
 #define TOK_ADMIN_EXIT_FAIL 1
 #define TOK_ADMIN_EXIT_USAGE 2
@@ -129,5 +131,28 @@ TOK_MUST_CHECK tok_status tok_audit_walk_step(struct tok_audit_walk *w, int64_t 
  * (never credentials), `gateway remove ID`. Credentials are sealed under the tenant's key.
  */
 TOK_MUST_CHECK tok_status tok_admin_gateway(const struct tok_admin *a, int argc, char **argv);
+
+/* Shared by the tokenctl command files (admin_*.c). */
+
+#define TOK_ADMIN_TENANT_MAX 64
+
+struct tok_keyring;
+struct tok_tenant_keys;
+
+/** Connects with a->db (the owner role); says why on failure. */
+TOK_MUST_CHECK tok_status tok_admin_connect(const struct tok_admin *a, PGconn **out);
+
+/** Loads a->master_key_file after hardening the process; says why on failure. */
+TOK_MUST_CHECK tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out);
+
+/**
+ * Resolves a tenant by id or name and opens its active keys: the id goes into tenant, the
+ * keys into *out (free with tok_tenant_keys_free), their version into *version. `what`
+ * prefixes messages. TOK_ERR_NOTFOUND, TOK_ERR_CRYPTO (another master key), TOK_ERR_DB.
+ */
+TOK_MUST_CHECK tok_status tok_admin_tenant_keys(PGconn *pg, const struct tok_keyring *kr,
+                                                const char *ref, const char *what,
+                                                char tenant[TOK_ADMIN_TENANT_MAX],
+                                                struct tok_tenant_keys **out, uint32_t *version);
 
 #endif
