@@ -118,6 +118,18 @@ res=$(for i in $(seq 1 50); do sed '$d' "$T_DIR/f-burst.$i" | jq -r 'select(.obj
 expect_eq "and it succeeded at the primary" "$res" "succeeded $GS"
 expect_true "the others were replays or 409 ($codes)" bash -c "! tr ' ' '\n' <<<'$codes' | sed '/^$/d' | grep -qvE '^(201|409):'"
 
+# --- authorise, then capture and void, through the real adapter --------------------------------------------
+out=$(api "$KEY" POST /v1/charges "{\"token\":\"$TOK2\",\"amount\":3000,\"currency\":\"eur\",\"capture\":false}")
+CHM=$(js "$out" .id)
+expect_eq "stripe: authorise only" "$(st "$out") $(js "$out" .status) $(js "$out" .gateway)" "201 requires_capture $GS"
+out=$(api "$KEY" POST "/v1/charges/$CHM/capture" '{"amount":2000}')
+expect_eq "stripe: partial capture through tokend" "$(st "$out") $(js "$out" .status) $(js "$out" .amount_captured)" "200 succeeded 2000"
+out=$(api "$KEY" POST /v1/refunds "{\"charge\":\"$CHM\",\"amount\":500}")
+expect_eq "stripe: refund through tokend" "$(st "$out") $(js "$out" .status)" "201 succeeded"
+out=$(api "$KEY" POST /v1/charges "{\"token\":\"$TOK2\",\"amount\":700,\"currency\":\"eur\",\"capture\":false}")
+out=$(api "$KEY" POST "/v1/charges/$(js "$out" .id)/void")
+expect_eq "stripe: void through tokend" "$(st "$out") $(js "$out" .status)" "200 canceled"
+
 # --- a gateway timeout during tokenisation stores nothing --------------------------------------------------
 before=$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM vault.tokens WHERE tenant_id = '$TEN1'")
 out=$(api "$KEY1" POST /v1/tokens "$(card 5555555555554444)")
