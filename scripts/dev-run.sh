@@ -182,7 +182,7 @@ if [ -s "$VAR/dev-key" ]; then
     cat <<EOF
   curl --http2 -k https://localhost:$tls_port/v1/tokens \\
        -H "Authorization: Bearer \$(cat var/dev-key)" -H 'Content-Type: application/json' \\
-       -d '{"card":{"number":"4242424242424242","exp_month":12,"exp_year":2030,"cvc":"123"}}'
+       -d '{"card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":2030,"cvc":"123"}}'
   # then charge the token it returned:
   curl --http2 -k https://localhost:$tls_port/v1/charges \\
        -H "Authorization: Bearer \$(cat var/dev-key)" -H 'Content-Type: application/json' \\

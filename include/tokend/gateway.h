@@ -102,11 +102,11 @@ struct tok_gateway_ops {
 /**
  * The sandbox adapter, in-process. Behaviour by test card number (the numbers
  * Stripe documents for its test mode):
- *   4000000000000119  processing error at tokenisation (-> 502 gateway_error)
- *   4000000000000002  charges are declined: card_declined / generic_decline
- *   4000000000009995  charges are declined: card_declined / insufficient_funds
- *   4000000000000069  charges are declined: expired_card
- *   4000000000000127  charges are declined: incorrect_cvc
+ *   4000 0000 0000 0119  processing error at tokenisation (-> 502 gateway_error)
+ *   4000 0000 0000 0002  charges are declined: card_declined / generic_decline
+ *   4000 0000 0000 9995  charges are declined: card_declined / insufficient_funds
+ *   4000 0000 0000 0069  charges are declined: expired_card
+ *   4000 0000 0000 0127  charges are declined: incorrect_cvc
  *   anything else     tokenises and charges
  */
 const struct tok_gateway_ops *tok_gateway_sandbox(void);
