@@ -11,6 +11,8 @@
 #   4. latency             POST /v1/tokens at half the peak rate: p50 / p99
 #   5. 50 ms gateway       needs the gateway simulator and the stripe adapter
 #                          (issue #5): run_gateway50ms below
+#   6. export RSS          bench/export_rss.sh: 1,000,000 charges exported as CSV,
+#                          EXPORT_1M_RSS_GROWTH_MB (BENCH_EXPORT_RSS=0 skips it)
 #
 # Starts its own PostgreSQL and tokend on free loopback ports and stops them on
 # exit. Every step is bounded by a timeout and the whole run by a watchdog.
@@ -308,6 +310,11 @@ RSS_NOW=$(rss_hwm_kb) # VmHWM: the peak, now including the 50 ms gateway run
 echo "LATENCY_P50_MS $P50"
 echo "LATENCY_P99_MS $P99"
 echo "PEAK_RSS_MB $(awk -v k="${RSS_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')"
+# 6. memory during a 1,000,000-row CSV export (its own cluster and tokend; ~25 s; BENCH_EXPORT_RSS=0 skips)
+if [ "${BENCH_EXPORT_RSS:-1}" = 1 ]; then
+    BUILD="$BUILD" timeout 180 bench/export_rss.sh 2>&1 | tee "$B_DIR/export_rss.out"
+    check "export of 1,000,000 rows: RSS within 20 MB of idle" "${PIPESTATUS[0]}"
+fi
 if [ ${#FAILS[@]} -gt 0 ]; then
     say "FAILED checks: ${FAILS[*]}"
     exit 1

@@ -176,7 +176,9 @@ static void export_authed(struct tok_req *r, enum tok_report_kind kind)
 
     h2o_req_t *req = r->req;
     bool csv = q.format == TOK_REPORT_CSV;
-    const char *name = kind == TOK_REPORT_CHARGES ? "charges" : "refunds";
+    const char *name = kind == TOK_REPORT_CHARGES   ? "charges"
+                       : kind == TOK_REPORT_REFUNDS ? "refunds"
+                                                    : "events";
     char disp[96];
     snprintf(disp, sizeof disp, "attachment; filename=\"%s.%s\"", name, csv ? "csv" : "ndjson");
     req->res.status = 200;
@@ -198,6 +200,16 @@ static void charges_authed(struct tok_req *r)
 static void refunds_authed(struct tok_req *r)
 {
     export_authed(r, TOK_REPORT_REFUNDS);
+}
+
+static void events_authed(struct tok_req *r)
+{
+    export_authed(r, TOK_REPORT_EVENTS);
+}
+
+void tok_exports_events(struct tok_req *r)
+{
+    tok_auth_require(r, TOK_SCOPE_REPORTS_READ | TOK_SCOPE_CHARGES_WRITE, events_authed);
 }
 
 void tok_exports_charges(struct tok_req *r)

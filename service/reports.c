@@ -59,16 +59,38 @@ static const struct tok_sql refunds_page_sql = {
     10};
 #define REFUND_CURSOR_COL 10
 
+static const struct tok_sql events_page_sql = {
+    "report_events_page",
+    "SELECT v.id, v.livemode, v.type, v.data::text, " TS_OUT("v.created_at")
+    ", v.created_at::text FROM reporting.events v WHERE v.livemode = $1 "
+    "AND v.created_at >= $2::timestamptz AND v.created_at < $3::timestamptz "
+    "AND ($4 = '' OR v.type = $4) AND (v.created_at, v.id) > ($5::timestamptz, $6) "
+    "ORDER BY v.created_at, v.id LIMIT $7",
+    7};
+#define EVENT_CURSOR_COL 5
+
 static const struct tok_sql charge_cursor_sql = {
     "report_charge_cursor",
     "SELECT created_at::text FROM reporting.charges WHERE id = $1 AND livemode = $2", 2};
 static const struct tok_sql refund_cursor_sql = {
     "report_refund_cursor",
     "SELECT created_at::text FROM reporting.refunds WHERE id = $1 AND livemode = $2", 2};
+static const struct tok_sql event_cursor_sql = {
+    "report_event_cursor",
+    "SELECT created_at::text FROM reporting.events WHERE id = $1 AND livemode = $2", 2};
+
+static const struct tok_sql *cursor_sql(enum tok_report_kind kind)
+{
+    return kind == TOK_REPORT_CHARGES ? &charge_cursor_sql
+           : kind == TOK_REPORT_REFUNDS ? &refund_cursor_sql
+                                        : &event_cursor_sql;
+}
 
 int tok_reports_cursor_column(enum tok_report_kind kind)
 {
-    return kind == TOK_REPORT_CHARGES ? CHARGE_CURSOR_COL : REFUND_CURSOR_COL;
+    return kind == TOK_REPORT_CHARGES   ? CHARGE_CURSOR_COL
+           : kind == TOK_REPORT_REFUNDS ? REFUND_CURSOR_COL
+                                        : EVENT_CURSOR_COL;
 }
 
 tok_status tok_reports_page(struct tok_db_conn *conn, const char *tenant_id, bool livemode,
@@ -91,6 +113,10 @@ tok_status tok_reports_page(struct tok_db_conn *conn, const char *tenant_id, boo
         lim,
     };
     TOK_GUARD(tok_db_set_tenant(conn, tenant_id));
+    if (q->kind == TOK_REPORT_EVENTS) {
+        const char *ev[7] = {v[0], v[1], v[2], q->type, v[7], v[8], lim};
+        return tok_db_exec(conn, &events_page_sql, ev, NULL, NULL, out);
+    }
     return tok_db_exec(conn, q->kind == TOK_REPORT_CHARGES ? &charges_page_sql : &refunds_page_sql,
                        v, NULL, NULL, out);
 }
@@ -115,6 +141,20 @@ tok_status tok_reports_row_json(enum tok_report_kind kind, PGresult *res, int i,
     tok_jw_obj_begin(&w);
     tok_jw_key(&w, "id");
     tok_jw_str(&w, PQgetvalue(res, i, 0));
+    if (kind == TOK_REPORT_EVENTS) {
+        tok_jw_key(&w, "object");
+        tok_jw_str(&w, "event");
+        tok_jw_key(&w, "livemode");
+        tok_jw_bool(&w, PQgetvalue(res, i, 1)[0] == 't');
+        tok_jw_key(&w, "type");
+        tok_jw_str(&w, PQgetvalue(res, i, 2));
+        tok_jw_key(&w, "data"); /* jsonb as PostgreSQL prints it: valid JSON */
+        tok_jw_raw(&w, tok_slice_of(PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3)));
+        tok_jw_key(&w, "created_at");
+        tok_jw_str(&w, PQgetvalue(res, i, 4));
+        tok_jw_obj_end(&w);
+        return tok_jw_finish(&w);
+    }
     tok_jw_key(&w, "object");
     tok_jw_str(&w, kind == TOK_REPORT_CHARGES ? "charge" : "refund");
     tok_jw_key(&w, "livemode");
@@ -159,12 +199,21 @@ static const char *const charge_csv_cols[] = {"id", "livemode", "amount", "amoun
     "created_at"};
 static const char *const refund_csv_cols[] = {"id", "livemode", "charge", "amount", "currency",
     "status", "gateway", "gateway_reference", "invoice_ref", "created_at"};
+static const char *const event_csv_cols[] = {"id", "livemode", "type", "data", "created_at"};
+
+static const char *const *csv_cols(enum tok_report_kind kind, size_t *n)
+{
+    switch (kind) {
+    case TOK_REPORT_CHARGES: *n = TOK_ARRAY_LEN(charge_csv_cols); return charge_csv_cols;
+    case TOK_REPORT_REFUNDS: *n = TOK_ARRAY_LEN(refund_csv_cols); return refund_csv_cols;
+    default: *n = TOK_ARRAY_LEN(event_csv_cols); return event_csv_cols;
+    }
+}
 
 tok_status tok_reports_csv_header(enum tok_report_kind kind, struct tok_buf *b)
 {
-    const char *const *cols = kind == TOK_REPORT_CHARGES ? charge_csv_cols : refund_csv_cols;
-    size_t n = kind == TOK_REPORT_CHARGES ? TOK_ARRAY_LEN(charge_csv_cols)
-                                          : TOK_ARRAY_LEN(refund_csv_cols);
+    size_t n = 0;
+    const char *const *cols = csv_cols(kind, &n);
     for (size_t i = 0; i < n; i++)
         TOK_GUARD(tok_csv_put(b, tok_slice_str(cols[i]), i == 0));
     return tok_csv_end(b);
@@ -173,8 +222,9 @@ tok_status tok_reports_csv_header(enum tok_report_kind kind, struct tok_buf *b)
 tok_status tok_reports_row_csv(enum tok_report_kind kind, PGresult *res, int i, struct tok_buf *b)
 {
     /* the page columns are in CSV order; livemode prints as true/false */
-    int n = kind == TOK_REPORT_CHARGES ? (int)TOK_ARRAY_LEN(charge_csv_cols)
-                                       : (int)TOK_ARRAY_LEN(refund_csv_cols);
+    size_t ncols = 0;
+    (void)csv_cols(kind, &ncols);
+    int n = (int)ncols;
     for (int c = 0; c < n; c++) {
         struct tok_slice v = tok_slice_of(PQgetvalue(res, i, c), (size_t)PQgetlength(res, i, c));
         if (c == 1)
@@ -259,6 +309,28 @@ static bool token_ok(const char *v, size_t max)
     return true;
 }
 
+/* An event type as ledger.events allows it: [a-z_]+(.[a-z_]+)+ */
+static bool event_type_ok(const char *v)
+{
+    size_t n = strlen(v);
+    bool dot = false, prev_dot = true;
+    if (n == 0 || n > TOK_REPORT_TYPE_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (c == '.') {
+            if (prev_dot)
+                return false;
+            dot = prev_dot = true;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || c == '_'))
+            return false;
+        prev_dot = false;
+    }
+    return dot && !prev_dot;
+}
+
 /* One name=value pair. */
 static tok_status apply_param(struct tok_report_query *q, bool export, const char *name,
                               const char *v, const char **bad, const char **why)
@@ -279,6 +351,20 @@ static tok_status apply_param(struct tok_report_query *q, bool export, const cha
             REFUSE(export && name[0] == 't' ? "to" : "created_to", "not an RFC 3339 time");
         return TOK_OK;
     }
+    if (q->kind == TOK_REPORT_EVENTS && strcmp(name, "type") == 0) {
+        if (!event_type_ok(v))
+            REFUSE("type", "not an event type (charge.succeeded, ...)");
+        copy_str(q->type, sizeof q->type, v);
+        return TOK_OK;
+    }
+    bool ledger_filter = strcmp(name, "status") == 0 || strcmp(name, "gateway") == 0 ||
+                         strcmp(name, "invoice_ref") == 0 || strcmp(name, "currency") == 0;
+    if (q->kind == TOK_REPORT_EVENTS && ledger_filter)
+        REFUSE(strcmp(name, "status") == 0        ? "status"
+               : strcmp(name, "gateway") == 0     ? "gateway"
+               : strcmp(name, "invoice_ref") == 0 ? "invoice_ref"
+                                                  : "currency",
+               "not a filter of events");
     if (strcmp(name, "status") == 0) {
         if (!in_list(v, q->kind == TOK_REPORT_CHARGES ? charge_statuses : refund_statuses))
             REFUSE("status", "unknown status");
@@ -312,7 +398,9 @@ static tok_status apply_param(struct tok_report_query *q, bool export, const cha
         return TOK_OK;
     }
     if (!export && strcmp(name, "starting_after") == 0) {
-        const char *prefix = q->kind == TOK_REPORT_CHARGES ? "ch_" : "re_";
+        const char *prefix = q->kind == TOK_REPORT_CHARGES   ? "ch_"
+                             : q->kind == TOK_REPORT_REFUNDS ? "re_"
+                                                             : "evt_";
         size_t pl = strlen(prefix), n = strlen(v);
         if (n != pl + TOK_RANDOM_ID_CHARS || strncmp(v, prefix, pl) != 0 ||
             !tok_base62_is_alphabet(tok_slice_str(v + pl)))
@@ -349,7 +437,7 @@ tok_status tok_reports_parse_query(struct tok_slice query, enum tok_report_kind 
     TOK_ENSURE(query.len <= QUERY_MAX, TOK_ERR_INPUT);
     uint32_t seen = 0;
     static const char *const names[] = {"created_from", "created_to", "from", "to", "status",
-        "gateway", "invoice_ref", "currency", "limit", "starting_after", "format", NULL};
+        "gateway", "invoice_ref", "currency", "limit", "starting_after", "format", "type", NULL};
     size_t i = 0;
     while (i < query.len) {
         size_t j = i;
@@ -434,9 +522,7 @@ static tok_status list_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     TOK_GUARD(tok_db_set_tenant(conn, c->tenant_id));
     if (c->q.starting_after[0] != '\0') {
         const char *v[2] = {c->q.starting_after, c->livemode ? "t" : "f"};
-        TOK_GUARD(tok_db_exec(conn, kind == TOK_REPORT_CHARGES ? &charge_cursor_sql
-                                                               : &refund_cursor_sql,
-                              v, NULL, NULL, &res));
+        TOK_GUARD(tok_db_exec(conn, cursor_sql(kind), v, NULL, NULL, &res));
         c->bad_cursor = PQntuples(res) != 1;
         if (!c->bad_cursor)
             copy_str(after_ts, sizeof after_ts, PQgetvalue(res, 0, 0));
@@ -452,7 +538,9 @@ static tok_status list_exec(struct tok_db_job *job, struct tok_db_conn *conn)
         n = (int)c->q.limit;
     tok_status st = tok_buf_puts(&c->body, "{\"object\":\"list\",\"url\":\"");
     if (st == TOK_OK)
-        st = tok_buf_puts(&c->body, kind == TOK_REPORT_CHARGES ? "/v1/charges" : "/v1/refunds");
+        st = tok_buf_puts(&c->body, kind == TOK_REPORT_CHARGES   ? "/v1/charges"
+                                    : kind == TOK_REPORT_REFUNDS ? "/v1/refunds"
+                                                                 : "/v1/events");
     if (st == TOK_OK)
         st = tok_buf_puts(&c->body, "\",\"data\":[");
     for (int i = 0; i < n && st == TOK_OK; i++) {
@@ -528,6 +616,16 @@ static void charges_authed(struct tok_req *r)
 static void refunds_authed(struct tok_req *r)
 {
     list_authed(r, TOK_REPORT_REFUNDS);
+}
+
+static void events_authed(struct tok_req *r)
+{
+    list_authed(r, TOK_REPORT_EVENTS);
+}
+
+void tok_reports_list_events(struct tok_req *r)
+{
+    tok_auth_require(r, TOK_SCOPE_REPORTS_READ | TOK_SCOPE_CHARGES_WRITE, events_authed);
 }
 
 void tok_reports_list_charges(struct tok_req *r)

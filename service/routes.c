@@ -6,6 +6,7 @@
 #include "tokend/elements.h"
 #include "tokend/exports.h"
 #include "tokend/health.h"
+#include "tokend/reconcile_api.h"
 #include "tokend/reports.h"
 #include "tokend/tokens.h"
 #include "tokend/webhooks.h"
@@ -29,6 +30,11 @@ static const struct tok_route routes[] = {
     {"GET", "/v1/refunds", tok_reports_list_refunds},
     {"GET", "/v1/exports/charges", tok_exports_charges},
     {"GET", "/v1/exports/refunds", tok_exports_refunds},
+    {"GET", "/v1/events", tok_reports_list_events},
+    {"GET", "/v1/exports/events", tok_exports_events},
+    {"POST", "/v1/reconciliations", tok_recon_api_create},
+    {"GET", "/v1/reconciliations/{id}", tok_recon_api_get},
+    {"GET", "/v1/reconciliations/{id}/exceptions", tok_recon_api_exceptions},
     {"POST", "/v1/webhooks/{gateway}/{endpoint_id}", tok_webhooks_inbound},
     {"POST", "/v1/webhook-endpoints", tok_webhooks_endpoint_create},
     {"GET", "/v1/events/{id}/deliveries", tok_webhooks_deliveries_list},

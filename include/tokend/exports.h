@@ -20,5 +20,7 @@
 
 void tok_exports_charges(struct tok_req *r);
 void tok_exports_refunds(struct tok_req *r);
+/** GET /v1/exports/events (from, to, type, format; columns id,livemode,type,data,created_at). */
+void tok_exports_events(struct tok_req *r);
 
 #endif

@@ -20,7 +20,9 @@
 #define TOK_REPORT_PARAM_MAX 200
 #define TOK_REPORT_TS_MAX 40 /* a timestamptz as PostgreSQL prints it */
 
-enum tok_report_kind { TOK_REPORT_CHARGES, TOK_REPORT_REFUNDS };
+enum tok_report_kind { TOK_REPORT_CHARGES, TOK_REPORT_REFUNDS, TOK_REPORT_EVENTS };
+
+#define TOK_REPORT_TYPE_MAX 100 /* an event type, as ledger.events allows */
 
 enum tok_report_format { TOK_REPORT_JSON, TOK_REPORT_CSV, TOK_REPORT_NDJSON };
 
@@ -34,6 +36,7 @@ struct tok_report_query {
     char gateway[64];
     char invoice_ref[TOK_REPORT_PARAM_MAX + 1];
     char currency[4];
+    char type[TOK_REPORT_TYPE_MAX + 1]; /* events only: "charge.succeeded"... */
     char starting_after[64];
     unsigned limit;
 };
@@ -41,6 +44,7 @@ struct tok_report_query {
 /**
  * Parses a query string (after '?', not decoded) for a list (export = false:
  * created_from, created_to, status, gateway, invoice_ref, currency, limit,
+ * starting_after; for events: created_from, created_to, type, limit,
  * starting_after) or an export (export = true: from, to, format and the
  * same filters, no limit or cursor). TOK_ERR_INPUT with *bad_param set to the
  * offending parameter's name (static text) and *why to a reason.
@@ -84,5 +88,11 @@ void tok_reports_call(struct tok_req *r, struct tok_call *call);
 void tok_reports_list_charges(struct tok_req *r);
 /** GET /v1/refunds (reports:read or charges:write). */
 void tok_reports_list_refunds(struct tok_req *r);
+/**
+ * GET /v1/events (reports:read or charges:write) over reporting.events:
+ * created_from, created_to, type, limit, starting_after (an evt_ id).
+ * Rows: {id, object: "event", livemode, type, data, created_at}.
+ */
+void tok_reports_list_events(struct tok_req *r);
 
 #endif
