@@ -30,8 +30,7 @@
 #define ARRAY_TEXT_MAX (TOK_RECON_BATCH * (TOK_RECON_REF_MAX + 3) + 4)
 #define EXC_JSON_MAX (TOK_RECON_API_EXC_BATCH * 1024u)
 #define RUN_ID_LEN (4 + TOK_RANDOM_ID_CHARS)
-#define EXC_CSV_INITIAL (256u * 1024u)
-#define EXC_CSV_MAX (24u * 1024u * 1024u) /* TOK_RECON_API_EXC_ROWS_MAX rows of at most ~240 bytes */
+#define EXC_CHUNK_MAX (TOK_RECON_API_PAGE * 1024u) /* a page of rows of at most ~700 bytes */
 
 static atomic_uint runs_active;
 
@@ -109,14 +108,14 @@ static const struct tok_sql exc_insert_sql = {
     "ledger_currency text, reason text)",
     3};
 
-static const struct tok_sql exc_list_sql = {
-    "recon_exc_list",
+static const struct tok_sql exc_page_sql = {
+    "recon_exc_page",
     "SELECT kind, coalesce(line::text, ''), coalesce(reference, ''), coalesce(object_id, ''), "
     "coalesce(report_amount::text, ''), coalesce(ledger_amount::text, ''), "
-    "coalesce(report_currency, ''), coalesce(ledger_currency, ''), coalesce(reason, '') "
-    "FROM ledger.reconciliation_exceptions WHERE tenant_id = $1 AND run_id = $2 "
-    "ORDER BY seq LIMIT $3::int",
-    3};
+    "coalesce(report_currency, ''), coalesce(ledger_currency, ''), coalesce(reason, ''), seq "
+    "FROM ledger.reconciliation_exceptions WHERE tenant_id = $1 AND run_id = $2 AND seq > $3::integer "
+    "ORDER BY seq LIMIT $4::int",
+    4};
 
 /* ---- the summary ------------------------------------------------------------------------ */
 
@@ -832,31 +831,6 @@ static void get_release(struct tok_call *call)
     free(c);
 }
 
-static tok_status exceptions_csv(struct get_call *c, struct tok_db_conn *conn)
-{
-    static const char *const cols[] = {"kind", "line", "reference", "object_id", "report_amount",
-        "ledger_amount", "report_currency", "ledger_currency", "reason"};
-    for (size_t i = 0; i < TOK_ARRAY_LEN(cols); i++)
-        TOK_GUARD(tok_csv_put(&c->body, tok_slice_str(cols[i]), i == 0));
-    TOK_GUARD(tok_csv_end(&c->body));
-    char lim[16];
-    snprintf(lim, sizeof lim, "%u", TOK_RECON_API_EXC_ROWS_MAX);
-    const char *v[3] = {c->tenant_id, c->id, lim};
-    PGresult *res = NULL;
-    TOK_GUARD(tok_db_exec(conn, &exc_list_sql, v, NULL, NULL, &res));
-    tok_status st = TOK_OK;
-    for (int i = 0; i < PQntuples(res) && st == TOK_OK; i++) {
-        for (int k = 0; k < 9 && st == TOK_OK; k++)
-            st = tok_csv_put(&c->body,
-                             tok_slice_of(PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k)),
-                             k == 0);
-        if (st == TOK_OK)
-            st = tok_csv_end(&c->body);
-    }
-    PQclear(res);
-    return st;
-}
-
 static tok_status get_exec(struct tok_db_job *job, struct tok_db_conn *conn)
 {
     struct get_call *c = (struct get_call *)job;
@@ -872,7 +846,7 @@ static tok_status get_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     c->running = strcmp(PQgetvalue(res, 0, 3), "running") == 0;
     if (c->exceptions) {
         PQclear(res);
-        return c->running ? TOK_OK : exceptions_csv(c, conn);
+        return TOK_OK; /* the rows are streamed (exc_stream) */
     }
     struct tok_json_writer w;
     tok_jw_init(&w, &c->body);
@@ -902,6 +876,166 @@ static tok_status get_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     return tok_jw_finish(&w);
 }
 
+/* ---- the exceptions CSV, streamed -----------------------------------------------------------------
+ * Like exports.c: each time h2o has written the previous chunk (proceed), one
+ * service-pool job reads the next TOK_RECON_API_PAGE exceptions after the
+ * last seq sent. The state is shared by the loop and, while a job is in
+ * flight, a database thread; whichever ends last (request or job) frees it. */
+
+struct exc_stream {
+    struct tok_db_job job; /* first */
+    h2o_generator_t gen;
+    h2o_req_t *req; /* NULL once the request is gone */
+    struct tok_worker *worker;
+    struct tok_db *db;
+    char tenant_id[TOK_ID_MAX];
+    char id[RUN_ID_LEN + 1];
+    char request_id[TOK_REQUEST_ID_LEN + 1];
+    char after_seq[16];
+    bool header_done, last, in_flight;
+    uint64_t rows;
+    struct tok_buf out;
+};
+
+struct exc_stream_guard {
+    struct exc_stream *xs;
+};
+
+static void exc_stream_free(struct exc_stream *xs)
+{
+    tok_buf_wipe(&xs->out);
+    free(xs);
+}
+
+static tok_status exc_chunk_exec(struct tok_db_job *job, struct tok_db_conn *conn)
+{
+    struct exc_stream *xs = (struct exc_stream *)job;
+    static const char *const cols[] = {"kind", "line", "reference", "object_id", "report_amount",
+        "ledger_amount", "report_currency", "ledger_currency", "reason"};
+    tok_buf_reset(&xs->out);
+    if (!xs->header_done) {
+        for (size_t i = 0; i < TOK_ARRAY_LEN(cols); i++)
+            TOK_GUARD(tok_csv_put(&xs->out, tok_slice_str(cols[i]), i == 0));
+        TOK_GUARD(tok_csv_end(&xs->out));
+        xs->header_done = true;
+    }
+    char lim[16];
+    snprintf(lim, sizeof lim, "%u", TOK_RECON_API_PAGE);
+    const char *v[4] = {xs->tenant_id, xs->id, xs->after_seq, lim};
+    PGresult *res = NULL;
+    TOK_GUARD(tok_db_set_tenant(conn, xs->tenant_id));
+    TOK_GUARD(tok_db_exec(conn, &exc_page_sql, v, NULL, NULL, &res));
+    int n = PQntuples(res);
+    tok_status st = TOK_OK;
+    for (int i = 0; i < n && st == TOK_OK; i++) {
+        for (int k = 0; k < (int)TOK_ARRAY_LEN(cols) && st == TOK_OK; k++)
+            st = tok_csv_put(&xs->out,
+                             tok_slice_of(PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k)),
+                             k == 0);
+        if (st == TOK_OK)
+            st = tok_csv_end(&xs->out);
+    }
+    if (st == TOK_OK && n > 0)
+        copy_str(xs->after_seq, sizeof xs->after_seq, PQgetvalue(res, n - 1, 9));
+    xs->rows += (uint64_t)n;
+    xs->last = n < (int)TOK_RECON_API_PAGE;
+    PQclear(res);
+    return st;
+}
+
+static void exc_chunk_done(struct tok_db_job *job);
+
+static void exc_submit(struct exc_stream *xs)
+{
+    xs->in_flight = true;
+    memset(&xs->job, 0, sizeof xs->job);
+    xs->job.exec = exc_chunk_exec;
+    xs->job.done = exc_chunk_done;
+    xs->job.reply_to = &xs->worker->db_replies;
+    tok_db_submit(xs->db, &xs->job);
+}
+
+static void exc_chunk_done(struct tok_db_job *job)
+{
+    struct exc_stream *xs = (struct exc_stream *)job;
+    xs->in_flight = false;
+    if (xs->req == NULL) {
+        exc_stream_free(xs);
+        return;
+    }
+    if (xs->job.status != TOK_OK) {
+        tok_log_err("%s: %s: exceptions stopped after %llu rows: %s", __func__, xs->request_id,
+                    (unsigned long long)xs->rows, tok_status_name(xs->job.status));
+        h2o_send(xs->req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return;
+    }
+    h2o_iovec_t buf = h2o_iovec_init(xs->out.data, xs->out.len);
+    h2o_send(xs->req, &buf, 1, xs->last ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void exc_on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)req;
+    struct exc_stream *xs = H2O_STRUCT_FROM_MEMBER(struct exc_stream, gen, gen);
+    if (!xs->last && !xs->in_flight)
+        exc_submit(xs);
+}
+
+static void exc_on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)gen;
+    (void)req; /* the guard's dispose frees */
+}
+
+static void exc_on_guard_dispose(void *p)
+{
+    struct exc_stream_guard *g = p;
+    struct exc_stream *xs = g->xs;
+    xs->req = NULL;
+    if (!xs->in_flight)
+        exc_stream_free(xs);
+}
+
+static void exc_stream_start(struct tok_req *r, const struct get_call *c)
+{
+    struct exc_stream *xs = calloc(1, sizeof *xs);
+    if (xs == NULL || tok_buf_alloc(&xs->out, EXC_CHUNK_MAX, false) != TOK_OK) {
+        free(xs);
+        tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
+        return;
+    }
+    xs->req = r->req;
+    xs->worker = r->worker;
+    xs->db = r->app->db;
+    copy_str(xs->tenant_id, sizeof xs->tenant_id, c->tenant_id);
+    copy_str(xs->id, sizeof xs->id, c->id);
+    copy_str(xs->request_id, sizeof xs->request_id, r->id);
+    copy_str(xs->after_seq, sizeof xs->after_seq, "0");
+    xs->gen.proceed = exc_on_proceed;
+    xs->gen.stop = exc_on_stop;
+    struct exc_stream_guard *g =
+        h2o_mem_alloc_shared(&r->req->pool, sizeof *g, exc_on_guard_dispose);
+    g->xs = xs;
+    char disp[96];
+    struct tok_buf db;
+    tok_buf_init(&db, disp, sizeof disp);
+    if (tok_buf_puts(&db, "attachment; filename=\"") == TOK_OK && tok_buf_puts(&db, c->id) == TOK_OK &&
+        tok_buf_puts(&db, "-exceptions.csv\"") == TOK_OK) {
+        const char *d = NULL;
+        if (tok_buf_cstr(&db, &d) == TOK_OK)
+            tok_http_header(r, "content-disposition", d);
+    }
+    h2o_req_t *req = r->req;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    static const char ct[] = "text/csv; charset=utf-8; header=present";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ct, sizeof ct - 1);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                   H2O_STRLIT("no-store"));
+    h2o_start_response(req, &xs->gen);
+    exc_submit(xs);
+}
+
 static void get_result(struct tok_call *call, struct tok_req *r)
 {
     struct get_call *c = (struct get_call *)call;
@@ -924,17 +1058,7 @@ static void get_result(struct tok_call *call, struct tok_req *r)
                          NULL);
         return;
     }
-    char disp[96];
-    struct tok_buf db;
-    tok_buf_init(&db, disp, sizeof disp);
-    if (tok_buf_puts(&db, "attachment; filename=\"") == TOK_OK && tok_buf_puts(&db, c->id) == TOK_OK &&
-        tok_buf_puts(&db, "-exceptions.csv\"") == TOK_OK) {
-        const char *d = NULL;
-        if (tok_buf_cstr(&db, &d) == TOK_OK)
-            tok_http_header(r, "content-disposition", d);
-    }
-    tok_http_header(r, "cache-control", "no-store");
-    tok_http_send(r, 200, "text/csv; charset=utf-8; header=present", tok_buf_slice(&c->body));
+    exc_stream_start(r, c);
 }
 
 static bool run_id_ok(struct tok_slice id)
@@ -960,8 +1084,7 @@ static void get_common(struct tok_req *r, bool exceptions)
     }
     struct get_call *c = calloc(1, sizeof *c);
     if (c == NULL ||
-        tok_buf_alloc(&c->body, exceptions ? EXC_CSV_MAX : TOK_RECON_API_SUMMARY_MAX + 1024,
-                      false) != TOK_OK) {
+        tok_buf_alloc(&c->body, TOK_RECON_API_SUMMARY_MAX + 1024, false) != TOK_OK) {
         free(c);
         tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
         return;

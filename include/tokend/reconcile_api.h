@@ -4,7 +4,8 @@
  *   POST /v1/reconciliations?gateway=stripe|adyen   body = the settlement CSV
  *        -> 202 {"id": "rec_...", "object": "reconciliation", "status": "running"}
  *   GET  /v1/reconciliations/{id}                   -> status and the summary
- *   GET  /v1/reconciliations/{id}/exceptions?format=csv -> every unmatched line
+ *   GET  /v1/reconciliations/{id}/exceptions?format=csv -> every unmatched line (streamed,
+ *        TOK_RECON_API_PAGE rows a job, by seq)
  *
  * The body is bounded by --body-limit (h2o buffers whole request bodies and
  * its limit is global); larger reports go through `tokenctl reconcile`,
@@ -34,7 +35,6 @@
 #define TOK_RECON_API_PAGE 1000
 #define TOK_RECON_API_EXC_BATCH 500
 #define TOK_RECON_API_MALFORMED_LISTED 100 /* malformed lines listed in the summary */
-#define TOK_RECON_API_EXC_ROWS_MAX 100000  /* rows of one exceptions CSV (bounded, not streamed) */
 #define TOK_RECON_API_SUMMARY_MAX (64u * 1024u)
 
 /** One malformed line, as the summary lists it. */

@@ -192,6 +192,39 @@ expect_eq "adyen exceptions CSV: exactly the planted exceptions" "$(exc_of <<<"$
 expect_eq "run rows written through the service role" \
     "$(psql_q "SELECT count(*) FROM ledger.reconciliation_exceptions WHERE tenant_id = '$TEN' AND run_id IN ('$RUN_S', '$RUN_A')")" "14"
 
+# --- many batches: 3,700 ledger charges, a report of 3,100 lines -------------------------------------
+# (lookups of 1,000 references, exceptions written 500 at a time, missing rows read 1,000 a page)
+TEN3=$("${CTL[@]}" tenant create "recapi-big-$$" 2>/dev/null)
+RKEY3=$("${CTL[@]}" key create --tenant "$TEN3" --scopes reports:read --test 2>/dev/null)
+KEY3=$("${CTL[@]}" key create --tenant "$TEN3" --scopes tokens:write --test 2>/dev/null)
+TOK3=$(api POST /v1/tokens "$KEY3" "{\"card\":{\"number\":\"5555555555554444\",\"exp_month\":12,\"exp_year\":$Y,\"cvc\":\"123\"}}" | sed '$d' | jq -r .id)
+psql_q "INSERT INTO ledger.charges (tenant_id, id, livemode, token_id, amount, currency, capture_method, status,
+          captured_amount, gateway, gateway_ref, created_by, created_at)
+        SELECT '$TEN3', 'ch_' || lpad(g::text, 22, '0'), false, '$TOK3', 1000, 'usd', 'automatic', 'succeeded',
+          1000, 'stripe', 'ch_3B' || g, 'test', '2030-02-01 12:00:00+00'
+        FROM generate_series(1, 3700) g" >/dev/null
+{
+    echo "created_utc,currency,gross,fee,net,reporting_category,source_id"
+    for g in $(seq 1 2500); do echo "2030-02-01 12:00:00,usd,10.00,0.30,9.70,charge,ch_3B$g"; done
+    for g in $(seq 1 600); do echo "2030-02-01 12:00:00,usd,10.00,0.30,9.70,charge,ch_3BX$g"; done
+} >"$T_DIR/t08.big.stripe.csv"
+out=$(post_file stripe "$T_DIR/t08.big.stripe.csv" "$RKEY3")
+RUN_B=$(js "$out" .id)
+t0=$(date +%s%N)
+tk=$(api POST /v1/tokens "$KEY3" "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":$Y,\"cvc\":\"123\"}}")
+expect_eq "tokenising while a run goes on" "$(st "$tk")" "201"
+echo "  POST /v1/tokens during a run: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+sum=$(wait_run "$RUN_B" "$RKEY3")
+expect_eq "big run: succeeded, matched, missing in ledger, missing in report" \
+    "$(jq -r '[.status,.summary.lines,.summary.matched,.summary.missing_in_ledger,.summary.missing_in_report]|map(tostring)|join(" ")' <<<"$sum")" "succeeded 3100 2500 600 1200"
+curl -s --http2-prior-knowledge -H "authorization: Bearer $RKEY3" "$H2C/v1/reconciliations/$RUN_B/exceptions?format=csv" >"$T_DIR/t08.big.exc"
+got=$(python3 -c 'import csv,sys
+rows = list(csv.reader(open(sys.argv[1], newline="")))[1:]
+print(len(rows), len(set(r[2] for r in rows)),
+      sum(1 for r in rows if r[0] == "missing_in_ledger" and r[2].startswith("ch_3BX")),
+      sum(1 for r in rows if r[0] == "missing_in_report" and 2501 <= int(r[2][5:] or 0) <= 3700))' "$T_DIR/t08.big.exc")
+expect_eq "big run: every exception once in the CSV (rows, distinct, extra, missing)" "$got" "1800 1800 600 1200"
+
 # --- a report of the other gateway: the run fails with the header problem ------------------------------
 out=$(post_file adyen "$T_DIR/t08.stripe.csv" "$RKEY")
 sum=$(wait_run "$(js "$out" .id)" "$RKEY")
