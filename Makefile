@@ -119,7 +119,7 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-po
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan all OPT="-O1" \
 	    EXTRA_CFLAGS="$(SAN)" EXTRA_LDFLAGS="$(SAN)"
-	@BUILD=build/asan CK_FORK=no TOKEND_TEST_SANITIZER=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	@BUILD=build/asan CK_FORK=no TOKEND_TEST_SANITIZER=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 ./tests/run-all.sh
 
 coverage: deps
