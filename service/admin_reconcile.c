@@ -139,10 +139,25 @@ static tok_status op_missing(void *ctx, struct tok_recon *rc, int64_t from, int6
     snprintf(f, sizeof f, "%lld", (long long)from);
     snprintf(t, sizeof t, "%lld", (long long)to);
     const char *v[5] = {c->tenant, c->livemode, f, t, c->gateway};
-    PGresult *r = NULL;
-    TOK_GUARD(exec(c->pg, missing_sql, 5, v, &r));
-    tok_status st = rows_to(rc, r, true);
-    PQclear(r);
+    /* single-row mode: a period with a million unmatched ledger rows streams through */
+    if (PQsendQueryParams(c->pg, missing_sql, 5, NULL, v, NULL, NULL, 0) != 1 ||
+        PQsetSingleRowMode(c->pg) != 1) {
+        fprintf(stderr, "tokenctl: reconcile: %s", PQerrorMessage(c->pg));
+        return TOK_ERR_DB;
+    }
+    tok_status st = TOK_OK;
+    PGresult *r;
+    while ((r = PQgetResult(c->pg)) != NULL) {
+        ExecStatusType es = PQresultStatus(r);
+        if (es == PGRES_SINGLE_TUPLE && st == TOK_OK)
+            st = rows_to(rc, r, true);
+        else if (es != PGRES_SINGLE_TUPLE && es != PGRES_TUPLES_OK && st == TOK_OK) {
+            fprintf(stderr, "tokenctl: reconcile: the ledger query failed (%s)\n",
+                PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "?");
+            st = TOK_ERR_DB;
+        }
+        PQclear(r); /* read to the end even after an error: the connection stays usable */
+    }
     return st;
 }
 
