@@ -63,6 +63,16 @@ int tok_admin_exit_code(tok_status st)
     }
 }
 
+tok_status tok_admin_dispatch(const struct tok_admin *a, int argc, char **argv,
+                              const struct tok_admin_cmd *cmds, size_t n, tok_status (*usage)(void))
+{
+    TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
+    for (size_t i = 0; argc >= 1 && i < n; i++)
+        if (strcmp(argv[0], cmds[i].name) == 0)
+            return cmds[i].fn(a, argc - 1, argv + 1);
+    return usage();
+}
+
 /* 1: argv[*i] is `name` and its value is now in *value (*i advanced); 0: not `name`;
  * -1: `name` without a value. */
 static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
@@ -550,14 +560,11 @@ static tok_status tenant_list(const struct tok_admin *a, int argc, char **argv)
 
 tok_status tok_admin_tenant(const struct tok_admin *a, int argc, char **argv)
 {
-    TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
-    if (argc < 1)
-        return tenant_usage();
-    if (strcmp(argv[0], "create") == 0)
-        return tenant_create(a, argc - 1, argv + 1);
-    if (strcmp(argv[0], "list") == 0)
-        return tenant_list(a, argc - 1, argv + 1);
-    return tenant_usage();
+    static const struct tok_admin_cmd cmds[] = {
+        {"create", tenant_create},
+        {"list", tenant_list},
+    };
+    return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), tenant_usage);
 }
 
 /* ---- key -------------------------------------------------------------------------------- */
@@ -870,16 +877,12 @@ static tok_status key_revoke(const struct tok_admin *a, int argc, char **argv)
 
 tok_status tok_admin_key(const struct tok_admin *a, int argc, char **argv)
 {
-    TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
-    if (argc < 1)
-        return key_usage();
-    if (strcmp(argv[0], "create") == 0)
-        return key_create(a, argc - 1, argv + 1);
-    if (strcmp(argv[0], "list") == 0)
-        return key_list(a, argc - 1, argv + 1);
-    if (strcmp(argv[0], "revoke") == 0)
-        return key_revoke(a, argc - 1, argv + 1);
-    return key_usage();
+    static const struct tok_admin_cmd cmds[] = {
+        {"create", key_create},
+        {"list", key_list},
+        {"revoke", key_revoke},
+    };
+    return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), key_usage);
 }
 
 /* ---- audit ------------------------------------------------------------------------------ */
@@ -1280,14 +1283,10 @@ static tok_status gateway_remove(const struct tok_admin *a, int argc, char **arg
 
 tok_status tok_admin_gateway(const struct tok_admin *a, int argc, char **argv)
 {
-    TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
-    if (argc < 1)
-        return gateway_usage();
-    if (strcmp(argv[0], "add") == 0)
-        return gateway_add(a, argc - 1, argv + 1);
-    if (strcmp(argv[0], "list") == 0)
-        return gateway_list(a, argc - 1, argv + 1);
-    if (strcmp(argv[0], "remove") == 0)
-        return gateway_remove(a, argc - 1, argv + 1);
-    return gateway_usage();
+    static const struct tok_admin_cmd cmds[] = {
+        {"add", gateway_add},
+        {"list", gateway_list},
+        {"remove", gateway_remove},
+    };
+    return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), gateway_usage);
 }

@@ -191,14 +191,10 @@ static tok_status webhook_replay(const struct tok_admin *a, int argc, char **arg
 
 tok_status tok_admin_webhook(const struct tok_admin *a, int argc, char **argv)
 {
-    TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
-    if (argc < 1)
-        return usage();
-    if (strcmp(argv[0], "add") == 0)
-        return webhook_add(a, argc - 1, argv + 1);
-    if (strcmp(argv[0], "list") == 0)
-        return webhook_list(a, argc - 1, argv + 1);
-    if (strcmp(argv[0], "replay") == 0)
-        return webhook_replay(a, argc - 1, argv + 1);
-    return usage();
+    static const struct tok_admin_cmd cmds[] = {
+        {"add", webhook_add},
+        {"list", webhook_list},
+        {"replay", webhook_replay},
+    };
+    return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), usage);
 }

@@ -139,6 +139,17 @@ TOK_MUST_CHECK tok_status tok_admin_gateway(const struct tok_admin *a, int argc,
 struct tok_keyring;
 struct tok_tenant_keys;
 
+/** One subcommand: `tokenctl <group> <name> ARGS...` runs fn(a, argc, argv) with ARGS. */
+struct tok_admin_cmd {
+    const char *name;
+    tok_status (*fn)(const struct tok_admin *a, int argc, char **argv);
+};
+
+/** Runs the subcommand named by argv[0], or usage() when there is none or it is unknown. */
+TOK_MUST_CHECK tok_status tok_admin_dispatch(const struct tok_admin *a, int argc, char **argv,
+                                             const struct tok_admin_cmd *cmds, size_t n,
+                                             tok_status (*usage)(void));
+
 /** Connects with a->db (the owner role); says why on failure. */
 TOK_MUST_CHECK tok_status tok_admin_connect(const struct tok_admin *a, PGconn **out);
 
