@@ -118,10 +118,8 @@ tok_status tok_audit_insert(struct tok_db_conn *conn, const char *tenant_id, con
                             const char *action, const char *object, const char *request_id)
 {
     const char *vals[5] = {tenant_id, actor, action, object, request_id};
-    PGresult *res = NULL;
-    TOK_GUARD(tok_db_exec(conn, &audit_sql, vals, NULL, NULL, &res));
-    PQclear(res);
-    return TOK_OK;
+    /* no rows to read: checked with the job's next statement or at its end */
+    return tok_db_exec_deferred(conn, &audit_sql, vals, NULL, NULL);
 }
 
 struct audit_job {

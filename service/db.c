@@ -48,7 +48,9 @@ struct tok_db_conn {
     unsigned npending;
     unsigned job_pending; /* items of the current job not synced yet */
     struct pending pending[PENDING_MAX];
-    uint64_t batches, jobs; /* statistics, for the debug log */
+    struct tok_db_job **order; /* batch_max entries: the batch as an array */
+    struct tok_db_job **group; /* batch_max entries: the jobs of one group run */
+    uint64_t batches, jobs, grouped; /* statistics, for the log at close */
 };
 
 struct tok_db {
@@ -59,7 +61,8 @@ struct tok_db {
     bool stopping;
     unsigned batch_max;
     unsigned batch_window_us;
-    unsigned nconns;
+    unsigned nconns;   /* connected */
+    unsigned nthreads; /* conns[] entries */
     char *conninfo; /* sodium_malloc'd copy */
     struct tok_db_conn conns[];
 };
@@ -369,6 +372,74 @@ static tok_status run_job(struct tok_db_conn *c, struct tok_db_job *j)
     return st;
 }
 
+/* Runs one job inside its own savepoint; its end travels with the next statement. */
+static void run_one(struct tok_db_conn *c, struct tok_db_job *j)
+{
+    send_batch_command(c, "SAVEPOINT job");
+    j->status = run_job(c, j);
+    send_batch_command(c, j->status == TOK_OK ? "RELEASE SAVEPOINT job" : "ROLLBACK TO SAVEPOINT job");
+}
+
+/* Runs jobs of one group together; if that fails, rolls it back and runs them one by one. */
+static void run_group(struct tok_db_conn *c, struct tok_db_job *const *jobs, unsigned n)
+{
+    send_batch_command(c, "SAVEPOINT job");
+    tok_status st = jobs[0]->group->exec(jobs, n, c);
+    if (c->job_pending > 0) {
+        tok_status sst = sync_pending(c, NULL);
+        if (st == TOK_OK)
+            st = sst;
+    }
+    if (st == TOK_OK) {
+        send_batch_command(c, "RELEASE SAVEPOINT job");
+        c->grouped += n;
+        return;
+    }
+    send_batch_command(c, "ROLLBACK TO SAVEPOINT job");
+    for (unsigned i = 0; i < n && !c->batch_failed; i++)
+        run_one(c, jobs[i]);
+}
+
+static bool same_group(const struct tok_db_job *a, const struct tok_db_job *b)
+{
+    return a->group == b->group && strcmp(a->group_key != NULL ? a->group_key : "",
+                                          b->group_key != NULL ? b->group_key : "") == 0;
+}
+
+/*
+ * Jobs in list order; a job of a group takes every later job of the same group
+ * and key with it. Running them out of arrival order is sound: none of them
+ * has been answered yet, so any order is one the clients could have seen.
+ */
+static void run_jobs(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n)
+{
+    unsigned k = 0;
+    for (struct tok_db_job *j = jobs; j != NULL && k < n; j = j->next)
+        c->order[k++] = j;
+    for (unsigned i = 0; i < k && !c->batch_failed; i++) {
+        struct tok_db_job *j = c->order[i];
+        if (j == NULL)
+            continue;
+        c->order[i] = NULL;
+        if (j->group == NULL) {
+            run_one(c, j);
+            continue;
+        }
+        unsigned g = 0;
+        c->group[g++] = j;
+        for (unsigned m = i + 1; m < k; m++) {
+            if (c->order[m] != NULL && same_group(j, c->order[m])) {
+                c->group[g++] = c->order[m];
+                c->order[m] = NULL;
+            }
+        }
+        if (g == 1)
+            run_one(c, j);
+        else
+            run_group(c, c->group, g);
+    }
+}
+
 static void run_batch(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n)
 {
     if (!ensure_connected(c) || PQenterPipelineMode(c->pg) != 1) {
@@ -389,13 +460,7 @@ static void run_batch(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n
         if (c->batch_failed && jobs->status == TOK_OK)
             jobs->status = TOK_ERR_DB;
     } else {
-        for (struct tok_db_job *j = jobs; j != NULL && !c->batch_failed; j = j->next) {
-            send_batch_command(c, "SAVEPOINT job");
-            j->status = run_job(c, j);
-            /* the end travels with the next job's first statement (or the COMMIT) */
-            send_batch_command(c, j->status == TOK_OK ? "RELEASE SAVEPOINT job"
-                                                      : "ROLLBACK TO SAVEPOINT job");
-        }
+        run_jobs(c, jobs, n);
         if (!c->batch_failed) {
             send_batch_command(c, "COMMIT");
             (void)sync_pending(c, NULL);
@@ -451,10 +516,21 @@ tok_status tok_db_open(const struct tok_db_config *cfg, struct tok_db **out, cha
     pthread_mutex_init(&db->mu, NULL);
     pthread_cond_init(&db->cv, NULL);
     db->batch_max = cfg->batch_max;
+    db->nthreads = cfg->threads;
     db->batch_window_us = cfg->batch_window_us;
     tok_status st = TOK_OK;
     for (unsigned i = 0; i < cfg->threads && st == TOK_OK; i++) {
         db->conns[i].db = db;
+        db->conns[i].order = calloc(cfg->batch_max, sizeof(struct tok_db_job *));
+        db->conns[i].group = calloc(cfg->batch_max, sizeof(struct tok_db_job *));
+        if (db->conns[i].order == NULL || db->conns[i].group == NULL) {
+            free(db->conns[i].order);
+            free(db->conns[i].group);
+            db->conns[i].order = db->conns[i].group = NULL;
+            snprintf(why, why_len, "out of memory");
+            st = TOK_ERR_NOMEM;
+            break;
+        }
         st = tok_db_connect(db->conninfo, &db->conns[i].pg, why, why_len);
         if (st == TOK_OK) {
             set_notices(db->conns[i].pg);
@@ -523,9 +599,14 @@ void tok_db_close(struct tok_db **pdb)
     for (unsigned i = 0; i < db->nconns; i++) {
         const struct tok_db_conn *c = &db->conns[i];
         if (c->batches > 0)
-            tok_log_info("%s: database thread %u: %llu jobs in %llu transactions", __func__, i,
-                         (unsigned long long)c->jobs, (unsigned long long)c->batches);
+            tok_log_info("%s: database thread %u: %llu jobs (%llu run grouped) in %llu transactions",
+                         __func__, i, (unsigned long long)c->jobs, (unsigned long long)c->grouped,
+                         (unsigned long long)c->batches);
         PQfinish(db->conns[i].pg);
+    }
+    for (unsigned i = 0; i < db->nthreads; i++) {
+        free(db->conns[i].order);
+        free(db->conns[i].group);
     }
     sodium_free(db->conninfo);
     pthread_cond_destroy(&db->cv);

@@ -71,19 +71,39 @@ static const struct tok_sql token_by_fingerprint_sql = {
     "ORDER BY t.created_at LIMIT 1",
     3};
 
-static const struct tok_sql token_insert_sql = {
-    "token_insert",
-    "INSERT INTO vault.tokens (tenant_id, id, livemode, format, pan_shaped, fingerprint, brand, "
-    "last4, bin, exp_month, exp_year, metadata, key_version, expires_at, created_by) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, to_timestamp($14::float8), $15) "
-    "ON CONFLICT (tenant_id, pan_shaped) DO NOTHING RETURNING id",
-    15};
-
-static const struct tok_sql gateway_ref_insert_sql = {
-    "gateway_ref_insert",
-    "INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, ref_sealed, key_version) "
-    "VALUES ($1, $2, $3, $4, $5, $6)",
-    6};
+/*
+ * One statement stores a set of tokenisations (one request's, or a whole
+ * batch's: issue #9): the tokens, their sealed gateway references and their
+ * audit events, from one JSON array ($2) for one tenant ($1). A pan_shaped
+ * token whose candidate is taken is left out (ON CONFLICT DO NOTHING) with its
+ * references and audit row; the caller tries it again with its next
+ * candidate. Returns what the API shows that only the database knows.
+ */
+static const struct tok_sql token_store_sql = {
+    "token_store",
+    "WITH x AS MATERIALIZED (SELECT * FROM json_to_recordset($2::json) AS x(id text, "
+    "livemode boolean, format text, pan_shaped text, fingerprint text, brand text, last4 text, "
+    "bin text, exp_month smallint, exp_year smallint, metadata jsonb, key_version integer, "
+    "expires_at float8, created_by text, request_id text, refs json)), "
+    "t AS (INSERT INTO vault.tokens (tenant_id, id, livemode, format, pan_shaped, fingerprint, "
+    "brand, last4, bin, exp_month, exp_year, metadata, key_version, expires_at, created_by) "
+    "SELECT $1, id, livemode, format, pan_shaped, decode(fingerprint, 'hex'), brand, last4, bin, "
+    "exp_month, exp_year, metadata, key_version, to_timestamp(expires_at), created_by FROM x "
+    "ON CONFLICT (tenant_id, pan_shaped) DO NOTHING "
+    "RETURNING id, created_at, expires_at, metadata), "
+    "g AS (INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, ref_sealed, "
+    "key_version) SELECT $1, x.id, r.gateway, r.status, decode(r.sealed, 'hex'), x.key_version "
+    "FROM x JOIN t USING (id) CROSS JOIN LATERAL json_to_recordset(x.refs) "
+    "AS r(gateway text, status text, sealed text) RETURNING token_id, gateway, status), "
+    "a AS (INSERT INTO audit.events (tenant_id, actor, action, object, request_id) "
+    "SELECT $1, x.created_by, 'token.created', x.id, x.request_id FROM x JOIN t USING (id)), "
+    "ga AS (SELECT token_id, string_agg(gateway || ':' || status, ' ' ORDER BY gateway) AS s "
+    "FROM g GROUP BY token_id) "
+    "SELECT t.id, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+    "coalesce(to_char(t.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
+    "coalesce(t.expires_at <= now(), false), t.metadata::text, coalesce(ga.s, '') "
+    "FROM t LEFT JOIN ga ON ga.token_id = t.id",
+    2};
 
 static const struct tok_sql token_redact_sql = {
     "token_redact",
@@ -679,62 +699,173 @@ static void run_gateway(struct tok_req *r, struct create_call *c)
         ops[i]->submit(ops[i], calls[i]);
 }
 
+/* Hex of a sealed reference: its capacity, and one JSON element of token_store_sql's $2. */
+#define SEALED_HEX_MAX (2 * (TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD) + 1)
+#define STORE_ROW_FIXED 1024
+
+static void store_row_json(struct tok_json_writer *w, const struct create_call *c, unsigned attempt)
+{
+    bool shaped = strcmp(c->row.format, "pan_shaped") == 0;
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "id");
+    tok_jw_str(w, c->row.id);
+    tok_jw_key(w, "livemode");
+    tok_jw_bool(w, c->row.livemode);
+    tok_jw_key(w, "format");
+    tok_jw_str(w, c->row.format);
+    tok_jw_key(w, "pan_shaped");
+    tok_jw_str(w, shaped ? c->candidates[attempt] : NULL);
+    tok_jw_key(w, "fingerprint");
+    tok_jw_str(w, c->row.fingerprint);
+    tok_jw_key(w, "brand");
+    tok_jw_str(w, c->row.brand);
+    tok_jw_key(w, "last4");
+    tok_jw_str(w, c->row.last4);
+    tok_jw_key(w, "bin");
+    tok_jw_str(w, c->row.bin[0] != '\0' ? c->row.bin : NULL);
+    tok_jw_key(w, "exp_month");
+    tok_jw_int(w, c->row.exp_month);
+    tok_jw_key(w, "exp_year");
+    tok_jw_int(w, c->row.exp_year);
+    tok_jw_key(w, "metadata");
+    tok_jw_raw(w, tok_slice_str(c->metadata));
+    tok_jw_key(w, "key_version");
+    tok_jw_int(w, c->key_version);
+    tok_jw_key(w, "expires_at");
+    if (c->expires_at != 0)
+        tok_jw_int(w, c->expires_at);
+    else
+        tok_jw_null(w);
+    tok_jw_key(w, "created_by");
+    tok_jw_str(w, c->actor);
+    tok_jw_key(w, "request_id");
+    tok_jw_str(w, c->request_id);
+    tok_jw_key(w, "refs");
+    tok_jw_arr_begin(w);
+    for (unsigned i = 0; i < c->naccounts; i++) {
+        bool ok = c->gw[i].outcome == TOK_GW_OK;
+        char hex[SEALED_HEX_MAX];
+        struct tok_buf hb;
+        tok_buf_init(&hb, hex, sizeof hex - 1);
+        if (ok && tok_hex_encode(tok_buf_slice(&c->sealed_buf[i]), &hb) != TOK_OK)
+            hb.len = 0; /* cannot happen: sized for the largest sealed reference */
+        hex[hb.len] = '\0';
+        tok_jw_obj_begin(w);
+        tok_jw_key(w, "gateway");
+        tok_jw_str(w, c->accounts[i].id);
+        tok_jw_key(w, "status");
+        tok_jw_str(w, ok ? "active" : "failed");
+        tok_jw_key(w, "sealed");
+        tok_jw_str(w, ok ? hex : NULL);
+        tok_jw_obj_end(w);
+    }
+    tok_jw_arr_end(w);
+    tok_jw_obj_end(w);
+}
+
+/* The created row of a job, from token_store_sql's row i. */
+static tok_status store_row_result(struct create_call *c, PGresult *res, int i, unsigned attempt)
+{
+    if (strcmp(c->row.format, "pan_shaped") == 0)
+        copy_field(c->row.pan_shaped, sizeof c->row.pan_shaped, c->candidates[attempt]);
+    copy_field(c->row.created_at, sizeof c->row.created_at, PQgetvalue(res, i, 1));
+    copy_field(c->row.expires_at, sizeof c->row.expires_at, PQgetvalue(res, i, 2));
+    c->row.expired = PQgetvalue(res, i, 3)[0] == 't';
+    c->row.redacted = false;
+    copy_field(c->row.gateways, sizeof c->row.gateways, PQgetvalue(res, i, 5));
+    free(c->row.metadata);
+    c->row.metadata = strdup(PQgetvalue(res, i, 4));
+    return c->row.metadata != NULL ? TOK_OK : TOK_ERR_NOMEM;
+}
+
+/*
+ * Stores the tokenisations of jobs[0..n), all of one tenant, with token_store_sql:
+ * one statement for all of them, then one more for each pan_shaped candidate
+ * that was taken. Sets each job's status (TOK_ERR_CONFLICT: every candidate was
+ * taken); returns an error only when the statement failed.
+ */
+static tok_status store_exec(struct tok_db_job *const *jobs, unsigned n, struct tok_db_conn *conn)
+{
+    struct create_call *first = (struct create_call *)jobs[0];
+    TOK_GUARD(tok_db_set_tenant(conn, first->tenant_id));
+    size_t cap = 64;
+    for (unsigned i = 0; i < n; i++) {
+        const struct create_call *c = (const struct create_call *)jobs[i];
+        jobs[i]->status = TOK_ERR_CONFLICT; /* until its row comes back */
+        cap += STORE_ROW_FIXED + strlen(c->metadata) + c->naccounts * (SEALED_HEX_MAX + 128);
+    }
+    TOK_ENSURE(cap <= UINT32_MAX, TOK_ERR_BOUNDS);
+    struct tok_buf b = {0};
+    TOK_GUARD(tok_buf_alloc(&b, (uint32_t)cap, false));
+    tok_status st = TOK_OK;
+    for (unsigned attempt = 0; attempt < TOK_PAN_SHAPED_TRIES && st == TOK_OK; attempt++) {
+        b.len = 0;
+        struct tok_json_writer w;
+        tok_jw_init(&w, &b);
+        tok_jw_arr_begin(&w);
+        unsigned pending = 0;
+        for (unsigned i = 0; i < n; i++) {
+            const struct create_call *c = (const struct create_call *)jobs[i];
+            bool retry = attempt == 0 || strcmp(c->row.format, "pan_shaped") == 0;
+            if (jobs[i]->status == TOK_ERR_CONFLICT && retry) {
+                store_row_json(&w, c, attempt);
+                pending++;
+            }
+        }
+        tok_jw_arr_end(&w);
+        const char *json = NULL;
+        if (pending == 0)
+            break;
+        st = tok_jw_finish(&w);
+        if (st == TOK_OK)
+            st = tok_buf_cstr(&b, &json);
+        PGresult *res = NULL;
+        const char *v[2] = {first->tenant_id, json};
+        if (st == TOK_OK)
+            st = tok_db_exec(conn, &token_store_sql, v, NULL, NULL, &res);
+        /* rows come back in any order: find each one's job, starting where the last was */
+        unsigned at = 0;
+        for (int r = 0; st == TOK_OK && r < PQntuples(res); r++) {
+            const char *id = PQgetvalue(res, r, 0);
+            unsigned k = 0;
+            while (k < n && strcmp(((struct create_call *)jobs[(at + k) % n])->row.id, id) != 0)
+                k++;
+            TOK_ENSURE(k < n, TOK_ERR_INTERNAL);
+            at = (at + k) % n;
+            st = store_row_result((struct create_call *)jobs[at], res, r, attempt);
+            jobs[at]->status = st;
+            at = (at + 1) % n;
+        }
+        PQclear(res);
+    }
+    tok_buf_wipe(&b);
+    return st;
+}
+
+static const struct tok_db_group store_group = {"token_store", store_exec};
+
 static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
 {
     struct create_call *c = (struct create_call *)job;
+    if (c->insert_phase) {
+        TOK_GUARD(store_exec(&job, 1, conn));
+        return job->status;
+    }
     const char *live = c->row.livemode ? "t" : "f";
     TOK_GUARD(tok_db_set_tenant(conn, c->tenant_id));
     PGresult *res = NULL;
-    if (!c->insert_phase) {
-        const char *v[3] = {c->tenant_id, live, (const char *)c->fingerprint};
-        const int l[3] = {0, 0, 32}, f[3] = {0, 0, 1};
-        TOK_GUARD(tok_db_exec(conn, &token_by_fingerprint_sql, v, l, f, &res));
-        tok_status st = TOK_OK;
-        if (PQntuples(res) == 1) {
-            c->found_existing = true;
-            st = row_from_result(res, 0, &c->row);
-        }
-        PQclear(res);
-        if (st == TOK_OK && c->found_existing)
-            st = tok_audit_insert(conn, c->tenant_id, c->actor, "token.deduplicated", c->row.id,
-                                  c->request_id);
-        return st;
+    const char *v[3] = {c->tenant_id, live, (const char *)c->fingerprint};
+    const int l[3] = {0, 0, 32}, f[3] = {0, 0, 1};
+    TOK_GUARD(tok_db_exec(conn, &token_by_fingerprint_sql, v, l, f, &res));
+    tok_status st = TOK_OK;
+    if (PQntuples(res) == 1) {
+        c->found_existing = true;
+        st = row_from_result(res, 0, &c->row);
     }
-    char month[8], year[8], kv[16], exp[32];
-    snprintf(month, sizeof month, "%d", c->row.exp_month);
-    snprintf(year, sizeof year, "%d", c->row.exp_year);
-    snprintf(kv, sizeof kv, "%u", c->key_version);
-    snprintf(exp, sizeof exp, "%lld", (long long)c->expires_at);
-    bool shaped = strcmp(c->row.format, "pan_shaped") == 0;
-    bool inserted = false;
-    for (int i = 0; i < (shaped ? TOK_PAN_SHAPED_TRIES : 1) && !inserted; i++) {
-        const char *v[15] = {c->tenant_id, c->row.id, live, c->row.format,
-                             shaped ? c->candidates[i] : NULL, (const char *)c->fingerprint,
-                             c->row.brand, c->row.last4, c->row.bin[0] ? c->row.bin : NULL, month,
-                             year, c->metadata, kv, c->expires_at != 0 ? exp : NULL, c->actor};
-        int l[15] = {0}, f[15] = {0};
-        l[5] = 32;
-        f[5] = 1;
-        TOK_GUARD(tok_db_exec(conn, &token_insert_sql, v, l, f, &res));
-        inserted = PQntuples(res) == 1;
-        PQclear(res);
-    }
-    TOK_ENSURE(inserted, TOK_ERR_CONFLICT);
-    for (unsigned i = 0; i < c->naccounts; i++) {
-        bool ok = c->gw[i].outcome == TOK_GW_OK;
-        const char *gv[6] = {c->tenant_id, c->row.id, c->accounts[i].id, ok ? "active" : "failed",
-                             ok ? (const char *)c->sealed[i] : NULL, kv};
-        const int gl[6] = {0, 0, 0, 0, ok ? (int)c->sealed_buf[i].len : 0, 0};
-        const int gf[6] = {0, 0, 0, 0, 1, 0};
-        /* no rows to read: sent now, checked with the audit insert below (one round trip) */
-        TOK_GUARD(tok_db_exec_deferred(conn, &gateway_ref_insert_sql, gv, gl, gf));
-    }
-    TOK_GUARD(tok_audit_insert(conn, c->tenant_id, c->actor, "token.created", c->row.id,
-                               c->request_id));
-    const char *rv[3] = {c->tenant_id, c->row.id, live};
-    TOK_GUARD(tok_db_exec(conn, &token_by_id_sql, rv, NULL, NULL, &res));
-    tok_status st = PQntuples(res) == 1 ? row_from_result(res, 0, &c->row) : TOK_ERR_INTERNAL;
     PQclear(res);
+    if (st == TOK_OK && c->found_existing)
+        st = tok_audit_insert(conn, c->tenant_id, c->actor, "token.deduplicated", c->row.id,
+                              c->request_id);
     return st;
 }
 
@@ -766,6 +897,8 @@ static void submit_insert(struct tok_req *r, struct create_call *c)
 {
     c->insert_phase = true;
     c->call.job.exec = create_exec;
+    c->call.job.group = &store_group;
+    c->call.job.group_key = c->tenant_id;
     c->call.on_result = create_result;
     c->call.release = create_release;
     tok_http_call(r, &c->call);

@@ -20,6 +20,9 @@
  *     sent without waiting; the next tok_db_exec (or the end of the job)
  *     syncs them with its own statement, so a job costs one round trip per
  *     result it actually needs.
+ *   - Multi-row jobs (issue #9): jobs that declare a tok_db_group run
+ *     together as one set of multi-row statements, with a fallback to one
+ *     by one when that fails (see struct tok_db_group).
  *   - Row-level security: each job sets its tenant with set_config(...,
  *     true) inside its savepoint, so tenants never leak across jobs.
  *   - The job outlives the request: if the client goes away while the job is
@@ -46,12 +49,29 @@ typedef tok_status (*tok_db_exec_cb)(struct tok_db_job *job, struct tok_db_conn 
 /** Runs on the submitting loop thread once the batch committed (or failed). */
 typedef void (*tok_db_done_cb)(struct tok_db_job *job);
 
+/**
+ * Jobs of one kind that a database thread may run together (issue #9): the
+ * jobs of a batch with the same group and the same group_key (the tenant, as
+ * row-level security is set per statement) run as ONE call of `exec`, inside
+ * one savepoint, so a batch of tokenisations costs a few multi-row
+ * statements instead of a few statements per token. `exec` sets every job's
+ * status. If it returns an error, everything it did is rolled back and each
+ * job runs again on its own through its `exec`, in its own savepoint: one bad
+ * row never fails its neighbours.
+ */
+struct tok_db_group {
+    const char *name;
+    tok_status (*exec)(struct tok_db_job *const *jobs, unsigned n, struct tok_db_conn *conn);
+};
+
 struct tok_db_job {
     h2o_multithread_message_t super; /* must be first: the queue links jobs through it */
     h2o_multithread_receiver_t *reply_to;
     tok_db_exec_cb exec;
     tok_db_done_cb done;
     tok_status status; /* exec's result, or TOK_ERR_DB when the commit failed */
+    const struct tok_db_group *group; /* optional: may run together with its kind */
+    const char *group_key;            /* with group: jobs run together only if equal */
     struct tok_db_job *next; /* internal: batch list */
 };
 
