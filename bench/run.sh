@@ -203,7 +203,7 @@ pg_psql "$B_DIR/pg" -c "ANALYZE vault.tokens; ANALYZE vault.gateway_refs; ANALYZ
     die "ANALYZE failed"
 ROWS_BEFORE=$(rows)
 if [ "${BENCH_PROFILE:-}" = 1 ] && command -v perf >/dev/null; then
-    perf record -F 999 -e cpu-clock -g -p "$TOKEND_PID" -o "$B_DIR/perf.data" >"$B_DIR/perf.log" 2>&1 &
+    perf record -F 999 -e cpu-clock -g -a -o "$B_DIR/perf.data" >"$B_DIR/perf.log" 2>&1 &
     PERF_PID=$!
 fi
 tokenise "$N" 0 peak || die "h2load tokenise: $(tail -n 3 "$B_DIR/peak.out")"
