@@ -19,7 +19,8 @@
 # Environment: BUILD (build), BENCH_SECONDS (10), BENCH_CLIENTS (32),
 # BENCH_STREAMS (16), BENCH_DB_THREADS (2), BENCH_DB_BATCH_MAX (256),
 # BENCH_DB_WINDOW_US (0), BENCH_THREADS (CPUs), BENCH_PROFILE=1 (perf record
-# tokend during the tokenise run; report in the bench dir, kept),
+# the whole machine during the tokenise run, =tokend: tokend only; report in
+# the bench dir, kept),
 # KEEP_BENCH_DIR=1.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,7 +75,7 @@ cleanup() {
     fi
     pg_stop "$B_DIR/pg"
     [ -n "$WATCHDOG_PID" ] && kill "$WATCHDOG_PID" 2>/dev/null
-    if [ "${KEEP_BENCH_DIR:-}" = 1 ] || [ "${BENCH_PROFILE:-}" = 1 ]; then
+    if [ "${KEEP_BENCH_DIR:-}" = 1 ] || [ -n "${BENCH_PROFILE:-}" ]; then
         say "kept $B_DIR"
     else
         rm -rf "$B_DIR"
@@ -144,6 +145,16 @@ h2load_field() {
 }
 
 rows() { pg_psql "$B_DIR/pg" -tAc "SELECT count(*) FROM vault.tokens"; }
+# CPU time (clock ticks, user + system) of a process, and of the cluster's processes:
+# per-request CPU is the figure a busy, shared machine moves least
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_cpu_ticks() {
+    local pm t=0 p
+    pm=$(head -n 1 "$B_DIR/pg/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+    for p in $pm $(pgrep -P "$pm"); do t=$((t + $(cpu_ticks "$p"))); done
+    echo "$t"
+}
+us_per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t * 1e6 / hz / n; else print "nan" }'; }
 rss_hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$TOKEND_PID/status" 2>/dev/null; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
 FAILS=()
@@ -202,11 +213,17 @@ N=$(awk -v r="${WARM_RPS:-0}" -v s="$SECS" -v m=$((CLIENTS * STREAMS)) \
 pg_psql "$B_DIR/pg" -c "ANALYZE vault.tokens; ANALYZE vault.gateway_refs; ANALYZE audit.events" ||
     die "ANALYZE failed"
 ROWS_BEFORE=$(rows)
-if [ "${BENCH_PROFILE:-}" = 1 ] && command -v perf >/dev/null; then
-    perf record -F 999 -e cpu-clock -g -a -o "$B_DIR/perf.data" >"$B_DIR/perf.log" 2>&1 &
+if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
+    PERF_WHAT=(-a)
+    [ "$BENCH_PROFILE" = tokend ] && PERF_WHAT=(-p "$TOKEND_PID")
+    perf record -F 999 -e cpu-clock -g "${PERF_WHAT[@]}" -o "$B_DIR/perf.data" >"$B_DIR/perf.log" 2>&1 &
     PERF_PID=$!
 fi
+CPU_T0=$(cpu_ticks "$TOKEND_PID")
+CPU_P0=$(pg_cpu_ticks)
 tokenise "$N" 0 peak || die "h2load tokenise: $(tail -n 3 "$B_DIR/peak.out")"
+CPU_T1=$(cpu_ticks "$TOKEND_PID")
+CPU_P1=$(pg_cpu_ticks)
 if [ -n "$PERF_PID" ]; then
     kill -INT "$PERF_PID" 2>/dev/null
     wait "$PERF_PID" 2>/dev/null
@@ -222,6 +239,8 @@ TOK_201=$(count_status peak 201)
 TOK_BAD=$(count_not2xx peak)
 TOK_DONE=$(wc -l <"$B_DIR/peak.tsv")
 TOK_ROWS=$((ROWS_AFTER - ROWS_BEFORE))
+TOK_CPU_US=$(us_per $((CPU_T1 - CPU_T0)) "$TOK_DONE")
+PG_CPU_US=$(us_per $((CPU_P1 - CPU_P0)) "$TOK_DONE")
 check "tokenise: $N requests answered ($TOK_DONE)" "$([ "$TOK_DONE" = "$N" ]; echo $?)"
 check "tokenise: zero non-2xx ($TOK_BAD)" "$([ "$TOK_BAD" = 0 ]; echo $?)"
 check "tokenise: rows in vault.tokens ($TOK_ROWS) == 201s ($TOK_201)" "$([ "$TOK_ROWS" = "$TOK_201" ]; echo $?)"
@@ -297,6 +316,7 @@ cat <<EOF
 healthz:           $HEALTHZ_RPS req/s   (non-2xx $HEALTHZ_NON2XX)
 pgbench insert:    $PGBENCH_TPS tps     (one INSERT per commit, -c $CLIENTS -j $PGB_JOBS)
 tokenise peak:     $TOK_RPS req/s   ($N requests, $TOK_201 x 201, non-2xx $TOK_BAD, rows +$TOK_ROWS)
+tokenise cpu:      tokend $TOK_CPU_US us + postgres $PG_CPU_US us of CPU per tokenisation (peak run)
 tokenise half:     $LAT_RPS req/s   (target $((PER_CLIENT * CLIENTS))/s, $LAT_201 x 201, non-2xx $LAT_BAD)
 latency at half:   p50 $P50 ms, p90 $P90 ms, p99 $P99 ms, max $PMAX ms
 tokend VmHWM:      $RSS_KB kB

@@ -3,6 +3,7 @@
  * checked here, by subtraction (n <= cap - len), never by addition.
  */
 #include "tokend/common.h"
+#include "tokend/secmem.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -77,7 +78,7 @@ void tok_buf_init(struct tok_buf *b, void *mem, uint32_t cap)
 tok_status tok_buf_alloc(struct tok_buf *b, uint32_t cap, bool secret)
 {
     TOK_ENSURE(b != NULL && cap > 0, TOK_ERR_INTERNAL);
-    b->data = secret ? sodium_malloc(cap) : malloc(cap);
+    b->data = secret ? tok_secmem_alloc(cap) : malloc(cap);
     TOK_ENSURE(b->data != NULL, TOK_ERR_NOMEM);
     b->cap = cap;
     b->len = 0;
@@ -93,7 +94,7 @@ void tok_buf_wipe(struct tok_buf *b)
     sodium_memzero(b->data, b->cap);
     if (b->owned) {
         if (b->secret)
-            sodium_free(b->data);
+            tok_secmem_free(b->data);
         else
             free(b->data);
     }

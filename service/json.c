@@ -1,14 +1,15 @@
 /*
- * json.c - JSON request reader (yajl 2 -> a small DOM in one wiped sodium_malloc arena) and
+ * json.c - JSON request reader (yajl 2 -> a small DOM in one wiped, guarded arena) and
  * the response writer. Both directions of the format live here so a reviewer sees them together.
  *
- * Why an arena: a request body's parse tree holds PAN and CVC bytes. One sodium_malloc block
- * gets guard pages, is kept out of core dumps, and can be wiped in one sodium_memzero.
+ * Why an arena: a request body's parse tree holds PAN and CVC bytes. One secmem block
+ * (secmem.h) is locked, kept out of core dumps, and wiped in one go when released.
  * Why strict: a lenient parser is where request smuggling between two JSON readers starts
  * (duplicate keys resolved differently, invalid UTF-8 normalised differently), so anything
  * ambiguous is refused instead of interpreted.
  */
 #include "tokend/json.h"
+#include "tokend/secmem.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -35,7 +36,6 @@ struct tok_json_node {
 };
 
 struct tok_json_doc {
-    size_t arena_size; /* bytes of the whole sodium_malloc block, this header included */
     struct tok_json_node *nodes;
     uint32_t nodes_cap;
     uint32_t nodes_used;
@@ -249,14 +249,12 @@ static tok_status arena_new(size_t body_len, const struct tok_json_limits *lim,
     size_t hdr = ALIGN_UP(sizeof(struct tok_json_doc), alignof(max_align_t));
     size_t nodes_sz = ALIGN_UP(nodes_cap * sizeof(struct tok_json_node), alignof(max_align_t));
     size_t bytes_cap = body_len + nodes_cap * (sizeof(void *) + alignof(void *)) + 64;
-    /* sodium_malloc places the block right before its guard page, so the block is only as
-     * aligned as its size: round it so every region below stays max-aligned */
+    /* a guarded block is only as aligned as its size: round it so every region below
+     * stays max-aligned */
     size_t total = ALIGN_UP(hdr + nodes_sz + bytes_cap, alignof(max_align_t));
-    uint8_t *mem = sodium_malloc(total);
+    uint8_t *mem = tok_secmem_alloc(total); /* zeroed */
     TOK_ENSURE(mem != NULL, TOK_ERR_NOMEM);
-    sodium_memzero(mem, total);
     struct tok_json_doc *doc = (struct tok_json_doc *)(void *)mem;
-    doc->arena_size = total;
     doc->nodes = (struct tok_json_node *)(void *)(mem + hdr);
     doc->nodes_cap = (uint32_t)nodes_cap;
     doc->bytes = mem + hdr + nodes_sz;
@@ -278,9 +276,7 @@ void tok_json_doc_free(struct tok_json_doc **doc)
 {
     if (doc == NULL || *doc == NULL)
         return;
-    size_t total = (*doc)->arena_size;
-    sodium_memzero(*doc, total);
-    sodium_free(*doc);
+    tok_secmem_free(*doc); /* wipes it */
     *doc = NULL;
 }
 

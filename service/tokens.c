@@ -19,6 +19,7 @@
 #include "tokend/json.h"
 #include "tokend/keyring.h"
 #include "tokend/log.h"
+#include "tokend/secmem.h"
 #include "tokend/server.h"
 
 #include <sodium.h>
@@ -316,7 +317,7 @@ bool tok_contains_pan(struct tok_slice s)
 
 /* ---- POST /v1/tokens ---------------------------------------------------------------- */
 
-/* Card data while it exists: sodium_malloc'd (guard pages, never in a core dump). */
+/* Card data while it exists: guarded, locked memory (secmem.h), never in a core dump. */
 struct card_secret {
     uint8_t pan[TOK_PAN_MAX + 1];
     uint8_t cvc[8];
@@ -353,7 +354,7 @@ static void wipe_card(struct create_call *c)
 {
     if (c->secret == NULL)
         return;
-    sodium_free(c->secret); /* sodium_free wipes before it unmaps */
+    tok_secmem_free(c->secret); /* wipes it */
     c->secret = NULL;
 }
 
@@ -926,16 +927,14 @@ static void create_authed(struct tok_req *r)
         return;
     }
     struct create_call *c = calloc(1, sizeof *c);
-    struct card_secret *cs = sodium_malloc(sizeof *cs);
+    struct card_secret *cs = tok_secmem_alloc(sizeof *cs); /* zeroed */
     if (c == NULL || cs == NULL) {
         free(c);
-        if (cs != NULL)
-            sodium_free(cs);
+        tok_secmem_free(cs);
         tok_json_doc_free(&doc);
         tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
         return;
     }
-    sodium_memzero(cs, sizeof *cs);
     tok_buf_init(&cs->pan_buf, cs->pan, sizeof cs->pan);
     tok_buf_init(&cs->cvc_buf, cs->cvc, sizeof cs->cvc);
     tok_buf_init(&cs->name_buf, cs->name, sizeof cs->name);
