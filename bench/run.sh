@@ -122,7 +122,7 @@ PORT=$(free_port)
     --master-key-file "$B_DIR/master.key" --db "$SERVICE_DB" --threads "$LOOP_THREADS" \
     --gateway-ca-file "$B_DIR/tls.crt" \
     --db-threads "$DB_THREADS" --db-batch-max "$DB_BATCH_MAX" --db-batch-window-us "$DB_WINDOW_US" \
-    --log-level warn 2>>"$B_DIR/tokend.log" &
+    --log-level "${BENCH_LOG_LEVEL:-warn}" 2>>"$B_DIR/tokend.log" &
 TOKEND_PID=$!
 wait_http "http://127.0.0.1:$PORT/healthz" 15 || die "tokend did not start: $(tail -n 5 "$B_DIR/tokend.log")"
 URL="http://127.0.0.1:$PORT"

@@ -48,6 +48,7 @@ static const struct opt opts[] = {
     {"body-limit", "TOKEND_BODY_LIMIT", UINT(body_limit, 256, TOK_BODY_LIMIT_MAX), "largest request body in bytes"},
     {"webhook-allow-http-loopback", NULL, OPT_FLAG, offsetof(struct tok_config, webhook_allow_http_loopback), 0, 0, 0, "TEST ONLY: allow http:// webhook endpoints on loopback (default: https only)"},
     {"webhook-retry-base-ms", "TOKEND_WEBHOOK_RETRY_BASE_MS", UINT(webhook_retry_base_ms, 100, 3600000), "first webhook retry delay, doubled per try (default 10000)"},
+    {"audit-chain-interval-ms", "TOKEND_AUDIT_CHAIN_INTERVAL_MS", UINT(audit_chain_interval_ms, 10, 60000), "how often tokend's new audit rows are hash-chained (default 100)"},
     {"log-level", "TOKEND_LOG_LEVEL", OPT_LEVEL, offsetof(struct tok_config, log_level), 0, 0, 0, "debug|info|warn|error"},
     {"help", NULL, OPT_FLAG, offsetof(struct tok_config, show_help), 0, 0, 0, "this text"},
     {"version", NULL, OPT_FLAG, offsetof(struct tok_config, show_version), 0, 0, 0, "print the version"},
@@ -67,6 +68,7 @@ void tok_config_defaults(struct tok_config *cfg)
     cfg->gateway_timeout_ms = 15000;
     cfg->log_level = TOK_LOG_INFO;
     cfg->webhook_retry_base_ms = 10000;
+    cfg->audit_chain_interval_ms = 100;
 }
 
 static tok_status set_value(struct tok_config *cfg, const struct opt *o, const char *v, char *why,

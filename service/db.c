@@ -51,6 +51,7 @@ struct tok_db_conn {
     struct tok_db_job **order; /* batch_max entries: the batch as an array */
     struct tok_db_job **group; /* batch_max entries: the jobs of one group run */
     uint64_t batches, jobs, grouped; /* statistics, for the log at close */
+    uint64_t wait_us, run_us, run_max_us;
 };
 
 struct tok_db {
@@ -136,6 +137,13 @@ static bool ensure_connected(struct tok_db_conn *c)
         return false;
     set_notices(c->pg);
     return true;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static const char *sqlstate_of(const PGresult *r)
@@ -493,7 +501,14 @@ static void *db_thread(void *arg)
         struct tok_db_job *jobs = take_batch(c->db, &n);
         if (jobs == NULL)
             break; /* stopping and drained */
+        uint64_t t0 = now_us();
+        for (const struct tok_db_job *j = jobs; j != NULL; j = j->next)
+            c->wait_us += t0 - j->queued_us;
         run_batch(c, jobs, n);
+        uint64_t run = now_us() - t0;
+        c->run_us += run;
+        if (run > c->run_max_us)
+            c->run_max_us = run;
         reply_all(jobs);
     }
     return NULL;
@@ -556,6 +571,7 @@ void tok_db_submit(struct tok_db *db, struct tok_db_job *job)
 {
     memset(&job->super, 0, sizeof job->super);
     job->next = NULL;
+    job->queued_us = now_us();
     pthread_mutex_lock(&db->mu);
     if (db->tail != NULL)
         db->tail->next = job;
@@ -599,9 +615,13 @@ void tok_db_close(struct tok_db **pdb)
     for (unsigned i = 0; i < db->nconns; i++) {
         const struct tok_db_conn *c = &db->conns[i];
         if (c->batches > 0)
-            tok_log_info("%s: database thread %u: %llu jobs (%llu run grouped) in %llu transactions",
+            tok_log_info("%s: database thread %u: %llu jobs (%llu run grouped) in %llu "
+                         "transactions; mean wait in queue %llu us, mean transaction %llu us, "
+                         "longest %llu us",
                          __func__, i, (unsigned long long)c->jobs, (unsigned long long)c->grouped,
-                         (unsigned long long)c->batches);
+                         (unsigned long long)c->batches, (unsigned long long)(c->wait_us / c->jobs),
+                         (unsigned long long)(c->run_us / c->batches),
+                         (unsigned long long)c->run_max_us);
         PQfinish(db->conns[i].pg);
     }
     for (unsigned i = 0; i < db->nthreads; i++) {

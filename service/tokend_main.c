@@ -3,6 +3,7 @@
  * then the event loops. Every failure before the loops start is one line on
  * stderr and exit code 2.
  */
+#include "tokend/audit_chain.h"
 #include "tokend/config.h"
 #include "tokend/db.h"
 #include "tokend/httpc.h"
@@ -93,6 +94,15 @@ int main(int argc, char **argv)
     }
     if (cfg.webhook_allow_http_loopback)
         tok_log_warn("%s: --webhook-allow-http-loopback is for tests only", __func__);
+    /* tokend's audit rows are hash-chained by a thread of their own (audit_chain.h) */
+    struct tok_audit_chainer *chainer = NULL;
+    if (tok_audit_chainer_new(cfg.db_conninfo, cfg.audit_chain_interval_ms, &chainer, why,
+                              sizeof why) != TOK_OK) {
+        tok_webhook_deliverer_free(&wd);
+        tok_db_close(&db);
+        tok_keyring_free(&kr);
+        return refuse("cannot start the audit chainer", why);
+    }
     tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
 
     app.cfg = &cfg;
@@ -101,6 +111,8 @@ int main(int argc, char **argv)
     app.reporting_db = rdb;
     app.keyring = kr;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
+        tok_audit_chainer_free(&chainer);
+        tok_webhook_deliverer_free(&wd);
         tok_db_close(&rdb);
         tok_db_close(&db);
         tok_keyring_free(&kr);
@@ -109,8 +121,9 @@ int main(int argc, char **argv)
     }
     tok_status st = tok_server_run(&app);
     tok_webhook_deliverer_free(&wd);
+    tok_db_close(&app.db); /* every request's rows committed: the chainer's last pass takes them */
+    tok_audit_chainer_free(&chainer);
     tok_httpc_free(&app.httpc); /* the loops have stopped: no one waits for an answer */
-    tok_db_close(&app.db);
     tok_db_close(&app.reporting_db);
     tok_keyring_free(&app.keyring);
     tok_log_info("%s: stopped", __func__);

@@ -1,42 +1,54 @@
--- 009_audit_chain_per_transaction.sql - the audit chain costs one pass per
--- transaction instead of a full pass per row (issue #9). Idempotent.
+-- 009_audit_chain_per_transaction.sql - the audit chain off tokend's commit path
+-- (issue #9). Idempotent.
 --
--- 003 chained each row from its own deferred trigger: an advisory lock, a
--- look-up of the chain's head, a call of the SQL function audit.row_hash
--- (planned anew on every call) and an UPDATE, for every row. A group-committed
--- batch inserts hundreds of rows in one transaction, so now the first firing
--- at commit chains every row the transaction inserted, in id order, in one
--- loop, and records the highest id it chained in a transaction-local setting;
--- the later firings see their row is covered and return. A row inserted after
--- that (SET CONSTRAINTS ... IMMEDIATE mid-transaction) has a higher id and
--- starts another pass. Forging the setting only leaves rows unchained, which
--- `tokenctl audit verify` reports as a break: the chain stays tamper-evident.
+-- 003 chained every row from its own deferred trigger at commit: per row an
+-- advisory lock, a look-up of the chain's head, a call of the SQL function
+-- audit.row_hash (planned anew on every call) and an UPDATE; and since the
+-- lock is held through the commit's WAL flush, the commits of tokend's
+-- database threads queued behind each other. Now:
+--
+--   * audit.chain_pending(max) chains the rows not chained yet, in id order,
+--     in one pass (row_hash inlined), under the same lock. What it sees
+--     unchained is every committed row not chained yet plus the caller's own
+--     (other transactions' uncommitted rows are invisible), so nothing is
+--     chained twice and nothing is skipped.
+--   * tokend's rows (role tokend_service) are chained by tokend's chainer
+--     thread (service/audit_chain.c), its own connection and transaction,
+--     every --audit-chain-interval-ms (100): a request never waits for the
+--     chain, and a pass covers hundreds of rows. Until then such a row is
+--     unchained; tokend_service may only INSERT, so within that window only
+--     the database owner could alter it, and `tokenctl audit verify` chains
+--     what is pending before it walks.
+--   * everyone else's rows (tokenctl, as the owner) are chained at their
+--     commit as before, by the deferred trigger, which no longer fires for
+--     tokend_service at all (WHEN), and which chains its whole transaction in
+--     its first firing (the later firings find their row chained).
 --
 -- The BEFORE trigger that reset the chain columns (stamp) is replaced by
 -- column privileges: tokend's role may insert only the descriptive columns,
--- so id, created_at and the chain columns always come from their defaults
--- and the chain, and a forged value is refused rather than overwritten.
+-- so id, created_at and the chain columns come from their defaults, and a
+-- forged value is refused rather than overwritten.
 
 CREATE INDEX IF NOT EXISTS events_unchained ON audit.events (id) WHERE seq IS NULL;
 
 ALTER TABLE audit.events ALTER COLUMN created_at SET DEFAULT clock_timestamp();
 
-CREATE OR REPLACE FUNCTION audit.chain() RETURNS trigger
+CREATE OR REPLACE FUNCTION audit.chain_pending(p_max integer DEFAULT 10000, p_wait boolean DEFAULT false)
+RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, audit AS $$
 DECLARE
-    done bigint := coalesce(nullif(current_setting('tokend.audit_chained', true), ''), '0')::bigint;
     prev bytea;
     r audit.events;
+    n integer := 0;
 BEGIN
-    IF NEW.id <= done THEN
-        RETURN NULL;
+    IF p_wait THEN
+        PERFORM pg_advisory_xact_lock(7242500002);
+    ELSIF NOT pg_try_advisory_xact_lock(7242500002) THEN
+        RETURN 0; -- another pass is running: it or the next one takes these rows
     END IF;
-    PERFORM pg_advisory_xact_lock(7242500002);
     SELECT e.hash INTO prev FROM audit.events e WHERE e.seq IS NOT NULL ORDER BY e.seq DESC LIMIT 1;
     prev := coalesce(prev, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea);
-    -- other transactions' uncommitted rows are invisible, committed ones are chained:
-    -- what is left unchained is this transaction's
-    FOR r IN SELECT * FROM audit.events e WHERE e.seq IS NULL ORDER BY e.id LOOP
+    FOR r IN SELECT * FROM audit.events e WHERE e.seq IS NULL ORDER BY e.id LIMIT greatest(p_max, 1) LOOP
         r.seq := nextval('audit.events_seq');
         r.prev_hash := prev;
         -- audit.row_hash(prev, r), inlined: a LANGUAGE sql function is planned on every call
@@ -46,12 +58,29 @@ BEGIN
         UPDATE audit.events e SET seq = r.seq, prev_hash = r.prev_hash, hash = r.hash
          WHERE e.id = r.id;
         prev := r.hash;
-        done := greatest(done, r.id);
+        n := n + 1;
     END LOOP;
-    PERFORM set_config('tokend.audit_chained', done::text, true);
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION audit.chain_pending(integer, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.chain_pending(integer, boolean) TO tokend_service;
+
+CREATE OR REPLACE FUNCTION audit.chain() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, audit AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM audit.events e WHERE e.id = NEW.id AND e.seq IS NULL) THEN
+        PERFORM audit.chain_pending(2147483647, true);
+    END IF;
     RETURN NULL;
 END
 $$;
+
+DROP TRIGGER IF EXISTS chain ON audit.events;
+CREATE CONSTRAINT TRIGGER chain AFTER INSERT ON audit.events
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (current_user <> 'tokend_service')
+    EXECUTE FUNCTION audit.chain();
 
 DROP TRIGGER IF EXISTS stamp ON audit.events;
 DROP FUNCTION IF EXISTS audit.stamp();

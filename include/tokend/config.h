@@ -36,6 +36,7 @@ struct tok_config {
     enum tok_log_level log_level;
     bool webhook_allow_http_loopback; /* TEST ONLY: deliver webhooks to http://127.0.0.1 etc. */
     unsigned webhook_retry_base_ms;   /* first webhook retry delay before jitter (issue #6) */
+    unsigned audit_chain_interval_ms; /* the audit chainer's period (audit_chain.h) */
     bool show_help;
     bool show_version;
 };

@@ -72,6 +72,7 @@ struct tok_db_job {
     tok_status status; /* exec's result, or TOK_ERR_DB when the commit failed */
     const struct tok_db_group *group; /* optional: may run together with its kind */
     const char *group_key;            /* with group: jobs run together only if equal */
+    uint64_t queued_us;               /* internal: when it was submitted */
     struct tok_db_job *next; /* internal: batch list */
 };
 

@@ -15,7 +15,8 @@ expect_match "group commit: tenant and key" "$TEN_G $KEY_G" '^ten_.* sk_test_'
 gc_sql() { pg_psql "$T_DIR/pg" "$@"; }
 gc_sql -c "
     SET client_min_messages = warning;
-    CREATE TABLE IF NOT EXISTS public.t09_probe (xid bigint NOT NULL, n text);
+    DROP TABLE IF EXISTS public.t09_probe;
+    CREATE TABLE public.t09_probe (xid bigint NOT NULL, n text, st timestamptz NOT NULL);
     TRUNCATE public.t09_probe;
     CREATE OR REPLACE FUNCTION public.t09_fail() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS \$\$
@@ -24,7 +25,7 @@ gc_sql -c "
         IF NEW.metadata->>'fail' = 'yes' THEN
             RAISE EXCEPTION 't09: forced failure' USING ERRCODE = 'P0001';
         END IF;
-        INSERT INTO public.t09_probe VALUES (txid_current(), NEW.metadata->>'t09');
+        INSERT INTO public.t09_probe VALUES (txid_current(), NEW.metadata->>'t09', statement_timestamp());
         RETURN NEW;
     END \$\$;
     DROP TRIGGER IF EXISTS t09_fail ON vault.tokens;
@@ -90,6 +91,19 @@ expect_eq "group commit: the neighbours committed in ONE transaction (round $rou
 audit=$(gc_sql -tAc "SELECT count(*) FROM audit.events WHERE tenant_id = '$TEN_G' AND action = 'token.created'")
 expect_eq "group commit: one audit event per stored token (warm-up + neighbours)" "$audit" "$((4 + round * (GC_N - 1)))"
 
+# a burst where nothing fails: the batch's tokens are stored by ONE multi-row statement
+GC_FAIL=0
+gc_stmts() { gc_sql -tAc "SELECT count(DISTINCT xid) || ' ' || count(DISTINCT st) FROM public.t09_probe WHERE n LIKE 'r$1n%'"; }
+round=10
+gc_burst $round
+while [ "$(gc_stmts $round)" != "1 1" ] && [ $round -lt 13 ]; do
+    round=$((round + 1))
+    gc_burst $round
+done
+expect_eq "group commit: a batch's tokens share one transaction and one statement (round $round)" \
+    "$(gc_stmts $round)" "1 1"
+GC_FAIL=4
+
 # a batch with only the failing request: its own transaction rolls back, the server carries on
 gc_post 99 yes "$T_DIR/gc-alone"
 expect_match "group commit: a lone failing request gets a 5xx too" "$(cat "$T_DIR/gc-alone.status")" '^5[0-9][0-9] '
@@ -97,6 +111,28 @@ gc_post 100 no "$T_DIR/gc-after"
 expect_match "group commit: the next request commits" "$(cat "$T_DIR/gc-after.status")" '^201 '
 
 tokend_stop G
+
+# the audit chainer (sql/009): tokend's audit rows are chained by its own thread, not at
+# the request's commit; with a long interval they wait, and tokend's last pass at stop
+# chains them all
+unchained() { gc_sql -tAc "SELECT count(*) FROM audit.events WHERE seq IS NULL"; }
+tokend_start C --audit-chain-interval-ms 60000 || { fail "tokend starts (chainer)"; return; }
+H2C_SAVE=$GC_URL
+GC_URL="http://127.0.0.1:$H2C_C/v1/tokens"
+sleep 0.3 # past the pass at start
+for i in 1 2 3; do gc_post "chain$i" no "$T_DIR/gc-chain"; done
+GC_URL=$H2C_SAVE
+expect_true "audit chainer: tokend's new rows wait for the chainer, not the commit ($(unchained))" \
+    test "$(unchained)" -ge 3
+tokend_stop C
+expect_eq "audit chainer: the last pass at stop chains every row" "$(unchained)" 0
+tokend_start D --audit-chain-interval-ms 50 || { fail "tokend starts (chainer, 50 ms)"; return; }
+GC_URL="http://127.0.0.1:$H2C_D/v1/tokens"
+for i in 1 2 3; do gc_post "chainD$i" no "$T_DIR/gc-chain"; done
+GC_URL=$H2C_SAVE
+chained_soon() { for _ in $(seq 1 40); do [ "$(unchained)" = 0 ] && return 0; sleep 0.05; done; return 1; }
+expect_true "audit chainer: rows are chained within the interval while tokend runs" chained_soon
+tokend_stop D
 gc_verify() { "${CTL[@]}" audit verify >/dev/null 2>&1; }
 expect_true "group commit: the audit chain still verifies" gc_verify
 gc_sql -c "DROP TRIGGER IF EXISTS t09_fail ON vault.tokens; DROP FUNCTION IF EXISTS public.t09_fail();

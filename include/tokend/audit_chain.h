@@ -1,0 +1,29 @@
+/*
+ * audit_chain.h - the audit chainer: hash-chains tokend's audit rows off the
+ * request path (issue #9, sql/009).
+ *
+ * tokend's requests insert audit rows unchained; this thread, with its own
+ * connection, calls audit.chain_pending() every interval (and again at once
+ * while a pass comes back full), so no request waits for the chain and no
+ * database commit queues behind another's chain lock. A last pass runs when
+ * tokend stops. If the database is away it retries at the next interval.
+ */
+#ifndef TOKEND_AUDIT_CHAIN_H
+#define TOKEND_AUDIT_CHAIN_H
+
+#include "tokend/common.h"
+
+struct tok_audit_chainer;
+
+/**
+ * Connects (blocking: call before the loops start) and starts the thread.
+ * conninfo is copied. TOK_ERR_DB with a one-line reason (never the conninfo).
+ */
+TOK_MUST_CHECK tok_status tok_audit_chainer_new(const char *conninfo, unsigned interval_ms,
+                                                struct tok_audit_chainer **out, char *why,
+                                                size_t why_len);
+
+/** Runs a last pass, stops the thread, closes its connection and frees *c. NULL is ignored. */
+void tok_audit_chainer_free(struct tok_audit_chainer **c);
+
+#endif
