@@ -81,9 +81,9 @@ static const struct tok_sql token_insert_sql = {
 
 static const struct tok_sql gateway_ref_insert_sql = {
     "gateway_ref_insert",
-    "INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, ref_sealed, key_version) "
-    "VALUES ($1, $2, $3, $4, $5, $6)",
-    6};
+    "INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, ref_sealed, key_version, "
+    "ref_lookup) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    7};
 
 static const struct tok_sql token_redact_sql = {
     "token_redact",
@@ -93,7 +93,7 @@ static const struct tok_sql token_redact_sql = {
 
 static const struct tok_sql refs_destroy_sql = {
     "gateway_refs_destroy",
-    "UPDATE vault.gateway_refs SET ref_sealed = NULL, status = 'destroyed' "
+    "UPDATE vault.gateway_refs SET ref_sealed = NULL, ref_lookup = NULL, status = 'destroyed' "
     "WHERE tenant_id = $1 AND token_id = $2",
     2};
 
@@ -327,6 +327,7 @@ struct create_call {
     struct tok_gateway_call gw[TOK_ACCOUNTS_MAX];
     uint8_t sealed[TOK_ACCOUNTS_MAX][TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD];
     struct tok_buf sealed_buf[TOK_ACCOUNTS_MAX];
+    uint8_t ref_lookup[TOK_ACCOUNTS_MAX][TOK_KEYRING_HASH_LEN]; /* card-updater events find the token by it */
 };
 
 static void wipe_card(struct create_call *c)
@@ -594,6 +595,9 @@ static void on_all_gateways_done(struct tok_req *r, struct create_call *c)
         tok_status st = r == NULL ? TOK_ERR_INTERNAL
                                   : tok_tenant_keys_seal(r->principal->keys, aad,
                                                          tok_slice_str(gw->ref), &c->sealed_buf[i]);
+        if (st == TOK_OK)
+            st = tok_tenant_keys_ref_lookup(r->principal->keys, tok_slice_str(gw->ref),
+                                            c->ref_lookup[i]);
         sodium_memzero(gw->ref, sizeof gw->ref);
         if (st != TOK_OK) {
             gw->outcome = TOK_GW_ERROR;
@@ -722,10 +726,11 @@ static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     TOK_ENSURE(inserted, TOK_ERR_CONFLICT);
     for (unsigned i = 0; i < c->naccounts; i++) {
         bool ok = c->gw[i].outcome == TOK_GW_OK;
-        const char *gv[6] = {c->tenant_id, c->row.id, c->accounts[i].id, ok ? "active" : "failed",
-                             ok ? (const char *)c->sealed[i] : NULL, kv};
-        const int gl[6] = {0, 0, 0, 0, ok ? (int)c->sealed_buf[i].len : 0, 0};
-        const int gf[6] = {0, 0, 0, 0, 1, 0};
+        const char *gv[7] = {c->tenant_id, c->row.id, c->accounts[i].id, ok ? "active" : "failed",
+                             ok ? (const char *)c->sealed[i] : NULL, kv,
+                             ok ? (const char *)c->ref_lookup[i] : NULL};
+        const int gl[7] = {0, 0, 0, 0, ok ? (int)c->sealed_buf[i].len : 0, 0, TOK_KEYRING_HASH_LEN};
+        const int gf[7] = {0, 0, 0, 0, 1, 0, 1};
         /* no rows to read: sent now, checked with the audit insert below (one round trip) */
         TOK_GUARD(tok_db_exec_deferred(conn, &gateway_ref_insert_sql, gv, gl, gf));
     }
