@@ -204,6 +204,14 @@ void tok_webhooks_inbound(struct tok_req *r);
 void tok_webhooks_endpoint_create(struct tok_req *r);
 /** GET /v1/events/{id}/deliveries (reports:read or admin): every delivery and attempt. */
 void tok_webhooks_deliveries_list(struct tok_req *r);
+/** GET /v1/webhook-endpoints (admin): the tenant's endpoints of the key's mode, never a secret. */
+void tok_webhooks_endpoints_list(struct tok_req *r);
+/**
+ * DELETE /v1/webhook-endpoints/{id} (admin): disables the endpoint (audited); nothing more
+ * is delivered to it and its pending deliveries wait until `tokenctl webhook enable`.
+ * 404 endpoint_not_found for an unknown id, another tenant's or another mode's.
+ */
+void tok_webhooks_endpoint_disable(struct tok_req *r);
 
 /* ---- the delivery thread (webhooks_deliver.c) ---------------------------------- */
 
