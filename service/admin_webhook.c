@@ -1,6 +1,6 @@
 /*
- * admin_webhook.c - `tokenctl webhook add|list|replay|disable|enable` (admin_webhook.h). Runs as
- * the owner role, like the rest of tokenctl.
+ * admin_webhook.c - `tokenctl webhook add|list|replay|disable|enable` (admin_webhook.h).
+ * Runs as the owner role, like the rest of tokenctl.
  */
 #include "tokend/admin_webhook.h"
 #include "tokend/db.h"
@@ -28,7 +28,7 @@ static void say(const char *fmt, ...)
 static tok_status usage(void)
 {
     say("usage: webhook add --tenant T --url URL [--live|--test] | webhook list [--tenant T]"
-        " | webhook replay EVENT | webhook disable --tenant T ENDPOINT | webhook enable --tenant T ENDPOINT");
+        " | webhook replay EVENT | webhook disable|enable --tenant T ENDPOINT");
     return TOK_ERR_INPUT;
 }
 

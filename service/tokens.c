@@ -81,8 +81,8 @@ static const struct tok_sql token_insert_sql = {
 
 static const struct tok_sql gateway_ref_insert_sql = {
     "gateway_ref_insert",
-    "INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, ref_sealed, key_version, "
-    "ref_lookup) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    "INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, ref_sealed, "
+    "key_version, ref_lookup) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     7};
 
 static const struct tok_sql token_redact_sql = {
@@ -327,7 +327,7 @@ struct create_call {
     struct tok_gateway_call gw[TOK_ACCOUNTS_MAX];
     uint8_t sealed[TOK_ACCOUNTS_MAX][TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD];
     struct tok_buf sealed_buf[TOK_ACCOUNTS_MAX];
-    uint8_t ref_lookup[TOK_ACCOUNTS_MAX][TOK_KEYRING_HASH_LEN]; /* card-updater events find the token by it */
+    uint8_t ref_lookup[TOK_ACCOUNTS_MAX][TOK_KEYRING_HASH_LEN]; /* card updaters match on it */
 };
 
 static void wipe_card(struct create_call *c)
