@@ -1,6 +1,6 @@
 /*
- * admin_webhook.c - `tokenctl webhook add|list|replay` (admin_webhook.h). Runs as
- * the owner role, like the rest of tokenctl.
+ * admin_webhook.c - `tokenctl webhook add|list|replay|disable|enable` (admin_webhook.h).
+ * Runs as the owner role, like the rest of tokenctl.
  */
 #include "tokend/admin_webhook.h"
 #include "tokend/db.h"
@@ -28,7 +28,7 @@ static void say(const char *fmt, ...)
 static tok_status usage(void)
 {
     say("usage: webhook add --tenant T --url URL [--live|--test] | webhook list [--tenant T]"
-        " | webhook replay EVENT");
+        " | webhook replay EVENT | webhook disable|enable --tenant T ENDPOINT");
     return TOK_ERR_INPUT;
 }
 
@@ -189,12 +189,72 @@ static tok_status webhook_replay(const struct tok_admin *a, int argc, char **arg
     return st;
 }
 
+/* Disabling stops deliveries to the endpoint (deliveries_claim skips it) and queues
+ * nothing new for it; its pending deliveries stay pending, so enabling resumes them. */
+static tok_status webhook_set_disabled(const struct tok_admin *a, int argc, char **argv,
+                                       bool disable)
+{
+    const char *tenant_ref = NULL, *id = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--tenant") == 0 && i + 1 < argc)
+            tenant_ref = argv[++i];
+        else if (id == NULL && argv[i][0] != '-')
+            id = argv[i];
+        else
+            return usage();
+    }
+    if (tenant_ref == NULL || id == NULL)
+        return usage();
+    const char *what = disable ? "webhook disable" : "webhook enable";
+    PGconn *pg = NULL;
+    TOK_GUARD(tok_admin_connect(a, &pg));
+    const char *v[3] = {tenant_ref, id, disable ? "t" : "f"};
+    PGresult *r = PQexecParams(
+        pg,
+        "WITH e AS (UPDATE ledger.webhook_endpoints e SET disabled_at = CASE WHEN $3::boolean "
+        "THEN coalesce(e.disabled_at, now()) END FROM vault.tenants t WHERE t.id = e.tenant_id "
+        "AND (t.id = $1 OR t.name = $1) AND e.id = $2 RETURNING e.tenant_id, e.id), "
+        "au AS (INSERT INTO audit.events (tenant_id, actor, action, object) SELECT e.tenant_id, "
+        "'tokenctl', CASE WHEN $3::boolean THEN 'webhook_endpoint.disabled' "
+        "ELSE 'webhook_endpoint.enabled' END, e.id FROM e), "
+        "p AS (SELECT count(*) AS n FROM ledger.deliveries d JOIN e ON d.tenant_id = e.tenant_id "
+        "AND d.endpoint_id = e.id WHERE d.status = 'pending') "
+        "SELECT (SELECT count(*) FROM e), (SELECT n FROM p)",
+        3, NULL, v, NULL, NULL, 0);
+    tok_status st = check(r, PGRES_TUPLES_OK, what);
+    if (st == TOK_OK && strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
+        say("%s: no endpoint %s for tenant %s", what, id, tenant_ref);
+        st = TOK_ERR_NOTFOUND;
+    }
+    if (st == TOK_OK) {
+        say("%s %s; %s pending deliveries %s", disable ? "disabled" : "enabled", id,
+            PQgetvalue(r, 0, 1), disable ? "wait until it is enabled" : "resume");
+        if (!disable)
+            PQclear(PQexec(pg, "NOTIFY tokend_deliveries"));
+    }
+    PQclear(r);
+    PQfinish(pg);
+    return st;
+}
+
+static tok_status webhook_disable(const struct tok_admin *a, int argc, char **argv)
+{
+    return webhook_set_disabled(a, argc, argv, true);
+}
+
+static tok_status webhook_enable(const struct tok_admin *a, int argc, char **argv)
+{
+    return webhook_set_disabled(a, argc, argv, false);
+}
+
 tok_status tok_admin_webhook(const struct tok_admin *a, int argc, char **argv)
 {
     static const struct tok_admin_cmd cmds[] = {
         {"add", webhook_add},
         {"list", webhook_list},
         {"replay", webhook_replay},
+        {"disable", webhook_disable},
+        {"enable", webhook_enable},
     };
     return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), usage);
 }

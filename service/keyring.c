@@ -21,6 +21,8 @@
 #define KDF_CONTEXT "tokend__"
 #define KDF_ID_API_KEY_HASH 1
 #define KDF_ID_AUDIT_MAC 2
+#define KDF_ID_REF_LOOKUP 3
+#define REF_LOOKUP_LABEL "tokend:v1:ref_lookup:"
 
 #define WRAP_AD_MAX (32 + TOK_KEYRING_ID_MAX)
 #define SEAL_AD_LABEL "tokend:aead"
@@ -30,6 +32,7 @@ struct tok_keyring {
     uint8_t kek[TOK_KEYRING_KEY_LEN];
     uint8_t api_hash_key[TOK_KEYRING_KEY_LEN];
     uint8_t audit_key[TOK_KEYRING_KEY_LEN];
+    uint8_t ref_lookup_root[TOK_KEYRING_KEY_LEN];
 };
 
 struct tok_tenant_keys {
@@ -37,6 +40,7 @@ struct tok_tenant_keys {
     uint32_t tenant_len;
     uint8_t dek[TOK_KEYRING_KEY_LEN];
     uint8_t fpk[TOK_KEYRING_KEY_LEN];
+    uint8_t ref_lookup[TOK_KEYRING_KEY_LEN];
     char tenant_id[TOK_KEYRING_ID_MAX + 1];
 };
 
@@ -75,7 +79,9 @@ static tok_status keyring_finish(struct tok_keyring *kr)
     if (crypto_kdf_derive_from_key(kr->api_hash_key, sizeof kr->api_hash_key,
                                    KDF_ID_API_KEY_HASH, KDF_CONTEXT, kr->kek) != 0 ||
         crypto_kdf_derive_from_key(kr->audit_key, sizeof kr->audit_key, KDF_ID_AUDIT_MAC,
-                                   KDF_CONTEXT, kr->kek) != 0)
+                                   KDF_CONTEXT, kr->kek) != 0 ||
+        crypto_kdf_derive_from_key(kr->ref_lookup_root, sizeof kr->ref_lookup_root,
+                                   KDF_ID_REF_LOOKUP, KDF_CONTEXT, kr->kek) != 0)
         return TOK_ERR_CRYPTO;
     TOK_ENSURE(sodium_mprotect_readonly(kr) == 0, TOK_ERR_INTERNAL);
     return TOK_OK;
@@ -374,6 +380,25 @@ void tok_tenant_keys_free(struct tok_tenant_keys **tk)
     *tk = NULL;
 }
 
+/* The tenant's lookup key comes from the master key and the tenant id, not from a
+ * key version: references stored under an older version still match after a rotation. */
+static tok_status ref_lookup_key(const struct tok_keyring *kr, const char *tenant_id, size_t tlen,
+                                 uint8_t out[TOK_KEYRING_KEY_LEN])
+{
+    crypto_generichash_state st;
+    int rc = crypto_generichash_init(&st, kr->ref_lookup_root, sizeof kr->ref_lookup_root,
+                                     TOK_KEYRING_KEY_LEN);
+    if (rc == 0)
+        rc = crypto_generichash_update(&st, (const uint8_t *)REF_LOOKUP_LABEL,
+                                       sizeof REF_LOOKUP_LABEL - 1);
+    if (rc == 0)
+        rc = crypto_generichash_update(&st, (const uint8_t *)tenant_id, tlen);
+    if (rc == 0)
+        rc = crypto_generichash_final(&st, out, TOK_KEYRING_KEY_LEN);
+    sodium_memzero(&st, sizeof st);
+    return rc == 0 ? TOK_OK : TOK_ERR_CRYPTO;
+}
+
 tok_status tok_keyring_tenant_keys_open(const struct tok_keyring *kr, const char *tenant_id,
                                         uint32_t version, struct tok_slice wrapped_dek,
                                         struct tok_slice wrapped_fpk, struct tok_tenant_keys **out)
@@ -399,6 +424,8 @@ tok_status tok_keyring_tenant_keys_open(const struct tok_keyring *kr, const char
     tok_status st = unwrap_key(kr, "dek", tenant_id, version, wrapped_dek, tk->dek);
     if (st == TOK_OK)
         st = unwrap_key(kr, "fpk", tenant_id, version, wrapped_fpk, tk->fpk);
+    if (st == TOK_OK)
+        st = ref_lookup_key(kr, tenant_id, tlen, tk->ref_lookup);
     if (st == TOK_OK && sodium_mprotect_readonly(tk) != 0)
         st = TOK_ERR_INTERNAL;
     if (st != TOK_OK) {
@@ -526,6 +553,16 @@ tok_status tok_tenant_keys_fingerprint(const struct tok_tenant_keys *tk, struct 
     TOK_ENSURE(bad == 0, TOK_ERR_INPUT);
     int rc = crypto_generichash(out, TOK_FINGERPRINT_LEN, digits.ptr, digits.len, tk->fpk,
                                 sizeof tk->fpk);
+    return rc == 0 ? TOK_OK : TOK_ERR_CRYPTO;
+}
+
+tok_status tok_tenant_keys_ref_lookup(const struct tok_tenant_keys *tk, struct tok_slice ref,
+                                      uint8_t out[TOK_KEYRING_HASH_LEN])
+{
+    TOK_ENSURE(tk != NULL && out != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(ref.ptr != NULL && ref.len > 0 && ref.len <= TOK_KEYRING_HASH_IN_MAX, TOK_ERR_INPUT);
+    int rc = crypto_generichash(out, TOK_KEYRING_HASH_LEN, ref.ptr, ref.len, tk->ref_lookup,
+                                sizeof tk->ref_lookup);
     return rc == 0 ? TOK_OK : TOK_ERR_CRYPTO;
 }
 

@@ -37,6 +37,8 @@ static const struct tok_route routes[] = {
     {"GET", "/v1/reconciliations/{id}/exceptions", tok_recon_api_exceptions},
     {"POST", "/v1/webhooks/{gateway}/{endpoint_id}", tok_webhooks_inbound},
     {"POST", "/v1/webhook-endpoints", tok_webhooks_endpoint_create},
+    {"GET", "/v1/webhook-endpoints", tok_webhooks_endpoints_list},
+    {"DELETE", "/v1/webhook-endpoints/{id}", tok_webhooks_endpoint_disable},
     {"GET", "/v1/events/{id}/deliveries", tok_webhooks_deliveries_list},
     {"GET", "/v1/elements/card", tok_elements_card},
     {"GET", "/v1/elements/card.js", tok_elements_card_js},

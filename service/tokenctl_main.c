@@ -45,6 +45,8 @@ static int usage(void)
           "                               add an event receiver; prints its secret, once\n"
           "  webhook list [--tenant T]    list event receivers (never their secrets)\n"
           "  webhook replay EVENT         deliver an event again to every receiver\n"
+          "  webhook disable|enable --tenant T ENDPOINT\n"
+          "                               stop deliveries to a receiver (pending wait), or resume\n"
           "  audit verify                 recompute the audit log's hash chain\n"
           "  reconcile --gateway stripe|adyen --file F --tenant T [--live|--test] [--exceptions OUT]\n"
           "                               match a settlement report against the ledger\n"

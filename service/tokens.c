@@ -93,9 +93,10 @@ static const struct tok_sql token_store_sql = {
     "ON CONFLICT (tenant_id, pan_shaped) DO NOTHING "
     "RETURNING id, created_at, expires_at, metadata), "
     "g AS (INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, ref_sealed, "
-    "key_version) SELECT $1, x.id, r.gateway, r.status, decode(r.sealed, 'hex'), x.key_version "
-    "FROM x JOIN t USING (id) CROSS JOIN LATERAL json_to_recordset(x.refs) "
-    "AS r(gateway text, status text, sealed text) RETURNING token_id, gateway, status), "
+    "key_version, ref_lookup) SELECT $1, x.id, r.gateway, r.status, decode(r.sealed, 'hex'), "
+    "x.key_version, decode(r.lookup, 'hex') FROM x JOIN t USING (id) "
+    "CROSS JOIN LATERAL json_to_recordset(x.refs) AS r(gateway text, status text, sealed text, "
+    "lookup text) RETURNING token_id, gateway, status), "
     "a AS (INSERT INTO audit.events (tenant_id, actor, action, object, request_id) "
     "SELECT $1, x.created_by, 'token.created', x.id, x.request_id FROM x JOIN t USING (id)), "
     "ga AS (SELECT token_id, string_agg(gateway || ':' || status, ' ' ORDER BY gateway) AS s "
@@ -114,7 +115,7 @@ static const struct tok_sql token_redact_sql = {
 
 static const struct tok_sql refs_destroy_sql = {
     "gateway_refs_destroy",
-    "UPDATE vault.gateway_refs SET ref_sealed = NULL, status = 'destroyed' "
+    "UPDATE vault.gateway_refs SET ref_sealed = NULL, ref_lookup = NULL, status = 'destroyed' "
     "WHERE tenant_id = $1 AND token_id = $2",
     2};
 
@@ -348,6 +349,7 @@ struct create_call {
     struct tok_gateway_call gw[TOK_ACCOUNTS_MAX];
     uint8_t sealed[TOK_ACCOUNTS_MAX][TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD];
     struct tok_buf sealed_buf[TOK_ACCOUNTS_MAX];
+    uint8_t ref_lookup[TOK_ACCOUNTS_MAX][TOK_KEYRING_HASH_LEN]; /* card updaters match on it */
 };
 
 static void wipe_card(struct create_call *c)
@@ -615,6 +617,9 @@ static void on_all_gateways_done(struct tok_req *r, struct create_call *c)
         tok_status st = r == NULL ? TOK_ERR_INTERNAL
                                   : tok_tenant_keys_seal(r->principal->keys, aad,
                                                          tok_slice_str(gw->ref), &c->sealed_buf[i]);
+        if (st == TOK_OK)
+            st = tok_tenant_keys_ref_lookup(r->principal->keys, tok_slice_str(gw->ref),
+                                            c->ref_lookup[i]);
         sodium_memzero(gw->ref, sizeof gw->ref);
         if (st != TOK_OK) {
             gw->outcome = TOK_GW_ERROR;
@@ -704,7 +709,18 @@ static void run_gateway(struct tok_req *r, struct create_call *c)
 #define SEALED_HEX_MAX (2 * (TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD) + 1)
 #define STORE_ROW_FIXED 1024
 
-static void store_row_json(struct tok_json_writer *w, const struct create_call *c, unsigned attempt)
+/* Hex text of bytes into out (a C string). */
+static tok_status hex_of(struct tok_slice bytes, char *out, size_t cap)
+{
+    struct tok_buf b;
+    tok_buf_init(&b, out, cap - 1);
+    TOK_GUARD(tok_hex_encode(bytes, &b));
+    out[b.len] = '\0';
+    return TOK_OK;
+}
+
+static tok_status store_row_json(struct tok_json_writer *w, const struct create_call *c,
+                                 unsigned attempt)
 {
     bool shaped = strcmp(c->row.format, "pan_shaped") == 0;
     tok_jw_obj_begin(w);
@@ -745,23 +761,26 @@ static void store_row_json(struct tok_json_writer *w, const struct create_call *
     tok_jw_arr_begin(w);
     for (unsigned i = 0; i < c->naccounts; i++) {
         bool ok = c->gw[i].outcome == TOK_GW_OK;
-        char hex[SEALED_HEX_MAX];
-        struct tok_buf hb;
-        tok_buf_init(&hb, hex, sizeof hex - 1);
-        if (ok && tok_hex_encode(tok_buf_slice(&c->sealed_buf[i]), &hb) != TOK_OK)
-            hb.len = 0; /* cannot happen: sized for the largest sealed reference */
-        hex[hb.len] = '\0';
+        char sealed[SEALED_HEX_MAX], lookup[2 * TOK_KEYRING_HASH_LEN + 1];
+        if (ok) {
+            TOK_GUARD(hex_of(tok_buf_slice(&c->sealed_buf[i]), sealed, sizeof sealed));
+            TOK_GUARD(hex_of(tok_slice_of(c->ref_lookup[i], TOK_KEYRING_HASH_LEN), lookup,
+                             sizeof lookup));
+        }
         tok_jw_obj_begin(w);
         tok_jw_key(w, "gateway");
         tok_jw_str(w, c->accounts[i].id);
         tok_jw_key(w, "status");
         tok_jw_str(w, ok ? "active" : "failed");
         tok_jw_key(w, "sealed");
-        tok_jw_str(w, ok ? hex : NULL);
+        tok_jw_str(w, ok ? sealed : NULL);
+        tok_jw_key(w, "lookup");
+        tok_jw_str(w, ok ? lookup : NULL);
         tok_jw_obj_end(w);
     }
     tok_jw_arr_end(w);
     tok_jw_obj_end(w);
+    return TOK_OK;
 }
 
 /* The created row of a job, from token_store_sql's row i. */
@@ -808,8 +827,8 @@ static tok_status store_exec(struct tok_db_job *const *jobs, unsigned n, struct 
         for (unsigned i = 0; i < n; i++) {
             const struct create_call *c = (const struct create_call *)jobs[i];
             bool retry = attempt == 0 || strcmp(c->row.format, "pan_shaped") == 0;
-            if (jobs[i]->status == TOK_ERR_CONFLICT && retry) {
-                store_row_json(&w, c, attempt);
+            if (jobs[i]->status == TOK_ERR_CONFLICT && retry && st == TOK_OK) {
+                st = store_row_json(&w, c, attempt);
                 pending++;
             }
         }
@@ -817,7 +836,8 @@ static tok_status store_exec(struct tok_db_job *const *jobs, unsigned n, struct 
         const char *json = NULL;
         if (pending == 0)
             break;
-        st = tok_jw_finish(&w);
+        if (st == TOK_OK)
+            st = tok_jw_finish(&w);
         if (st == TOK_OK)
             st = tok_buf_cstr(&b, &json);
         PGresult *res = NULL;

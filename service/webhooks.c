@@ -30,6 +30,11 @@ static void copy_field(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+static int int_field(const char *s)
+{
+    return (int)strtol(s, NULL, 10);
+}
+
 static bool id_ok(struct tok_slice id, const char *prefix)
 {
     size_t pl = strlen(prefix);
@@ -74,12 +79,14 @@ static const struct tok_sql charge_find_sql = {
 static const struct tok_sql event_record_sql = {
     "webhook_event_record",
     "INSERT INTO ledger.gateway_events (tenant_id, gateway_id, gateway_event_id, gateway, livemode, "
-    "type, gateway_ref, charge_id, applied, outcome, from_status, to_status, payload) "
+    "type, gateway_ref, charge_id, applied, outcome, from_status, to_status, token_id, payload) "
     "VALUES ($1, $2, $3, $4, $5::boolean, $6, nullif($7, ''), nullif($8, ''), $9::boolean, $10, "
-    "nullif($11, ''), nullif($12, ''), jsonb_strip_nulls(jsonb_build_object('action', $13::text, "
-    "'amount_captured', nullif($14, '')::bigint, 'amount_refunded', nullif($15, '')::bigint, "
-    "'refund_reference', nullif($16, '')))) ON CONFLICT DO NOTHING RETURNING 1",
-    16};
+    "nullif($11, ''), nullif($12, ''), nullif($17, ''), jsonb_strip_nulls(jsonb_build_object("
+    "'action', $13::text, 'amount_captured', nullif($14, '')::bigint, "
+    "'amount_refunded', nullif($15, '')::bigint, 'refund_reference', nullif($16, ''), "
+    "'exp_month', nullif($18, '')::integer, 'exp_year', nullif($19, '')::integer, "
+    "'last4', nullif($20, ''), 'brand', nullif($21, '')))) ON CONFLICT DO NOTHING RETURNING 1",
+    21};
 
 static const struct tok_sql charge_apply_sql = {
     "webhook_charge_apply",
@@ -88,25 +95,80 @@ static const struct tok_sql charge_apply_sql = {
     "AND c.livemode = $3::boolean RETURNING ledger.charge_object(c)::text",
     6};
 
+/* The token whose reference at this gateway account hashes to $3 (sql/009). */
+static const struct tok_sql token_find_sql = {
+    "webhook_token_find",
+    "SELECT t.id, t.exp_month, t.exp_year, t.last4, t.brand FROM vault.gateway_refs r "
+    "JOIN vault.tokens t ON t.tenant_id = r.tenant_id AND t.id = r.token_id "
+    "WHERE r.tenant_id = $1 AND r.gateway = $2 AND r.ref_lookup = $3 AND r.status = 'active' "
+    "AND t.livemode = $4::boolean AND t.redacted_at IS NULL "
+    "ORDER BY t.created_at LIMIT 1 FOR UPDATE OF t",
+    4};
+
+static const struct tok_sql token_card_apply_sql = {
+    "webhook_token_card_apply",
+    "UPDATE vault.tokens t SET exp_month = $3::smallint, exp_year = $4::smallint, last4 = $5, "
+    "brand = coalesce(nullif($6, ''), t.brand) WHERE t.tenant_id = $1 AND t.id = $2 "
+    "RETURNING vault.token_object(t)::text",
+    6};
+
 static const char *const action_names[] = {"ignore", "authorised", "requires_capture", "succeeded",
                                            "refund_total", "refund_delta", "disputed", "failed",
-                                           "canceled"};
+                                           "canceled", "card_updated"};
 
-static tok_status apply_one(struct tok_db_conn *conn, struct hook_call *h, const char *tenant,
-                            bool live, const struct tok_gw_event *e)
+/* What an event did, as ledger.gateway_events records it. */
+struct verdict {
+    const char *outcome; /* applied, not_applied, unmatched, ignored */
+    bool apply;
+    char charge_id[TOK_ID_MAX], token_id[TOK_ID_MAX], from[24];
+    const char *to;
+    bool card_ok; /* the card fields passed validation: the only ones ever recorded */
+};
+
+/* Records the event once; *fresh is false for a redelivery, which then changes nothing. */
+static tok_status record_event(struct tok_db_conn *conn, struct hook_call *h, const char *tenant,
+                               bool live, const struct tok_gw_event *e, const struct verdict *v,
+                               bool *fresh)
+{
+    char cap[24] = "", ref[24] = "", month[8] = "", year[8] = "";
+    if (e->amount_captured >= 0)
+        snprintf(cap, sizeof cap, "%lld", (long long)e->amount_captured);
+    if (e->amount_refunded >= 0)
+        snprintf(ref, sizeof ref, "%lld", (long long)e->amount_refunded);
+    if (v->card_ok) {
+        snprintf(month, sizeof month, "%d", e->card.exp_month);
+        snprintf(year, sizeof year, "%d", e->card.exp_year);
+    }
+    const char *rv[21] = {tenant, h->gw_id, e->id, kind_names[h->kind], live ? "t" : "f", e->type,
+                          e->ref, v->charge_id, v->apply ? "t" : "f", v->outcome, v->from,
+                          v->to != NULL ? v->to : "", action_names[e->action], cap, ref,
+                          e->refund_ref, v->token_id, month, year,
+                          v->card_ok ? e->card.last4 : "", v->card_ok ? e->card.brand : ""};
+    PGresult *res = NULL;
+    TOK_GUARD(tok_db_exec(conn, &event_record_sql, rv, NULL, NULL, &res));
+    *fresh = PQntuples(res) == 1;
+    PQclear(res);
+    h->nevents++;
+    if (!*fresh)
+        h->ndup++;
+    return TOK_OK;
+}
+
+static tok_status apply_charge(struct tok_db_conn *conn, struct hook_call *h, const char *tenant,
+                               bool live, const struct tok_gw_event *e)
 {
     const char *lv = live ? "t" : "f";
     const char *fv[4] = {tenant, e->ref, lv, e->refund_ref};
     PGresult *res = NULL;
     TOK_GUARD(tok_db_exec(conn, &charge_find_sql, fv, NULL, NULL, &res));
     bool found = PQntuples(res) == 1 && e->ref[0] != '\0';
-    char charge_id[TOK_ID_MAX] = "", from[24] = "";
+    struct verdict v = {0};
     struct tok_charge_view view = {0};
     struct tok_charge_change ch = {0};
     if (found) {
-        copy_field(charge_id, sizeof charge_id, PQgetvalue(res, 0, 0));
-        copy_field(from, sizeof from, PQgetvalue(res, 0, 1));
-        if (tok_charge_state_parse(from, &view.state) != TOK_OK)
+        copy_field(v.charge_id, sizeof v.charge_id, PQgetvalue(res, 0, 0));
+        copy_field(v.from, sizeof v.from, PQgetvalue(res, 0, 1));
+        if (tok_charge_state_parse(v.from, &view.state) != TOK_OK)
             view.state = TOK_CH_DECLINED; /* unknown: treat as final */
         view.amount = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
         view.captured = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
@@ -117,33 +179,20 @@ static tok_status apply_one(struct tok_db_conn *conn, struct hook_call *h, const
     }
     PQclear(res);
     res = NULL;
-    const char *outcome = e->action == TOK_GWA_IGNORE ? "ignored"
-                          : !found                   ? "unmatched"
-                          : ch.apply                 ? "applied"
-                                                     : "not_applied";
-    char cap[24] = "", ref[24] = "", capn[24], refn[24];
-    if (e->amount_captured >= 0)
-        snprintf(cap, sizeof cap, "%lld", (long long)e->amount_captured);
-    if (e->amount_refunded >= 0)
-        snprintf(ref, sizeof ref, "%lld", (long long)e->amount_refunded);
-    const char *to = ch.apply ? tok_charge_state_name(ch.to) : "";
-    const char *rv[16] = {tenant, h->gw_id, e->id, kind_names[h->kind], lv, e->type, e->ref,
-                          charge_id, ch.apply ? "t" : "f", outcome, from, to,
-                          action_names[e->action], cap, ref, e->refund_ref};
-    TOK_GUARD(tok_db_exec(conn, &event_record_sql, rv, NULL, NULL, &res));
-    bool fresh = PQntuples(res) == 1;
-    PQclear(res);
-    res = NULL;
-    h->nevents++;
-    if (!fresh) {
-        h->ndup++; /* a redelivery: recorded the first time, changes nothing now */
+    v.apply = ch.apply;
+    v.outcome = e->action == TOK_GWA_IGNORE ? "ignored"
+                : !found                   ? "unmatched"
+                : ch.apply                 ? "applied"
+                                           : "not_applied";
+    v.to = ch.apply ? tok_charge_state_name(ch.to) : "";
+    bool fresh = false;
+    TOK_GUARD(record_event(conn, h, tenant, live, e, &v, &fresh));
+    if (!fresh || !ch.apply)
         return TOK_OK;
-    }
-    if (!ch.apply)
-        return TOK_OK;
+    char capn[24], refn[24];
     snprintf(capn, sizeof capn, "%lld", (long long)ch.captured);
     snprintf(refn, sizeof refn, "%lld", (long long)ch.refunded);
-    const char *av[6] = {tenant, charge_id, lv, to, capn, refn};
+    const char *av[6] = {tenant, v.charge_id, lv, v.to, capn, refn};
     TOK_GUARD(tok_db_exec(conn, &charge_apply_sql, av, NULL, NULL, &res));
     tok_status st = TOK_ERR_INTERNAL;
     if (PQntuples(res) == 1)
@@ -153,12 +202,71 @@ static tok_status apply_one(struct tok_db_conn *conn, struct hook_call *h, const
     if (st == TOK_OK) {
         /* every state change is audited; the actor is the gateway account that reported it */
         char action[48];
-        snprintf(action, sizeof action, "charge.%s", to);
-        st = tok_audit_insert(conn, tenant, h->gw_id, action, charge_id, h->request_id);
+        snprintf(action, sizeof action, "charge.%s", v.to);
+        st = tok_audit_insert(conn, tenant, h->gw_id, action, v.charge_id, h->request_id);
     }
     if (st == TOK_OK)
         h->napplied++;
     return st;
+}
+
+/* A card updater changed a stored card: new expiry, last 4 (and brand when named) on the
+ * token the gateway's reference belongs to, announced as token.updated. */
+static tok_status apply_card(struct tok_db_conn *conn, struct hook_call *h,
+                             const struct tok_tenant_keys *tk, const char *tenant, bool live,
+                             const struct tok_gw_event *e)
+{
+    struct tm now;
+    time_t t = (time_t)h->now;
+    TOK_ENSURE(gmtime_r(&t, &now) != NULL, TOK_ERR_INTERNAL);
+    struct verdict v = {.outcome = "unmatched", .to = ""};
+    v.card_ok = tok_webhook_card_update_ok(&e->card, now.tm_mon + 1, now.tm_year + 1900);
+    uint8_t lookup[TOK_KEYRING_HASH_LEN];
+    TOK_GUARD(tok_tenant_keys_ref_lookup(tk, tok_slice_str(e->ref), lookup));
+    const char *fv[4] = {tenant, h->gw_id, (const char *)lookup, live ? "t" : "f"};
+    const int fl[4] = {0, 0, sizeof lookup, 0}, ff[4] = {0, 0, 1, 0};
+    PGresult *res = NULL;
+    TOK_GUARD(tok_db_exec(conn, &token_find_sql, fv, fl, ff, &res));
+    if (PQntuples(res) == 1) {
+        copy_field(v.token_id, sizeof v.token_id, PQgetvalue(res, 0, 0));
+        /* an update that changes nothing announces nothing */
+        bool same = int_field(PQgetvalue(res, 0, 1)) == e->card.exp_month &&
+                    int_field(PQgetvalue(res, 0, 2)) == e->card.exp_year &&
+                    strcmp(PQgetvalue(res, 0, 3), e->card.last4) == 0 &&
+                    (e->card.brand[0] == '\0' || strcmp(PQgetvalue(res, 0, 4), e->card.brand) == 0);
+        v.apply = v.card_ok && !same;
+        v.outcome = v.apply ? "applied" : "not_applied";
+    }
+    PQclear(res);
+    res = NULL;
+    bool fresh = false;
+    TOK_GUARD(record_event(conn, h, tenant, live, e, &v, &fresh));
+    if (!fresh || !v.apply)
+        return TOK_OK;
+    char month[8], year[8];
+    snprintf(month, sizeof month, "%d", e->card.exp_month);
+    snprintf(year, sizeof year, "%d", e->card.exp_year);
+    const char *av[6] = {tenant, v.token_id, month, year, e->card.last4, e->card.brand};
+    TOK_GUARD(tok_db_exec(conn, &token_card_apply_sql, av, NULL, NULL, &res));
+    tok_status st = TOK_ERR_INTERNAL;
+    if (PQntuples(res) == 1)
+        st = tok_events_emit(conn, tenant, live, "token.updated",
+                             tok_slice_of(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)));
+    PQclear(res);
+    if (st == TOK_OK)
+        st = tok_audit_insert(conn, tenant, h->gw_id, "token.updated", v.token_id, h->request_id);
+    if (st == TOK_OK)
+        h->napplied++;
+    return st;
+}
+
+static tok_status apply_one(struct tok_db_conn *conn, struct hook_call *h,
+                            const struct tok_tenant_keys *tk, const char *tenant, bool live,
+                            const struct tok_gw_event *e)
+{
+    if (e->action == TOK_GWA_CARD_UPDATED)
+        return apply_card(conn, h, tk, tenant, live, e);
+    return apply_charge(conn, h, tenant, live, e);
 }
 
 static void refuse(struct hook_call *h, int status, const char *code, const char *detail)
@@ -168,8 +276,10 @@ static void refuse(struct hook_call *h, int status, const char *code, const char
     h->detail = detail;
 }
 
-/* Unseals the account's credentials and copies the one secret this kind uses. */
-static tok_status secret_of(struct hook_call *h, PGresult *res, struct tok_buf *secret)
+/* Unseals the account's credentials and copies the one secret this kind uses; *tk takes
+ * the tenant keys (the caller frees them). */
+static tok_status secret_of(struct hook_call *h, PGresult *res, struct tok_buf *secret,
+                            struct tok_tenant_keys **tk)
 {
     const char *tenant = PQgetvalue(res, 0, 0);
     uint32_t version = (uint32_t)strtoul(PQgetvalue(res, 0, 4), NULL, 10);
@@ -177,19 +287,18 @@ static tok_status secret_of(struct hook_call *h, PGresult *res, struct tok_buf *
     unsigned char *sealed = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 3), &slen);
     unsigned char *dek = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 5), &dlen);
     unsigned char *fpk = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 6), &flen);
-    struct tok_tenant_keys *tk = NULL;
     struct tok_buf plain = {0};
     struct tok_json_doc *doc = NULL;
     tok_status st = sealed != NULL && dek != NULL && fpk != NULL && slen <= CRED_MAX ? TOK_OK
                                                                                       : TOK_ERR_INPUT;
     if (st == TOK_OK)
         st = tok_keyring_tenant_keys_open(h->kr, tenant, version, tok_slice_of(dek, dlen),
-                                          tok_slice_of(fpk, flen), &tk);
+                                          tok_slice_of(fpk, flen), tk);
     if (st == TOK_OK)
         st = tok_buf_alloc(&plain, (uint32_t)slen + 1, true);
     if (st == TOK_OK) {
         struct tok_aad aad = {tenant, "vault.gateways", "credentials_sealed", h->gw_id};
-        st = tok_tenant_keys_open(tk, aad, tok_slice_of(sealed, slen), &plain);
+        st = tok_tenant_keys_open(*tk, aad, tok_slice_of(sealed, slen), &plain);
     }
     if (st == TOK_OK)
         st = tok_json_parse(tok_buf_slice(&plain), NULL, &doc, NULL);
@@ -207,7 +316,6 @@ static tok_status secret_of(struct hook_call *h, PGresult *res, struct tok_buf *
         st = tok_buf_write(secret, v.ptr, v.len);
     tok_json_doc_free(&doc);
     tok_buf_wipe(&plain);
-    tok_tenant_keys_free(&tk);
     PQfreemem(sealed);
     PQfreemem(dek);
     PQfreemem(fpk);
@@ -229,10 +337,12 @@ static tok_status hook_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     copy_field(tenant, sizeof tenant, PQgetvalue(res, 0, 0));
     bool live = PQgetvalue(res, 0, 2)[0] == 't';
     struct tok_buf secret = {0};
-    tok_status st = secret_of(h, res, &secret);
+    struct tok_tenant_keys *tk = NULL;
+    tok_status st = secret_of(h, res, &secret, &tk);
     PQclear(res);
     if (st != TOK_OK) {
         tok_buf_wipe(&secret);
+        tok_tenant_keys_free(&tk);
         tok_log_warn("%s: gateway account %s has no usable webhook secret (%s)", __func__, h->gw_id,
                      tok_status_name(st));
         refuse(h, 401, "signature_invalid", "the signature cannot be verified for this endpoint");
@@ -244,6 +354,7 @@ static tok_status hook_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     size_t n = 0;
     if (events == NULL) {
         tok_buf_wipe(&secret);
+        tok_tenant_keys_free(&tk);
         return TOK_ERR_NOMEM;
     }
     if (h->kind != K_ADYEN) {
@@ -284,8 +395,9 @@ static tok_status hook_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     if (st == TOK_OK && h->status == 0 && n > 0) {
         st = tok_db_set_tenant(conn, tenant);
         for (size_t i = 0; i < n && st == TOK_OK; i++)
-            st = apply_one(conn, h, tenant, live, &events[i]);
+            st = apply_one(conn, h, tk, tenant, live, &events[i]);
     }
+    tok_tenant_keys_free(&tk);
     tok_json_doc_free(&doc);
     free(events);
     if (st == TOK_OK && h->status == 0)
@@ -440,6 +552,8 @@ static void endpoint_result(struct tok_call *call, struct tok_req *r)
     tok_jw_bool(&w, e->livemode);
     tok_jw_key(&w, "url");
     tok_jw_str(&w, e->url);
+    tok_jw_key(&w, "disabled");
+    tok_jw_bool(&w, false);
     tok_jw_key(&w, "secret");
     tok_jw_strn(&w, tok_buf_slice(&e->secret));
     tok_jw_key(&w, "created_at");
@@ -536,94 +650,160 @@ void tok_webhooks_endpoint_create(struct tok_req *r)
     tok_auth_require(r, TOK_SCOPE_ADMIN, endpoint_authed);
 }
 
-/* ---- GET /v1/events/{id}/deliveries ---------------------------------------------------- */
+/* ---- reads and the disabling of endpoints: one row of JSON ----------------------------- */
 
-struct list_call {
+/* One database job that answers with the JSON text of its query's single row; no row
+ * means not found. Parameters: $1 tenant, $2 livemode, $3 the id from the path (if any). */
+struct json_call {
     struct tok_call call; /* first */
-    char tenant_id[TOK_ID_MAX];
+    const struct tok_sql *sql;
+    const char *audit_action; /* audited when a row comes back; NULL: a read */
+    const char *missing_code, *missing_detail;
+    char tenant_id[TOK_ID_MAX], actor[TOK_ID_MAX], request_id[TOK_REQUEST_ID_LEN + 1];
     bool livemode;
     char id[TOK_ID_MAX];
     bool found;
     struct tok_buf out;
 };
 
+#define TS_JSON(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#define ENDPOINT_JSON(e)                                                                           \
+    "jsonb_build_object('id', " e ".id, 'object', 'webhook_endpoint', 'livemode', " e ".livemode, " \
+    "'url', " e ".url, 'disabled', " e ".disabled_at IS NOT NULL, 'disabled_at', "                 \
+    TS_JSON(e ".disabled_at") ", 'created_at', " TS_JSON(e ".created_at") ")"
+
 static const struct tok_sql deliveries_sql = {
     "webhook_deliveries_list",
-    "SELECT EXISTS (SELECT 1 FROM ledger.events WHERE tenant_id = $1 AND id = $2 AND livemode = $3::boolean), "
-    "jsonb_build_object('object', 'list', 'data', coalesce((SELECT jsonb_agg(jsonb_build_object("
+    "SELECT jsonb_build_object('object', 'list', 'data', coalesce((SELECT jsonb_agg(jsonb_build_object("
     "'id', d.id, 'object', 'delivery', 'event', d.event_id, 'endpoint', d.endpoint_id, 'url', e.url, "
     "'status', d.status, 'attempts', d.attempts, 'last_status', d.last_status, 'last_error', d.last_error, "
-    "'next_attempt_at', CASE WHEN d.status = 'pending' THEN to_char(d.next_attempt_at AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END, "
-    "'delivered_at', to_char(d.delivered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+    "'next_attempt_at', CASE WHEN d.status = 'pending' THEN " TS_JSON("d.next_attempt_at") " END, "
+    "'delivered_at', " TS_JSON("d.delivered_at") ", "
     "'attempt_log', coalesce((SELECT jsonb_agg(jsonb_build_object('attempt', a.attempt, "
     "'http_status', a.http_status, 'error', a.error, 'duration_ms', a.duration_ms, 'at', "
     "to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) ORDER BY a.attempt) "
     "FROM ledger.delivery_attempts a WHERE a.tenant_id = d.tenant_id AND a.delivery_id = d.id), '[]'::jsonb)"
     ") ORDER BY d.created_at, d.id) FROM ledger.deliveries d JOIN ledger.webhook_endpoints e "
-    "ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id WHERE d.tenant_id = $1 AND d.event_id = $2), "
-    "'[]'::jsonb))::text",
+    "ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id WHERE d.tenant_id = $1 AND d.event_id = $3), "
+    "'[]'::jsonb))::text "
+    "WHERE EXISTS (SELECT 1 FROM ledger.events WHERE tenant_id = $1 AND livemode = $2::boolean AND id = $3)",
     3};
 
-static tok_status list_exec(struct tok_db_job *job, struct tok_db_conn *conn)
+static const struct tok_sql endpoints_list_sql = {
+    "webhook_endpoints_list",
+    "SELECT jsonb_build_object('object', 'list', 'data', coalesce(jsonb_agg(" ENDPOINT_JSON("e")
+    " ORDER BY e.created_at, e.id), '[]'::jsonb))::text FROM ledger.webhook_endpoints e "
+    "WHERE e.tenant_id = $1 AND e.livemode = $2::boolean",
+    2};
+
+/* Disabling keeps the endpoint and its pending deliveries: they wait, unclaimed
+ * (ledger.deliveries_claim skips disabled endpoints), until tokenctl enables it again. */
+static const struct tok_sql endpoint_disable_sql = {
+    "webhook_endpoint_disable",
+    "UPDATE ledger.webhook_endpoints e SET disabled_at = coalesce(e.disabled_at, now()) "
+    "WHERE e.tenant_id = $1 AND e.livemode = $2::boolean AND e.id = $3 RETURNING " ENDPOINT_JSON("e")
+    "::text",
+    3};
+
+static tok_status json_exec(struct tok_db_job *job, struct tok_db_conn *conn)
 {
-    struct list_call *l = (struct list_call *)job;
-    TOK_GUARD(tok_db_set_tenant(conn, l->tenant_id));
-    const char *v[3] = {l->tenant_id, l->id, l->livemode ? "t" : "f"};
+    struct json_call *j = (struct json_call *)job;
+    TOK_GUARD(tok_db_set_tenant(conn, j->tenant_id));
+    const char *v[3] = {j->tenant_id, j->livemode ? "t" : "f", j->id};
     PGresult *res = NULL;
-    TOK_GUARD(tok_db_exec(conn, &deliveries_sql, v, NULL, NULL, &res));
+    TOK_GUARD(tok_db_exec(conn, j->sql, v, NULL, NULL, &res));
     tok_status st = TOK_OK;
-    l->found = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
-    if (l->found)
-        st = tok_buf_write(&l->out, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+    j->found = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+    if (j->found)
+        st = tok_buf_write(&j->out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
     PQclear(res);
+    if (st == TOK_OK && j->found && j->audit_action != NULL)
+        st = tok_audit_insert(conn, j->tenant_id, j->actor, j->audit_action, j->id, j->request_id);
     return st;
 }
 
-static void list_result(struct tok_call *call, struct tok_req *r)
+static void json_result(struct tok_call *call, struct tok_req *r)
 {
-    struct list_call *l = (struct list_call *)call;
+    struct json_call *j = (struct json_call *)call;
     if (call->job.status != TOK_OK) {
-        tok_log_err("%s: %s: %s", __func__, r->id, tok_status_name(call->job.status));
+        tok_log_err("%s: %s: %s failed (%s)", __func__, r->id, j->sql->name,
+                    tok_status_name(call->job.status));
         tok_http_problem(r, 503, "database_unavailable", NULL, NULL);
         return;
     }
-    if (!l->found) {
-        tok_http_problem(r, 404, "event_not_found", "no such event", "id");
+    if (!j->found) {
+        tok_http_problem(r, 404, j->missing_code, j->missing_detail, "id");
         return;
     }
-    tok_http_json(r, 200, tok_buf_slice(&l->out));
+    tok_http_json(r, 200, tok_buf_slice(&j->out));
 }
 
-static void list_release(struct tok_call *call)
+static void json_release(struct tok_call *call)
 {
-    struct list_call *l = (struct list_call *)call;
-    tok_buf_wipe(&l->out);
-    free(l);
+    struct json_call *j = (struct json_call *)call;
+    tok_buf_wipe(&j->out);
+    free(j);
 }
 
-static void list_authed(struct tok_req *r)
+/* Runs sql for the authenticated tenant; id_prefix: the path's {id} must be such an id
+ * (NULL: the route has none). */
+static void json_call_run(struct tok_req *r, const struct tok_sql *sql, const char *id_prefix,
+                          const char *audit_action, const char *missing_code,
+                          const char *missing_detail)
 {
-    if (!id_ok(r->params[0], "evt_")) {
-        tok_http_problem(r, 404, "event_not_found", "no such event", "id");
+    if (id_prefix != NULL && !id_ok(r->params[0], id_prefix)) {
+        tok_http_problem(r, 404, missing_code, missing_detail, "id");
         return;
     }
-    struct list_call *l = calloc(1, sizeof *l);
-    if (l == NULL || tok_buf_alloc(&l->out, OUT_MAX, false) != TOK_OK) {
-        free(l);
+    struct json_call *j = calloc(1, sizeof *j);
+    if (j == NULL || tok_buf_alloc(&j->out, OUT_MAX, false) != TOK_OK) {
+        free(j);
         tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
         return;
     }
-    l->call.release = list_release;
-    l->call.on_result = list_result;
-    l->call.job.exec = list_exec;
-    l->livemode = r->principal->livemode;
-    copy_field(l->tenant_id, sizeof l->tenant_id, r->principal->tenant_id);
-    tok_copy(l->id, r->params[0].ptr, r->params[0].len);
-    tok_http_call(r, &l->call);
+    j->call.release = json_release;
+    j->call.on_result = json_result;
+    j->call.job.exec = json_exec;
+    j->sql = sql;
+    j->audit_action = audit_action;
+    j->missing_code = missing_code;
+    j->missing_detail = missing_detail;
+    j->livemode = r->principal->livemode;
+    copy_field(j->tenant_id, sizeof j->tenant_id, r->principal->tenant_id);
+    copy_field(j->actor, sizeof j->actor, r->principal->key_id);
+    copy_field(j->request_id, sizeof j->request_id, r->id);
+    if (id_prefix != NULL)
+        tok_copy(j->id, r->params[0].ptr, r->params[0].len);
+    tok_http_call(r, &j->call);
+}
+
+static void deliveries_authed(struct tok_req *r)
+{
+    json_call_run(r, &deliveries_sql, "evt_", NULL, "event_not_found", "no such event");
 }
 
 void tok_webhooks_deliveries_list(struct tok_req *r)
 {
-    tok_auth_require(r, TOK_SCOPE_REPORTS_READ | TOK_SCOPE_ADMIN, list_authed);
+    tok_auth_require(r, TOK_SCOPE_REPORTS_READ | TOK_SCOPE_ADMIN, deliveries_authed);
+}
+
+static void endpoints_list_authed(struct tok_req *r)
+{
+    json_call_run(r, &endpoints_list_sql, NULL, NULL, "internal_error", NULL);
+}
+
+void tok_webhooks_endpoints_list(struct tok_req *r)
+{
+    tok_auth_require(r, TOK_SCOPE_ADMIN, endpoints_list_authed);
+}
+
+static void endpoint_disable_authed(struct tok_req *r)
+{
+    json_call_run(r, &endpoint_disable_sql, "we_", "webhook_endpoint.disabled",
+                  "endpoint_not_found", "no such webhook endpoint");
+}
+
+void tok_webhooks_endpoint_disable(struct tok_req *r)
+{
+    tok_auth_require(r, TOK_SCOPE_ADMIN, endpoint_disable_authed);
 }

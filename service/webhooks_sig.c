@@ -5,6 +5,7 @@
  * a pure function with a unit test (tests/unit/check_webhooks.c).
  */
 #include "tokend/webhooks.h"
+#include "tokend/card.h"
 #include "tokend/encoding.h"
 #include "tokend/json.h"
 
@@ -242,6 +243,9 @@ static const struct type_map stripe_types[] = {
     {"charge.failed", TOK_GWA_FAILED},
     {"charge.refunded", TOK_GWA_REFUND_TOTAL},
     {"charge.dispute.created", TOK_GWA_DISPUTED},
+    /* the card updater; a PaymentMethod update through the API carries the card too */
+    {"payment_method.automatically_updated", TOK_GWA_CARD_UPDATED},
+    {"payment_method.updated", TOK_GWA_CARD_UPDATED},
 };
 
 static const struct type_map sandbox_types[] = {
@@ -251,7 +255,49 @@ static const struct type_map sandbox_types[] = {
     {"charge.disputed", TOK_GWA_DISPUTED},
     {"charge.failed", TOK_GWA_FAILED},
     {"charge.canceled", TOK_GWA_CANCELED},
+    {"payment_method.updated", TOK_GWA_CARD_UPDATED},
 };
+
+static int small_int_or(const struct tok_json_node *n)
+{
+    int64_t v = int_or(n, -1);
+    return v > 9999 ? -1 : (int)v;
+}
+
+/* Keeps only what passes its shape: 4 ASCII digits, a brand name tokend uses. */
+static void card_update_of(const struct tok_json_node *card, struct tok_card_update *u)
+{
+    u->exp_month = small_int_or(tok_json_get(card, "exp_month"));
+    u->exp_year = small_int_or(tok_json_get(card, "exp_year"));
+    struct tok_slice s;
+    const struct tok_json_node *l4 = tok_json_get(card, "last4");
+    if (l4 != NULL && tok_json_string(l4, &s) == TOK_OK && s.len == 4) {
+        bool digits = true;
+        for (size_t i = 0; i < 4; i++)
+            digits = digits && s.ptr[i] >= '0' && s.ptr[i] <= '9';
+        if (digits) {
+            tok_copy(u->last4, s.ptr, 4);
+            u->last4[4] = '\0';
+        }
+    }
+    const struct tok_json_node *b = tok_json_get(card, "brand");
+    if (b == NULL || tok_json_string(b, &s) != TOK_OK)
+        return;
+    for (int i = TOK_BRAND_UNKNOWN + 1; i < TOK_BRAND_COUNT; i++) {
+        const char *name = tok_card_brand_name((enum tok_card_brand)i);
+        if (tok_slice_eq(s, name) && strlen(name) < sizeof u->brand) {
+            tok_copy(u->brand, name, strlen(name) + 1);
+            return;
+        }
+    }
+}
+
+bool tok_webhook_card_update_ok(const struct tok_card_update *u, int now_month, int now_year)
+{
+    const char *code = NULL;
+    return u != NULL && u->exp_year >= 1000 && u->last4[0] != '\0' &&
+           tok_card_expiry_check(u->exp_month, u->exp_year, now_month, now_year, &code) == TOK_OK;
+}
 
 tok_status tok_webhook_parse_stripe(struct tok_slice body, bool sandbox, struct tok_gw_event *out)
 {
@@ -276,16 +322,24 @@ tok_status tok_webhook_parse_stripe(struct tok_slice body, bool sandbox, struct 
         if (strcmp(out->type, map[i].type) == 0)
             out->action = map[i].action;
     bool ref_ok;
-    if (sandbox)
+    if (out->action == TOK_GWA_CARD_UPDATED) {
+        card_update_of(sandbox ? obj : tok_json_get(obj, "card"), &out->card);
+        ref_ok = copy_str(tok_json_get(obj, sandbox ? "gateway_reference" : "id"), out->ref,
+                          sizeof out->ref);
+    } else if (sandbox) {
         ref_ok = copy_str(tok_json_get(obj, "gateway_reference"), out->ref, sizeof out->ref);
-    else if (strncmp(out->type, "charge.dispute.", 15) == 0)
+    } else if (strncmp(out->type, "charge.dispute.", 15) == 0) {
         ref_ok = copy_str(tok_json_get(obj, "payment_intent"), out->ref, sizeof out->ref) ||
                  copy_str(tok_json_get(obj, "charge"), out->ref, sizeof out->ref);
-    else
+    } else {
         ref_ok = copy_str(tok_json_get(obj, "payment_intent"), out->ref, sizeof out->ref) ||
                  copy_str(tok_json_get(obj, "id"), out->ref, sizeof out->ref);
+    }
     if (!ref_ok && out->action != TOK_GWA_IGNORE)
         goto done;
+    st = TOK_OK;
+    if (out->action == TOK_GWA_CARD_UPDATED)
+        goto done; /* no amounts */
     if (sandbox) {
         out->amount_captured = int_or(tok_json_get(obj, "amount_captured"), -1);
         out->amount_refunded = int_or(tok_json_get(obj, "amount_refunded"), -1);
@@ -300,7 +354,6 @@ tok_status tok_webhook_parse_stripe(struct tok_slice body, bool sandbox, struct 
             out->action == TOK_GWA_SUCCEEDED)
             out->action = TOK_GWA_REQUIRES_CAPTURE;
     }
-    st = TOK_OK;
 done:
     tok_json_doc_free(&doc);
     return st;

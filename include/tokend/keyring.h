@@ -4,7 +4,9 @@
  * Hierarchy (DESIGN.md, "Key hierarchy"):
  *   master key (KEK, 32 bytes, from a file)
  *     -> sub-keys by crypto_kdf_derive_from_key, context "tokend__":
- *          id 1: API-key hashing key, id 2: audit MAC key
+ *          id 1: API-key hashing key, id 2: audit MAC key, id 3: reference-lookup root
+ *     -> per tenant, BLAKE2b(reference-lookup root, "tokend:v1:ref_lookup:" tenant_id):
+ *          the tenant's reference-lookup key (the same for every key version)
  *     -> per tenant and version, two random 32-byte keys stored wrapped by the KEK:
  *          DEK  (seals gateway references and credentials)
  *          FPK  (fingerprints PANs; guarded like the KEK: with last 4 and BIN
@@ -179,6 +181,17 @@ TOK_MUST_CHECK tok_status tok_tenant_keys_open(const struct tok_tenant_keys *tk,
 TOK_MUST_CHECK tok_status tok_tenant_keys_fingerprint(const struct tok_tenant_keys *tk,
                                                       struct tok_slice digits,
                                                       uint8_t out[TOK_FINGERPRINT_LEN]);
+
+/**
+ * Keyed BLAKE2b-256 of a gateway's own reference (a payment-method id such as "pm_...")
+ * under the tenant's reference-lookup key: what vault.gateway_refs.ref_lookup stores, so
+ * a gateway event can find its token without unsealing references. Equal within a tenant
+ * whatever the key version tk was opened for; unrelated across tenants.
+ * TOK_ERR_INPUT: ref empty or longer than TOK_KEYRING_HASH_IN_MAX.
+ */
+TOK_MUST_CHECK tok_status tok_tenant_keys_ref_lookup(const struct tok_tenant_keys *tk,
+                                                     struct tok_slice ref,
+                                                     uint8_t out[TOK_KEYRING_HASH_LEN]);
 
 /**
  * Appends prefix followed by 22 base62 characters of 128 random bits ("tok_" ->

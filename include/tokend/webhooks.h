@@ -107,6 +107,20 @@ enum tok_gw_action {
     TOK_GWA_DISPUTED,
     TOK_GWA_FAILED,
     TOK_GWA_CANCELED,
+    TOK_GWA_CARD_UPDATED,   /* a card updater changed the stored card (not a charge event) */
+};
+
+#define TOK_CARD_UPDATE_BRAND_MAX 16
+
+/**
+ * What a card-updater event says of the card: the only card fields tokend keeps.
+ * A field the event lacks, or sends in a shape tokend does not accept, is left
+ * empty (-1, ""), so a full card number sent as "last4" never reaches memory here.
+ */
+struct tok_card_update {
+    int exp_month, exp_year;             /* -1 when absent or not an integer */
+    char last4[5];                       /* exactly 4 digits, or "" */
+    char brand[TOK_CARD_UPDATE_BRAND_MAX]; /* a brand tokend knows ("visa"...), or "" */
 };
 
 /** One inbound event, normalised; only these fields are ever stored. */
@@ -119,6 +133,7 @@ struct tok_gw_event {
     int64_t amount_captured; /* -1 when the event does not say */
     int64_t amount_refunded; /* -1 when the event does not say */
     struct tok_adyen_item adyen; /* adyen only: borrowed from the parsed body */
+    struct tok_card_update card; /* TOK_GWA_CARD_UPDATED only */
 };
 
 /**
@@ -130,6 +145,10 @@ struct tok_gw_event {
  * charge.refunded, charge.disputed, charge.failed, charge.canceled. Others are
  * TOK_GWA_IGNORE. The charge reference is data.object.payment_intent when present,
  * else data.object.id (sandbox: data.object.gateway_reference; disputes: charge).
+ * Card updaters (TOK_GWA_CARD_UPDATED): Stripe payment_method.updated and
+ * payment_method.automatically_updated (ref: the PaymentMethod's data.object.id; card:
+ * data.object.card.{exp_month, exp_year, last4, brand}); sandbox payment_method.updated
+ * (data.object.{gateway_reference, exp_month, exp_year, last4[, brand]}).
  * TOK_ERR_INPUT: not an event object, or id/type/reference missing or too long.
  */
 TOK_MUST_CHECK tok_status tok_webhook_parse_stripe(struct tok_slice body, bool sandbox,
@@ -144,6 +163,13 @@ TOK_MUST_CHECK tok_status tok_webhook_parse_stripe(struct tok_slice body, bool s
 struct tok_json_doc;
 TOK_MUST_CHECK tok_status tok_webhook_parse_adyen(struct tok_slice body, struct tok_json_doc **doc,
                                                   struct tok_gw_event *out, size_t max, size_t *n);
+
+/**
+ * True when a card update may be applied: exp_month 1..12, a four-digit exp_year
+ * that passes tok_card_expiry_check against now (not expired, at most
+ * TOK_EXPIRY_YEARS_MAX ahead), last4 present. Pure: the caller reads the clock.
+ */
+bool tok_webhook_card_update_ok(const struct tok_card_update *u, int now_month, int now_year);
 
 /** A charge as the state machine sees it. */
 struct tok_charge_view {
@@ -178,6 +204,14 @@ void tok_webhooks_inbound(struct tok_req *r);
 void tok_webhooks_endpoint_create(struct tok_req *r);
 /** GET /v1/events/{id}/deliveries (reports:read or admin): every delivery and attempt. */
 void tok_webhooks_deliveries_list(struct tok_req *r);
+/** GET /v1/webhook-endpoints (admin): the tenant's endpoints of the key's mode, never a secret. */
+void tok_webhooks_endpoints_list(struct tok_req *r);
+/**
+ * DELETE /v1/webhook-endpoints/{id} (admin): disables the endpoint (audited); nothing more
+ * is delivered to it and its pending deliveries wait until `tokenctl webhook enable`.
+ * 404 endpoint_not_found for an unknown id, another tenant's or another mode's.
+ */
+void tok_webhooks_endpoint_disable(struct tok_req *r);
 
 /* ---- the delivery thread (webhooks_deliver.c) ---------------------------------- */
 

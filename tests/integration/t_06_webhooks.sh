@@ -14,7 +14,8 @@ ADYEN_KEY=44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056
 GW=$("${CTL[@]}" gateway add --tenant "$TEN" --kind sandbox --credentials-file "$T_DIR/sbx.json" 2>/dev/null)
 expect_match "sandbox gateway account" "$GW" '^gw_'
 RPORT=$(free_port)
-tokend_start W --webhook-allow-http-loopback --webhook-retry-base-ms 1000 || { fail "tokend starts"; return; }
+W_ARGS=(--webhook-allow-http-loopback --webhook-retry-base-ms 1000 --gateway-ca-file "$T_DIR/tls.crt")
+tokend_start W "${W_ARGS[@]}" || { fail "tokend starts"; return; }
 H2C="http://127.0.0.1:$H2C_W"
 Y=$(($(date -u +%Y) + 1))
 
@@ -123,7 +124,7 @@ EVT=$("${PSQL[@]}" -c "SELECT id FROM ledger.events WHERE data->>'id' = '$CH' OR
 wait_lines() { local d=$((SECONDS + $2)); while [ $SECONDS -lt $d ]; do [ "$(grep -c "$EVT" "$T_DIR/recv.log" 2>/dev/null)" -ge "$1" ] && return 0; sleep 0.1; done; return 1; }
 expect_true "first attempt reaches the receiver" wait_lines 1 10
 tokend_stop W
-tokend_start W --webhook-allow-http-loopback --webhook-retry-base-ms 1000 || fail "tokend restarts"
+tokend_start W "${W_ARGS[@]}" || fail "tokend restarts"
 H2C="http://127.0.0.1:$H2C_W"
 expect_true "third attempt after a restart" wait_lines 3 30
 expect_eq "receiver: 500, 500, 200, its signature check passes" \
@@ -174,4 +175,133 @@ expect_eq "the endpoint is stored" "$n" "1"
 expect_true "its secret is not stored in the clear" bash -c "! grep -q '$ESECRET' '$T_DIR/hooks-dump.sql'"
 out=$(eapi "$KEY_E_RO" '{"url":"https://app.example.com/x"}')
 expect_eq "a key without the admin scope: 403" "$(st "$out")" "403"
+
+# --- tokenctl webhook disable: the first receiver still works through the 1,000 events above
+# (failing each twice); disabling its endpoint stops that, so what follows is not queued behind it
+OTHER_EP=$("${CTL[@]}" webhook list --tenant "$TEN" 2>/dev/null | awk 'NR == 2 {print $1}')
+"${CTL[@]}" webhook disable --tenant "$TEN" "$OTHER_EP" 2>/dev/null
+expect_match "tokenctl webhook disable" "$("${CTL[@]}" webhook list --tenant "$TEN" 2>/dev/null | awk 'NR == 2 {print $5}')" '^20'
+out=$("${CTL[@]}" webhook disable --tenant "hooks-api-$$" "$OTHER_EP" 2>&1)
+expect_eq "tokenctl webhook disable: another tenant's endpoint is not found" "$?" "1"
+sleep 1
+n=$(wc -l <"$T_DIR/recv.log")
+sleep 3
+expect_eq "no delivery to the disabled endpoint" "$(wc -l <"$T_DIR/recv.log")" "$n"
+
+# --- card updater: Stripe payment_method.automatically_updated -> token.updated ---------------------
+# A tenant of its own whose only gateway is Stripe (gwsim), so the token has a real pm_ reference.
+U_SK=sk_test_updater_$$
+U_SEC="whsec_upd_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+UPORT=$(free_port)
+URPORT=$(free_port)
+"$BUILD/gwsim" --listen "127.0.0.1:$UPORT" --tls-cert "$T_DIR/tls.crt" --tls-key "$T_DIR/tls.key" \
+    --stripe-key "$U_SK" --ready-file "$T_DIR/u-gwsim.ready" 2>>"$T_DIR/u-gwsim.log" &
+T_PIDS+=($!)
+for _ in $(seq 1 100); do [ -f "$T_DIR/u-gwsim.ready" ] && break; sleep 0.05; done
+TEN_U=$("${CTL[@]}" tenant create "updater-$$" 2>/dev/null)
+KEY_U=$("${CTL[@]}" key create --tenant "$TEN_U" --scopes tokens:write,tokens:read,charges:write,admin --test 2>/dev/null)
+(umask 077; printf '{"api_key":"%s","webhook_secret":"%s"}' "$U_SK" "$U_SEC" >"$T_DIR/u-stripe.json")
+GWU=$("${CTL[@]}" gateway add --tenant "$TEN_U" --kind stripe --credentials-file "$T_DIR/u-stripe.json" \
+    --base-url "https://localhost:$UPORT" 2>/dev/null)
+USECRET=$("${CTL[@]}" webhook add --tenant "$TEN_U" --url "http://127.0.0.1:$URPORT/hooks" 2>/dev/null)
+printf '%s\n' "$USECRET" >"$T_DIR/urecv.secret"
+start_urecv() {
+    "$BUILD/hookrecv" --port "$URPORT" --secret-file "$T_DIR/urecv.secret" --log "$T_DIR/urecv.log" &
+    URECV=$!
+    T_PIDS+=("$URECV")
+}
+start_urecv
+uapi() { # METHOD PATH [BODY]
+    curl -s --http2-prior-knowledge -X "$1" -H "authorization: Bearer $KEY_U" -H 'content-type: application/json' \
+        ${3:+--data-binary "$3"} -w '\n%{http_code}' "$H2C$2"
+}
+out=$(uapi POST /v1/tokens "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":$Y,\"cvc\":\"123\"}}")
+expect_eq "updater tenant: tokenised through Stripe" "$(st "$out")" "201"
+TOKU=$(js "$out" .id)
+out=$(uapi POST /v1/charges "{\"token\":\"$TOKU\",\"amount\":500,\"currency\":\"usd\"}")
+PI=$(js "$out" .gateway_reference)
+# the test learns the PaymentMethod id from the gateway, as a webhook would carry it
+PM=$(curl -s --cacert "$T_DIR/tls.crt" -H "authorization: Bearer $U_SK" "https://localhost:$UPORT/v1/payment_intents/$PI" | jq -r .payment_method)
+expect_match "the token's Stripe PaymentMethod" "$PM" '^pm_'
+n=$("${PSQL[@]}" -c "SELECT count(*) FROM vault.gateway_refs WHERE token_id = '$TOKU' AND length(ref_lookup) = 32" 2>/dev/null)
+expect_eq "the reference's lookup hash is stored at tokenisation" "$n" "1"
+stripe_hook() { # BODY -> "<json>\n<status>"
+    local t; t=$(date +%s)
+    hook stripe "$GWU" "$1" "Stripe-Signature: t=$t,v1=$(sign "$U_SEC" "$t" "$1")"
+}
+pm_event() { # ID PM CARD_JSON
+    printf '{"id":"%s","object":"event","type":"payment_method.automatically_updated","data":{"object":{"id":"%s","object":"payment_method","type":"card","card":%s}}}' "$1" "$2" "$3"
+}
+tok_card() { uapi GET "/v1/tokens/$TOKU" | sed '$d' | jq -r '.brand+" "+.last4+" "+(.exp_month|tostring)+"/"+(.exp_year|tostring)'; }
+Y3=$((Y + 3))
+UEV=$(pm_event "evt_upd1_$$" "$PM" "{\"brand\":\"visa\",\"exp_month\":4,\"exp_year\":$Y3,\"last4\":\"1881\",\"funding\":\"credit\"}")
+res=""
+for i in 1 2 3; do out=$(stripe_hook "$UEV"); res+="$(st "$out") $(js "$out" '.duplicate|tostring') $(js "$out" '.applied|tostring'), "; done
+expect_eq "card update: applied once, then duplicates" "$res" "200 false true, 200 true false, 200 true false, "
+expect_eq "GET /v1/tokens shows the updated card" "$(tok_card)" "visa 1881 4/$Y3"
+n=$("${PSQL[@]}" -c "SELECT count(*) FROM ledger.events WHERE type = 'token.updated' AND data->>'id' = '$TOKU'" 2>/dev/null)
+expect_eq "one token.updated event" "$n" "1"
+n=$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM audit.events WHERE object = '$TOKU' AND actor = '$GWU' AND action = 'token.updated'")
+expect_eq "the update is audited once, by its gateway account" "$n" "1"
+UEVT=$("${PSQL[@]}" -c "SELECT id FROM ledger.events WHERE type = 'token.updated' AND data->>'id' = '$TOKU'" 2>/dev/null)
+uwait() { # EVENT STATUS SECONDS: the receiver logged EVENT answered STATUS with a good signature
+    local d=$((SECONDS + $3))
+    while [ $SECONDS -lt $d ]; do grep -q " $2 sig=ok $1\$" "$T_DIR/urecv.log" 2>/dev/null && return 0; sleep 0.1; done
+    return 1
+}
+expect_true "token.updated reaches the receiver, its signature check passes" uwait "$UEVT" 200 15
+n=$("${PSQL[@]}" -c "SELECT data->>'last4', data->>'exp_month', data ? 'fingerprint', data ? 'bin' FROM ledger.events WHERE id = '$UEVT'" 2>/dev/null)
+expect_eq "token.updated carries the new last4/expiry, no fingerprint or BIN" "$n" "1881|4|f|f"
+
+out=$(stripe_hook "$(pm_event "evt_upd2_$$" pm_NoSuchPaymentMethod0001 "{\"exp_month\":5,\"exp_year\":$Y3,\"last4\":\"0005\"}")")
+expect_eq "unmatched reference: 200, not applied" "$(st "$out") $(js "$out" '.applied|tostring')" "200 false"
+out=$(stripe_hook "$(pm_event "evt_upd3_$$" "$PM" "{\"exp_month\":13,\"exp_year\":$Y3,\"last4\":\"0005\"}")")
+expect_eq "exp_month 13: 200, not applied" "$(st "$out") $(js "$out" '.applied|tostring')" "200 false"
+out=$(stripe_hook "$(pm_event "evt_upd4_$$" "$PM" "{\"exp_month\":5,\"exp_year\":$Y3,\"last4\":\"4000056655665556\"}")")
+expect_eq "a card number as last4: 200, not applied" "$(st "$out") $(js "$out" '.applied|tostring')" "200 false"
+out=$(stripe_hook "$(pm_event "evt_upd5_$$" "$PM" "{\"exp_month\":5,\"exp_year\":$((Y - 3)),\"last4\":\"0005\"}")")
+expect_eq "an expiry in the past: 200, not applied" "$(st "$out") $(js "$out" '.applied|tostring')" "200 false"
+expect_eq "refused updates leave the token as it was" "$(tok_card)" "visa 1881 4/$Y3"
+n=$("${PSQL[@]}" -c "SELECT string_agg(gateway_event_id || ':' || outcome || ':' || coalesce(payload->>'last4', '-'), ',' ORDER BY gateway_event_id) FROM ledger.gateway_events WHERE gateway_event_id LIKE 'evt_upd%_$$'" 2>/dev/null)
+expect_eq "recorded: applied, unmatched, not applied x3 (invalid fields not kept)" "$n" \
+    "evt_upd1_$$:applied:1881,evt_upd2_$$:unmatched:0005,evt_upd3_$$:not_applied:-,evt_upd4_$$:not_applied:-,evt_upd5_$$:not_applied:-"
+"$PG_BIN/pg_dump" -h "$T_DIR/pg/run" -U postgres tokend >"$T_DIR/upd-dump.sql" 2>/dev/null
+expect_true "the card number sent as last4 is stored nowhere" bash -c "! grep -q 4000056655665556 '$T_DIR/upd-dump.sql'"
+
+# --- disabling an endpoint -------------------------------------------------------------------------
+out=$(uapi GET /v1/webhook-endpoints)
+UEP=$(js "$out" '.data[0].id')
+expect_eq "GET /v1/webhook-endpoints lists the endpoint, enabled" "$(st "$out") $(js "$out" '(.data|length|tostring)+" "+(.data[0].disabled|tostring)+" "+(.data[0]|has("secret")|tostring)')" "200 1 false false"
+out=$(uapi DELETE /v1/webhook-endpoints/we_0000000000000000000000)
+expect_eq "DELETE of an unknown endpoint: 404 endpoint_not_found" "$(st "$out") $(js "$out" .code)" "404 endpoint_not_found"
+out=$(uapi DELETE "/v1/webhook-endpoints/$OTHER_EP")
+expect_eq "DELETE of another tenant's endpoint: 404" "$(st "$out") $(js "$out" .code)" "404 endpoint_not_found"
+out=$(uapi DELETE /v1/webhook-endpoints/nope)
+expect_eq "DELETE of a malformed id: 404" "$(st "$out") $(js "$out" .code)" "404 endpoint_not_found"
+# the receiver goes down: the next event's delivery fails and stays pending
+kill -TERM "$URECV" 2>/dev/null
+wait "$URECV" 2>/dev/null
+stripe_hook "$(pm_event "evt_upd6_$$" "$PM" "{\"exp_month\":6,\"exp_year\":$Y3,\"last4\":\"1881\"}")" >/dev/null
+EVT6=$("${PSQL[@]}" -c "SELECT id FROM ledger.events WHERE type = 'token.updated' AND data->>'id' = '$TOKU' AND data->>'exp_month' = '6'" 2>/dev/null)
+attempts() { "${PSQL[@]}" -c "SELECT attempts FROM ledger.deliveries WHERE event_id = '$1'" 2>/dev/null; }
+tried() { [ "$(attempts "$EVT6")" -ge 1 ] 2>/dev/null; }
+wait_tried() { local d=$((SECONDS + 10)); while [ $SECONDS -lt $d ]; do tried && return 0; sleep 0.1; done; return 1; }
+expect_true "a delivery to the downed receiver is tried" wait_tried
+out=$(uapi DELETE "/v1/webhook-endpoints/$UEP")
+expect_eq "DELETE /v1/webhook-endpoints/{id}: 200, disabled" "$(st "$out") $(js "$out" '.id+" "+(.disabled|tostring)')" "200 $UEP true"
+sleep 0.5
+A=$(attempts "$EVT6")
+start_urecv
+sleep 4
+expect_eq "disabled: no further attempts (retries were due every ~1 s)" "$(attempts "$EVT6")" "$A"
+expect_true "disabled: nothing reaches the receiver" bash -c "! grep -q '$EVT6' '$T_DIR/urecv.log'"
+stripe_hook "$(pm_event "evt_upd7_$$" "$PM" "{\"exp_month\":7,\"exp_year\":$Y3,\"last4\":\"1881\"}")" >/dev/null
+n=$("${PSQL[@]}" -c "SELECT count(*) FROM ledger.deliveries d JOIN ledger.events e ON e.tenant_id = d.tenant_id AND e.id = d.event_id WHERE e.type = 'token.updated' AND e.data->>'exp_month' = '7' AND e.data->>'id' = '$TOKU'" 2>/dev/null)
+expect_eq "an event while disabled queues no delivery for it" "$n" "0"
+expect_eq "GET lists it disabled" "$(uapi GET /v1/webhook-endpoints | sed '$d' | jq -r '.data[0].disabled')" "true"
+"${CTL[@]}" webhook enable --tenant "$TEN_U" "$UEP" 2>/dev/null
+expect_true "enabled again: the pending delivery resumes and arrives" uwait "$EVT6" 200 20
+n=$(pg_psql "$T_DIR/pg" -tAc "SELECT string_agg(action || ':' || actor, ',' ORDER BY id) FROM audit.events WHERE object = '$UEP'")
+expect_match "add, disable (by the API key) and enable are audited" "$n" \
+    '^webhook_endpoint.created:tokenctl,webhook_endpoint.disabled:key_[0-9A-Za-z]{22},webhook_endpoint.enabled:tokenctl$'
 tokend_stop W

@@ -718,6 +718,53 @@ START_TEST(test_fingerprint_limits)
 }
 END_TEST
 
+/* ---- reference lookup hashes --------------------------------------------------------------- */
+
+START_TEST(test_ref_lookup_stable_across_versions_and_per_tenant)
+{
+    struct tok_tenant_keys *a1 = open_tenant("ten_a", 1), *a2 = open_tenant("ten_a", 2);
+    struct tok_tenant_keys *b = open_tenant("ten_b", 1);
+    uint8_t h1[32], h2[32], h3[32], h4[32], fp[32];
+    struct tok_slice ref = tok_slice_str("pm_1Nx2abcdefghijklmnopqr");
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(a1, ref, h1), TOK_OK);
+    /* a rotation (new key version) must not orphan references stored before it */
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(a2, ref, h2), TOK_OK);
+    ck_assert_mem_eq(h1, h2, sizeof h1);
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(b, ref, h3), TOK_OK);
+    ck_assert_int_ne(memcmp(h1, h3, sizeof h1), 0);
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(a1, tok_slice_str("pm_1Nx2abcdefghijklmnopqs"), h4),
+                     TOK_OK);
+    ck_assert_int_ne(memcmp(h1, h4, sizeof h1), 0);
+    uint8_t plain[32];
+    crypto_generichash(plain, sizeof plain, ref.ptr, ref.len, NULL, 0);
+    ck_assert_int_ne(memcmp(h1, plain, sizeof plain), 0);
+    /* not the fingerprint key either */
+    ck_assert_int_eq(tok_tenant_keys_fingerprint(a1, tok_slice_str("12345678"), fp), TOK_OK);
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(a1, tok_slice_str("12345678"), h4), TOK_OK);
+    ck_assert_int_ne(memcmp(fp, h4, sizeof fp), 0);
+    tok_tenant_keys_free(&a1);
+    tok_tenant_keys_free(&a2);
+    tok_tenant_keys_free(&b);
+}
+END_TEST
+
+START_TEST(test_ref_lookup_limits)
+{
+    struct tok_tenant_keys *tk = open_tenant("ten_a", 1);
+    static uint8_t in[TOK_KEYRING_HASH_IN_MAX + 1];
+    uint8_t h[32];
+    memset(in, 'x', sizeof in);
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(tk, tok_slice_of(in, 0), h), TOK_ERR_INPUT);
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(tk, tok_slice_of(NULL, 0), h), TOK_ERR_INPUT);
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(tk, tok_slice_of(in, 1), h), TOK_OK);
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(tk, tok_slice_of(in, TOK_KEYRING_HASH_IN_MAX), h),
+                     TOK_OK);
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(tk, tok_slice_of(in, sizeof in), h), TOK_ERR_INPUT);
+    ck_assert_int_eq(tok_tenant_keys_ref_lookup(NULL, tok_slice_of(in, 1), h), TOK_ERR_INTERNAL);
+    tok_tenant_keys_free(&tk);
+}
+END_TEST
+
 /* ---- random ids and API keys --------------------------------------------------------------- */
 
 static int cmp_ids(const void *a, const void *b)
@@ -906,6 +953,7 @@ Suite *tok_keyring_suite(void)
     tcase_add_test(core, test_seal_open_round_trip);
     tcase_add_test(core, test_tenant_keys_shared_by_threads);
     tcase_add_test(core, test_fingerprint_stable_and_per_tenant);
+    tcase_add_test(core, test_ref_lookup_stable_across_versions_and_per_tenant);
     tcase_add_test(core, test_random_id_format_and_unique);
     tcase_add_test(core, test_api_key_generate_and_parse);
     tcase_add_test(core, test_harden_process);
@@ -915,6 +963,7 @@ Suite *tok_keyring_suite(void)
     tcase_add_test(limits, test_tenant_keys_limits);
     tcase_add_test(limits, test_seal_limits);
     tcase_add_test(limits, test_fingerprint_limits);
+    tcase_add_test(limits, test_ref_lookup_limits);
     tcase_add_test(limits, test_random_id_limits);
     tcase_add_test(limits, test_api_key_parse_limits);
 

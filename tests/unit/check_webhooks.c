@@ -8,6 +8,7 @@
 #include "tokend/webhooks.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char body[] = "{\"id\":\"evt_1\",\"type\":\"charge.succeeded\"}";
@@ -180,6 +181,119 @@ START_TEST(test_parse_stripe)
 }
 END_TEST
 
+/* A Stripe PaymentMethod event as documented (data.object is the PaymentMethod; the
+ * card is data.object.card), trimmed to the fields that matter plus decoys. */
+#define PM_EVENT(type, card)                                                                       \
+    "{\"id\":\"evt_1Pm\",\"object\":\"event\",\"type\":\"" type "\",\"data\":{\"object\":{"         \
+    "\"id\":\"pm_1Abc\",\"object\":\"payment_method\",\"type\":\"card\",\"card\":" card "},"       \
+    "\"previous_attributes\":{\"card\":{\"exp_year\":2024}}}}"
+
+START_TEST(test_parse_card_update)
+{
+    struct tok_gw_event e;
+    const char *b = PM_EVENT("payment_method.automatically_updated",
+                             "{\"brand\":\"visa\",\"exp_month\":3,\"exp_year\":2031,\"last4\":\"1881\","
+                             "\"funding\":\"credit\"}");
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(b), false, &e), TOK_OK);
+    ck_assert_int_eq(e.action, TOK_GWA_CARD_UPDATED);
+    ck_assert_str_eq(e.ref, "pm_1Abc");
+    ck_assert_str_eq(e.id, "evt_1Pm");
+    ck_assert_int_eq(e.card.exp_month, 3);
+    ck_assert_int_eq(e.card.exp_year, 2031);
+    ck_assert_str_eq(e.card.last4, "1881");
+    ck_assert_str_eq(e.card.brand, "visa");
+    ck_assert(tok_webhook_card_update_ok(&e.card, 6, 2026));
+    /* payment_method.updated too; a brand tokend does not name is dropped, not refused */
+    b = PM_EVENT("payment_method.updated",
+                 "{\"brand\":\"eftpos_au\",\"exp_month\":12,\"exp_year\":2030,\"last4\":\"0005\"}");
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(b), false, &e), TOK_OK);
+    ck_assert_int_eq(e.action, TOK_GWA_CARD_UPDATED);
+    ck_assert_str_eq(e.card.brand, "");
+    ck_assert(tok_webhook_card_update_ok(&e.card, 6, 2026));
+    /* the sandbox shape: flat, with gateway_reference */
+    b = "{\"id\":\"evt_s\",\"type\":\"payment_method.updated\",\"data\":{\"object\":{"
+        "\"gateway_reference\":\"sbxpm_ok_1\",\"exp_month\":1,\"exp_year\":2029,\"last4\":\"4444\"}}}";
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(b), true, &e), TOK_OK);
+    ck_assert_int_eq(e.action, TOK_GWA_CARD_UPDATED);
+    ck_assert_str_eq(e.ref, "sbxpm_ok_1");
+    ck_assert_str_eq(e.card.last4, "4444");
+    ck_assert(tok_webhook_card_update_ok(&e.card, 6, 2026));
+    /* Stripe's own automatically_updated name is not a sandbox type */
+    b = "{\"id\":\"evt_s\",\"type\":\"payment_method.automatically_updated\",\"data\":{\"object\":{"
+        "\"gateway_reference\":\"sbxpm_ok_1\"}}}";
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(b), true, &e), TOK_OK);
+    ck_assert_int_eq(e.action, TOK_GWA_IGNORE);
+}
+END_TEST
+
+START_TEST(test_card_update_limits)
+{
+    struct tok_card_update u = {3, 2031, "1881", ""};
+    ck_assert(tok_webhook_card_update_ok(&u, 6, 2026));
+    u.exp_month = 0;
+    ck_assert(!tok_webhook_card_update_ok(&u, 6, 2026));
+    u.exp_month = 13;
+    ck_assert(!tok_webhook_card_update_ok(&u, 6, 2026));
+    u.exp_month = 12;
+    ck_assert(tok_webhook_card_update_ok(&u, 6, 2026));
+    u.exp_year = 31; /* two digits: not what a gateway sends, not guessed */
+    ck_assert(!tok_webhook_card_update_ok(&u, 6, 2026));
+    u.exp_year = 2026;
+    u.exp_month = 6; /* this month: still valid */
+    ck_assert(tok_webhook_card_update_ok(&u, 6, 2026));
+    u.exp_month = 5; /* already expired */
+    ck_assert(!tok_webhook_card_update_ok(&u, 6, 2026));
+    u.exp_month = 1;
+    u.exp_year = 2026 + 20;
+    ck_assert(tok_webhook_card_update_ok(&u, 6, 2026));
+    u.exp_year = 2026 + 21;
+    ck_assert(!tok_webhook_card_update_ok(&u, 6, 2026));
+    u.exp_year = 2030;
+    u.last4[0] = '\0';
+    ck_assert(!tok_webhook_card_update_ok(&u, 6, 2026));
+    ck_assert(!tok_webhook_card_update_ok(NULL, 6, 2026));
+}
+END_TEST
+
+START_TEST(test_parse_card_update_adversarial)
+{
+    struct tok_gw_event e;
+    /* a whole card number where last4 belongs never reaches the event */
+    const char *b = PM_EVENT("payment_method.automatically_updated",
+                             "{\"exp_month\":3,\"exp_year\":2031,\"last4\":\"4000056655665556\"}");
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(b), false, &e), TOK_OK);
+    ck_assert_str_eq(e.card.last4, "");
+    ck_assert(!tok_webhook_card_update_ok(&e.card, 6, 2026));
+    static const char *const bad_cards[] = {
+        "{\"exp_month\":\"3\",\"exp_year\":2031,\"last4\":\"1881\"}",  /* month as a string */
+        "{\"exp_month\":3,\"exp_year\":2031.5,\"last4\":\"1881\"}",     /* not an integer */
+        "{\"exp_month\":-3,\"exp_year\":2031,\"last4\":\"1881\"}",
+        "{\"exp_month\":3,\"exp_year\":99999999999,\"last4\":\"1881\"}",
+        "{\"exp_month\":3,\"exp_year\":2031,\"last4\":\"188\"}",
+        "{\"exp_month\":3,\"exp_year\":2031,\"last4\":\"18a1\"}",
+        "{\"exp_month\":3,\"exp_year\":2031,\"last4\":1881}",
+        "{\"exp_month\":3,\"exp_year\":2031}",
+        "null",
+        "\"4242\"",
+    };
+    char buf[512];
+    for (size_t i = 0; i < sizeof bad_cards / sizeof *bad_cards; i++) {
+        snprintf(buf, sizeof buf, PM_EVENT("payment_method.automatically_updated", "%s"), bad_cards[i]);
+        ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(buf), false, &e), TOK_OK);
+        ck_assert_int_eq(e.action, TOK_GWA_CARD_UPDATED);
+        ck_assert_msg(!tok_webhook_card_update_ok(&e.card, 6, 2026), "card %zu accepted", i);
+    }
+    /* a brand name longer than any tokend knows, or with a NUL, is not copied */
+    b = PM_EVENT("payment_method.updated",
+                 "{\"brand\":\"visa\\u0000x\",\"exp_month\":3,\"exp_year\":2031,\"last4\":\"1881\"}");
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(b), false, &e), TOK_OK);
+    ck_assert_str_eq(e.card.brand, "");
+    /* no reference: not an event tokend can act on */
+    b = "{\"id\":\"evt_1\",\"type\":\"payment_method.updated\",\"data\":{\"object\":{\"card\":{}}}}";
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(b), false, &e), TOK_ERR_INPUT);
+}
+END_TEST
+
 /* Every ordered pair of states: forward on the main line, disputed from it, failed and
  * canceled only before money moved, nothing out of a final state, never a self-loop. */
 START_TEST(test_state_machine_all_pairs)
@@ -273,6 +387,9 @@ Suite *tok_webhooks_suite(void)
     tcase_add_test(core, test_adyen_sample);
     tcase_add_test(core, test_parse_adyen);
     tcase_add_test(core, test_parse_stripe);
+    tcase_add_test(core, test_parse_card_update);
+    tcase_add_test(limits, test_card_update_limits);
+    tcase_add_test(adv, test_parse_card_update_adversarial);
     tcase_add_test(core, test_state_machine_all_pairs);
     tcase_add_test(core, test_decide_out_of_order);
     tcase_add_test(limits, test_stripe_refusals);
