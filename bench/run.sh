@@ -21,7 +21,8 @@
 # BENCH_DB_WINDOW_US (0), BENCH_THREADS (CPUs), BENCH_PROFILE=1 (perf record
 # the whole machine during the tokenise run, =tokend: tokend only; report in
 # the bench dir, kept),
-# KEEP_BENCH_DIR=1.
+# KEEP_BENCH_DIR=1, BENCH_LATENCY_RPS (the latency run's rate; default half
+# the peak), BENCH_LOG_LEVEL (tokend's; default warn).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
@@ -246,7 +247,7 @@ check "tokenise: zero non-2xx ($TOK_BAD)" "$([ "$TOK_BAD" = 0 ]; echo $?)"
 check "tokenise: rows in vault.tokens ($TOK_ROWS) == 201s ($TOK_201)" "$([ "$TOK_ROWS" = "$TOK_201" ]; echo $?)"
 
 # ---- 4. latency at half the peak rate ------------------------------------------------------
-HALF=$(awk -v r="$TOK_RPS" 'BEGIN { printf "%d", r / 2 }')
+HALF=${BENCH_LATENCY_RPS:-$(awk -v r="$TOK_RPS" 'BEGIN { printf "%d", r / 2 }')}
 PER_CLIENT=$(awk -v h="$HALF" -v c="$CLIENTS" 'BEGIN { v = int(h / c + 0.5); print v < 1 ? 1 : v }')
 N_LAT=$((PER_CLIENT * CLIENTS * SECS))
 say "4/4 POST /v1/tokens at half the peak: --rps $PER_CLIENT x $CLIENTS clients = $((PER_CLIENT * CLIENTS))/s, $N_LAT requests"

@@ -91,12 +91,14 @@ void tok_buf_wipe(struct tok_buf *b)
 {
     if (b == NULL || b->data == NULL)
         return;
-    sodium_memzero(b->data, b->cap);
-    if (b->owned) {
-        if (b->secret)
-            tok_secmem_free(b->data);
-        else
-            free(b->data);
+    if (!b->owned) {
+        sodium_memzero(b->data, b->cap); /* the caller's memory: it may hold anything */
+    } else if (b->secret) {
+        tok_secmem_free(b->data); /* wipes it */
+    } else {
+        /* not secret by its owner's choice: what it held is wiped, its unused tail skipped */
+        sodium_memzero(b->data, b->len);
+        free(b->data);
     }
     b->data = NULL;
     b->cap = 0;

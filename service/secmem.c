@@ -31,6 +31,7 @@ struct block {
         struct {
             struct block *next; /* in a cache */
             uint32_t cls;
+            uint32_t len; /* bytes handed out: all a caller may have written */
         } h;
         max_align_t align;
     };
@@ -104,7 +105,9 @@ void *tok_secmem_alloc(size_t n)
             UNPOISON(b, class_size(cls));
             c->free[cls] = b->h.next;
             c->count[cls]--;
-            return b + 1; /* wiped when it was released */
+            b->h.next = NULL;
+            b->h.len = (uint32_t)n;
+            return b + 1; /* all zero: zeroed when made, its used part wiped when released */
         }
         need = class_size(cls);
     } else {
@@ -117,6 +120,7 @@ void *tok_secmem_alloc(size_t n)
         return NULL;
     memset(b, 0, need);
     b->h.cls = cls;
+    b->h.len = cls == LARGE ? 0 : (uint32_t)n;
     return b + 1;
 }
 
@@ -131,7 +135,7 @@ void tok_secmem_free(void *p)
         return;
     }
     size_t size = class_size(cls);
-    sodium_memzero(p, size - sizeof *b);
+    sodium_memzero(p, b->h.len); /* the rest of the block was never handed out: still zero */
     struct cache *c = this_cache();
     if (!c->registered || c->count[cls] >= cache_max(cls)) {
         sodium_free(b);

@@ -48,7 +48,7 @@ struct tok_buf {
     uint32_t cap;
     uint32_t len;
     bool owned;
-    bool secret; /* allocated with sodium_malloc; wiped and freed with sodium_free */
+    bool secret; /* allocated from secmem.h (guarded, locked); wiped whole when released */
 };
 
 /** A read position inside a tok_buf. */
@@ -76,12 +76,15 @@ bool tok_slice_eq(struct tok_slice a, const char *s);
 void tok_buf_init(struct tok_buf *b, void *mem, uint32_t cap);
 
 /**
- * Allocates cap bytes; secret buffers use sodium_malloc (guard pages, not dumped).
+ * Allocates cap bytes; secret buffers come from secmem.h (guard pages, locked, not dumped).
  * Returns TOK_ERR_NOMEM.
  */
 TOK_MUST_CHECK tok_status tok_buf_alloc(struct tok_buf *b, uint32_t cap, bool secret);
 
-/** Wipes the bytes (sodium_memzero) and releases owned memory. Safe on a zeroed buffer. */
+/**
+ * Wipes the bytes (sodium_memzero) and releases owned memory: a borrowed or secret buffer
+ * is wiped whole, an owned non-secret one up to len. Safe on a zeroed buffer.
+ */
 void tok_buf_wipe(struct tok_buf *b);
 
 /** Appends n bytes. TOK_ERR_BOUNDS when they do not fit (nothing written). */

@@ -84,6 +84,20 @@ START_TEST(test_buf_secret_alloc_wipe)
 }
 END_TEST
 
+/* A borrowed buffer is wiped whole: bytes past a reset len may still hold a secret. */
+START_TEST(test_buf_borrowed_wipe_whole)
+{
+    uint8_t mem[16];
+    struct tok_buf b;
+    tok_buf_init(&b, mem, sizeof mem);
+    ck_assert_int_eq(tok_buf_write(&b, "4242424242424242", 16), TOK_OK);
+    b.len = 4;
+    tok_buf_wipe(&b);
+    for (size_t i = 0; i < sizeof mem; i++)
+        ck_assert_uint_eq(mem[i], 0);
+}
+END_TEST
+
 START_TEST(test_slice_eq_ct)
 {
     ck_assert(tok_slice_eq_ct(tok_slice_str("abc"), tok_slice_str("abc")));
@@ -101,6 +115,7 @@ Suite *tok_buf_suite(void)
     tcase_add_test(core, test_buf_write_and_read);
     tcase_add_test(core, test_buf_cstr);
     tcase_add_test(core, test_buf_secret_alloc_wipe);
+    tcase_add_test(core, test_buf_borrowed_wipe_whole);
     tcase_add_test(core, test_slice_eq_ct);
     tcase_add_test(limits, test_buf_limits_exact_fit);
     tcase_add_test(limits, test_buf_printf_truncation_is_error);

@@ -34,6 +34,7 @@ START_TEST(test_secmem_reuse_is_wiped)
 {
     uint8_t *p = tok_secmem_alloc(300);
     ck_assert_ptr_nonnull(p);
+    memset(p, 0xA5, 300);
     memcpy(p, "4242424242424242", 16);
     unsigned before = tok_secmem_cached();
     tok_secmem_free(p);
