@@ -90,7 +90,7 @@ static const struct tok_sql token_store_sql = {
     "brand, last4, bin, exp_month, exp_year, metadata, key_version, expires_at, created_by) "
     "SELECT $1, id, livemode, format, pan_shaped, decode(fingerprint, 'hex'), brand, last4, bin, "
     "exp_month, exp_year, metadata, key_version, to_timestamp(expires_at), created_by FROM x "
-    "ON CONFLICT (tenant_id, pan_shaped) DO NOTHING "
+    "ON CONFLICT (tenant_id, pan_shaped) WHERE pan_shaped IS NOT NULL DO NOTHING "
     "RETURNING id, created_at, expires_at, metadata), "
     "g AS (INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, ref_sealed, "
     "key_version, ref_lookup) SELECT $1, x.id, r.gateway, r.status, decode(r.sealed, 'hex'), "

@@ -141,6 +141,14 @@ out=$(post "$KEY_A" "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":1,
 ps=$(json_of "$out" | jq -r .pan_shaped)
 expect_match "pan_shaped keeps length, BIN and last 4" "$(status_of "$out") $ps" '^201 424242[0-9]{6}4242$'
 if luhn_ok "$ps"; then fail "pan_shaped is never Luhn-valid ($ps)"; else ok "pan_shaped is never Luhn-valid"; fi
+# a pan_shaped value is unique per tenant (sql/009's partial index; tokenisation retries
+# with its next candidate when one is taken)
+err=$(pg_psql "$T_DIR/pg" -tA -c "INSERT INTO vault.tokens (tenant_id, id, livemode, format, pan_shaped,
+    fingerprint, brand, last4, exp_month, exp_year, key_version, created_by)
+    SELECT tenant_id, 'tok_' || repeat('Z', 22), livemode, format, pan_shaped, fingerprint, brand,
+           last4, exp_month, exp_year, key_version, created_by
+      FROM vault.tokens WHERE pan_shaped = '$ps'" 2>&1)
+expect_match "a pan_shaped value cannot be stored twice for a tenant" "$err" 'duplicate key.*tokens_pan_shaped'
 
 # --- metadata and expiry round trip ----------------------------------------------------------------
 out=$(post "$KEY_A" "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":1,\"exp_year\":$Y,\"cvc\":\"123\"},\"metadata\":{\"invoice\":\"INV-1\",\"caf\\u00e9\":\"\\u00fc\"},\"expires_at\":\"$Y-06-01T00:00:00+02:00\"}")
