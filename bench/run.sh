@@ -261,7 +261,7 @@ run_gateway50ms() {
     gwport=$(free_port)
     "$BUILD/gwsim" --listen "127.0.0.1:$gwport" --latency-ms 50 --tls-cert "$B_DIR/tls.crt" \
         --tls-key "$B_DIR/tls.key" --stripe-key sk_test_bench50 --ready-file "$ready" \
-        >"$B_DIR/gwsim.log" 2>&1 &
+        --log-level warn >"$B_DIR/gwsim.log" 2>&1 &
     pid=$!
     for i in $(seq 1 100); do [ -f "$ready" ] && break; sleep 0.05; done
     # a tenant of its own whose only gateway is the stripe adapter at the simulator
@@ -275,6 +275,10 @@ run_gateway50ms() {
     timeout $((SECS * 4 + 60)) h2load -c 100 -m 10 -t 1 -D "$SECS" --warm-up-time 1 -d "$B_DIR/card.json" \
         -H "authorization: Bearer $key" -H 'content-type: application/json' \
         "$URL/v1/tokens" >"$B_DIR/gw50.out" 2>&1
+    # how tokend reached the simulator: connections opened, calls per HTTP version
+    local conns
+    conns=$(curl -s --max-time 5 --cacert "$B_DIR/tls.crt" "https://localhost:$gwport/__gwsim/stats" |
+        jq -r '"\(.connections_accepted) connections, \(.requests_by_version.http2) calls over h2, \(.requests_by_version.http1) over http/1.1"' 2>/dev/null)
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     rps=$(h2load_field "$B_DIR/gw50.out" rps)
@@ -282,6 +286,7 @@ run_gateway50ms() {
     local bad
     bad=$(h2load_field "$B_DIR/gw50.out" non2xx)
     echo "gateway50ms: ${rps:-?} tokenisations/s through a 50 ms gateway, 1000 streams; non-2xx ${bad:-?}; VmHWM ${hwm0} -> ${hwm} kB"
+    echo "gateway50ms: simulator saw ${conns:-?} (one of them the stats call)"
     check "gateway50ms: zero non-2xx (${bad:-?})" "$([ "${bad:-1}" = 0 ] && echo 0 || echo 1)"
     GW_RSS_KB=$hwm
     echo "RATIO gateway50ms_vs_littles_law $(ratio "${rps:-0}" 20000)"

@@ -405,7 +405,7 @@ static void adyen_submit(const struct tok_gateway_ops *self, struct tok_gateway_
         w.shopper[sb.len] = '\0';
     }
     struct tok_httpc_request *req = NULL;
-    if (tok_httpc_request_new(&req) != TOK_OK) {
+    if (tok_httpc_request_new(call->env->httpc, &req) != TOK_OK) {
         tok_gateway_fail_now(call, "gateway_error");
         return;
     }

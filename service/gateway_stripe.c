@@ -355,7 +355,7 @@ static void stripe_submit(const struct tok_gateway_ops *self, struct tok_gateway
         return;
     }
     struct tok_httpc_request *req = NULL;
-    if (tok_httpc_request_new(&req) != TOK_OK) {
+    if (tok_httpc_request_new(call->env->httpc, &req) != TOK_OK) {
         tok_gateway_fail_now(call, "gateway_error");
         return;
     }

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define POLL_MS 1000
-#define MAX_HOST_CONNECTIONS 64
+#define SLAB_SIZE (TOK_HTTPC_BODY_MAX + TOK_HTTPC_HEADERS_MAX + TOK_HTTPC_RESPONSE_START)
 
 _Static_assert(TOK_HTTPC_WHY_MAX >= CURL_ERROR_SIZE, "CURLOPT_ERRORBUFFER needs CURL_ERROR_SIZE");
 
@@ -24,6 +24,10 @@ struct tok_httpc {
     bool stop;                                            /* under lock */
     char ca_file[1024];
     long connect_timeout_ms, timeout_ms;
+    /* wiped requests for reuse; taken and given back by the loops */
+    pthread_mutex_t pool_lock;
+    struct tok_httpc_request *pool; /* under pool_lock */
+    unsigned npool;                 /* under pool_lock */
     /* curl thread only */
     struct tok_httpc_request *running;
 };
@@ -92,17 +96,51 @@ enum tok_httpc_result tok_httpc_classify(int curl_code, bool too_large)
 
 /* ---- requests ------------------------------------------------------------------------- */
 
-tok_status tok_httpc_request_new(struct tok_httpc_request **out)
+/* A borrowed slice of the request's sodium_malloc block (wiped by us, freed with it). */
+static void slab_slice(struct tok_buf *b, uint8_t *mem, uint32_t cap)
+{
+    tok_buf_init(b, mem, cap);
+    b->secret = true;
+}
+
+/* Points body, headers and response at the slab, all empty; everything else zero. */
+static void request_bind(struct tok_httpc_request *r, struct tok_httpc *owner, uint8_t *slab)
+{
+    r->owner = owner;
+    r->slab = slab;
+    slab_slice(&r->body, slab, TOK_HTTPC_BODY_MAX);
+    slab_slice(&r->headers, slab + TOK_HTTPC_BODY_MAX, TOK_HTTPC_HEADERS_MAX);
+    slab_slice(&r->response, slab + TOK_HTTPC_BODY_MAX + TOK_HTTPC_HEADERS_MAX,
+               TOK_HTTPC_RESPONSE_START);
+}
+
+tok_status tok_httpc_request_new(struct tok_httpc *c, struct tok_httpc_request **out)
 {
     TOK_ENSURE(out != NULL, TOK_ERR_INTERNAL);
-    struct tok_httpc_request *r = calloc(1, sizeof *r);
+    struct tok_httpc_request *r = NULL;
+    if (c != NULL) {
+        pthread_mutex_lock(&c->pool_lock);
+        r = c->pool;
+        if (r != NULL) {
+            c->pool = r->next;
+            c->npool--;
+            r->next = NULL;
+        }
+        pthread_mutex_unlock(&c->pool_lock);
+    }
+    if (r != NULL) {
+        *out = r;
+        return TOK_OK;
+    }
+    r = calloc(1, sizeof *r);
     TOK_ENSURE(r != NULL, TOK_ERR_NOMEM);
-    if (tok_buf_alloc(&r->body, TOK_HTTPC_BODY_MAX, true) != TOK_OK ||
-        tok_buf_alloc(&r->headers, TOK_HTTPC_HEADERS_MAX, true) != TOK_OK) {
-        tok_buf_wipe(&r->body);
+    uint8_t *slab = sodium_malloc(SLAB_SIZE);
+    if (slab == NULL) {
         free(r);
         return TOK_ERR_NOMEM;
     }
+    sodium_memzero(slab, SLAB_SIZE); /* sodium_malloc fills with 0xdb; free slabs are all zero */
+    request_bind(r, c, slab);
     *out = r;
     return TOK_OK;
 }
@@ -112,12 +150,32 @@ void tok_httpc_request_free(struct tok_httpc_request **req)
     if (req == NULL || *req == NULL)
         return;
     struct tok_httpc_request *r = *req;
-    tok_buf_wipe(&r->body);
-    tok_buf_wipe(&r->headers);
-    tok_buf_wipe(&r->response);
-    sodium_memzero(r->url, sizeof r->url);
-    free(r);
     *req = NULL;
+    /* only the bytes written are wiped: the rest of the slab is still zero */
+    tok_buf_reset(&r->body);
+    tok_buf_reset(&r->headers);
+    if (r->response.owned)
+        tok_buf_wipe(&r->response); /* grew past the slab: its own sodium_malloc block */
+    else
+        tok_buf_reset(&r->response);
+    struct tok_httpc *owner = r->owner;
+    uint8_t *slab = r->slab;
+    sodium_memzero(r, sizeof *r); /* the URL's path may hold a gateway reference */
+    request_bind(r, owner, slab);
+    if (owner != NULL && slab != NULL) {
+        pthread_mutex_lock(&owner->pool_lock);
+        bool keep = owner->npool < TOK_HTTPC_POOL_MAX;
+        if (keep) {
+            r->next = owner->pool;
+            owner->pool = r;
+            owner->npool++;
+        }
+        pthread_mutex_unlock(&owner->pool_lock);
+        if (keep)
+            return;
+    }
+    sodium_free(slab);
+    free(r);
 }
 
 static bool url_part_ok(const char *s)
@@ -201,7 +259,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
             tok_buf_wipe(&bigger);
             return 0;
         }
-        tok_buf_wipe(&r->response);
+        tok_buf_wipe(&r->response); /* the slab's slice is zeroed, not freed */
         r->response = bigger;
     }
     if (tok_buf_write(&r->response, ptr, n) != TOK_OK)
@@ -403,7 +461,10 @@ tok_status tok_httpc_new(const struct tok_httpc_config *cfg, struct tok_httpc **
     unsigned ct = cfg->connect_timeout_ms != 0 ? cfg->connect_timeout_ms
                                                 : TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS;
     unsigned tt = cfg->timeout_ms != 0 ? cfg->timeout_ms : TOK_HTTPC_TIMEOUT_DEFAULT_MS;
+    unsigned mc = cfg->max_connections != 0 ? cfg->max_connections
+                                             : TOK_HTTPC_MAX_CONNECTIONS_DEFAULT;
     TOK_ENSURE(ct <= TOK_HTTPC_TIMEOUT_MAX_MS && tt <= TOK_HTTPC_TIMEOUT_MAX_MS, TOK_ERR_INPUT);
+    TOK_ENSURE(mc <= TOK_HTTPC_MAX_CONNECTIONS_MAX, TOK_ERR_INPUT);
     pthread_once(&global_once, global_init);
     TOK_ENSURE(global_rc == CURLE_OK, TOK_ERR_INTERNAL);
     const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
@@ -429,9 +490,12 @@ tok_status tok_httpc_new(const struct tok_httpc_config *cfg, struct tok_httpc **
         return TOK_ERR_NOMEM;
     }
     curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)MAX_HOST_CONNECTIONS);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)mc);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)TOK_HTTPC_STREAMS);
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->pool_lock, NULL);
     if (pthread_create(&c->tid, NULL, curl_main, c) != 0) {
+        pthread_mutex_destroy(&c->pool_lock);
         pthread_mutex_destroy(&c->lock);
         curl_multi_cleanup(c->multi);
         free(c);
@@ -466,6 +530,13 @@ void tok_httpc_free(struct tok_httpc **cp)
         tok_buf_reset(&r->response);
     }
     curl_multi_cleanup(c->multi);
+    while (c->pool != NULL) {
+        struct tok_httpc_request *r = c->pool;
+        c->pool = r->next;
+        sodium_free(r->slab); /* wiped when it was given back */
+        free(r);
+    }
+    pthread_mutex_destroy(&c->pool_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
     *cp = NULL;

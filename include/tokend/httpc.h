@@ -14,7 +14,14 @@
  * TLS >= 1.2, peer and host name verification always on, no redirects, no
  * proxy, no content decoding, response bodies bounded (TOK_HTTPC_RESPONSE_MAX).
  * Configurable: the CA file (tests trust the simulator's certificate with it),
- * the connect timeout and the total timeout.
+ * the connect timeout, the total timeout and the connections per host.
+ *
+ * Connections: HTTP/2 where the gateway offers it (ALPN; Stripe and Adyen do):
+ * concurrent calls to one host share a connection, TOK_HTTPC_STREAMS at a time
+ * (CURLOPT_PIPEWAIT: a new call waits for a connection being set up rather than
+ * opening its own), so 1,000 calls in flight need ~10 connections. At most
+ * max_connections per host: past that (HTTP/1.1: one call per connection) calls
+ * queue inside libcurl until a connection is free.
  *
  * Secrets: request bodies (PANs at tokenisation), header values (API keys) and
  * response bodies (gateway references) live in sodium_malloc memory owned by
@@ -38,10 +45,16 @@
 #include <h2o/multithread.h>
 
 #define TOK_HTTPC_URL_MAX 512
-#define TOK_HTTPC_BODY_MAX (64u * 1024u)        /* largest request body */
+/* largest request body: a gateway call's is < 1 kB (check_gateway_*: the largest we build) */
+#define TOK_HTTPC_BODY_MAX 4096u
 #define TOK_HTTPC_HEADERS_MAX 2048u             /* all extra header lines together */
 #define TOK_HTTPC_RESPONSE_MAX (256u * 1024u)   /* a larger response is TOK_HTTPC_TOO_LARGE */
-#define TOK_HTTPC_RESPONSE_START (16u * 1024u)  /* first response buffer; doubles as needed */
+#define TOK_HTTPC_RESPONSE_START 4096u          /* first response buffer; doubles as needed */
+/* connections per gateway host (HTTP/2: each carries up to TOK_HTTPC_STREAMS calls) */
+#define TOK_HTTPC_MAX_CONNECTIONS_DEFAULT 64u
+#define TOK_HTTPC_MAX_CONNECTIONS_MAX 1024u
+#define TOK_HTTPC_STREAMS 100u   /* concurrent streams per HTTP/2 connection (the server may lower it) */
+#define TOK_HTTPC_POOL_MAX 512u  /* finished requests kept, wiped, for reuse */
 #define TOK_HTTPC_WHY_MAX 256 /* libcurl's CURL_ERROR_SIZE: its error buffer */
 #define TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS 2000u
 #define TOK_HTTPC_TIMEOUT_DEFAULT_MS 15000u
@@ -67,6 +80,7 @@ struct tok_httpc_config {
     const char *ca_file;         /* PEM bundle to trust; NULL or "" = the system store */
     unsigned connect_timeout_ms; /* 0 = TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS */
     unsigned timeout_ms;         /* whole transfer; 0 = TOK_HTTPC_TIMEOUT_DEFAULT_MS */
+    unsigned max_connections;    /* per host; 0 = TOK_HTTPC_MAX_CONNECTIONS_DEFAULT */
 };
 
 struct tok_httpc_request {
@@ -88,6 +102,8 @@ struct tok_httpc_request {
     struct tok_buf response;        /* secret; the body */
     char why[TOK_HTTPC_WHY_MAX];    /* libcurl's reason on failure (no secrets), for logs */
     /* internal to httpc.c */
+    struct tok_httpc *owner; /* its pool, or NULL */
+    uint8_t *slab;           /* one sodium_malloc block: body, headers, first response buffer */
     void *easy;
     void *slist;
     bool too_large;
@@ -96,8 +112,8 @@ struct tok_httpc_request {
 
 /**
  * Starts the curl thread (call before the loops start). TOK_ERR_INPUT: a
- * timeout outside 1..TOK_HTTPC_TIMEOUT_MAX_MS or a CA file that cannot be
- * read; TOK_ERR_NOMEM; TOK_ERR_INTERNAL when libcurl cannot start or lacks
+ * timeout outside 1..TOK_HTTPC_TIMEOUT_MAX_MS, max_connections above
+ * TOK_HTTPC_MAX_CONNECTIONS_MAX or a CA file that cannot be read; TOK_ERR_NOMEM; TOK_ERR_INTERNAL when libcurl cannot start or lacks
  * HTTPS. *out owns the client: pair with tok_httpc_free.
  */
 TOK_MUST_CHECK tok_status tok_httpc_new(const struct tok_httpc_config *cfg,
@@ -111,12 +127,23 @@ TOK_MUST_CHECK tok_status tok_httpc_new(const struct tok_httpc_config *cfg,
 void tok_httpc_free(struct tok_httpc **c);
 
 /**
- * Allocates an empty request with secret body and header buffers
- * (TOK_HTTPC_BODY_MAX and TOK_HTTPC_HEADERS_MAX bytes). TOK_ERR_NOMEM.
+ * An empty request with secret body, header and first response buffers
+ * (TOK_HTTPC_BODY_MAX, TOK_HTTPC_HEADERS_MAX and TOK_HTTPC_RESPONSE_START bytes in one
+ * sodium_malloc block), taken from c's pool of wiped requests when it has one (c may be
+ * NULL: always a new one). The request may be used on any loop; tok_httpc_request_free
+ * gives it back to c, so free every request of c before tok_httpc_free(c). TOK_ERR_NOMEM.
+ *
+ * Why a pool: sodium_malloc and sodium_free are ~10 system calls each (mmap, mprotect,
+ * mlock, munmap: the TLB shootdowns they cause showed as a third of the CPU time of a
+ * 50 ms gateway run), and a gateway call needs its buffers only ~50 ms.
  */
-TOK_MUST_CHECK tok_status tok_httpc_request_new(struct tok_httpc_request **out);
+TOK_MUST_CHECK tok_status tok_httpc_request_new(struct tok_httpc *c,
+                                                struct tok_httpc_request **out);
 
-/** Wipes every buffer of the request, frees it, sets *req = NULL. NULL-safe. */
+/**
+ * Wipes every buffer of the request and gives it back to its client's pool (or frees it
+ * when the pool is full or there is none); sets *req = NULL. NULL-safe.
+ */
 void tok_httpc_request_free(struct tok_httpc_request **req);
 
 /**
