@@ -374,7 +374,7 @@ static CURLcode setup_easy(struct tok_httpc *c, struct tok_httpc_request *r)
     SET(CURLOPT_PRIVATE, r);
     if (r->post) {
         SET(CURLOPT_POST, 1L);
-        /* POSTFIELDS, not COPYPOSTFIELDS: libcurl reads our secret buffer, no copy */
+        /* POSTFIELDS, not COPYPOSTFIELDS: no copy of ours (libcurl's own: see httpc.h) */
         SET(CURLOPT_POSTFIELDS, r->body.len > 0 ? (const char *)r->body.data : "");
         SET(CURLOPT_POSTFIELDSIZE, (long)r->body.len);
     } else {

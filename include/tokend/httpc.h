@@ -26,9 +26,11 @@
  * Secrets: request bodies (PANs at tokenisation), header values (API keys) and
  * response bodies (gateway references) live in sodium_malloc memory owned by
  * the request and are wiped when the transfer ends (tok_httpc_request_free
- * wipes again). The body is handed to libcurl with CURLOPT_POSTFIELDS (no
- * copy). Buffers we cannot wipe, listed for SECURITY.md:
- *   - libcurl's copies of header lines (its request header buffer), and the
+ * wipes again). The body is handed to libcurl with CURLOPT_POSTFIELDS (by
+ * pointer; libcurl still copies it into its request buffer over HTTP/1.1 and
+ * through its upload buffer over HTTP/2, see below). Buffers we cannot wipe, listed for SECURITY.md:
+ *   - libcurl's copies of header lines and, over HTTP/1.1, of a small body
+ *     (its request buffer), its upload buffer (the body, over HTTP/2), and the
  *     bytes it hands to OpenSSL;
  *   - OpenSSL's TLS record buffers (the plaintext of a record is encrypted in
  *     place; OpenSSL frees its buffers with OPENSSL_clear_free only for some
