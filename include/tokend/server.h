@@ -17,6 +17,7 @@
 #include <semaphore.h>
 
 struct tok_keyring;
+struct tok_secret_pool;
 
 /** Everything shared by all threads; read-only once the loops run. */
 struct tok_app {
@@ -47,6 +48,7 @@ struct tok_worker {
     h2o_socket_t *listeners[2];
     struct tok_auth_cache *auth_cache;
     struct tok_gateway_env gw_env; /* what remote adapters called from this loop use */
+    struct tok_secret_pool *card_pool; /* tokens.c: card data of its tokenisations (lazy) */
     volatile bool stop;
 };
 
