@@ -365,6 +365,8 @@ static CURLcode setup_easy(struct tok_httpc *c, struct tok_httpc_request *r)
      * through it): 64 MB with 1,000 calls in flight for bodies < 1 kB. 16 KiB is its minimum.
      */
     SET(CURLOPT_UPLOAD_BUFFERSIZE, (long)UPLOAD_BUFFER);
+    /* gateway answers are 0.5-3 kB; a longer one is read in several pieces */
+    SET(CURLOPT_BUFFERSIZE, TOK_HTTPC_DOWNLOAD_BUFFER);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_USERAGENT, "tokend/" TOKEND_VERSION);
     SET(CURLOPT_HTTPHEADER, l);

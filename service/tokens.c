@@ -298,10 +298,11 @@ bool tok_contains_pan(struct tok_slice s)
 /* ---- POST /v1/tokens ---------------------------------------------------------------- */
 
 /*
- * Card data while it exists: sodium_malloc'd (guard pages, never in a core dump), from the
- * loop's pool of wiped blocks (secret_pool.h: sodium_malloc per request was ~10 syscalls).
+ * Card data while it exists: in sodium_malloc'd memory (locked, guard pages around each chunk,
+ * never in a core dump), a block of the loop's secret pool (secret_pool.h: sodium_malloc per
+ * request was ~10 syscalls and two locked pages).
  */
-#define CARD_POOL_KEEP 512
+#define CARD_POOL_CHUNK 64 /* cards per sodium_malloc chunk (17 KiB) */
 struct card_secret {
     uint8_t pan[TOK_PAN_MAX + 1];
     uint8_t cvc[8];
@@ -810,7 +811,7 @@ static void create_authed(struct tok_req *r)
     }
     struct tok_worker *wk = r->worker;
     if (wk->card_pool == NULL &&
-        tok_secret_pool_new(sizeof(struct card_secret), CARD_POOL_KEEP, &wk->card_pool) != TOK_OK)
+        tok_secret_pool_new(sizeof(struct card_secret), CARD_POOL_CHUNK, &wk->card_pool) != TOK_OK)
         wk->card_pool = NULL;
     struct create_call *c = calloc(1, sizeof *c);
     struct card_secret *cs = tok_secret_pool_take(wk->card_pool); /* zeroed */

@@ -48,10 +48,13 @@
 
 #define TOK_HTTPC_URL_MAX 512
 /* largest request body: a gateway call's is < 1 kB (check_gateway_*: the largest we build) */
-#define TOK_HTTPC_BODY_MAX 4096u
+#define TOK_HTTPC_BODY_MAX 2048u
 #define TOK_HTTPC_HEADERS_MAX 2048u             /* all extra header lines together */
 #define TOK_HTTPC_RESPONSE_MAX (256u * 1024u)   /* a larger response is TOK_HTTPC_TOO_LARGE */
-#define TOK_HTTPC_RESPONSE_START 4096u          /* first response buffer; doubles as needed */
+/* first response buffer (doubles as needed): body, headers and this fill two pages with
+ * libsodium's 16-byte canary, so a request's block is two locked pages, not three */
+#define TOK_HTTPC_RESPONSE_START (4096u - 16u)
+#define TOK_HTTPC_DOWNLOAD_BUFFER 8192L /* libcurl's per-transfer receive buffer (default 16 KiB) */
 /* connections per gateway host (HTTP/2: each carries up to TOK_HTTPC_STREAMS calls) */
 #define TOK_HTTPC_MAX_CONNECTIONS_DEFAULT 64u
 #define TOK_HTTPC_MAX_CONNECTIONS_MAX 1024u

@@ -283,7 +283,7 @@ START_TEST(test_largest_body_fits_httpc)
     call.op = TOK_GW_TOKENISE;
     tok_status st = tok_adyen_encode(&call, merchant, &wire, &path, &body);
     ck_assert_int_eq(st, TOK_OK);
-    ck_assert_uint_lt(body.len, TOK_HTTPC_BODY_MAX / 4);
+    ck_assert_uint_lt(body.len, TOK_HTTPC_BODY_MAX / 2);
 }
 END_TEST
 

@@ -255,7 +255,7 @@ START_TEST(test_largest_body_fits_httpc)
     call.amount = 99999999;
     ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
     most = body.len > most ? body.len : most;
-    ck_assert_uint_lt(most, TOK_HTTPC_BODY_MAX / 4);
+    ck_assert_uint_lt(most, TOK_HTTPC_BODY_MAX / 2);
 }
 END_TEST
 
