@@ -144,6 +144,22 @@ h2load_field() {
 }
 
 rows() { pg_psql "$B_DIR/pg" -tAc "SELECT count(*) FROM vault.tokens"; }
+# cpu_ticks PID...: user + system clock ticks of the processes so far
+cpu_ticks() {
+    local t=0 p
+    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
+pg_cpu_ticks() { # of the postmaster and its backends
+    local pids
+    read -ra pids <<<"$(pg_pids)"
+    cpu_ticks "${pids[@]}"
+}
+pg_pids() { # the postmaster and its backends
+    local pm
+    pm=$(head -n 1 "$B_DIR/pg/data/postmaster.pid" 2>/dev/null) || return 0
+    echo "$pm $(ps -o pid= --ppid "$pm" 2>/dev/null | tr '\n' ' ')"
+}
 rss_hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$TOKEND_PID/status" 2>/dev/null; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
 FAILS=()
@@ -271,6 +287,10 @@ run_gateway50ms() {
         --base-url "https://localhost:$gwport" >>"$B_DIR/gw.log" 2>&1
     key=$("${CTL[@]}" key create --tenant "$tenant" --scopes tokens:write --test 2>>"$B_DIR/gw.log")
     hwm0=$(rss_hwm_kb)
+    local rows0 t0 p0
+    rows0=$(rows)
+    t0=$(cpu_ticks "$TOKEND_PID")
+    p0=$(pg_cpu_ticks)
     # 1,000 concurrent streams: 100 connections x 10 streams
     timeout $((SECS * 4 + 60)) h2load -c 100 -m 10 -t 1 -D "$SECS" --warm-up-time 1 -d "$B_DIR/card.json" \
         -H "authorization: Bearer $key" -H 'content-type: application/json' \
@@ -281,12 +301,18 @@ run_gateway50ms() {
         jq -r '"\(.connections_accepted) connections, \(.requests_by_version.http2) calls over h2, \(.requests_by_version.http1) over http/1.1"' 2>/dev/null)
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+    # CPU per stored token (warm-up included in both): where the 2 CPUs go
+    local stored cpu
+    stored=$(($(rows) - rows0))
+    cpu=$(awk -v t=$(($(cpu_ticks "$TOKEND_PID") - t0)) -v p=$(($(pg_cpu_ticks) - p0)) \
+        -v n="$stored" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "tokend %.0f us, postgres %.0f us", t * 1e6 / hz / n, p * 1e6 / hz / n }')
     rps=$(h2load_field "$B_DIR/gw50.out" rps)
     hwm=$(rss_hwm_kb)
     local bad
     bad=$(h2load_field "$B_DIR/gw50.out" non2xx)
     echo "gateway50ms: ${rps:-?} tokenisations/s through a 50 ms gateway, 1000 streams; non-2xx ${bad:-?}; VmHWM ${hwm0} -> ${hwm} kB"
     echo "gateway50ms: simulator saw ${conns:-?} (one of them the stats call)"
+    echo "gateway50ms: CPU per stored token: ${cpu:-?} ($stored tokens)"
     check "gateway50ms: zero non-2xx (${bad:-?})" "$([ "${bad:-1}" = 0 ] && echo 0 || echo 1)"
     GW_RSS_KB=$hwm
     echo "RATIO gateway50ms_vs_littles_law $(ratio "${rps:-0}" 20000)"
