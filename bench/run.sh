@@ -263,11 +263,10 @@ read -r P50 P90 P99 PMAX < <(awk '{print $3}' "$B_DIR/half.tsv" | sort -n | awk 
     END { if (NR == 0) print "nan nan nan nan"; else printf "%.2f %.2f %.2f %.2f\n", pct(0.5), pct(0.9), pct(0.99), v[NR] / 1000 }')
 
 # ---- 5. 50 ms gateway: Little's law -------------------------------------------------------
-# The hook for issue #5: runs when the gateway simulator (BUILD/gwsim) exists
-# and tokend knows a stripe gateway. 1,000 concurrent streams through a gateway
-# adding 50 ms allow 1000 / 0.05 = 20,000 tokenisations/s (Little's law).
-# The simulator's flags are not settled yet: GWSIM_ARGS and GW_TOKEND_ARGS
-# override the guesses below.
+# Runs when the gateway simulator (BUILD/gwsim) exists: it serves h2 over TLS,
+# like Stripe, and a tenant of its own has a stripe gateway at it. 1,000
+# concurrent streams through a gateway adding 50 ms allow 1000 / 0.05 = 20,000
+# tokenisations/s (Little's law).
 run_gateway50ms() {
     if [ ! -f "$BUILD/gwsim" ] || [ ! -x "$BUILD/gwsim" ]; then
         echo "RATIO gateway50ms_vs_littles_law SKIPPED (build/gwsim is missing)"
