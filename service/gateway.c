@@ -159,13 +159,14 @@ bool tok_gateway_http_common(struct tok_gateway_call *call, long status)
     return false;
 }
 
-struct tok_json_doc *tok_gateway_json(struct tok_slice body)
+struct tok_json_doc *tok_gateway_json(const struct tok_gateway_call *call, struct tok_slice body)
 {
+    struct tok_json_cache *cache = call != NULL && call->env != NULL ? call->env->json_cache : NULL;
     struct tok_json_limits lim = {TOK_GATEWAY_JSON_DEPTH, TOK_GATEWAY_JSON_NODES,
                                   TOK_GATEWAY_JSON_STRING, TOK_HTTPC_RESPONSE_MAX,
                                   TOK_GATEWAY_JSON_MEMBERS};
     struct tok_json_doc *doc = NULL;
-    if (body.len == 0 || tok_json_parse(body, &lim, &doc, NULL) != TOK_OK)
+    if (body.len == 0 || tok_json_parse_cached(cache, body, &lim, &doc, NULL) != TOK_OK)
         return NULL;
     if (tok_json_type(tok_json_root(doc)) != TOK_JSON_OBJECT)
         tok_json_doc_free(&doc);

@@ -363,7 +363,7 @@ void tok_adyen_parse(struct tok_gateway_call *call, const struct tok_gateway_wir
         tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
         return;
     }
-    struct tok_json_doc *doc = tok_gateway_json(body);
+    struct tok_json_doc *doc = tok_gateway_json(call, body);
     if (doc == NULL) {
         tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
         return;

@@ -321,7 +321,7 @@ void tok_stripe_parse(struct tok_gateway_call *call, const struct tok_gateway_wi
     tok_gateway_reset_outputs(call);
     if (tok_gateway_http_common(call, status))
         return;
-    struct tok_json_doc *doc = tok_gateway_json(body);
+    struct tok_json_doc *doc = tok_gateway_json(call, body);
     if (doc == NULL) {
         tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
         return;

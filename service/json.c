@@ -36,6 +36,7 @@ struct tok_json_node {
 
 struct tok_json_doc {
     size_t arena_size; /* bytes of the whole sodium_malloc block, this header included */
+    struct tok_json_cache *cache; /* where the block goes back, or NULL */
     struct tok_json_node *nodes;
     uint32_t nodes_cap;
     uint32_t nodes_used;
@@ -242,8 +243,74 @@ static void *on_yajl_realloc(void *ctx, void *ptr, size_t sz)
  * byte, \uXXXX -> at most 3, a surrogate pair's 12 -> 4), so their bytes total at most the
  * body length. Child arrays need one pointer per node plus alignment per container.
  */
+struct tok_json_cache {
+    unsigned keep, n;
+    size_t max_bytes;
+    uint8_t *blocks[TOK_JSON_CACHE_MAX]; /* wiped sodium_malloc blocks */
+    size_t sizes[TOK_JSON_CACHE_MAX];
+};
+
+tok_status tok_json_cache_new(unsigned keep, size_t max_bytes, struct tok_json_cache **out)
+{
+    TOK_ENSURE(out != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(keep >= 1 && keep <= TOK_JSON_CACHE_MAX, TOK_ERR_INPUT);
+    struct tok_json_cache *c = calloc(1, sizeof *c);
+    TOK_ENSURE(c != NULL, TOK_ERR_NOMEM);
+    c->keep = keep;
+    c->max_bytes = max_bytes;
+    *out = c;
+    return TOK_OK;
+}
+
+void tok_json_cache_free(struct tok_json_cache **cp)
+{
+    if (cp == NULL || *cp == NULL)
+        return;
+    struct tok_json_cache *c = *cp;
+    for (unsigned i = 0; i < c->n; i++)
+        sodium_free(c->blocks[i]);
+    free(c);
+    *cp = NULL;
+}
+
+/* A kept block of at least total bytes (and not wastefully larger), or NULL. */
+static uint8_t *cache_take(struct tok_json_cache *c, size_t total, size_t *size)
+{
+    if (c == NULL)
+        return NULL;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->sizes[i] < total || c->sizes[i] / 4 > total)
+            continue;
+        uint8_t *b = c->blocks[i];
+        *size = c->sizes[i];
+        c->n--;
+        c->blocks[i] = c->blocks[c->n];
+        c->sizes[i] = c->sizes[c->n];
+        return b;
+    }
+    return NULL;
+}
+
+/* Keeps a wiped block, or frees it. */
+static void cache_give(struct tok_json_cache *c, uint8_t *block, size_t size)
+{
+    if (c == NULL || size > c->max_bytes) {
+        sodium_free(block);
+        return;
+    }
+    if (c->n == c->keep) { /* full: keep the newer one, it matches the current traffic */
+        sodium_free(c->blocks[0]);
+        c->n--;
+        c->blocks[0] = c->blocks[c->n];
+        c->sizes[0] = c->sizes[c->n];
+    }
+    c->blocks[c->n] = block;
+    c->sizes[c->n] = size;
+    c->n++;
+}
+
 static tok_status arena_new(size_t body_len, const struct tok_json_limits *lim,
-                            struct tok_json_doc **out)
+                            struct tok_json_cache *cache, struct tok_json_doc **out)
 {
     size_t nodes_cap = body_len < lim->max_nodes ? body_len : lim->max_nodes;
     size_t hdr = ALIGN_UP(sizeof(struct tok_json_doc), alignof(max_align_t));
@@ -252,11 +319,16 @@ static tok_status arena_new(size_t body_len, const struct tok_json_limits *lim,
     /* sodium_malloc places the block right before its guard page, so the block is only as
      * aligned as its size: round it so every region below stays max-aligned */
     size_t total = ALIGN_UP(hdr + nodes_sz + bytes_cap, alignof(max_align_t));
-    uint8_t *mem = sodium_malloc(total);
-    TOK_ENSURE(mem != NULL, TOK_ERR_NOMEM);
-    sodium_memzero(mem, total);
+    size_t size = total;
+    uint8_t *mem = cache_take(cache, total, &size); /* already wiped */
+    if (mem == NULL) {
+        mem = sodium_malloc(total);
+        TOK_ENSURE(mem != NULL, TOK_ERR_NOMEM);
+        sodium_memzero(mem, total);
+    }
     struct tok_json_doc *doc = (struct tok_json_doc *)(void *)mem;
-    doc->arena_size = total;
+    doc->arena_size = size;
+    doc->cache = cache;
     doc->nodes = (struct tok_json_node *)(void *)(mem + hdr);
     doc->nodes_cap = (uint32_t)nodes_cap;
     doc->bytes = mem + hdr + nodes_sz;
@@ -279,9 +351,11 @@ void tok_json_doc_free(struct tok_json_doc **doc)
     if (doc == NULL || *doc == NULL)
         return;
     size_t total = (*doc)->arena_size;
-    sodium_memzero(*doc, total);
-    sodium_free(*doc);
+    struct tok_json_cache *cache = (*doc)->cache;
+    uint8_t *mem = (uint8_t *)(void *)*doc;
     *doc = NULL;
+    sodium_memzero(mem, total);
+    cache_give(cache, mem, total);
 }
 
 /* ---- builder (yajl callbacks) -------------------------------------------------------------- */
@@ -599,6 +673,13 @@ static void err_from_yajl(struct tok_json_error *err, yajl_handle h, size_t off)
 tok_status tok_json_parse(struct tok_slice body, const struct tok_json_limits *lim,
                           struct tok_json_doc **out, struct tok_json_error *err)
 {
+    return tok_json_parse_cached(NULL, body, lim, out, err);
+}
+
+tok_status tok_json_parse_cached(struct tok_json_cache *cache, struct tok_slice body,
+                                 const struct tok_json_limits *lim, struct tok_json_doc **out,
+                                 struct tok_json_error *err)
+{
     struct tok_json_error scratch;
     struct tok_json_limits defaults = tok_json_limits_default();
     size_t bad = 0;
@@ -631,7 +712,7 @@ tok_status tok_json_parse(struct tok_slice body, const struct tok_json_limits *l
     }
 
     struct builder bl = {.lim = lim, .err = err, .st = TOK_OK};
-    tok_status st = arena_new(body.len, lim, &bl.doc);
+    tok_status st = arena_new(body.len, lim, cache, &bl.doc);
     if (st != TOK_OK) {
         err_set(err, TOK_JSON_E_INTERNAL, "out of memory");
         return st;

@@ -4,6 +4,7 @@
 #include "tokend/server.h"
 #include "tokend/auth.h"
 #include "tokend/httpc.h"
+#include "tokend/json.h"
 #include "tokend/log.h"
 #include "tokend/routes.h"
 
@@ -26,6 +27,8 @@ static const char tls12_ciphers[] =
 
 #define LISTEN_BACKLOG 1024
 #define H2_MAX_CONCURRENT 256
+#define JSON_CACHE_KEEP 8                  /* parse arenas kept per loop (json.h) */
+#define JSON_CACHE_BLOCK_MAX (128u * 1024u) /* larger ones are freed: rare, and locked memory */
 
 struct app_handler {
     h2o_handler_t super;
@@ -169,7 +172,8 @@ static tok_status prepare_worker(struct tok_app *app, struct tok_worker *w, char
     const struct tok_config *cfg = app->cfg;
     w->app = app;
     w->listen_fd[0] = w->listen_fd[1] = -1;
-    if (tok_auth_cache_new(&w->auth_cache) != TOK_OK) {
+    if (tok_auth_cache_new(&w->auth_cache) != TOK_OK ||
+        tok_json_cache_new(JSON_CACHE_KEEP, JSON_CACHE_BLOCK_MAX, &w->json_cache) != TOK_OK) {
         snprintf(why, why_len, "out of memory");
         return TOK_ERR_NOMEM;
     }
@@ -193,6 +197,7 @@ static void setup_loop(struct tok_worker *w)
     h2o_multithread_register_receiver(w->queue, &w->httpc_replies, tok_httpc_on_replies);
     w->gw_env.httpc = app->httpc;
     w->gw_env.reply_to = &w->httpc_replies;
+    w->gw_env.json_cache = w->json_cache;
 
     h2o_accept_ctx_t *actx[2] = {&w->accept_h2c, &w->accept_tls};
     for (int i = 0; i < 2; i++) {

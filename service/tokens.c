@@ -801,7 +801,9 @@ static void create_authed(struct tok_req *r)
     lim.max_string_len = r->app->cfg->body_limit; /* long fields get their own 422 below */
     struct tok_json_doc *doc = NULL;
     struct tok_json_error jerr;
-    tok_status st = tok_json_parse(tok_slice_of(req->entity.base, req->entity.len), &lim, &doc, &jerr);
+    tok_status st = tok_json_parse_cached(r->worker->json_cache,
+                                          tok_slice_of(req->entity.base, req->entity.len), &lim,
+                                          &doc, &jerr);
     /* the body held the PAN and CVC: wipe h2o's copy now that ours is in locked memory */
     if (req->entity.base != NULL && req->entity.len > 0)
         sodium_memzero((void *)req->entity.base, req->entity.len);

@@ -45,6 +45,7 @@ enum tok_gateway_op {
 struct tok_gateway_call;
 typedef void (*tok_gateway_done_fn)(struct tok_gateway_call *call);
 struct tok_httpc;
+struct tok_json_cache;
 
 /**
  * A tenant's account at one gateway, as configured with `tokenctl gateway add`.
@@ -63,6 +64,7 @@ struct tok_gateway_account {
 struct tok_gateway_env {
     struct tok_httpc *httpc;
     void *reply_to; /* h2o_multithread_receiver_t* of the calling loop thread */
+    struct tok_json_cache *json_cache; /* the calling loop's parse arenas, or NULL (json.h) */
 };
 
 /**

@@ -80,8 +80,11 @@ void tok_gateway_transport_failed(struct tok_gateway_call *call, enum tok_httpc_
  */
 bool tok_gateway_http_common(struct tok_gateway_call *call, long status);
 
-/** Parses a response body with the gateway limits. NULL when it is not a JSON object. */
-struct tok_json_doc *tok_gateway_json(struct tok_slice body);
+/**
+ * Parses a response body with the gateway limits, in an arena of the calling loop's cache
+ * (call->env->json_cache) when there is one. NULL when it is not a JSON object.
+ */
+struct tok_json_doc *tok_gateway_json(const struct tok_gateway_call *call, struct tok_slice body);
 
 /* ---- Stripe ---------------------------------------------------------------------------- */
 

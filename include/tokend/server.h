@@ -18,6 +18,7 @@
 
 struct tok_keyring;
 struct tok_secret_pool;
+struct tok_json_cache;
 
 /** Everything shared by all threads; read-only once the loops run. */
 struct tok_app {
@@ -49,6 +50,7 @@ struct tok_worker {
     struct tok_auth_cache *auth_cache;
     struct tok_gateway_env gw_env; /* what remote adapters called from this loop use */
     struct tok_secret_pool *card_pool; /* tokens.c: card data of its tokenisations (lazy) */
+    struct tok_json_cache *json_cache; /* parse arenas of this loop's requests and gateway answers */
     volatile bool stop;
 };
 

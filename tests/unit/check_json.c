@@ -759,6 +759,40 @@ START_TEST(test_writer_sticky_bounds)
 }
 END_TEST
 
+/* a cached arena comes back for the next parse of a similar body, wiped, with the same results */
+START_TEST(test_cache_reuses_wiped_arenas)
+{
+    struct tok_json_cache *c = NULL;
+    ck_assert_int_eq(tok_json_cache_new(0, 1 << 20, &c), TOK_ERR_INPUT);
+    ck_assert_int_eq(tok_json_cache_new(1, 1 << 20, &c), TOK_OK);
+    struct tok_json_doc *d1 = NULL, *d2 = NULL, *d3 = NULL;
+    const char *card = "{\"card\":{\"number\":\"4242424242424242\",\"cvc\":\"123\"}}";
+    ck_assert_int_eq(tok_json_parse_cached(c, tok_slice_str(card), NULL, &d1, NULL), TOK_OK);
+    const uint8_t *arena = (const uint8_t *)d1;
+    tok_json_doc_free(&d1);
+    ck_assert_ptr_null(d1);
+    /* kept (tok_json_doc_free wiped it) and handed out again */
+    ck_assert_int_eq(tok_json_parse_cached(c, tok_slice_str("{\"a\":\"xyz\",\"b\":[1,2]}"), NULL, &d2,
+                                           NULL), TOK_OK);
+    ck_assert_ptr_eq((const uint8_t *)d2, arena);
+    struct tok_slice v;
+    ck_assert_int_eq(tok_json_string(tok_json_get(tok_json_root(d2), "a"), &v), TOK_OK);
+    ck_assert(tok_slice_eq(v, "xyz"));
+    ck_assert_uint_eq(tok_json_array_size(tok_json_get(tok_json_root(d2), "b")), 2);
+    /* a second document while the first is out: a new arena */
+    ck_assert_int_eq(tok_json_parse_cached(c, tok_slice_str(card), NULL, &d3, NULL), TOK_OK);
+    ck_assert_ptr_ne((const uint8_t *)d3, arena);
+    tok_json_doc_free(&d3);
+    tok_json_doc_free(&d2); /* the cache keeps one: the newest */
+    tok_json_cache_free(&c);
+    ck_assert_ptr_null(c);
+    tok_json_cache_free(&c);
+    /* no cache: plain tok_json_parse */
+    ck_assert_int_eq(tok_json_parse_cached(NULL, tok_slice_str(card), NULL, &d1, NULL), TOK_OK);
+    tok_json_doc_free(&d1);
+}
+END_TEST
+
 Suite *tok_json_suite(void)
 {
     Suite *s = suite_create("json");
@@ -767,6 +801,7 @@ Suite *tok_json_suite(void)
     TCase *adv = tcase_create("adversarial");
 
     tcase_add_test(core, test_parse_nested_object);
+    tcase_add_test(core, test_cache_reuses_wiped_arenas);
     tcase_add_test(core, test_accessor_type_errors);
     tcase_add_test(core, test_check_keys);
     tcase_add_test(core, test_scalar_roots_and_whitespace);
