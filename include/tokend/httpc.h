@@ -28,7 +28,8 @@
  * the request and are wiped when the transfer ends (tok_httpc_request_free
  * wipes again). The body is handed to libcurl with CURLOPT_POSTFIELDS (by
  * pointer; libcurl still copies it into its request buffer over HTTP/1.1 and
- * through its upload buffer over HTTP/2, see below). Buffers we cannot wipe, listed for SECURITY.md:
+ * through its upload buffer over HTTP/2, see below). Buffers we cannot wipe,
+ * listed for SECURITY.md:
  *   - libcurl's copies of header lines and, over HTTP/1.1, of a small body
  *     (its request buffer), its upload buffer (the body, over HTTP/2), and the
  *     bytes it hands to OpenSSL;
@@ -58,7 +59,7 @@
 /* connections per gateway host (HTTP/2: each carries up to TOK_HTTPC_STREAMS calls) */
 #define TOK_HTTPC_MAX_CONNECTIONS_DEFAULT 64u
 #define TOK_HTTPC_MAX_CONNECTIONS_MAX 1024u
-#define TOK_HTTPC_STREAMS 100u   /* concurrent streams per HTTP/2 connection (the server may lower it) */
+#define TOK_HTTPC_STREAMS 100u /* streams at once per HTTP/2 connection (the server may lower it) */
 #define TOK_HTTPC_POOL_MAX 512u  /* finished requests kept, wiped, for reuse */
 #define TOK_HTTPC_WHY_MAX 256 /* libcurl's CURL_ERROR_SIZE: its error buffer */
 #define TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS 2000u
@@ -118,8 +119,9 @@ struct tok_httpc_request {
 /**
  * Starts the curl thread (call before the loops start). TOK_ERR_INPUT: a
  * timeout outside 1..TOK_HTTPC_TIMEOUT_MAX_MS, max_connections above
- * TOK_HTTPC_MAX_CONNECTIONS_MAX or a CA file that cannot be read; TOK_ERR_NOMEM; TOK_ERR_INTERNAL when libcurl cannot start or lacks
- * HTTPS. *out owns the client: pair with tok_httpc_free.
+ * TOK_HTTPC_MAX_CONNECTIONS_MAX or a CA file that cannot be read;
+ * TOK_ERR_NOMEM; TOK_ERR_INTERNAL when libcurl cannot start or lacks HTTPS.
+ * *out owns the client: pair with tok_httpc_free.
  */
 TOK_MUST_CHECK tok_status tok_httpc_new(const struct tok_httpc_config *cfg,
                                         struct tok_httpc **out);

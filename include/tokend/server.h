@@ -50,7 +50,7 @@ struct tok_worker {
     struct tok_auth_cache *auth_cache;
     struct tok_gateway_env gw_env; /* what remote adapters called from this loop use */
     struct tok_secret_pool *card_pool; /* tokens.c: card data of its tokenisations (lazy) */
-    struct tok_json_cache *json_cache; /* parse arenas of this loop's requests and gateway answers */
+    struct tok_json_cache *json_cache; /* parse arenas: this loop's requests, gateway answers */
     volatile bool stop;
 };
 

@@ -96,7 +96,8 @@ START_TEST(test_pool_reuse_is_wiped)
     ck_assert_ptr_eq(b->slab, slab);
     ck_assert_uint_eq(b->body.len + b->headers.len + b->response.len, 0);
     ck_assert(!b->post && b->status == 0 && b->url[0] == '\0');
-    for (uint32_t i = 0; i < TOK_HTTPC_BODY_MAX + TOK_HTTPC_HEADERS_MAX + TOK_HTTPC_RESPONSE_START; i++)
+    uint32_t slab_size = TOK_HTTPC_BODY_MAX + TOK_HTTPC_HEADERS_MAX + TOK_HTTPC_RESPONSE_START;
+    for (uint32_t i = 0; i < slab_size; i++)
         ck_assert_int_eq(slab[i], 0);
     tok_httpc_request_free(&b);
     tok_httpc_free(&c); /* frees the pool */

@@ -33,7 +33,9 @@ START_TEST(test_chunks_and_null)
     struct tok_secret_pool *p = NULL;
     ck_assert_int_eq(tok_secret_pool_new(30, 2, &p), TOK_OK);
     /* three blocks: two chunks of two; distinct, aligned, zeroed */
-    uint8_t *a = tok_secret_pool_take(p), *b = tok_secret_pool_take(p), *c = tok_secret_pool_take(p);
+    uint8_t *a = tok_secret_pool_take(p);
+    uint8_t *b = tok_secret_pool_take(p);
+    uint8_t *c = tok_secret_pool_take(p);
     ck_assert(a != NULL && b != NULL && c != NULL && a != b && b != c && a != c);
     ck_assert_uint_eq((uintptr_t)a % sizeof(void *), 0);
     ck_assert_uint_eq((uintptr_t)b % sizeof(void *), 0);
