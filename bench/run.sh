@@ -146,14 +146,21 @@ h2load_field() {
 }
 
 rows() { pg_psql "$B_DIR/pg" -tAc "SELECT count(*) FROM vault.tokens"; }
-# CPU time (clock ticks, user + system) of a process, and of the cluster's processes:
-# per-request CPU is the figure a busy, shared machine moves least
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-pg_cpu_ticks() {
-    local pm t=0 p
-    pm=$(head -n 1 "$B_DIR/pg/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
-    for p in $pm $(pgrep -P "$pm"); do t=$((t + $(cpu_ticks "$p"))); done
+# cpu_ticks PID...: user + system clock ticks of the processes so far
+cpu_ticks() {
+    local t=0 p
+    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
     echo "$t"
+}
+pg_cpu_ticks() { # of the postmaster and its backends
+    local pids
+    read -ra pids <<<"$(pg_pids)"
+    cpu_ticks "${pids[@]}"
+}
+pg_pids() { # the postmaster and its backends
+    local pm
+    pm=$(head -n 1 "$B_DIR/pg/data/postmaster.pid" 2>/dev/null) || return 0
+    echo "$pm $(ps -o pid= --ppid "$pm" 2>/dev/null | tr '\n' ' ')"
 }
 us_per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t * 1e6 / hz / n; else print "nan" }'; }
 rss_hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$TOKEND_PID/status" 2>/dev/null; }
@@ -267,11 +274,10 @@ read -r P50 P90 P99 PMAX < <(awk '{print $3}' "$B_DIR/half.tsv" | sort -n | awk 
     END { if (NR == 0) print "nan nan nan nan"; else printf "%.2f %.2f %.2f %.2f\n", pct(0.5), pct(0.9), pct(0.99), v[NR] / 1000 }')
 
 # ---- 5. 50 ms gateway: Little's law -------------------------------------------------------
-# The hook for issue #5: runs when the gateway simulator (BUILD/gwsim) exists
-# and tokend knows a stripe gateway. 1,000 concurrent streams through a gateway
-# adding 50 ms allow 1000 / 0.05 = 20,000 tokenisations/s (Little's law).
-# The simulator's flags are not settled yet: GWSIM_ARGS and GW_TOKEND_ARGS
-# override the guesses below.
+# Runs when the gateway simulator (BUILD/gwsim) exists: it serves h2 over TLS,
+# like Stripe, and a tenant of its own has a stripe gateway at it. 1,000
+# concurrent streams through a gateway adding 50 ms allow 1000 / 0.05 = 20,000
+# tokenisations/s (Little's law).
 run_gateway50ms() {
     if [ ! -f "$BUILD/gwsim" ] || [ ! -x "$BUILD/gwsim" ]; then
         echo "RATIO gateway50ms_vs_littles_law SKIPPED (build/gwsim is missing)"
@@ -281,7 +287,7 @@ run_gateway50ms() {
     gwport=$(free_port)
     "$BUILD/gwsim" --listen "127.0.0.1:$gwport" --latency-ms 50 --tls-cert "$B_DIR/tls.crt" \
         --tls-key "$B_DIR/tls.key" --stripe-key sk_test_bench50 --ready-file "$ready" \
-        >"$B_DIR/gwsim.log" 2>&1 &
+        --log-level warn >"$B_DIR/gwsim.log" 2>&1 &
     pid=$!
     for i in $(seq 1 100); do [ -f "$ready" ] && break; sleep 0.05; done
     # a tenant of its own whose only gateway is the stripe adapter at the simulator
@@ -291,17 +297,32 @@ run_gateway50ms() {
         --base-url "https://localhost:$gwport" >>"$B_DIR/gw.log" 2>&1
     key=$("${CTL[@]}" key create --tenant "$tenant" --scopes tokens:write --test 2>>"$B_DIR/gw.log")
     hwm0=$(rss_hwm_kb)
+    local rows0 t0 p0
+    rows0=$(rows)
+    t0=$(cpu_ticks "$TOKEND_PID")
+    p0=$(pg_cpu_ticks)
     # 1,000 concurrent streams: 100 connections x 10 streams
     timeout $((SECS * 4 + 60)) h2load -c 100 -m 10 -t 1 -D "$SECS" --warm-up-time 1 -d "$B_DIR/card.json" \
         -H "authorization: Bearer $key" -H 'content-type: application/json' \
         "$URL/v1/tokens" >"$B_DIR/gw50.out" 2>&1
+    # how tokend reached the simulator: connections opened, calls per HTTP version
+    local conns
+    conns=$(curl -s --max-time 5 --cacert "$B_DIR/tls.crt" "https://localhost:$gwport/__gwsim/stats" |
+        jq -r '"\(.connections_accepted) connections, \(.requests_by_version.http2) calls over h2, \(.requests_by_version.http1) over http/1.1"' 2>/dev/null)
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+    # CPU per stored token (warm-up included in both): where the 2 CPUs go
+    local stored cpu
+    stored=$(($(rows) - rows0))
+    cpu=$(awk -v t=$(($(cpu_ticks "$TOKEND_PID") - t0)) -v p=$(($(pg_cpu_ticks) - p0)) \
+        -v n="$stored" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "tokend %.0f us, postgres %.0f us", t * 1e6 / hz / n, p * 1e6 / hz / n }')
     rps=$(h2load_field "$B_DIR/gw50.out" rps)
     hwm=$(rss_hwm_kb)
     local bad
     bad=$(h2load_field "$B_DIR/gw50.out" non2xx)
     echo "gateway50ms: ${rps:-?} tokenisations/s through a 50 ms gateway, 1000 streams; non-2xx ${bad:-?}; VmHWM ${hwm0} -> ${hwm} kB"
+    echo "gateway50ms: simulator saw ${conns:-?} (one of them the stats call)"
+    echo "gateway50ms: CPU per stored token: ${cpu:-?} ($stored tokens)"
     check "gateway50ms: zero non-2xx (${bad:-?})" "$([ "${bad:-1}" = 0 ] && echo 0 || echo 1)"
     GW_RSS_KB=$hwm
     echo "RATIO gateway50ms_vs_littles_law $(ratio "${rps:-0}" 20000)"

@@ -3,6 +3,7 @@
  * the help text, the parser and README's configuration table agree.
  */
 #include "tokend/config.h"
+#include "tokend/httpc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,6 +46,7 @@ static const struct opt opts[] = {
     {"gateway-ca-file", "TOKEND_GATEWAY_CA_FILE", STR(gateway_ca_file), "PEM CA bundle trusted for gateway TLS (default: system store)"},
     {"gateway-connect-timeout-ms", "TOKEND_GATEWAY_CONNECT_TIMEOUT_MS", UINT(gateway_connect_timeout_ms, 1, 600000), "gateway connect timeout (default 2000)"},
     {"gateway-timeout-ms", "TOKEND_GATEWAY_TIMEOUT_MS", UINT(gateway_timeout_ms, 1, 600000), "whole gateway request timeout (default 15000)"},
+    {"gateway-max-connections", "TOKEND_GATEWAY_MAX_CONNECTIONS", UINT(gateway_max_connections, 1, TOK_HTTPC_MAX_CONNECTIONS_MAX), "connections per gateway host; each HTTP/2 one carries 100 calls at once (default 64)"},
     {"body-limit", "TOKEND_BODY_LIMIT", UINT(body_limit, 256, TOK_BODY_LIMIT_MAX), "largest request body in bytes"},
     {"webhook-allow-http-loopback", NULL, OPT_FLAG, offsetof(struct tok_config, webhook_allow_http_loopback), 0, 0, 0, "TEST ONLY: allow http:// webhook endpoints on loopback (default: https only)"},
     {"webhook-retry-base-ms", "TOKEND_WEBHOOK_RETRY_BASE_MS", UINT(webhook_retry_base_ms, 100, 3600000), "first webhook retry delay, doubled per try (default 10000)"},
@@ -66,6 +68,7 @@ void tok_config_defaults(struct tok_config *cfg)
     cfg->body_limit = TOK_BODY_LIMIT_DEFAULT;
     cfg->gateway_connect_timeout_ms = 2000;
     cfg->gateway_timeout_ms = 15000;
+    cfg->gateway_max_connections = TOK_HTTPC_MAX_CONNECTIONS_DEFAULT;
     cfg->log_level = TOK_LOG_INFO;
     cfg->webhook_retry_base_ms = 10000;
     cfg->audit_chain_interval_ms = 100;

@@ -3,6 +3,7 @@
  * the design and for what we cannot wipe).
  */
 #include "tokend/httpc.h"
+#include "tokend/secmem.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -12,7 +13,8 @@
 #include <string.h>
 
 #define POLL_MS 1000
-#define MAX_HOST_CONNECTIONS 64
+#define UPLOAD_BUFFER 16384L /* CURLOPT_UPLOAD_BUFFERSIZE's smallest */
+#define SLAB_SIZE (TOK_HTTPC_BODY_MAX + TOK_HTTPC_HEADERS_MAX + TOK_HTTPC_RESPONSE_START)
 
 _Static_assert(TOK_HTTPC_WHY_MAX >= CURL_ERROR_SIZE, "CURLOPT_ERRORBUFFER needs CURL_ERROR_SIZE");
 
@@ -92,17 +94,33 @@ enum tok_httpc_result tok_httpc_classify(int curl_code, bool too_large)
 
 /* ---- requests ------------------------------------------------------------------------- */
 
+/* A borrowed slice of the request's secret block (wiped by us, released with it). */
+static void slab_slice(struct tok_buf *b, uint8_t *mem, uint32_t cap)
+{
+    tok_buf_init(b, mem, cap);
+    b->secret = true;
+}
+
+/*
+ * One secmem block holds body, headers and the first response buffer: SLAB_SIZE is sized
+ * so that with secmem's header it is one 8 KiB class, recycled per thread (secmem.h).
+ */
+_Static_assert(SLAB_SIZE + 16u <= 8192u, "a request's buffers fit one 8 KiB secmem block");
+
 tok_status tok_httpc_request_new(struct tok_httpc_request **out)
 {
     TOK_ENSURE(out != NULL, TOK_ERR_INTERNAL);
     struct tok_httpc_request *r = calloc(1, sizeof *r);
     TOK_ENSURE(r != NULL, TOK_ERR_NOMEM);
-    if (tok_buf_alloc(&r->body, TOK_HTTPC_BODY_MAX, true) != TOK_OK ||
-        tok_buf_alloc(&r->headers, TOK_HTTPC_HEADERS_MAX, true) != TOK_OK) {
-        tok_buf_wipe(&r->body);
+    r->slab = tok_secmem_alloc(SLAB_SIZE); /* zeroed */
+    if (r->slab == NULL) {
         free(r);
         return TOK_ERR_NOMEM;
     }
+    slab_slice(&r->body, r->slab, TOK_HTTPC_BODY_MAX);
+    slab_slice(&r->headers, r->slab + TOK_HTTPC_BODY_MAX, TOK_HTTPC_HEADERS_MAX);
+    slab_slice(&r->response, r->slab + TOK_HTTPC_BODY_MAX + TOK_HTTPC_HEADERS_MAX,
+               TOK_HTTPC_RESPONSE_START);
     *out = r;
     return TOK_OK;
 }
@@ -112,12 +130,12 @@ void tok_httpc_request_free(struct tok_httpc_request **req)
     if (req == NULL || *req == NULL)
         return;
     struct tok_httpc_request *r = *req;
-    tok_buf_wipe(&r->body);
-    tok_buf_wipe(&r->headers);
-    tok_buf_wipe(&r->response);
-    sodium_memzero(r->url, sizeof r->url);
-    free(r);
     *req = NULL;
+    if (r->response.owned)
+        tok_buf_wipe(&r->response); /* grew past the slab: a block of its own */
+    tok_secmem_free(r->slab);       /* wipes body, headers and the first response buffer */
+    sodium_memzero(r, sizeof *r);   /* the URL's path may hold a gateway reference */
+    free(r);
 }
 
 static bool url_part_ok(const char *s)
@@ -201,7 +219,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
             tok_buf_wipe(&bigger);
             return 0;
         }
-        tok_buf_wipe(&r->response);
+        tok_buf_wipe(&r->response); /* the slab's slice is zeroed, not freed */
         r->response = bigger;
     }
     if (tok_buf_write(&r->response, ptr, n) != TOK_OK)
@@ -301,6 +319,13 @@ static CURLcode setup_easy(struct tok_httpc *c, struct tok_httpc_request *r)
     SET(CURLOPT_TIMEOUT_MS, c->timeout_ms);
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     SET(CURLOPT_PIPEWAIT, 1L); /* prefer multiplexing on an HTTP/2 connection being set up */
+    /*
+     * libcurl mallocs a 64 KiB upload buffer per transfer (over HTTP/2 the body is read
+     * through it): 64 MB with 1,000 calls in flight for bodies < 1 kB. 16 KiB is its minimum.
+     */
+    SET(CURLOPT_UPLOAD_BUFFERSIZE, (long)UPLOAD_BUFFER);
+    /* gateway answers are 0.5-3 kB; a longer one is read in several pieces */
+    SET(CURLOPT_BUFFERSIZE, TOK_HTTPC_DOWNLOAD_BUFFER);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_USERAGENT, "tokend/" TOKEND_VERSION);
     SET(CURLOPT_HTTPHEADER, l);
@@ -310,7 +335,7 @@ static CURLcode setup_easy(struct tok_httpc *c, struct tok_httpc_request *r)
     SET(CURLOPT_PRIVATE, r);
     if (r->post) {
         SET(CURLOPT_POST, 1L);
-        /* POSTFIELDS, not COPYPOSTFIELDS: libcurl reads our secret buffer, no copy */
+        /* POSTFIELDS, not COPYPOSTFIELDS: no copy of ours (libcurl's own: see httpc.h) */
         SET(CURLOPT_POSTFIELDS, r->body.len > 0 ? (const char *)r->body.data : "");
         SET(CURLOPT_POSTFIELDSIZE, (long)r->body.len);
     } else {
@@ -403,7 +428,10 @@ tok_status tok_httpc_new(const struct tok_httpc_config *cfg, struct tok_httpc **
     unsigned ct = cfg->connect_timeout_ms != 0 ? cfg->connect_timeout_ms
                                                 : TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS;
     unsigned tt = cfg->timeout_ms != 0 ? cfg->timeout_ms : TOK_HTTPC_TIMEOUT_DEFAULT_MS;
+    unsigned mc = cfg->max_connections != 0 ? cfg->max_connections
+                                             : TOK_HTTPC_MAX_CONNECTIONS_DEFAULT;
     TOK_ENSURE(ct <= TOK_HTTPC_TIMEOUT_MAX_MS && tt <= TOK_HTTPC_TIMEOUT_MAX_MS, TOK_ERR_INPUT);
+    TOK_ENSURE(mc <= TOK_HTTPC_MAX_CONNECTIONS_MAX, TOK_ERR_INPUT);
     pthread_once(&global_once, global_init);
     TOK_ENSURE(global_rc == CURLE_OK, TOK_ERR_INTERNAL);
     const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
@@ -429,7 +457,8 @@ tok_status tok_httpc_new(const struct tok_httpc_config *cfg, struct tok_httpc **
         return TOK_ERR_NOMEM;
     }
     curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)MAX_HOST_CONNECTIONS);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)mc);
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)TOK_HTTPC_STREAMS);
     pthread_mutex_init(&c->lock, NULL);
     if (pthread_create(&c->tid, NULL, curl_main, c) != 0) {
         pthread_mutex_destroy(&c->lock);

@@ -19,9 +19,11 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define CLASS_MIN_SHIFT 9u /* 512 B */
-#define NCLASSES 8u        /* 512 B .. 64 KiB */
-#define LARGE UINT32_MAX   /* not cached */
+#define CLASS_MIN_SHIFT 9u   /* 512 B */
+#define NCLASSES 8u          /* 512 B .. 64 KiB */
+#define CARVED_CLASSES 5u    /* 512 B .. 8 KiB: carved from chunks */
+#define CHUNK_BYTES 65536u   /* one sodium_malloc for 128 cards or 8 gateway requests */
+#define LARGE UINT32_MAX     /* not cached */
 #define CACHE_BYTES (256u * 1024u)
 #define CACHE_MAX 64u
 
@@ -46,10 +48,18 @@ struct cache {
 static _Thread_local struct cache tls_cache;
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+/* carved blocks of threads that ended (they cannot go back to the system one by one) */
+static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct block *orphans[CARVED_CLASSES];
 
 static size_t class_size(uint32_t cls)
 {
     return (size_t)1 << (cls + CLASS_MIN_SHIFT);
+}
+
+static bool carved(uint32_t cls)
+{
+    return cls < CARVED_CLASSES;
 }
 
 static unsigned cache_max(uint32_t cls)
@@ -58,16 +68,39 @@ static unsigned cache_max(uint32_t cls)
     return n < 4 ? 4 : n > CACHE_MAX ? CACHE_MAX : n;
 }
 
-/* A thread that ends gives its cached blocks back to the system. */
+static void push(struct block **list, struct block *b, size_t size)
+{
+    b->h.next = *list;
+    *list = b;
+    POISON(b, size);
+}
+
+static struct block *pop(struct block **list, size_t size)
+{
+    struct block *b = *list;
+    if (b == NULL)
+        return NULL;
+    UNPOISON(b, size);
+    *list = b->h.next;
+    b->h.next = NULL;
+    return b;
+}
+
+/* A thread that ends gives its blocks back: separate ones to the system, carved ones to
+ * the orphans that other threads take before they carve a new chunk. */
 static void on_thread_exit(void *arg)
 {
     struct cache *c = arg;
     for (uint32_t k = 0; k < NCLASSES; k++) {
-        while (c->free[k] != NULL) {
-            struct block *b = c->free[k];
-            UNPOISON(b, class_size(k));
-            c->free[k] = b->h.next;
-            sodium_free(b);
+        struct block *b;
+        while ((b = pop(&c->free[k], class_size(k))) != NULL) {
+            if (!carved(k)) {
+                sodium_free(b);
+                continue;
+            }
+            pthread_mutex_lock(&orphans_lock);
+            push(&orphans[k], b, class_size(k));
+            pthread_mutex_unlock(&orphans_lock);
         }
         c->count[k] = 0;
     }
@@ -89,6 +122,35 @@ static struct cache *this_cache(void)
     return c;
 }
 
+/*
+ * Fills this thread's cache of a small class: orphans first, else one new chunk carved
+ * into blocks. A chunk is never unmapped (its blocks come and go one by one), so carved
+ * memory stays at the peak number of secrets held at once: a few hundred bytes each.
+ */
+static bool refill(struct cache *c, uint32_t cls)
+{
+    size_t size = class_size(cls);
+    pthread_mutex_lock(&orphans_lock);
+    struct block *b = pop(&orphans[cls], size);
+    pthread_mutex_unlock(&orphans_lock);
+    if (b != NULL) {
+        push(&c->free[cls], b, size);
+        c->count[cls]++;
+        return true;
+    }
+    uint8_t *chunk = sodium_malloc(CHUNK_BYTES);
+    if (chunk == NULL)
+        return false;
+    memset(chunk, 0, CHUNK_BYTES);
+    for (size_t at = 0; at + size <= CHUNK_BYTES; at += size) {
+        b = (struct block *)(void *)(chunk + at);
+        b->h.cls = cls;
+        push(&c->free[cls], b, size);
+        c->count[cls]++;
+    }
+    return true;
+}
+
 void *tok_secmem_alloc(size_t n)
 {
     if (n > SIZE_MAX / 2)
@@ -100,12 +162,11 @@ void *tok_secmem_alloc(size_t n)
     struct block *b = NULL;
     if (cls < NCLASSES) {
         struct cache *c = this_cache();
-        b = c->free[cls];
+        if (c->free[cls] == NULL && carved(cls) && !refill(c, cls))
+            return NULL;
+        b = pop(&c->free[cls], class_size(cls));
         if (b != NULL) {
-            UNPOISON(b, class_size(cls));
-            c->free[cls] = b->h.next;
             c->count[cls]--;
-            b->h.next = NULL;
             b->h.len = (uint32_t)n;
             return b + 1; /* all zero: zeroed when made, its used part wiped when released */
         }
@@ -134,17 +195,15 @@ void tok_secmem_free(void *p)
         sodium_free(b); /* wipes the whole allocation before it unmaps it */
         return;
     }
-    size_t size = class_size(cls);
     sodium_memzero(p, b->h.len); /* the rest of the block was never handed out: still zero */
+    b->h.len = 0;
     struct cache *c = this_cache();
-    if (!c->registered || c->count[cls] >= cache_max(cls)) {
+    if (!carved(cls) && (!c->registered || c->count[cls] >= cache_max(cls))) {
         sodium_free(b);
         return;
     }
-    b->h.next = c->free[cls];
-    c->free[cls] = b;
+    push(&c->free[cls], b, class_size(cls));
     c->count[cls]++;
-    POISON(b, size);
 }
 
 unsigned tok_secmem_cached(void)

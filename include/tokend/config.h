@@ -28,6 +28,7 @@ struct tok_config {
     char gateway_ca_file[TOK_PATH_MAX]; /* CA bundle for gateway TLS; "" = system store */
     unsigned gateway_connect_timeout_ms;
     unsigned gateway_timeout_ms; /* a whole gateway request */
+    unsigned gateway_max_connections; /* per gateway host (httpc.h) */
     unsigned threads;
     unsigned db_threads;
     unsigned db_batch_max;      /* most requests grouped into one transaction */

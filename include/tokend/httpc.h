@@ -14,14 +14,24 @@
  * TLS >= 1.2, peer and host name verification always on, no redirects, no
  * proxy, no content decoding, response bodies bounded (TOK_HTTPC_RESPONSE_MAX).
  * Configurable: the CA file (tests trust the simulator's certificate with it),
- * the connect timeout and the total timeout.
+ * the connect timeout, the total timeout and the connections per host.
+ *
+ * Connections: HTTP/2 where the gateway offers it (ALPN; Stripe and Adyen do):
+ * concurrent calls to one host share a connection, TOK_HTTPC_STREAMS at a time
+ * (CURLOPT_PIPEWAIT: a new call waits for a connection being set up rather than
+ * opening its own), so 1,000 calls in flight need ~10 connections. At most
+ * max_connections per host: past that (HTTP/1.1: one call per connection) calls
+ * queue inside libcurl until a connection is free.
  *
  * Secrets: request bodies (PANs at tokenisation), header values (API keys) and
- * response bodies (gateway references) live in sodium_malloc memory owned by
+ * response bodies (gateway references) live in secmem memory (secmem.h) owned by
  * the request and are wiped when the transfer ends (tok_httpc_request_free
- * wipes again). The body is handed to libcurl with CURLOPT_POSTFIELDS (no
- * copy). Buffers we cannot wipe, listed for SECURITY.md:
- *   - libcurl's copies of header lines (its request header buffer), and the
+ * wipes again). The body is handed to libcurl with CURLOPT_POSTFIELDS (by
+ * pointer; libcurl still copies it into its request buffer over HTTP/1.1 and
+ * through its upload buffer over HTTP/2, see below). Buffers we cannot wipe,
+ * listed for SECURITY.md:
+ *   - libcurl's copies of header lines and, over HTTP/1.1, of a small body
+ *     (its request buffer), its upload buffer (the body, over HTTP/2), and the
  *     bytes it hands to OpenSSL;
  *   - OpenSSL's TLS record buffers (the plaintext of a record is encrypted in
  *     place; OpenSSL frees its buffers with OPENSSL_clear_free only for some
@@ -38,10 +48,18 @@
 #include <h2o/multithread.h>
 
 #define TOK_HTTPC_URL_MAX 512
-#define TOK_HTTPC_BODY_MAX (64u * 1024u)        /* largest request body */
+/* largest request body: a gateway call's is < 1 kB (check_gateway_*: the largest we build) */
+#define TOK_HTTPC_BODY_MAX 2048u
 #define TOK_HTTPC_HEADERS_MAX 2048u             /* all extra header lines together */
 #define TOK_HTTPC_RESPONSE_MAX (256u * 1024u)   /* a larger response is TOK_HTTPC_TOO_LARGE */
-#define TOK_HTTPC_RESPONSE_START (16u * 1024u)  /* first response buffer; doubles as needed */
+/* first response buffer (doubles as needed): body, headers and this fill one 8 KiB secmem
+ * block with its 16-byte header */
+#define TOK_HTTPC_RESPONSE_START (4096u - 16u)
+#define TOK_HTTPC_DOWNLOAD_BUFFER 8192L /* libcurl's per-transfer receive buffer (default 16 KiB) */
+/* connections per gateway host (HTTP/2: each carries up to TOK_HTTPC_STREAMS calls) */
+#define TOK_HTTPC_MAX_CONNECTIONS_DEFAULT 64u
+#define TOK_HTTPC_MAX_CONNECTIONS_MAX 1024u
+#define TOK_HTTPC_STREAMS 100u /* streams at once per HTTP/2 connection (the server may lower it) */
 #define TOK_HTTPC_WHY_MAX 256 /* libcurl's CURL_ERROR_SIZE: its error buffer */
 #define TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS 2000u
 #define TOK_HTTPC_TIMEOUT_DEFAULT_MS 15000u
@@ -67,6 +85,7 @@ struct tok_httpc_config {
     const char *ca_file;         /* PEM bundle to trust; NULL or "" = the system store */
     unsigned connect_timeout_ms; /* 0 = TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS */
     unsigned timeout_ms;         /* whole transfer; 0 = TOK_HTTPC_TIMEOUT_DEFAULT_MS */
+    unsigned max_connections;    /* per host; 0 = TOK_HTTPC_MAX_CONNECTIONS_DEFAULT */
 };
 
 struct tok_httpc_request {
@@ -88,6 +107,7 @@ struct tok_httpc_request {
     struct tok_buf response;        /* secret; the body */
     char why[TOK_HTTPC_WHY_MAX];    /* libcurl's reason on failure (no secrets), for logs */
     /* internal to httpc.c */
+    uint8_t *slab; /* one secmem block: body, headers, first response buffer */
     void *easy;
     void *slist;
     bool too_large;
@@ -96,9 +116,10 @@ struct tok_httpc_request {
 
 /**
  * Starts the curl thread (call before the loops start). TOK_ERR_INPUT: a
- * timeout outside 1..TOK_HTTPC_TIMEOUT_MAX_MS or a CA file that cannot be
- * read; TOK_ERR_NOMEM; TOK_ERR_INTERNAL when libcurl cannot start or lacks
- * HTTPS. *out owns the client: pair with tok_httpc_free.
+ * timeout outside 1..TOK_HTTPC_TIMEOUT_MAX_MS, max_connections above
+ * TOK_HTTPC_MAX_CONNECTIONS_MAX or a CA file that cannot be read;
+ * TOK_ERR_NOMEM; TOK_ERR_INTERNAL when libcurl cannot start or lacks HTTPS.
+ * *out owns the client: pair with tok_httpc_free.
  */
 TOK_MUST_CHECK tok_status tok_httpc_new(const struct tok_httpc_config *cfg,
                                         struct tok_httpc **out);
@@ -111,12 +132,13 @@ TOK_MUST_CHECK tok_status tok_httpc_new(const struct tok_httpc_config *cfg,
 void tok_httpc_free(struct tok_httpc **c);
 
 /**
- * Allocates an empty request with secret body and header buffers
- * (TOK_HTTPC_BODY_MAX and TOK_HTTPC_HEADERS_MAX bytes). TOK_ERR_NOMEM.
+ * An empty request with secret body, header and first response buffers
+ * (TOK_HTTPC_BODY_MAX, TOK_HTTPC_HEADERS_MAX and TOK_HTTPC_RESPONSE_START bytes in one
+ * secmem block: guarded, locked, recycled per thread without a system call). TOK_ERR_NOMEM.
  */
 TOK_MUST_CHECK tok_status tok_httpc_request_new(struct tok_httpc_request **out);
 
-/** Wipes every buffer of the request, frees it, sets *req = NULL. NULL-safe. */
+/** Wipes every buffer of the request and releases it; sets *req = NULL. NULL-safe. */
 void tok_httpc_request_free(struct tok_httpc_request **req);
 
 /**

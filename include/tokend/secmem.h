@@ -2,16 +2,23 @@
  * secmem.h - memory for secrets (card data, request bodies that hold it, gateway
  * bodies, keys in transit), recycled per thread.
  *
- * Every block is a libsodium guarded allocation (sodium_malloc: guard pages,
- * mlock, excluded from core dumps), so a secret never lands in swap or a core
- * file and an overflow faults. sodium_malloc and sodium_free cost several
- * system calls each (mmap, mprotect, mlock, munlock, munmap) and the TLB
- * shootdowns they send to the other CPUs: more than half of tokend's CPU per
- * tokenisation (issue #9 profile). So released blocks are wiped and kept in
- * a small per-thread cache by size class, and the next request of that class
- * on that thread reuses one without a system call. The cache is bounded per
- * class; beyond it blocks go back to the system. No locks: a block released
- * on another thread simply joins that thread's cache.
+ * All of it comes from libsodium's guarded allocations (sodium_malloc: guard
+ * pages, mlock, excluded from core dumps), so a secret never lands in swap or
+ * a core file. sodium_malloc and sodium_free cost several system calls each
+ * (mmap, mprotect, mlock, munlock, munmap) and the TLB shootdowns they send to
+ * the other CPUs: more than half of tokend's CPU per tokenisation (issue #9
+ * profile), and each call is at least two locked pages. So:
+ *   - blocks of up to 8 KiB (card data, a gateway request's buffers) are carved
+ *     from 64 KiB guarded chunks: 128 cards in one sodium_malloc. The chunk has
+ *     guard pages at its ends, not between its blocks. Chunks are kept for
+ *     reuse (memory stays at the peak number of such secrets held at once);
+ *   - blocks of 16-64 KiB (JSON parse arenas) are one sodium_malloc each, with
+ *     their own guard pages, and a few are kept per thread;
+ *   - anything larger is a plain sodium_malloc.
+ * A released block is wiped (the bytes handed out) and kept in a per-thread
+ * cache by size class; the next request of that class on that thread reuses
+ * it without a system call. No locks on that path: a block released on
+ * another thread joins that thread's cache.
  */
 #ifndef TOKEND_SECMEM_H
 #define TOKEND_SECMEM_H

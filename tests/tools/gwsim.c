@@ -97,6 +97,7 @@
 #define GW_PORTS 65536
 #define GW_STRIPE_VERSION "2024-06-20"
 #define GW_AMOUNT_MAX 99999999LL
+#define GW_H2_STREAMS 100 /* h2o 2.2's SETTINGS_MAX_CONCURRENT_STREAMS */
 
 /* ---- configuration, counters, context ------------------------------------------------- */
 
@@ -104,6 +105,7 @@ struct gw_cfg {
     const char *listen;
     const char *tls_cert, *tls_key;
     bool plain;
+    bool http1_only;
     uint32_t latency_ms;
     double rate500, rate429;
     const char *ready_file;
@@ -121,6 +123,7 @@ struct gw_stats {
     uint64_t replays, idem_conflicts, idem_mismatch_replays;
     uint64_t auth_failures, full_refusals;
     uint64_t f500, f429, ftimeout, freset, flatency;
+    uint64_t connections, requests_h1, requests_h2;
 };
 
 enum gw_kind { K_PM = 1, K_PI, K_CH, K_RE, K_AP, K_AT };
@@ -2256,6 +2259,12 @@ static void control_stats(struct gw_call *c)
     KV("reset", s->freset);
     KV("latency", s->flatency);
     tok_jw_obj_end(&w);
+    KV("connections_accepted", s->connections);
+    tok_jw_key(&w, "requests_by_version");
+    tok_jw_obj_begin(&w);
+    KV("http1", s->requests_h1);
+    KV("http2", s->requests_h2);
+    tok_jw_obj_end(&w);
     KV("objects", c->g->nobjects);
     KV("objects_max", c->g->cfg.max_objects);
     tok_jw_obj_end(&w);
@@ -2520,6 +2529,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     c.req = req;
     c.route = "unknown";
     g->st.requests++;
+    if (req->version >= 0x200)
+        g->st.requests_h2++;
+    else
+        g->st.requests_h1++;
     struct tok_slice method = tok_slice_of(req->method.base, req->method.len);
     size_t plen = req->path.len;
     if (req->query_at != SIZE_MAX && req->query_at < plen)
@@ -2723,6 +2736,7 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         else if (ss.ss_family == AF_INET6)
             port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
         g->port_fd[port] = fd;
+        g->st.connections++;
         h2o_socket_t *sock =
             h2o_evloop_socket_create(g->ctx.loop, fd, H2O_SOCKET_FLAG_IS_ACCEPTED_CONNECTION);
         h2o_accept(&g->actx, sock);
@@ -2735,7 +2749,11 @@ static void die(const char *why)
     exit(2);
 }
 
-static SSL_CTX *tls_setup(const char *cert, const char *key)
+/* what a gateway serving both offers (h2o_http2_alpn_protocols lacks "http/1.1") */
+static const h2o_iovec_t alpn_h2_h1[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL, 0}};
+static const h2o_iovec_t alpn_h1[] = {{H2O_STRLIT("http/1.1")}, {NULL, 0}};
+
+static SSL_CTX *tls_setup(const char *cert, const char *key, bool http1_only)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL)
@@ -2747,7 +2765,11 @@ static SSL_CTX *tls_setup(const char *cert, const char *key)
         SSL_CTX_check_private_key(ctx) != 1)
         die("cannot load the TLS certificate or key");
     ERR_clear_error();
-    /* no ALPN: clients speak HTTP/1.1, as the gateways' own SDKs do */
+    /*
+     * Stripe's and Adyen's API hosts offer h2 and http/1.1: a client that multiplexes gets
+     * HTTP/2 here too. --http1-only offers http/1.1 alone (the gateway of an old SDK's tests).
+     */
+    h2o_ssl_register_alpn_protocols(ctx, http1_only ? alpn_h1 : alpn_h2_h1);
     return ctx;
 }
 
@@ -2821,7 +2843,7 @@ static void set_secret(struct tok_buf *b, const char *s, const char *flag)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: gwsim --listen HOST:PORT (--tls-cert F --tls-key F | --plain)\n"
+            "usage: gwsim --listen HOST:PORT (--tls-cert F --tls-key F | --plain) [--http1-only]\n"
             "             [--latency-ms N] [--stripe-key sk_test_...] [--adyen-key KEY]\n"
             "             [--adyen-merchant NAME] [--fault-rate-500 P] [--fault-rate-429 P]\n"
             "             [--ready-file F] [--max-objects N] [--log-level debug|info|warn|error]\n"
@@ -2863,6 +2885,7 @@ int main(int argc, char **argv)
         {"fault-rate-500", required_argument, NULL, '5'}, {"fault-rate-429", required_argument, NULL, '4'},
         {"ready-file", required_argument, NULL, 'r'},   {"max-objects", required_argument, NULL, 'o'},
         {"log-level", required_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
+        {"http1-only", no_argument, NULL, '1'},
         {NULL, 0, NULL, 0}};
     int opt;
     enum tok_log_level level;
@@ -2879,6 +2902,9 @@ int main(int argc, char **argv)
             break;
         case 'p':
             g->cfg.plain = true;
+            break;
+        case '1':
+            g->cfg.http1_only = true;
             break;
         case 'L':
             g->cfg.latency_ms = parse_u32(optarg, "--latency-ms", GW_LATENCY_MAX_MS);
@@ -2937,7 +2963,13 @@ int main(int argc, char **argv)
     struct gw_handler *h = (struct gw_handler *)h2o_create_handler(pathconf, sizeof *h);
     h->super.on_req = on_req;
     h->g = g;
-    g->ssl = g->cfg.plain ? NULL : tls_setup(g->cfg.tls_cert, g->cfg.tls_key);
+    /*
+     * h2o announces SETTINGS_MAX_CONCURRENT_STREAMS 100; handle as many at once, or streams
+     * past h2o's internal limit would queue behind the delayed ones and add their latency.
+     */
+    g->h2o.http2.max_concurrent_requests_per_connection = GW_H2_STREAMS;
+    g->h2o.http1.upgrade_to_http2 = g->cfg.http1_only ? 0 : 1;
+    g->ssl = g->cfg.plain ? NULL : tls_setup(g->cfg.tls_cert, g->cfg.tls_key, g->cfg.http1_only);
 
     h2o_evloop_t *loop = h2o_evloop_create();
     h2o_context_init(&g->ctx, loop, &g->h2o);
@@ -2950,7 +2982,8 @@ int main(int argc, char **argv)
     h2o_socket_read_start(lsock, on_accept);
 
     tok_log_info("gwsim: listening on %s (%s), latency %u ms, fault rates 500=%.3f 429=%.3f, "
-                 "max %u objects", g->cfg.listen, g->cfg.plain ? "cleartext HTTP/1.1" : "TLS, HTTP/1.1",
+                 "max %u objects", g->cfg.listen, g->cfg.plain ? "cleartext HTTP/1.1"
+                 : g->cfg.http1_only ? "TLS, ALPN http/1.1" : "TLS, ALPN h2 and http/1.1",
                  g->cfg.latency_ms, g->cfg.rate500, g->cfg.rate429, g->cfg.max_objects);
     if (g->cfg.ready_file != NULL)
         write_ready(g->cfg.ready_file);

@@ -4,6 +4,7 @@
  * the stored-method reference, refusal mapping and every kind of answer.
  */
 #include "tokend/gateway.h"
+#include "tokend/card.h"
 #include "tokend/gateway_wire.h"
 #include "tokend/json.h"
 
@@ -263,6 +264,29 @@ START_TEST(test_amount_limits)
 }
 END_TEST
 
+/* TOK_HTTPC_BODY_MAX holds the largest body we build: every string at its longest and escaped */
+START_TEST(test_largest_body_fits_httpc)
+{
+    char name[TOK_CARD_NAME_MAX + 1];
+    char merchant[sizeof((struct tok_gateway_account *)0)->merchant_account];
+    memset(name, '"', TOK_CARD_NAME_MAX);
+    name[TOK_CARD_NAME_MAX] = '\0';
+    memset(merchant, '"', sizeof merchant - 1);
+    merchant[sizeof merchant - 1] = '\0';
+    memset(wire.reference, 'r', TOK_ADYEN_REFERENCE_MAX);
+    wire.reference[TOK_ADYEN_REFERENCE_MAX] = '\0';
+    memset(wire.shopper, 's', TOK_ADYEN_SHOPPER_MAX - 1);
+    wire.shopper[TOK_ADYEN_SHOPPER_MAX - 1] = '\0';
+    card.pan = tok_slice_str("4242424242424242424");
+    card.cvc = tok_slice_str("1234");
+    card.name = tok_slice_str(name);
+    call.op = TOK_GW_TOKENISE;
+    tok_status st = tok_adyen_encode(&call, merchant, &wire, &path, &body);
+    ck_assert_int_eq(st, TOK_OK);
+    ck_assert_uint_lt(body.len, TOK_HTTPC_BODY_MAX / 2);
+}
+END_TEST
+
 START_TEST(test_small_body_is_refused_and_wiped)
 {
     tok_buf_wipe(&body);
@@ -335,6 +359,7 @@ Suite *tok_gateway_adyen_suite(void)
     tcase_add_test(core, test_parse_modifications);
     tcase_add_test(limits, test_amount_limits);
     tcase_add_test(limits, test_small_body_is_refused_and_wiped);
+    tcase_add_test(limits, test_largest_body_fits_httpc);
     tcase_add_test(adv, test_bad_references);
     tcase_add_test(adv, test_hostile_answers);
     suite_add_tcase(s, core);

@@ -4,6 +4,7 @@
  * plus the idempotency keys and outcome rules the adapters share (gateway.c).
  */
 #include "tokend/gateway.h"
+#include "tokend/card.h"
 #include "tokend/gateway_wire.h"
 
 #include <check.h>
@@ -233,6 +234,31 @@ START_TEST(test_form_bounds_leave_body_unchanged)
 }
 END_TEST
 
+/* TOK_HTTPC_BODY_MAX (one page of a request's buffers) holds the largest body we build */
+START_TEST(test_largest_body_fits_httpc)
+{
+    char name[TOK_CARD_NAME_MAX + 1], ref[TOK_GATEWAY_ID_MAX];
+    memset(name, '&', TOK_CARD_NAME_MAX); /* every byte percent-encoded: three times as long */
+    name[TOK_CARD_NAME_MAX] = '\0';
+    memset(ref, 'a', sizeof ref - 1);
+    ref[sizeof ref - 1] = '\0';
+    card.pan = tok_slice_str("4242424242424242424");
+    card.cvc = tok_slice_str("1234");
+    card.name = tok_slice_str(name);
+    call.op = TOK_GW_TOKENISE;
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
+    uint32_t most = body.len;
+    tok_buf_reset(&body);
+    path.len = 0;
+    call.op = TOK_GW_CHARGE;
+    call.pm_ref = ref;
+    call.amount = 99999999;
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
+    most = body.len > most ? body.len : most;
+    ck_assert_uint_lt(most, TOK_HTTPC_BODY_MAX / 2);
+}
+END_TEST
+
 START_TEST(test_amount_limits)
 {
     int64_t out = 0;
@@ -345,6 +371,7 @@ Suite *tok_gateway_stripe_suite(void)
     tcase_add_test(core, test_wire_keys);
     tcase_add_test(limits, test_form_bounds_leave_body_unchanged);
     tcase_add_test(limits, test_amount_limits);
+    tcase_add_test(limits, test_largest_body_fits_httpc);
     tcase_add_test(limits, test_long_idempotency_key_is_hashed);
     tcase_add_test(adv, test_refs_cannot_inject_paths);
     tcase_add_test(adv, test_bad_inputs);

@@ -61,7 +61,7 @@ END_TEST
 
 START_TEST(test_start_stop)
 {
-    struct tok_httpc_config cfg = {NULL, 0, 0};
+    struct tok_httpc_config cfg = {NULL, 0, 0, 0};
     struct tok_httpc *c = NULL;
     ck_assert_int_eq(tok_httpc_new(&cfg, &c), TOK_OK);
     ck_assert_ptr_nonnull(c);
@@ -69,6 +69,35 @@ START_TEST(test_start_stop)
     ck_assert_ptr_null(c);
     tok_httpc_free(&c); /* NULL-safe */
     tok_httpc_free(NULL);
+}
+END_TEST
+
+/* a released request's block is wiped and, recycled by secmem, handed out again empty */
+START_TEST(test_request_reuse_is_wiped)
+{
+    struct tok_httpc_request *a = NULL, *b = NULL;
+    ck_assert_int_eq(tok_httpc_request_new(&a), TOK_OK);
+    ck_assert_uint_eq(a->body.cap, TOK_HTTPC_BODY_MAX);
+    ck_assert_int_eq(tok_buf_write(&a->body, "card[number]=4242424242424242", 29), TOK_OK);
+    ck_assert_int_eq(tok_httpc_request_header(a, "X-API-Key", tok_slice_str("secret")), TOK_OK);
+    ck_assert_int_eq(tok_httpc_request_url(a, "https://h", "/v1/payment_intents/pi_1"), TOK_OK);
+    ck_assert_int_eq(tok_buf_write(&a->response, "{\"id\":\"pm_1\"}", 13), TOK_OK);
+    a->post = true;
+    uint8_t *slab = a->slab;
+    tok_httpc_request_free(&a);
+    ck_assert_ptr_null(a);
+    ck_assert_int_eq(tok_httpc_request_new(&b), TOK_OK);
+    ck_assert_ptr_eq(b->slab, slab); /* this thread's secmem cache gave the block back */
+    ck_assert_uint_eq(b->body.len + b->headers.len + b->response.len, 0);
+    ck_assert(!b->post && b->status == 0 && b->url[0] == '\0');
+    uint32_t slab_size = TOK_HTTPC_BODY_MAX + TOK_HTTPC_HEADERS_MAX + TOK_HTTPC_RESPONSE_START;
+    for (uint32_t i = 0; i < slab_size; i++)
+        ck_assert_int_eq(slab[i], 0);
+    tok_httpc_request_free(&b);
+    struct tok_httpc_config cfg = {NULL, 0, 0, TOK_HTTPC_MAX_CONNECTIONS_MAX + 1};
+    struct tok_httpc *c = NULL;
+    ck_assert_int_eq(tok_httpc_new(&cfg, &c), TOK_ERR_INPUT);
+    ck_assert_ptr_null(c);
 }
 END_TEST
 
@@ -87,7 +116,7 @@ START_TEST(test_limits)
     ck_assert_uint_eq(req->headers.len, TOK_HTTPC_HEADERS_MAX);
     ck_assert_int_eq(tok_httpc_request_header(req, "B", tok_slice_str("")), TOK_ERR_BOUNDS);
     ck_assert_uint_eq(req->headers.len, TOK_HTTPC_HEADERS_MAX);
-    struct tok_httpc_config cfg = {NULL, TOK_HTTPC_TIMEOUT_MAX_MS + 1, 0};
+    struct tok_httpc_config cfg = {NULL, TOK_HTTPC_TIMEOUT_MAX_MS + 1, 0, 0};
     struct tok_httpc *c = NULL;
     ck_assert_int_eq(tok_httpc_new(&cfg, &c), TOK_ERR_INPUT);
     ck_assert_ptr_null(c);
@@ -118,7 +147,7 @@ START_TEST(test_header_injection)
     ck_assert_int_eq(tok_httpc_request_header(req, "Bad Name", tok_slice_str("v")), TOK_ERR_INPUT);
     ck_assert_int_eq(tok_httpc_request_header(req, "", tok_slice_str("v")), TOK_ERR_INPUT);
     ck_assert_uint_eq(req->headers.len, 0);
-    struct tok_httpc_config cfg = {"/nonexistent/ca.pem", 0, 0};
+    struct tok_httpc_config cfg = {"/nonexistent/ca.pem", 0, 0, 0};
     struct tok_httpc *c = NULL;
     ck_assert_int_eq(tok_httpc_new(&cfg, &c), TOK_ERR_INPUT);
 }
@@ -136,6 +165,7 @@ Suite *tok_httpc_suite(void)
     tcase_add_test(core, test_headers);
     tcase_add_test(core, test_classify);
     tcase_add_test(core, test_start_stop);
+    tcase_add_test(core, test_request_reuse_is_wiped);
     tcase_add_test(limits, test_limits);
     tcase_add_test(adv, test_url_policy);
     tcase_add_test(adv, test_header_injection);
