@@ -47,6 +47,7 @@ static const struct opt opts[] = {
     {"gateway-connect-timeout-ms", "TOKEND_GATEWAY_CONNECT_TIMEOUT_MS", UINT(gateway_connect_timeout_ms, 1, 600000), "gateway connect timeout (default 2000)"},
     {"gateway-timeout-ms", "TOKEND_GATEWAY_TIMEOUT_MS", UINT(gateway_timeout_ms, 1, 600000), "whole gateway request timeout (default 15000)"},
     {"gateway-max-connections", "TOKEND_GATEWAY_MAX_CONNECTIONS", UINT(gateway_max_connections, 1, TOK_HTTPC_MAX_CONNECTIONS_MAX), "connections per gateway host; each HTTP/2 one carries 100 calls at once (default 64)"},
+    {"gateway-max-inflight", "TOKEND_GATEWAY_MAX_INFLIGHT", UINT(gateway_max_inflight, 1, TOK_HTTPC_MAX_INFLIGHT_MAX), "gateway calls running at once; later ones wait in order (default 512)"},
     {"body-limit", "TOKEND_BODY_LIMIT", UINT(body_limit, 256, TOK_BODY_LIMIT_MAX), "largest request body in bytes"},
     {"webhook-allow-http-loopback", NULL, OPT_FLAG, offsetof(struct tok_config, webhook_allow_http_loopback), 0, 0, 0, "TEST ONLY: allow http:// webhook endpoints on loopback (default: https only)"},
     {"webhook-retry-base-ms", "TOKEND_WEBHOOK_RETRY_BASE_MS", UINT(webhook_retry_base_ms, 100, 3600000), "first webhook retry delay, doubled per try (default 10000)"},
@@ -69,6 +70,7 @@ void tok_config_defaults(struct tok_config *cfg)
     cfg->gateway_connect_timeout_ms = 2000;
     cfg->gateway_timeout_ms = 15000;
     cfg->gateway_max_connections = TOK_HTTPC_MAX_CONNECTIONS_DEFAULT;
+    cfg->gateway_max_inflight = TOK_HTTPC_MAX_INFLIGHT_DEFAULT;
     cfg->log_level = TOK_LOG_INFO;
     cfg->webhook_retry_base_ms = 10000;
     cfg->audit_chain_interval_ms = 100;

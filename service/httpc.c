@@ -28,6 +28,8 @@ struct tok_httpc {
     long connect_timeout_ms, timeout_ms;
     /* curl thread only */
     struct tok_httpc_request *running;
+    unsigned nrunning, max_inflight;
+    struct tok_httpc_request *waiting_head, *waiting_tail; /* beyond max_inflight, in order */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -345,17 +347,34 @@ static CURLcode setup_easy(struct tok_httpc *c, struct tok_httpc_request *r)
     return rc;
 }
 
+/*
+ * Starts queued requests while fewer than max_inflight run: each transfer costs libcurl
+ * ~30 KiB (its upload buffer alone is 16 KiB), so a burst of slow gateway calls is held
+ * here, in order, at the cost of its request only. The timeout starts when it starts.
+ */
 static void start_pending(struct tok_httpc *c, struct tok_httpc_request *list)
 {
-    while (list != NULL) {
-        struct tok_httpc_request *r = list;
-        list = r->next;
+    if (list != NULL) {
+        if (c->waiting_tail != NULL)
+            c->waiting_tail->next = list;
+        else
+            c->waiting_head = list;
+        while (list->next != NULL)
+            list = list->next;
+        c->waiting_tail = list;
+    }
+    while (c->waiting_head != NULL && c->nrunning < c->max_inflight) {
+        struct tok_httpc_request *r = c->waiting_head;
+        c->waiting_head = r->next;
+        if (c->waiting_head == NULL)
+            c->waiting_tail = NULL;
         r->next = NULL;
         r->why[0] = '\0';
         CURLcode rc = setup_easy(c, r);
         if (rc == CURLE_OK && curl_multi_add_handle(c->multi, r->easy) == CURLM_OK) {
             r->next = c->running;
             c->running = r;
+            c->nrunning++;
             continue;
         }
         if (r->easy == NULL)
@@ -391,6 +410,7 @@ static void collect_done(struct tok_httpc *c)
             continue;
         }
         running_remove(c, r);
+        c->nrunning--;
         finish_transfer(r, rc);
         reply(r);
     }
@@ -407,6 +427,11 @@ static void *curl_main(void *arg)
         pthread_mutex_unlock(&c->lock);
         if (stop) {
             /* the loops have stopped: nobody would run `done`; release what libcurl holds */
+            if (c->waiting_tail != NULL) {
+                c->waiting_tail->next = list;
+                list = c->waiting_head;
+                c->waiting_head = c->waiting_tail = NULL;
+            }
             for (struct tok_httpc_request *r = list; r != NULL; r = r->next) {
                 tok_buf_reset(&r->body);
                 tok_buf_reset(&r->headers);
@@ -431,7 +456,9 @@ tok_status tok_httpc_new(const struct tok_httpc_config *cfg, struct tok_httpc **
     unsigned mc = cfg->max_connections != 0 ? cfg->max_connections
                                              : TOK_HTTPC_MAX_CONNECTIONS_DEFAULT;
     TOK_ENSURE(ct <= TOK_HTTPC_TIMEOUT_MAX_MS && tt <= TOK_HTTPC_TIMEOUT_MAX_MS, TOK_ERR_INPUT);
-    TOK_ENSURE(mc <= TOK_HTTPC_MAX_CONNECTIONS_MAX, TOK_ERR_INPUT);
+    unsigned mi = cfg->max_inflight != 0 ? cfg->max_inflight : TOK_HTTPC_MAX_INFLIGHT_DEFAULT;
+    TOK_ENSURE(mc <= TOK_HTTPC_MAX_CONNECTIONS_MAX && mi <= TOK_HTTPC_MAX_INFLIGHT_MAX,
+               TOK_ERR_INPUT);
     pthread_once(&global_once, global_init);
     TOK_ENSURE(global_rc == CURLE_OK, TOK_ERR_INTERNAL);
     const curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
@@ -450,6 +477,7 @@ tok_status tok_httpc_new(const struct tok_httpc_config *cfg, struct tok_httpc **
         snprintf(c->ca_file, sizeof c->ca_file, "%s", cfg->ca_file);
     }
     c->connect_timeout_ms = (long)ct;
+    c->max_inflight = mi;
     c->timeout_ms = (long)tt;
     c->multi = curl_multi_init();
     if (c->multi == NULL) {

@@ -74,7 +74,8 @@ int main(int argc, char **argv)
     }
     /* gateway HTTPS client: its own thread, like the database's (httpc.h) */
     struct tok_httpc_config hc = {cfg.gateway_ca_file, cfg.gateway_connect_timeout_ms,
-                                  cfg.gateway_timeout_ms, cfg.gateway_max_connections};
+                                  cfg.gateway_timeout_ms, cfg.gateway_max_connections,
+                                  cfg.gateway_max_inflight};
     struct tok_httpc *httpc = NULL;
     tok_status hst = tok_httpc_new(&hc, &httpc);
     if (hst != TOK_OK) {

@@ -29,6 +29,7 @@ struct tok_config {
     unsigned gateway_connect_timeout_ms;
     unsigned gateway_timeout_ms; /* a whole gateway request */
     unsigned gateway_max_connections; /* per gateway host (httpc.h) */
+    unsigned gateway_max_inflight;    /* gateway calls at once (httpc.h) */
     unsigned threads;
     unsigned db_threads;
     unsigned db_batch_max;      /* most requests grouped into one transaction */

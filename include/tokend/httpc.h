@@ -21,7 +21,9 @@
  * (CURLOPT_PIPEWAIT: a new call waits for a connection being set up rather than
  * opening its own), so 1,000 calls in flight need ~10 connections. At most
  * max_connections per host: past that (HTTP/1.1: one call per connection) calls
- * queue inside libcurl until a connection is free.
+ * queue inside libcurl until a connection is free. At most max_inflight calls
+ * run at once over all hosts; later ones wait in tokend, in order (a transfer
+ * costs libcurl ~30 KiB, a waiting call only its request).
  *
  * Secrets: request bodies (PANs at tokenisation), header values (API keys) and
  * response bodies (gateway references) live in secmem memory (secmem.h) owned by
@@ -55,10 +57,14 @@
 /* first response buffer (doubles as needed): body, headers and this fill one 8 KiB secmem
  * block with its 16-byte header */
 #define TOK_HTTPC_RESPONSE_START (4096u - 16u)
-#define TOK_HTTPC_DOWNLOAD_BUFFER 8192L /* libcurl's per-transfer receive buffer (default 16 KiB) */
+/* libcurl's per-transfer receive buffer (default 16 KiB): gateway answers are 0.5-3 kB */
+#define TOK_HTTPC_DOWNLOAD_BUFFER 4096L
 /* connections per gateway host (HTTP/2: each carries up to TOK_HTTPC_STREAMS calls) */
 #define TOK_HTTPC_MAX_CONNECTIONS_DEFAULT 64u
 #define TOK_HTTPC_MAX_CONNECTIONS_MAX 1024u
+/* calls libcurl runs at once (each costs it ~30 KiB); later ones wait in order */
+#define TOK_HTTPC_MAX_INFLIGHT_DEFAULT 512u
+#define TOK_HTTPC_MAX_INFLIGHT_MAX 65536u
 #define TOK_HTTPC_STREAMS 100u /* streams at once per HTTP/2 connection (the server may lower it) */
 #define TOK_HTTPC_WHY_MAX 256 /* libcurl's CURL_ERROR_SIZE: its error buffer */
 #define TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS 2000u
@@ -86,6 +92,7 @@ struct tok_httpc_config {
     unsigned connect_timeout_ms; /* 0 = TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS */
     unsigned timeout_ms;         /* whole transfer; 0 = TOK_HTTPC_TIMEOUT_DEFAULT_MS */
     unsigned max_connections;    /* per host; 0 = TOK_HTTPC_MAX_CONNECTIONS_DEFAULT */
+    unsigned max_inflight;       /* calls at once, all hosts; 0 = TOK_HTTPC_MAX_INFLIGHT_DEFAULT */
 };
 
 struct tok_httpc_request {
@@ -117,7 +124,8 @@ struct tok_httpc_request {
 /**
  * Starts the curl thread (call before the loops start). TOK_ERR_INPUT: a
  * timeout outside 1..TOK_HTTPC_TIMEOUT_MAX_MS, max_connections above
- * TOK_HTTPC_MAX_CONNECTIONS_MAX or a CA file that cannot be read;
+ * TOK_HTTPC_MAX_CONNECTIONS_MAX, max_inflight above TOK_HTTPC_MAX_INFLIGHT_MAX or a CA
+ * file that cannot be read;
  * TOK_ERR_NOMEM; TOK_ERR_INTERNAL when libcurl cannot start or lacks HTTPS.
  * *out owns the client: pair with tok_httpc_free.
  */

@@ -192,7 +192,8 @@ GS=$("${A11_CTL[@]}" gateway add --tenant "$A11_TEN" --kind stripe --credentials
 GA=$("${A11_CTL[@]}" gateway add --tenant "$A11_TEN" --kind adyen --credentials-file "$T_DIR/a11-adyen.json" \
     --base-url "https://localhost:$P" --priority 2 2>>"$T_DIR/a11-ctl.err")
 expect_match "tokenctl gateway add stripe and adyen" "$GS $GA" '^gw_[0-9A-Za-z]{22} gw_[0-9A-Za-z]{22}$'
-if tokend_start A11 --gateway-ca-file "$T_DIR/tls.crt" --gateway-timeout-ms 3000; then
+# one gateway call at a time: every other call waits its turn in tokend (httpc.h)
+if tokend_start A11 --gateway-ca-file "$T_DIR/tls.crt" --gateway-timeout-ms 3000 --gateway-max-inflight 1; then
     H2C="http://127.0.0.1:$H2C_A11"
     tapi() { # METHOD PATH [BODY] -> "<json>\n<status>"
         if [ -n "${3:-}" ]; then
@@ -207,6 +208,16 @@ if tokend_start A11 --gateway-ca-file "$T_DIR/tls.crt" --gateway-timeout-ms 3000
     out=$(tapi POST /v1/tokens "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":3,\"exp_year\":$A11_Y,\"cvc\":\"737\"}}")
     expect_eq "tokend tokenise through stripe and adyen: 201" "$(tst "$out")" 201
     TOK=$(tjs "$out" .id)
+    # 4 tokenisations at once, 2 gateway calls each, through --gateway-max-inflight 1
+    par=()
+    for i in 1 2 3 4; do
+        tapi POST /v1/tokens "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":4,\"exp_year\":$A11_Y,\"cvc\":\"737\"}}" \
+            >"$T_DIR/a11-par-$i.out" &
+        par+=($!)
+    done
+    wait "${par[@]}" # not a bare wait: tokend and gwsim are children of this shell too
+    expect_eq "tokend: 4 concurrent tokenisations through one gateway call at a time: all 201" \
+        "$(for i in 1 2 3 4; do tst "$(cat "$T_DIR/a11-par-$i.out")"; done | sort | uniq -c | tr -s ' ')" " 4 201"
     out=$(tapi POST /v1/charges "{\"token\":\"$TOK\",\"amount\":1234,\"currency\":\"EUR\"}")
     expect_eq "tokend charge: stripe first (priority 1)" "$(tst "$out") $(tjs "$out" '.status + " " + (.attempts|map(.outcome)|join(","))')" "201 succeeded succeeded"
     kill -TERM "$A11_PID_S2" 2>/dev/null

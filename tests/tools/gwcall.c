@@ -176,7 +176,7 @@ int main(int argc, char **argv)
         return 2;
     tok_copy(acct.api_key, key != NULL ? key : "", klen + 1);
 
-    struct tok_httpc_config hc = {ca, ct, tt, 0};
+    struct tok_httpc_config hc = {ca, ct, tt, 0, 0};
     struct tok_httpc *httpc = NULL;
     tok_status st = tok_httpc_new(&hc, &httpc);
     if (st != TOK_OK) {

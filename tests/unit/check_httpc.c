@@ -61,7 +61,7 @@ END_TEST
 
 START_TEST(test_start_stop)
 {
-    struct tok_httpc_config cfg = {NULL, 0, 0, 0};
+    struct tok_httpc_config cfg = {NULL, 0, 0, 0, 0};
     struct tok_httpc *c = NULL;
     ck_assert_int_eq(tok_httpc_new(&cfg, &c), TOK_OK);
     ck_assert_ptr_nonnull(c);
@@ -94,9 +94,12 @@ START_TEST(test_request_reuse_is_wiped)
     for (uint32_t i = 0; i < slab_size; i++)
         ck_assert_int_eq(slab[i], 0);
     tok_httpc_request_free(&b);
-    struct tok_httpc_config cfg = {NULL, 0, 0, TOK_HTTPC_MAX_CONNECTIONS_MAX + 1};
+    struct tok_httpc_config cfg = {NULL, 0, 0, TOK_HTTPC_MAX_CONNECTIONS_MAX + 1, 0};
     struct tok_httpc *c = NULL;
     ck_assert_int_eq(tok_httpc_new(&cfg, &c), TOK_ERR_INPUT);
+    ck_assert_ptr_null(c);
+    struct tok_httpc_config many = {NULL, 0, 0, 0, TOK_HTTPC_MAX_INFLIGHT_MAX + 1};
+    ck_assert_int_eq(tok_httpc_new(&many, &c), TOK_ERR_INPUT);
     ck_assert_ptr_null(c);
 }
 END_TEST
@@ -116,7 +119,7 @@ START_TEST(test_limits)
     ck_assert_uint_eq(req->headers.len, TOK_HTTPC_HEADERS_MAX);
     ck_assert_int_eq(tok_httpc_request_header(req, "B", tok_slice_str("")), TOK_ERR_BOUNDS);
     ck_assert_uint_eq(req->headers.len, TOK_HTTPC_HEADERS_MAX);
-    struct tok_httpc_config cfg = {NULL, TOK_HTTPC_TIMEOUT_MAX_MS + 1, 0, 0};
+    struct tok_httpc_config cfg = {NULL, TOK_HTTPC_TIMEOUT_MAX_MS + 1, 0, 0, 0};
     struct tok_httpc *c = NULL;
     ck_assert_int_eq(tok_httpc_new(&cfg, &c), TOK_ERR_INPUT);
     ck_assert_ptr_null(c);
@@ -147,7 +150,7 @@ START_TEST(test_header_injection)
     ck_assert_int_eq(tok_httpc_request_header(req, "Bad Name", tok_slice_str("v")), TOK_ERR_INPUT);
     ck_assert_int_eq(tok_httpc_request_header(req, "", tok_slice_str("v")), TOK_ERR_INPUT);
     ck_assert_uint_eq(req->headers.len, 0);
-    struct tok_httpc_config cfg = {"/nonexistent/ca.pem", 0, 0, 0};
+    struct tok_httpc_config cfg = {"/nonexistent/ca.pem", 0, 0, 0, 0};
     struct tok_httpc *c = NULL;
     ck_assert_int_eq(tok_httpc_new(&cfg, &c), TOK_ERR_INPUT);
 }
