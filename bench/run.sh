@@ -98,7 +98,16 @@ WATCHDOG_PID=$!
 
 # ---- PostgreSQL, schema, tenant, key --------------------------------------------------
 say "cluster in $B_DIR (fsync on, synchronous_commit on)"
-pg_init "$B_DIR/pg" on && pg_start "$B_DIR/pg" && pg_createdb "$B_DIR/pg" ||
+# sized like a database server rather than the tests' throwaway clusters: a checkpoint
+# or buffer eviction in the middle of a 10 s run would measure the cluster's defaults
+# (128 MB of buffers, a checkpoint per 1 GB of WAL), for pgbench and tokend alike
+pg_init "$B_DIR/pg" on && cat >>"$B_DIR/pg/data/postgresql.conf" <<CONF &&
+shared_buffers = 512MB
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+wal_buffers = 16MB
+CONF
+    pg_start "$B_DIR/pg" && pg_createdb "$B_DIR/pg" ||
     die "cannot start PostgreSQL (see $B_DIR/pg/postgres.log)"
 ADMIN_DB=$(pg_conninfo "$B_DIR/pg" postgres)
 SERVICE_DB=$(pg_conninfo "$B_DIR/pg" tokend_service)

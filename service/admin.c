@@ -926,7 +926,7 @@ static tok_status audit_walk(PGconn *pg, struct tok_audit_walk *w)
     static const char fetch[] = "FETCH " STR(TOK_ADMIN_AUDIT_FETCH) " FROM " AUDIT_CURSOR;
     /* tokend's newest rows wait for its chainer (sql/009): chain them first, so the walk
      * covers every row and an unchained row is a break, not a race */
-    PGresult *cr = PQexec(pg, "SELECT audit.chain_pending(2147483647, true)");
+    PGresult *cr = PQexec(pg, "SELECT chained FROM audit.chain_pending(2147483647, true, 0)");
     tok_status cst = check_result(cr, PGRES_TUPLES_OK, "audit verify");
     PQclear(cr);
     TOK_GUARD(cst);

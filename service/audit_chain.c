@@ -15,6 +15,13 @@
 #define PASS_MAX 5000       /* rows per pass: one short transaction */
 #define FINAL_PASSES 100    /* at stop: at most this many full passes */
 #define WARN_EVERY_MS 10000 /* a database that stays away is logged this often */
+/*
+ * Where a pass starts (sql/009): LAG ids below the highest it chained, since a row may
+ * commit after rows with higher ids were chained; every FULL_EVERY passes, and at start
+ * and stop, from the beginning, for a transaction that stayed open longer than that.
+ */
+#define LAG 100000
+#define FULL_EVERY 50
 
 struct tok_audit_chainer {
     char *conninfo; /* secmem: may hold a password */
@@ -25,6 +32,7 @@ struct tok_audit_chainer {
     pthread_cond_t cv;
     bool stop;
     uint64_t passes, rows, last_warn_ms;
+    long long high; /* the highest id chained so far */
 };
 
 static uint64_t mono_ms(void)
@@ -44,7 +52,7 @@ static void warn_once_in_a_while(struct tok_audit_chainer *c, const char *what)
 }
 
 /* One pass: the number of rows chained, or -1 when the database did not answer. */
-static long pass(struct tok_audit_chainer *c)
+static long pass(struct tok_audit_chainer *c, bool full)
 {
     if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
         char why[TOK_DB_WHY_MAX];
@@ -57,16 +65,21 @@ static long pass(struct tok_audit_chainer *c)
             return -1;
         }
     }
-    static const char sql[] = "SELECT audit.chain_pending($1)";
-    char max[16];
+    static const char sql[] = "SELECT chained, high FROM audit.chain_pending($1, false, $2)";
+    char max[16], from[24];
     snprintf(max, sizeof max, "%d", PASS_MAX);
-    const char *v[1] = {max};
-    PGresult *r = PQexecParams(c->pg, sql, 1, NULL, v, NULL, NULL, 0);
+    snprintf(from, sizeof from, "%lld", full || c->high < LAG ? 0LL : c->high - LAG);
+    const char *v[2] = {max, from};
+    PGresult *r = PQexecParams(c->pg, sql, 2, NULL, v, NULL, NULL, 0);
     long n = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
         n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    else
+        long long high = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        if (high > c->high)
+            c->high = high;
+    } else {
         warn_once_in_a_while(c, "a chaining pass failed");
+    }
     PQclear(r);
     if (n > 0) {
         c->passes++;
@@ -78,10 +91,11 @@ static long pass(struct tok_audit_chainer *c)
 static void *chainer_main(void *arg)
 {
     struct tok_audit_chainer *c = arg;
+    unsigned turn = 0;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
         pthread_mutex_unlock(&c->mu);
-        long n = pass(c);
+        long n = pass(c, turn++ % FULL_EVERY == 0);
         pthread_mutex_lock(&c->mu);
         if (n == PASS_MAX || c->stop)
             continue; /* a backlog: the next pass at once */
@@ -95,7 +109,7 @@ static void *chainer_main(void *arg)
     }
     pthread_mutex_unlock(&c->mu);
     /* the loops have stopped: chain what they wrote last */
-    for (int i = 0; i < FINAL_PASSES && pass(c) == PASS_MAX; i++)
+    for (int i = 0; i < FINAL_PASSES && pass(c, true) == PASS_MAX; i++)
         ;
     return NULL;
 }

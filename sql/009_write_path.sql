@@ -43,27 +43,37 @@ $$;
 CREATE UNIQUE INDEX IF NOT EXISTS tokens_pan_shaped ON vault.tokens (tenant_id, pan_shaped)
     WHERE pan_shaped IS NOT NULL;
 
--- The rows to chain are found through the seq index (btree indexes NULLs: `seq IS NULL`
--- is an index condition), so no extra index has to be kept up to date per row.
+-- The rows to chain are found through a partial index of the unchained ones, by id.
+-- Chaining a row leaves its old version's entry there until vacuum, so a pass that
+-- scanned from the start would walk every row chained since the last vacuum; the
+-- chainer instead starts a little below the highest id it chained before (p_from), and
+-- now and then from 0 for a row whose transaction committed long after it took its id.
+CREATE INDEX IF NOT EXISTS events_unchained ON audit.events (id) WHERE seq IS NULL;
 
 ALTER TABLE audit.events ALTER COLUMN created_at SET DEFAULT clock_timestamp();
 
-CREATE OR REPLACE FUNCTION audit.chain_pending(p_max integer DEFAULT 10000, p_wait boolean DEFAULT false)
-RETURNS integer
+-- Chains up to p_max unchained rows with id > p_from, in id order; returns how many and
+-- the highest id chained (0 when none).
+CREATE OR REPLACE FUNCTION audit.chain_pending(p_max integer DEFAULT 10000, p_wait boolean DEFAULT false,
+                                               p_from bigint DEFAULT 0)
+RETURNS TABLE (chained integer, high bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, audit AS $$
 DECLARE
     prev bytea;
     r audit.events;
-    n integer := 0;
 BEGIN
+    chained := 0;
+    high := 0;
     IF p_wait THEN
         PERFORM pg_advisory_xact_lock(7242500002);
     ELSIF NOT pg_try_advisory_xact_lock(7242500002) THEN
-        RETURN 0; -- another pass is running: it or the next one takes these rows
+        RETURN NEXT; -- another pass is running: it or the next one takes these rows
+        RETURN;
     END IF;
     SELECT e.hash INTO prev FROM audit.events e WHERE e.seq IS NOT NULL ORDER BY e.seq DESC LIMIT 1;
     prev := coalesce(prev, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea);
-    FOR r IN SELECT * FROM audit.events e WHERE e.seq IS NULL ORDER BY e.id LIMIT greatest(p_max, 1) LOOP
+    FOR r IN SELECT * FROM audit.events e WHERE e.seq IS NULL AND e.id > p_from
+              ORDER BY e.id LIMIT greatest(p_max, 1) LOOP
         r.seq := nextval('audit.events_seq');
         r.prev_hash := prev;
         -- audit.row_hash(prev, r), inlined: a LANGUAGE sql function is planned on every call
@@ -73,19 +83,20 @@ BEGIN
         UPDATE audit.events e SET seq = r.seq, prev_hash = r.prev_hash, hash = r.hash
          WHERE e.id = r.id;
         prev := r.hash;
-        n := n + 1;
+        chained := chained + 1;
+        high := r.id;
     END LOOP;
-    RETURN n;
+    RETURN NEXT;
 END
 $$;
-REVOKE ALL ON FUNCTION audit.chain_pending(integer, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION audit.chain_pending(integer, boolean) TO tokend_service;
+REVOKE ALL ON FUNCTION audit.chain_pending(integer, boolean, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.chain_pending(integer, boolean, bigint) TO tokend_service;
 
 CREATE OR REPLACE FUNCTION audit.chain() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, audit AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM audit.events e WHERE e.id = NEW.id AND e.seq IS NULL) THEN
-        PERFORM audit.chain_pending(2147483647, true);
+        PERFORM audit.chain_pending(2147483647, true, 0);
     END IF;
     RETURN NULL;
 END
