@@ -293,8 +293,7 @@ static void write_words(struct tok_json_writer *w, const char *agg)
 
 static void str_or_null(struct tok_json_writer *w, const char *key, const char *v)
 {
-    tok_jw_key(w, key);
-    tok_jw_str(w, v != NULL && v[0] != '\0' ? v : NULL);
+    tok_jw_kstr(w, key, v != NULL && v[0] != '\0' ? v : NULL);
 }
 
 /* Charge object from a charge_select row. */
@@ -304,34 +303,23 @@ static tok_status charge_json(PGresult *res, struct tok_buf *b)
     tok_buf_reset(b);
     tok_jw_init(&w, b);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "id");
-    tok_jw_str(&w, PQgetvalue(res, 0, 0));
-    tok_jw_key(&w, "object");
-    tok_jw_str(&w, "charge");
-    tok_jw_key(&w, "livemode");
-    tok_jw_bool(&w, PQgetvalue(res, 0, 1)[0] == 't');
-    tok_jw_key(&w, "token");
-    tok_jw_str(&w, PQgetvalue(res, 0, 2));
-    tok_jw_key(&w, "amount");
-    tok_jw_int(&w, strtoll(PQgetvalue(res, 0, 3), NULL, 10));
-    tok_jw_key(&w, "currency");
-    tok_jw_str(&w, PQgetvalue(res, 0, 4));
-    tok_jw_key(&w, "capture_method");
-    tok_jw_str(&w, PQgetvalue(res, 0, 5));
-    tok_jw_key(&w, "status");
-    tok_jw_str(&w, PQgetvalue(res, 0, 6));
-    tok_jw_key(&w, "amount_captured");
-    tok_jw_int(&w, strtoll(PQgetvalue(res, 0, 7), NULL, 10));
-    tok_jw_key(&w, "amount_refunded");
-    tok_jw_int(&w, strtoll(PQgetvalue(res, 0, 8), NULL, 10));
+    tok_jw_kstr(&w, "id", PQgetvalue(res, 0, 0));
+    tok_jw_kstr(&w, "object", "charge");
+    tok_jw_kbool(&w, "livemode", PQgetvalue(res, 0, 1)[0] == 't');
+    tok_jw_kstr(&w, "token", PQgetvalue(res, 0, 2));
+    tok_jw_kint(&w, "amount", strtoll(PQgetvalue(res, 0, 3), NULL, 10));
+    tok_jw_kstr(&w, "currency", PQgetvalue(res, 0, 4));
+    tok_jw_kstr(&w, "capture_method", PQgetvalue(res, 0, 5));
+    tok_jw_kstr(&w, "status", PQgetvalue(res, 0, 6));
+    tok_jw_kint(&w, "amount_captured", strtoll(PQgetvalue(res, 0, 7), NULL, 10));
+    tok_jw_kint(&w, "amount_refunded", strtoll(PQgetvalue(res, 0, 8), NULL, 10));
     str_or_null(&w, "gateway", PQgetvalue(res, 0, 9));
     str_or_null(&w, "gateway_reference", PQgetvalue(res, 0, 10));
     str_or_null(&w, "failure_code", PQgetvalue(res, 0, 11));
     str_or_null(&w, "decline_code", PQgetvalue(res, 0, 12));
     str_or_null(&w, "description", PQgetvalue(res, 0, 13));
     str_or_null(&w, "invoice_ref", PQgetvalue(res, 0, 14));
-    tok_jw_key(&w, "created_at");
-    tok_jw_str(&w, PQgetvalue(res, 0, 15));
+    tok_jw_kstr(&w, "created_at", PQgetvalue(res, 0, 15));
     tok_jw_key(&w, "attempts");
     write_words(&w, PQgetvalue(res, 0, 16));
     tok_jw_obj_end(&w);
@@ -344,25 +332,17 @@ static tok_status refund_json(PGresult *res, struct tok_buf *b)
     tok_buf_reset(b);
     tok_jw_init(&w, b);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "id");
-    tok_jw_str(&w, PQgetvalue(res, 0, 0));
-    tok_jw_key(&w, "object");
-    tok_jw_str(&w, "refund");
-    tok_jw_key(&w, "livemode");
-    tok_jw_bool(&w, PQgetvalue(res, 0, 1)[0] == 't');
-    tok_jw_key(&w, "charge");
-    tok_jw_str(&w, PQgetvalue(res, 0, 2));
-    tok_jw_key(&w, "amount");
-    tok_jw_int(&w, strtoll(PQgetvalue(res, 0, 3), NULL, 10));
-    tok_jw_key(&w, "currency");
-    tok_jw_str(&w, PQgetvalue(res, 0, 4));
-    tok_jw_key(&w, "status");
-    tok_jw_str(&w, PQgetvalue(res, 0, 5));
+    tok_jw_kstr(&w, "id", PQgetvalue(res, 0, 0));
+    tok_jw_kstr(&w, "object", "refund");
+    tok_jw_kbool(&w, "livemode", PQgetvalue(res, 0, 1)[0] == 't');
+    tok_jw_kstr(&w, "charge", PQgetvalue(res, 0, 2));
+    tok_jw_kint(&w, "amount", strtoll(PQgetvalue(res, 0, 3), NULL, 10));
+    tok_jw_kstr(&w, "currency", PQgetvalue(res, 0, 4));
+    tok_jw_kstr(&w, "status", PQgetvalue(res, 0, 5));
     str_or_null(&w, "gateway", PQgetvalue(res, 0, 6));
     str_or_null(&w, "gateway_reference", PQgetvalue(res, 0, 7));
     str_or_null(&w, "failure_code", PQgetvalue(res, 0, 8));
-    tok_jw_key(&w, "created_at");
-    tok_jw_str(&w, PQgetvalue(res, 0, 9));
+    tok_jw_kstr(&w, "created_at", PQgetvalue(res, 0, 9));
     tok_jw_obj_end(&w);
     return tok_jw_finish(&w);
 }

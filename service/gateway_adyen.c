@@ -54,10 +54,8 @@ static void w_amount(struct tok_json_writer *jw, int64_t value, const char *cur)
 {
     tok_jw_key(jw, "amount");
     tok_jw_obj_begin(jw);
-    tok_jw_key(jw, "currency");
-    tok_jw_str(jw, cur);
-    tok_jw_key(jw, "value");
-    tok_jw_int(jw, value);
+    tok_jw_kstr(jw, "currency", cur);
+    tok_jw_kint(jw, "value", value);
     tok_jw_obj_end(jw);
 }
 
@@ -80,14 +78,11 @@ static tok_status encode_tokenise(const struct tok_gateway_call *call,
     w_amount(jw, 0, up);
     tok_jw_key(jw, "paymentMethod");
     tok_jw_obj_begin(jw);
-    tok_jw_key(jw, "type");
-    tok_jw_str(jw, "scheme");
+    tok_jw_kstr(jw, "type", "scheme");
     tok_jw_key(jw, "number");
     tok_jw_strn(jw, card->pan);
-    tok_jw_key(jw, "expiryMonth");
-    tok_jw_str(jw, mm);
-    tok_jw_key(jw, "expiryYear");
-    tok_jw_str(jw, yyyy);
+    tok_jw_kstr(jw, "expiryMonth", mm);
+    tok_jw_kstr(jw, "expiryYear", yyyy);
     if (card->cvc.len > 0) {
         tok_jw_key(jw, "cvc");
         tok_jw_strn(jw, card->cvc);
@@ -97,14 +92,10 @@ static tok_status encode_tokenise(const struct tok_gateway_call *call,
         tok_jw_strn(jw, card->name);
     }
     tok_jw_obj_end(jw);
-    tok_jw_key(jw, "storePaymentMethod");
-    tok_jw_bool(jw, true);
-    tok_jw_key(jw, "shopperReference");
-    tok_jw_str(jw, w->shopper);
-    tok_jw_key(jw, "recurringProcessingModel");
-    tok_jw_str(jw, "UnscheduledCardOnFile");
-    tok_jw_key(jw, "shopperInteraction");
-    tok_jw_str(jw, "Ecommerce");
+    tok_jw_kbool(jw, "storePaymentMethod", true);
+    tok_jw_kstr(jw, "shopperReference", w->shopper);
+    tok_jw_kstr(jw, "recurringProcessingModel", "UnscheduledCardOnFile");
+    tok_jw_kstr(jw, "shopperInteraction", "Ecommerce");
     return TOK_OK;
 }
 
@@ -138,25 +129,18 @@ static tok_status encode_charge(const struct tok_gateway_call *call, struct tok_
     w_amount(jw, value, up);
     tok_jw_key(jw, "paymentMethod");
     tok_jw_obj_begin(jw);
-    tok_jw_key(jw, "type");
-    tok_jw_str(jw, "scheme");
-    tok_jw_key(jw, "storedPaymentMethodId");
-    tok_jw_str(jw, id);
+    tok_jw_kstr(jw, "type", "scheme");
+    tok_jw_kstr(jw, "storedPaymentMethodId", id);
     tok_jw_obj_end(jw);
-    tok_jw_key(jw, "shopperReference");
-    tok_jw_str(jw, w->shopper);
-    tok_jw_key(jw, "shopperInteraction");
-    tok_jw_str(jw, "ContAuth");
-    tok_jw_key(jw, "recurringProcessingModel");
-    tok_jw_str(jw, "UnscheduledCardOnFile");
+    tok_jw_kstr(jw, "shopperReference", w->shopper);
+    tok_jw_kstr(jw, "shopperInteraction", "ContAuth");
+    tok_jw_kstr(jw, "recurringProcessingModel", "UnscheduledCardOnFile");
     if (call->capture) {
-        tok_jw_key(jw, "captureDelayHours");
-        tok_jw_int(jw, 0);
+        tok_jw_kint(jw, "captureDelayHours", 0);
     } else {
         tok_jw_key(jw, "additionalData");
         tok_jw_obj_begin(jw);
-        tok_jw_key(jw, "manualCapture");
-        tok_jw_str(jw, "true");
+        tok_jw_kstr(jw, "manualCapture", "true");
         tok_jw_obj_end(jw);
     }
     sodium_memzero(id, sizeof id);
@@ -171,10 +155,8 @@ static tok_status encode(const struct tok_gateway_call *call, const char *mercha
     struct tok_json_writer jw;
     tok_jw_init(&jw, body);
     tok_jw_obj_begin(&jw);
-    tok_jw_key(&jw, "merchantAccount");
-    tok_jw_str(&jw, merchant);
-    tok_jw_key(&jw, "reference");
-    tok_jw_str(&jw, w->reference);
+    tok_jw_kstr(&jw, "merchantAccount", merchant);
+    tok_jw_kstr(&jw, "reference", w->reference);
     const char *verb = NULL;
     switch (call->op) {
     case TOK_GW_TOKENISE:

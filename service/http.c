@@ -128,23 +128,17 @@ static tok_status problem_body(struct tok_buf *b, int status, const char *code, 
     TOK_GUARD(tok_buf_puts(&t, problem_type_prefix));
     TOK_GUARD(tok_buf_puts(&t, code));
     tok_jw_strn(&w, tok_buf_slice(&t));
-    tok_jw_key(&w, "title");
-    tok_jw_str(&w, tok_http_reason(status));
-    tok_jw_key(&w, "status");
-    tok_jw_int(&w, status);
-    tok_jw_key(&w, "code");
-    tok_jw_str(&w, code);
+    tok_jw_kstr(&w, "title", tok_http_reason(status));
+    tok_jw_kint(&w, "status", status);
+    tok_jw_kstr(&w, "code", code);
     if (detail != NULL) {
-        tok_jw_key(&w, "detail");
-        tok_jw_str(&w, detail);
+        tok_jw_kstr(&w, "detail", detail);
     }
     if (param != NULL) {
-        tok_jw_key(&w, "param");
-        tok_jw_str(&w, param);
+        tok_jw_kstr(&w, "param", param);
     }
     if (request_id != NULL && request_id[0] != '\0') {
-        tok_jw_key(&w, "request_id");
-        tok_jw_str(&w, request_id);
+        tok_jw_kstr(&w, "request_id", request_id);
     }
     tok_jw_obj_end(&w);
     return w.st;
@@ -364,10 +358,8 @@ static void on_log_access(h2o_logger_t *self, h2o_req_t *req)
     tok_jw_obj_begin(&w);
     tok_jw_key(&w, "ts");
     tok_jw_strn(&w, tok_buf_slice(&tsb));
-    tok_jw_key(&w, "level");
-    tok_jw_str(&w, "info");
-    tok_jw_key(&w, "msg");
-    tok_jw_str(&w, "request");
+    tok_jw_kstr(&w, "level", "info");
+    tok_jw_kstr(&w, "msg", "request");
     tok_jw_key(&w, "request_id");
     if (ri >= 0)
         tok_jw_strn(&w, tok_slice_of(req->res.headers.entries[ri].value.base,
@@ -378,16 +370,11 @@ static void on_log_access(h2o_logger_t *self, h2o_req_t *req)
     tok_jw_strn(&w, tok_slice_of(req->method.base, req->method.len < 16 ? req->method.len : 16));
     tok_jw_key(&w, "path");
     tok_jw_strn(&w, tok_buf_slice(&pb));
-    tok_jw_key(&w, "status");
-    tok_jw_int(&w, req->res.status);
-    tok_jw_key(&w, "http");
-    tok_jw_str(&w, req->version >= 0x200 ? "2" : req->version == 0x101 ? "1.1" : "1.0");
-    tok_jw_key(&w, "tls");
-    tok_jw_bool(&w, req->input.scheme == &H2O_URL_SCHEME_HTTPS);
-    tok_jw_key(&w, "duration_ms");
-    tok_jw_int(&w, (int64_t)(ms * 1000.0) / 1000);
-    tok_jw_key(&w, "bytes_sent");
-    tok_jw_int(&w, (int64_t)req->bytes_sent);
+    tok_jw_kint(&w, "status", req->res.status);
+    tok_jw_kstr(&w, "http", req->version >= 0x200 ? "2" : req->version == 0x101 ? "1.1" : "1.0");
+    tok_jw_kbool(&w, "tls", req->input.scheme == &H2O_URL_SCHEME_HTTPS);
+    tok_jw_kint(&w, "duration_ms", (int64_t)(ms * 1000.0) / 1000);
+    tok_jw_kint(&w, "bytes_sent", (int64_t)req->bytes_sent);
     tok_jw_obj_end(&w);
     if (w.st == TOK_OK)
         tok_log_json_line(tok_buf_slice(&b));

@@ -1068,6 +1068,24 @@ void tok_jw_bool(struct tok_json_writer *w, bool v)
     jw_after_value(w, tok_json_w_bool(w->b, v));
 }
 
+void tok_jw_kstr(struct tok_json_writer *w, const char *key, const char *s)
+{
+    tok_jw_key(w, key);
+    tok_jw_str(w, s);
+}
+
+void tok_jw_kint(struct tok_json_writer *w, const char *key, int64_t v)
+{
+    tok_jw_key(w, key);
+    tok_jw_int(w, v);
+}
+
+void tok_jw_kbool(struct tok_json_writer *w, const char *key, bool v)
+{
+    tok_jw_key(w, key);
+    tok_jw_bool(w, v);
+}
+
 void tok_jw_null(struct tok_json_writer *w)
 {
     if (!jw_before_value(w))

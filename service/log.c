@@ -136,8 +136,7 @@ void tok_log(enum tok_log_level level, const char *fmt, ...)
     tok_jw_obj_begin(&w);
     tok_jw_key(&w, "ts");
     tok_jw_strn(&w, tok_buf_slice(&tsb));
-    tok_jw_key(&w, "level");
-    tok_jw_str(&w, level_name(level));
+    tok_jw_kstr(&w, "level", level_name(level));
     tok_jw_key(&w, "msg");
     tok_jw_strn(&w, tok_slice_of(msg, mlen));
     tok_jw_obj_end(&w);

@@ -137,8 +137,7 @@ static void jw_time(struct tok_json_writer *w, int64_t t)
 
 static void jw_count(struct tok_json_writer *w, const char *key, uint64_t v)
 {
-    tok_jw_key(w, key);
-    tok_jw_int(w, (int64_t)v);
+    tok_jw_kint(w, key, (int64_t)v);
 }
 
 tok_status tok_recon_api_summary_json(const struct tok_recon_summary *s,
@@ -161,8 +160,7 @@ tok_status tok_recon_api_summary_json(const struct tok_recon_summary *s,
     for (size_t i = 0; i < nmal; i++) {
         tok_jw_obj_begin(&w);
         jw_count(&w, "line", mal[i].line);
-        tok_jw_key(&w, "reason");
-        tok_jw_str(&w, mal[i].reason != NULL ? mal[i].reason : "");
+        tok_jw_kstr(&w, "reason", mal[i].reason != NULL ? mal[i].reason : "");
         tok_jw_obj_end(&w);
     }
     tok_jw_arr_end(&w);
@@ -180,19 +178,13 @@ tok_status tok_recon_api_summary_json(const struct tok_recon_summary *s,
         char cur[sizeof t->currency];
         copy_str(cur, sizeof cur, t->currency);
         tok_jw_obj_begin(&w);
-        tok_jw_key(&w, "currency");
-        tok_jw_str(&w, cur);
+        tok_jw_kstr(&w, "currency", cur);
         jw_count(&w, "matched", t->matched);
-        tok_jw_key(&w, "matched_amount");
-        tok_jw_int(&w, t->matched_amount);
-        tok_jw_key(&w, "charges");
-        tok_jw_int(&w, t->charges);
-        tok_jw_key(&w, "refunds");
-        tok_jw_int(&w, t->refunds);
-        tok_jw_key(&w, "fees");
-        tok_jw_int(&w, t->fees);
-        tok_jw_key(&w, "net");
-        tok_jw_int(&w, t->net);
+        tok_jw_kint(&w, "matched_amount", t->matched_amount);
+        tok_jw_kint(&w, "charges", t->charges);
+        tok_jw_kint(&w, "refunds", t->refunds);
+        tok_jw_kint(&w, "fees", t->fees);
+        tok_jw_kint(&w, "net", t->net);
         tok_jw_obj_end(&w);
     }
     tok_jw_arr_end(&w);
@@ -513,10 +505,8 @@ static tok_status op_exception(void *ctx, const struct tok_recon_exception *e)
     struct tok_json_writer w;
     tok_jw_init(&w, &run->exc);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "seq");
-    tok_jw_int(&w, (int64_t)++run->seq);
-    tok_jw_key(&w, "kind");
-    tok_jw_str(&w, tok_recon_kind_name(e->kind));
+    tok_jw_kint(&w, "seq", (int64_t)++run->seq);
+    tok_jw_kstr(&w, "kind", tok_recon_kind_name(e->kind));
     tok_jw_key(&w, "line");
     if (e->line > 0)
         tok_jw_int(&w, (int64_t)e->line);
@@ -583,8 +573,7 @@ static void *run_main(void *p)
         struct tok_json_writer w;
         tok_jw_init(&w, &run->result);
         tok_jw_obj_begin(&w);
-        tok_jw_key(&w, "error");
-        tok_jw_str(&w, why != NULL ? why : tok_status_name(st));
+        tok_jw_kstr(&w, "error", why != NULL ? why : tok_status_name(st));
         tok_jw_obj_end(&w);
         if (tok_jw_finish(&w) != TOK_OK) {
             tok_buf_reset(&run->result);
@@ -660,14 +649,10 @@ static void create_result(struct tok_call *call, struct tok_req *r)
     struct tok_json_writer w;
     tok_jw_init(&w, &b);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "id");
-    tok_jw_str(&w, run->id);
-    tok_jw_key(&w, "object");
-    tok_jw_str(&w, "reconciliation");
-    tok_jw_key(&w, "gateway");
-    tok_jw_str(&w, run->gateway);
-    tok_jw_key(&w, "status");
-    tok_jw_str(&w, "running");
+    tok_jw_kstr(&w, "id", run->id);
+    tok_jw_kstr(&w, "object", "reconciliation");
+    tok_jw_kstr(&w, "gateway", run->gateway);
+    tok_jw_kstr(&w, "status", "running");
     tok_jw_obj_end(&w);
     if (tok_jw_finish(&w) != TOK_OK) {
         tok_http_problem(r, 500, "internal", "response too large", NULL);
@@ -851,18 +836,12 @@ static tok_status get_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     struct tok_json_writer w;
     tok_jw_init(&w, &c->body);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "id");
-    tok_jw_str(&w, PQgetvalue(res, 0, 0));
-    tok_jw_key(&w, "object");
-    tok_jw_str(&w, "reconciliation");
-    tok_jw_key(&w, "livemode");
-    tok_jw_bool(&w, PQgetvalue(res, 0, 1)[0] == 't');
-    tok_jw_key(&w, "gateway");
-    tok_jw_str(&w, PQgetvalue(res, 0, 2));
-    tok_jw_key(&w, "status");
-    tok_jw_str(&w, PQgetvalue(res, 0, 3));
-    tok_jw_key(&w, "created_at");
-    tok_jw_str(&w, PQgetvalue(res, 0, 5));
+    tok_jw_kstr(&w, "id", PQgetvalue(res, 0, 0));
+    tok_jw_kstr(&w, "object", "reconciliation");
+    tok_jw_kbool(&w, "livemode", PQgetvalue(res, 0, 1)[0] == 't');
+    tok_jw_kstr(&w, "gateway", PQgetvalue(res, 0, 2));
+    tok_jw_kstr(&w, "status", PQgetvalue(res, 0, 3));
+    tok_jw_kstr(&w, "created_at", PQgetvalue(res, 0, 5));
     jw_text(&w, "finished_at", PQgetvalue(res, 0, 6));
     const char *result = PQgetvalue(res, 0, 4);
     bool failed = strcmp(PQgetvalue(res, 0, 3), "failed") == 0;

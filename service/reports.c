@@ -130,8 +130,7 @@ static int64_t int_at(PGresult *res, int i, int col)
 
 static void str_or_null(struct tok_json_writer *w, const char *key, const char *v)
 {
-    tok_jw_key(w, key);
-    tok_jw_str(w, v[0] != '\0' ? v : NULL);
+    tok_jw_kstr(w, key, v[0] != '\0' ? v : NULL);
 }
 
 tok_status tok_reports_row_json(enum tok_report_kind kind, PGresult *res, int i, struct tok_buf *b)
@@ -139,56 +138,38 @@ tok_status tok_reports_row_json(enum tok_report_kind kind, PGresult *res, int i,
     struct tok_json_writer w;
     tok_jw_init(&w, b);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "id");
-    tok_jw_str(&w, PQgetvalue(res, i, 0));
+    tok_jw_kstr(&w, "id", PQgetvalue(res, i, 0));
     if (kind == TOK_REPORT_EVENTS) {
-        tok_jw_key(&w, "object");
-        tok_jw_str(&w, "event");
-        tok_jw_key(&w, "livemode");
-        tok_jw_bool(&w, PQgetvalue(res, i, 1)[0] == 't');
-        tok_jw_key(&w, "type");
-        tok_jw_str(&w, PQgetvalue(res, i, 2));
+        tok_jw_kstr(&w, "object", "event");
+        tok_jw_kbool(&w, "livemode", PQgetvalue(res, i, 1)[0] == 't');
+        tok_jw_kstr(&w, "type", PQgetvalue(res, i, 2));
         tok_jw_key(&w, "data"); /* jsonb as PostgreSQL prints it: valid JSON */
         tok_jw_raw(&w, tok_slice_of(PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3)));
-        tok_jw_key(&w, "created_at");
-        tok_jw_str(&w, PQgetvalue(res, i, 4));
+        tok_jw_kstr(&w, "created_at", PQgetvalue(res, i, 4));
         tok_jw_obj_end(&w);
         return tok_jw_finish(&w);
     }
-    tok_jw_key(&w, "object");
-    tok_jw_str(&w, kind == TOK_REPORT_CHARGES ? "charge" : "refund");
-    tok_jw_key(&w, "livemode");
-    tok_jw_bool(&w, PQgetvalue(res, i, 1)[0] == 't');
+    tok_jw_kstr(&w, "object", kind == TOK_REPORT_CHARGES ? "charge" : "refund");
+    tok_jw_kbool(&w, "livemode", PQgetvalue(res, i, 1)[0] == 't');
     if (kind == TOK_REPORT_CHARGES) {
-        tok_jw_key(&w, "amount");
-        tok_jw_int(&w, int_at(res, i, 2));
-        tok_jw_key(&w, "amount_captured");
-        tok_jw_int(&w, int_at(res, i, 3));
-        tok_jw_key(&w, "amount_refunded");
-        tok_jw_int(&w, int_at(res, i, 4));
-        tok_jw_key(&w, "currency");
-        tok_jw_str(&w, PQgetvalue(res, i, 5));
-        tok_jw_key(&w, "status");
-        tok_jw_str(&w, PQgetvalue(res, i, 6));
+        tok_jw_kint(&w, "amount", int_at(res, i, 2));
+        tok_jw_kint(&w, "amount_captured", int_at(res, i, 3));
+        tok_jw_kint(&w, "amount_refunded", int_at(res, i, 4));
+        tok_jw_kstr(&w, "currency", PQgetvalue(res, i, 5));
+        tok_jw_kstr(&w, "status", PQgetvalue(res, i, 6));
         str_or_null(&w, "gateway", PQgetvalue(res, i, 7));
         str_or_null(&w, "gateway_reference", PQgetvalue(res, i, 8));
         str_or_null(&w, "invoice_ref", PQgetvalue(res, i, 9));
-        tok_jw_key(&w, "created_at");
-        tok_jw_str(&w, PQgetvalue(res, i, 10));
+        tok_jw_kstr(&w, "created_at", PQgetvalue(res, i, 10));
     } else {
-        tok_jw_key(&w, "charge");
-        tok_jw_str(&w, PQgetvalue(res, i, 2));
-        tok_jw_key(&w, "amount");
-        tok_jw_int(&w, int_at(res, i, 3));
-        tok_jw_key(&w, "currency");
-        tok_jw_str(&w, PQgetvalue(res, i, 4));
-        tok_jw_key(&w, "status");
-        tok_jw_str(&w, PQgetvalue(res, i, 5));
+        tok_jw_kstr(&w, "charge", PQgetvalue(res, i, 2));
+        tok_jw_kint(&w, "amount", int_at(res, i, 3));
+        tok_jw_kstr(&w, "currency", PQgetvalue(res, i, 4));
+        tok_jw_kstr(&w, "status", PQgetvalue(res, i, 5));
         str_or_null(&w, "gateway", PQgetvalue(res, i, 6));
         str_or_null(&w, "gateway_reference", PQgetvalue(res, i, 7));
         str_or_null(&w, "invoice_ref", PQgetvalue(res, i, 8));
-        tok_jw_key(&w, "created_at");
-        tok_jw_str(&w, PQgetvalue(res, i, 9));
+        tok_jw_kstr(&w, "created_at", PQgetvalue(res, i, 9));
     }
     tok_jw_obj_end(&w);
     return tok_jw_finish(&w);

@@ -151,38 +151,23 @@ static tok_status row_from_result(PGresult *res, int i, struct token_row *row)
 static void token_json(struct tok_json_writer *w, const struct token_row *row)
 {
     tok_jw_obj_begin(w);
-    tok_jw_key(w, "id");
-    tok_jw_str(w, row->id);
-    tok_jw_key(w, "object");
-    tok_jw_str(w, "token");
-    tok_jw_key(w, "livemode");
-    tok_jw_bool(w, row->livemode);
-    tok_jw_key(w, "format");
-    tok_jw_str(w, row->format);
+    tok_jw_kstr(w, "id", row->id);
+    tok_jw_kstr(w, "object", "token");
+    tok_jw_kbool(w, "livemode", row->livemode);
+    tok_jw_kstr(w, "format", row->format);
     if (row->pan_shaped[0] != '\0') {
-        tok_jw_key(w, "pan_shaped");
-        tok_jw_str(w, row->pan_shaped);
+        tok_jw_kstr(w, "pan_shaped", row->pan_shaped);
     }
-    tok_jw_key(w, "brand");
-    tok_jw_str(w, row->brand);
-    tok_jw_key(w, "last4");
-    tok_jw_str(w, row->last4);
-    tok_jw_key(w, "bin");
-    tok_jw_str(w, row->bin[0] != '\0' ? row->bin : NULL);
-    tok_jw_key(w, "exp_month");
-    tok_jw_int(w, row->exp_month);
-    tok_jw_key(w, "exp_year");
-    tok_jw_int(w, row->exp_year);
-    tok_jw_key(w, "fingerprint");
-    tok_jw_str(w, row->fingerprint);
-    tok_jw_key(w, "created_at");
-    tok_jw_str(w, row->created_at);
-    tok_jw_key(w, "expires_at");
-    tok_jw_str(w, row->expires_at[0] != '\0' ? row->expires_at : NULL);
-    tok_jw_key(w, "expired");
-    tok_jw_bool(w, row->expired);
-    tok_jw_key(w, "redacted");
-    tok_jw_bool(w, row->redacted);
+    tok_jw_kstr(w, "brand", row->brand);
+    tok_jw_kstr(w, "last4", row->last4);
+    tok_jw_kstr(w, "bin", row->bin[0] != '\0' ? row->bin : NULL);
+    tok_jw_kint(w, "exp_month", row->exp_month);
+    tok_jw_kint(w, "exp_year", row->exp_year);
+    tok_jw_kstr(w, "fingerprint", row->fingerprint);
+    tok_jw_kstr(w, "created_at", row->created_at);
+    tok_jw_kstr(w, "expires_at", row->expires_at[0] != '\0' ? row->expires_at : NULL);
+    tok_jw_kbool(w, "expired", row->expired);
+    tok_jw_kbool(w, "redacted", row->redacted);
     tok_jw_key(w, "metadata");
     tok_jw_raw(w, tok_slice_str(row->metadata != NULL ? row->metadata : "{}"));
     tok_jw_key(w, "gateways");
@@ -734,39 +719,26 @@ static tok_status store_row_json(struct tok_json_writer *w, const struct create_
 {
     bool shaped = strcmp(c->row.format, "pan_shaped") == 0;
     tok_jw_obj_begin(w);
-    tok_jw_key(w, "id");
-    tok_jw_str(w, c->row.id);
-    tok_jw_key(w, "livemode");
-    tok_jw_bool(w, c->row.livemode);
-    tok_jw_key(w, "format");
-    tok_jw_str(w, c->row.format);
-    tok_jw_key(w, "pan_shaped");
-    tok_jw_str(w, shaped ? c->candidates[attempt] : NULL);
-    tok_jw_key(w, "fingerprint");
-    tok_jw_str(w, c->row.fingerprint);
-    tok_jw_key(w, "brand");
-    tok_jw_str(w, c->row.brand);
-    tok_jw_key(w, "last4");
-    tok_jw_str(w, c->row.last4);
-    tok_jw_key(w, "bin");
-    tok_jw_str(w, c->row.bin[0] != '\0' ? c->row.bin : NULL);
-    tok_jw_key(w, "exp_month");
-    tok_jw_int(w, c->row.exp_month);
-    tok_jw_key(w, "exp_year");
-    tok_jw_int(w, c->row.exp_year);
+    tok_jw_kstr(w, "id", c->row.id);
+    tok_jw_kbool(w, "livemode", c->row.livemode);
+    tok_jw_kstr(w, "format", c->row.format);
+    tok_jw_kstr(w, "pan_shaped", shaped ? c->candidates[attempt] : NULL);
+    tok_jw_kstr(w, "fingerprint", c->row.fingerprint);
+    tok_jw_kstr(w, "brand", c->row.brand);
+    tok_jw_kstr(w, "last4", c->row.last4);
+    tok_jw_kstr(w, "bin", c->row.bin[0] != '\0' ? c->row.bin : NULL);
+    tok_jw_kint(w, "exp_month", c->row.exp_month);
+    tok_jw_kint(w, "exp_year", c->row.exp_year);
     tok_jw_key(w, "metadata");
     tok_jw_raw(w, tok_slice_str(c->metadata));
-    tok_jw_key(w, "key_version");
-    tok_jw_int(w, c->key_version);
+    tok_jw_kint(w, "key_version", c->key_version);
     tok_jw_key(w, "expires_at");
     if (c->expires_at != 0)
         tok_jw_int(w, c->expires_at);
     else
         tok_jw_null(w);
-    tok_jw_key(w, "created_by");
-    tok_jw_str(w, c->actor);
-    tok_jw_key(w, "request_id");
-    tok_jw_str(w, c->request_id);
+    tok_jw_kstr(w, "created_by", c->actor);
+    tok_jw_kstr(w, "request_id", c->request_id);
     tok_jw_key(w, "refs");
     tok_jw_arr_begin(w);
     for (unsigned i = 0; i < c->naccounts; i++) {
@@ -778,14 +750,10 @@ static tok_status store_row_json(struct tok_json_writer *w, const struct create_
                              sizeof lookup));
         }
         tok_jw_obj_begin(w);
-        tok_jw_key(w, "gateway");
-        tok_jw_str(w, c->accounts[i].id);
-        tok_jw_key(w, "status");
-        tok_jw_str(w, ok ? "active" : "failed");
-        tok_jw_key(w, "sealed");
-        tok_jw_str(w, ok ? sealed : NULL);
-        tok_jw_key(w, "lookup");
-        tok_jw_str(w, ok ? lookup : NULL);
+        tok_jw_kstr(w, "gateway", c->accounts[i].id);
+        tok_jw_kstr(w, "status", ok ? "active" : "failed");
+        tok_jw_kstr(w, "sealed", ok ? sealed : NULL);
+        tok_jw_kstr(w, "lookup", ok ? lookup : NULL);
         tok_jw_obj_end(w);
     }
     tok_jw_arr_end(w);

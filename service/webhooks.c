@@ -544,20 +544,14 @@ static void endpoint_result(struct tok_call *call, struct tok_req *r)
     struct tok_json_writer w;
     tok_jw_init(&w, &b);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "id");
-    tok_jw_str(&w, e->id);
-    tok_jw_key(&w, "object");
-    tok_jw_str(&w, "webhook_endpoint");
-    tok_jw_key(&w, "livemode");
-    tok_jw_bool(&w, e->livemode);
-    tok_jw_key(&w, "url");
-    tok_jw_str(&w, e->url);
-    tok_jw_key(&w, "disabled");
-    tok_jw_bool(&w, false);
+    tok_jw_kstr(&w, "id", e->id);
+    tok_jw_kstr(&w, "object", "webhook_endpoint");
+    tok_jw_kbool(&w, "livemode", e->livemode);
+    tok_jw_kstr(&w, "url", e->url);
+    tok_jw_kbool(&w, "disabled", false);
     tok_jw_key(&w, "secret");
     tok_jw_strn(&w, tok_buf_slice(&e->secret));
-    tok_jw_key(&w, "created_at");
-    tok_jw_str(&w, e->created);
+    tok_jw_kstr(&w, "created_at", e->created);
     tok_jw_obj_end(&w);
     if (tok_jw_finish(&w) != TOK_OK) {
         tok_http_problem(r, 500, "internal_error", NULL, NULL);

@@ -246,6 +246,10 @@ void tok_jw_strn(struct tok_json_writer *w, struct tok_slice s);
 void tok_jw_int(struct tok_json_writer *w, int64_t v);
 void tok_jw_bool(struct tok_json_writer *w, bool v);
 void tok_jw_null(struct tok_json_writer *w);
+/** A member: tok_jw_key then the value (NULL s writes null). */
+void tok_jw_kstr(struct tok_json_writer *w, const char *key, const char *s);
+void tok_jw_kint(struct tok_json_writer *w, const char *key, int64_t v);
+void tok_jw_kbool(struct tok_json_writer *w, const char *key, bool v);
 /** Writes an already-serialised JSON value (trusted: e.g. jsonb text from PostgreSQL). */
 void tok_jw_raw(struct tok_json_writer *w, struct tok_slice json);
 

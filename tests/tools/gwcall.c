@@ -62,16 +62,11 @@ static void on_done(struct tok_gateway_call *call)
     struct tok_json_writer w;
     tok_jw_init(&w, &b);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "outcome");
-    tok_jw_str(&w, outcome_name(call->outcome));
-    tok_jw_key(&w, "code");
-    tok_jw_str(&w, call->code);
-    tok_jw_key(&w, "decline_code");
-    tok_jw_str(&w, call->decline_code[0] != '\0' ? call->decline_code : NULL);
-    tok_jw_key(&w, "ref");
-    tok_jw_str(&w, call->ref[0] != '\0' ? call->ref : NULL);
-    tok_jw_key(&w, "captured");
-    tok_jw_bool(&w, call->captured);
+    tok_jw_kstr(&w, "outcome", outcome_name(call->outcome));
+    tok_jw_kstr(&w, "code", call->code);
+    tok_jw_kstr(&w, "decline_code", call->decline_code[0] != '\0' ? call->decline_code : NULL);
+    tok_jw_kstr(&w, "ref", call->ref[0] != '\0' ? call->ref : NULL);
+    tok_jw_kbool(&w, "captured", call->captured);
     tok_jw_obj_end(&w);
     if (tok_jw_finish(&w) == TOK_OK)
         printf("%.*s\n", (int)b.len, (const char *)b.data);

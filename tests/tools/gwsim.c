@@ -699,12 +699,10 @@ static void stripe_error_obj(struct gw_call *c, struct tok_json_writer *w, const
     tok_jw_key(w, "error");
     tok_jw_obj_begin(w);
     if (code != NULL) {
-        tok_jw_key(w, "code");
-        tok_jw_str(w, code);
+        tok_jw_kstr(w, "code", code);
     }
     if (decline != NULL) {
-        tok_jw_key(w, "decline_code");
-        tok_jw_str(w, decline);
+        tok_jw_kstr(w, "decline_code", decline);
     }
     if (code != NULL) {
         char url[128];
@@ -712,21 +710,17 @@ static void stripe_error_obj(struct gw_call *c, struct tok_json_writer *w, const
         for (char *p = url + 36; *p != '\0'; p++)
             if (*p == '_')
                 *p = '-';
-        tok_jw_key(w, "doc_url");
-        tok_jw_str(w, url);
+        tok_jw_kstr(w, "doc_url", url);
     }
-    tok_jw_key(w, "message");
-    tok_jw_str(w, message);
+    tok_jw_kstr(w, "message", message);
     if (param != NULL) {
-        tok_jw_key(w, "param");
-        tok_jw_str(w, param);
+        tok_jw_kstr(w, "param", param);
     }
     tok_jw_key(w, "request_log_url");
     char log_url[128];
     snprintf(log_url, sizeof log_url, "https://dashboard.stripe.com/test/logs/%s", c->request_id);
     tok_jw_str(w, log_url);
-    tok_jw_key(w, "type");
-    tok_jw_str(w, type);
+    tok_jw_kstr(w, "type", type);
 }
 
 static void stripe_error(struct gw_call *c, int status, const char *type, const char *code,
@@ -770,58 +764,44 @@ static void stripe_full(struct gw_call *c)
 static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
 {
     tok_jw_obj_begin(w);
-    tok_jw_key(w, "id");
-    tok_jw_str(w, pm->id);
-    tok_jw_key(w, "object");
-    tok_jw_str(w, "payment_method");
+    tok_jw_kstr(w, "id", pm->id);
+    tok_jw_kstr(w, "object", "payment_method");
     tok_jw_key(w, "billing_details");
     tok_jw_obj_begin(w);
     tok_jw_key(w, "address");
     tok_jw_null(w);
     tok_jw_key(w, "email");
     tok_jw_null(w);
-    tok_jw_key(w, "name");
-    tok_jw_str(w, pm->text1);
+    tok_jw_kstr(w, "name", pm->text1);
     tok_jw_key(w, "phone");
     tok_jw_null(w);
     tok_jw_obj_end(w);
     tok_jw_key(w, "card");
     tok_jw_obj_begin(w);
-    tok_jw_key(w, "brand");
-    tok_jw_str(w, stripe_brand(pm->brand));
+    tok_jw_kstr(w, "brand", stripe_brand(pm->brand));
     tok_jw_key(w, "checks");
     tok_jw_obj_begin(w);
     tok_jw_key(w, "address_line1_check");
     tok_jw_null(w);
     tok_jw_key(w, "address_postal_code_check");
     tok_jw_null(w);
-    tok_jw_key(w, "cvc_check");
-    tok_jw_str(w, "unchecked");
+    tok_jw_kstr(w, "cvc_check", "unchecked");
     tok_jw_obj_end(w);
-    tok_jw_key(w, "country");
-    tok_jw_str(w, "US");
-    tok_jw_key(w, "exp_month");
-    tok_jw_int(w, pm->exp_month);
-    tok_jw_key(w, "exp_year");
-    tok_jw_int(w, pm->exp_year);
-    tok_jw_key(w, "fingerprint");
-    tok_jw_str(w, pm->fingerprint);
-    tok_jw_key(w, "funding");
-    tok_jw_str(w, "credit");
-    tok_jw_key(w, "last4");
-    tok_jw_str(w, pm->last4);
+    tok_jw_kstr(w, "country", "US");
+    tok_jw_kint(w, "exp_month", pm->exp_month);
+    tok_jw_kint(w, "exp_year", pm->exp_year);
+    tok_jw_kstr(w, "fingerprint", pm->fingerprint);
+    tok_jw_kstr(w, "funding", "credit");
+    tok_jw_kstr(w, "last4", pm->last4);
     tok_jw_obj_end(w);
-    tok_jw_key(w, "created");
-    tok_jw_int(w, pm->created);
+    tok_jw_kint(w, "created", pm->created);
     tok_jw_key(w, "customer");
     tok_jw_null(w);
-    tok_jw_key(w, "livemode");
-    tok_jw_bool(w, false);
+    tok_jw_kbool(w, "livemode", false);
     tok_jw_key(w, "metadata");
     tok_jw_obj_begin(w);
     tok_jw_obj_end(w);
-    tok_jw_key(w, "type");
-    tok_jw_str(w, "card");
+    tok_jw_kstr(w, "type", "card");
     tok_jw_obj_end(w);
 }
 
@@ -838,90 +818,62 @@ static void write_meta(struct tok_json_writer *w, const char *meta)
 static void write_pi(struct tok_json_writer *w, const struct gw_obj *pi)
 {
     tok_jw_obj_begin(w);
-    tok_jw_key(w, "id");
-    tok_jw_str(w, pi->id);
-    tok_jw_key(w, "object");
-    tok_jw_str(w, "payment_intent");
-    tok_jw_key(w, "amount");
-    tok_jw_int(w, pi->amount);
-    tok_jw_key(w, "amount_capturable");
-    tok_jw_int(w, pi->capturable);
-    tok_jw_key(w, "amount_received");
-    tok_jw_int(w, pi->received);
+    tok_jw_kstr(w, "id", pi->id);
+    tok_jw_kstr(w, "object", "payment_intent");
+    tok_jw_kint(w, "amount", pi->amount);
+    tok_jw_kint(w, "amount_capturable", pi->capturable);
+    tok_jw_kint(w, "amount_received", pi->received);
     tok_jw_key(w, "canceled_at");
     if (pi->canceled_at != 0)
         tok_jw_int(w, pi->canceled_at);
     else
         tok_jw_null(w);
-    tok_jw_key(w, "cancellation_reason");
-    tok_jw_str(w, pi->reason[0] != '\0' ? pi->reason : NULL);
-    tok_jw_key(w, "capture_method");
-    tok_jw_str(w, pi->manual ? "manual" : "automatic");
-    tok_jw_key(w, "confirmation_method");
-    tok_jw_str(w, "automatic");
-    tok_jw_key(w, "created");
-    tok_jw_int(w, pi->created);
-    tok_jw_key(w, "currency");
-    tok_jw_str(w, pi->currency);
-    tok_jw_key(w, "description");
-    tok_jw_str(w, pi->text1);
+    tok_jw_kstr(w, "cancellation_reason", pi->reason[0] != '\0' ? pi->reason : NULL);
+    tok_jw_kstr(w, "capture_method", pi->manual ? "manual" : "automatic");
+    tok_jw_kstr(w, "confirmation_method", "automatic");
+    tok_jw_kint(w, "created", pi->created);
+    tok_jw_kstr(w, "currency", pi->currency);
+    tok_jw_kstr(w, "description", pi->text1);
     tok_jw_key(w, "last_payment_error");
     if (pi->err_code[0] != '\0') {
         tok_jw_obj_begin(w);
-        tok_jw_key(w, "code");
-        tok_jw_str(w, pi->err_code);
-        tok_jw_key(w, "decline_code");
-        tok_jw_str(w, pi->err_decline);
-        tok_jw_key(w, "message");
-        tok_jw_str(w, pi->err_msg);
-        tok_jw_key(w, "type");
-        tok_jw_str(w, "card_error");
+        tok_jw_kstr(w, "code", pi->err_code);
+        tok_jw_kstr(w, "decline_code", pi->err_decline);
+        tok_jw_kstr(w, "message", pi->err_msg);
+        tok_jw_kstr(w, "type", "card_error");
         tok_jw_obj_end(w);
     } else {
         tok_jw_null(w);
     }
-    tok_jw_key(w, "latest_charge");
-    tok_jw_str(w, pi->ref2[0] != '\0' ? pi->ref2 : NULL);
-    tok_jw_key(w, "livemode");
-    tok_jw_bool(w, false);
+    tok_jw_kstr(w, "latest_charge", pi->ref2[0] != '\0' ? pi->ref2 : NULL);
+    tok_jw_kbool(w, "livemode", false);
     tok_jw_key(w, "metadata");
     write_meta(w, pi->meta);
-    tok_jw_key(w, "payment_method");
-    tok_jw_str(w, pi->ref1[0] != '\0' ? pi->ref1 : NULL);
+    tok_jw_kstr(w, "payment_method", pi->ref1[0] != '\0' ? pi->ref1 : NULL);
     tok_jw_key(w, "payment_method_types");
     tok_jw_arr_begin(w);
     tok_jw_str(w, "card");
     tok_jw_arr_end(w);
-    tok_jw_key(w, "status");
-    tok_jw_str(w, pi_status_name(pi->status));
+    tok_jw_kstr(w, "status", pi_status_name(pi->status));
     tok_jw_obj_end(w);
 }
 
 static void write_refund(struct tok_json_writer *w, const struct gw_obj *re)
 {
     tok_jw_obj_begin(w);
-    tok_jw_key(w, "id");
-    tok_jw_str(w, re->id);
-    tok_jw_key(w, "object");
-    tok_jw_str(w, "refund");
-    tok_jw_key(w, "amount");
-    tok_jw_int(w, re->amount);
+    tok_jw_kstr(w, "id", re->id);
+    tok_jw_kstr(w, "object", "refund");
+    tok_jw_kint(w, "amount", re->amount);
     tok_jw_key(w, "balance_transaction");
     tok_jw_null(w);
-    tok_jw_key(w, "charge");
-    tok_jw_str(w, re->ref2);
-    tok_jw_key(w, "created");
-    tok_jw_int(w, re->created);
-    tok_jw_key(w, "currency");
-    tok_jw_str(w, re->currency);
+    tok_jw_kstr(w, "charge", re->ref2);
+    tok_jw_kint(w, "created", re->created);
+    tok_jw_kstr(w, "currency", re->currency);
     tok_jw_key(w, "metadata");
     write_meta(w, re->meta);
-    tok_jw_key(w, "payment_intent");
-    tok_jw_str(w, re->ref1);
-    tok_jw_key(w, "reason");
-    tok_jw_str(w, re->reason[0] != '\0' ? re->reason : NULL);
-    tok_jw_key(w, "status");
-    tok_jw_str(w, "succeeded");
+    tok_jw_kstr(w, "payment_intent", re->ref1);
+    tok_jw_kstr(w, "reason", re->reason[0] != '\0' ? re->reason : NULL);
+    tok_jw_kstr(w, "status", "succeeded");
     tok_jw_obj_end(w);
 }
 
@@ -1168,27 +1120,21 @@ static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, const struct gw
     tok_jw_obj_begin(&w);
     tok_jw_key(&w, "error");
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "charge");
-    tok_jw_str(&w, ch->id);
-    tok_jw_key(&w, "code");
-    tok_jw_str(&w, pi->err_code);
-    tok_jw_key(&w, "decline_code");
-    tok_jw_str(&w, pi->err_decline);
+    tok_jw_kstr(&w, "charge", ch->id);
+    tok_jw_kstr(&w, "code", pi->err_code);
+    tok_jw_kstr(&w, "decline_code", pi->err_decline);
     char url[128];
     snprintf(url, sizeof url, "https://stripe.com/docs/error-codes/%s", pi->err_code);
     for (char *p = url + 36; *p != '\0'; p++)
         if (*p == '_')
             *p = '-';
-    tok_jw_key(&w, "doc_url");
-    tok_jw_str(&w, url);
-    tok_jw_key(&w, "message");
-    tok_jw_str(&w, pi->err_msg);
+    tok_jw_kstr(&w, "doc_url", url);
+    tok_jw_kstr(&w, "message", pi->err_msg);
     tok_jw_key(&w, "payment_intent");
     write_pi(&w, pi);
     tok_jw_key(&w, "payment_method");
     write_pm(&w, pm);
-    tok_jw_key(&w, "type");
-    tok_jw_str(&w, "card_error");
+    tok_jw_kstr(&w, "type", "card_error");
     tok_jw_obj_end(&w);
     tok_jw_obj_end(&w);
     c->status = w.st == TOK_OK ? 402 : 500;
@@ -1636,16 +1582,11 @@ static void adyen_error(struct gw_call *c, int status, const char *code, const c
     struct tok_json_writer w;
     tok_jw_init(&w, &c->g->out);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "status");
-    tok_jw_int(&w, status);
-    tok_jw_key(&w, "errorCode");
-    tok_jw_str(&w, code);
-    tok_jw_key(&w, "message");
-    tok_jw_str(&w, message);
-    tok_jw_key(&w, "errorType");
-    tok_jw_str(&w, type);
-    tok_jw_key(&w, "pspReference");
-    tok_jw_str(&w, psp);
+    tok_jw_kint(&w, "status", status);
+    tok_jw_kstr(&w, "errorCode", code);
+    tok_jw_kstr(&w, "message", message);
+    tok_jw_kstr(&w, "errorType", type);
+    tok_jw_kstr(&w, "pspReference", psp);
     tok_jw_obj_end(&w);
     c->status = status;
     c->code = code;
@@ -1722,10 +1663,8 @@ static void write_amount(struct tok_json_writer *w, int64_t value, const char *c
 {
     tok_jw_key(w, "amount");
     tok_jw_obj_begin(w);
-    tok_jw_key(w, "currency");
-    tok_jw_str(w, cur);
-    tok_jw_key(w, "value");
-    tok_jw_int(w, value);
+    tok_jw_kstr(w, "currency", cur);
+    tok_jw_kint(w, "value", value);
     tok_jw_obj_end(w);
 }
 
@@ -1918,46 +1857,31 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
     tok_jw_obj_begin(&w);
     char summary[32];
     snprintf(summary, sizeof summary, "%d/%d", card.exp_month, card.exp_year);
-    tok_jw_key(&w, "cardSummary");
-    tok_jw_str(&w, card.last4);
-    tok_jw_key(&w, "expiryDate");
-    tok_jw_str(&w, summary);
-    tok_jw_key(&w, "paymentMethod");
-    tok_jw_str(&w, adyen_brand(card.brand));
+    tok_jw_kstr(&w, "cardSummary", card.last4);
+    tok_jw_kstr(&w, "expiryDate", summary);
+    tok_jw_kstr(&w, "paymentMethod", adyen_brand(card.brand));
     if (newtok != NULL) {
-        tok_jw_key(&w, "recurring.recurringDetailReference");
-        tok_jw_str(&w, newtok->id);
-        tok_jw_key(&w, "recurring.shopperReference");
-        tok_jw_str(&w, shopper);
-        tok_jw_key(&w, "tokenization.shopperReference");
-        tok_jw_str(&w, shopper);
-        tok_jw_key(&w, "tokenization.store.operationType");
-        tok_jw_str(&w, "created");
-        tok_jw_key(&w, "tokenization.storedPaymentMethodId");
-        tok_jw_str(&w, newtok->id);
+        tok_jw_kstr(&w, "recurring.recurringDetailReference", newtok->id);
+        tok_jw_kstr(&w, "recurring.shopperReference", shopper);
+        tok_jw_kstr(&w, "tokenization.shopperReference", shopper);
+        tok_jw_kstr(&w, "tokenization.store.operationType", "created");
+        tok_jw_kstr(&w, "tokenization.storedPaymentMethodId", newtok->id);
     }
     tok_jw_obj_end(&w);
-    tok_jw_key(&w, "pspReference");
-    tok_jw_str(&w, ap->id);
-    tok_jw_key(&w, "resultCode");
-    tok_jw_str(&w, res->result);
+    tok_jw_kstr(&w, "pspReference", ap->id);
+    tok_jw_kstr(&w, "resultCode", res->result);
     if (!authorised) {
         char rcode[16];
         snprintf(rcode, sizeof rcode, "%d", res->code);
-        tok_jw_key(&w, "refusalReason");
-        tok_jw_str(&w, res->reason);
-        tok_jw_key(&w, "refusalReasonCode");
-        tok_jw_str(&w, rcode);
+        tok_jw_kstr(&w, "refusalReason", res->reason);
+        tok_jw_kstr(&w, "refusalReasonCode", rcode);
     }
     write_amount(&w, value, cur);
-    tok_jw_key(&w, "merchantReference");
-    tok_jw_str(&w, ref);
+    tok_jw_kstr(&w, "merchantReference", ref);
     tok_jw_key(&w, "paymentMethod");
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "brand");
-    tok_jw_str(&w, adyen_brand(card.brand));
-    tok_jw_key(&w, "type");
-    tok_jw_str(&w, "scheme");
+    tok_jw_kstr(&w, "brand", adyen_brand(card.brand));
+    tok_jw_kstr(&w, "type", "scheme");
     tok_jw_obj_end(&w);
     tok_jw_obj_end(&w);
     c->status = w.st == TOK_OK ? 200 : 500;
@@ -2012,24 +1936,17 @@ static void adyen_stored(struct gw_call *c, const struct tok_json_node *root)
     char mm[4], yy[8];
     snprintf(mm, sizeof mm, "%02d", t->exp_month);
     snprintf(yy, sizeof yy, "%d", t->exp_year);
-    tok_jw_key(&w, "brand");
-    tok_jw_str(&w, adyen_brand(t->brand));
-    tok_jw_key(&w, "expiryMonth");
-    tok_jw_str(&w, mm);
-    tok_jw_key(&w, "expiryYear");
-    tok_jw_str(&w, yy);
-    tok_jw_key(&w, "id");
-    tok_jw_str(&w, t->id);
-    tok_jw_key(&w, "lastFour");
-    tok_jw_str(&w, t->last4);
-    tok_jw_key(&w, "shopperReference");
-    tok_jw_str(&w, shopper);
+    tok_jw_kstr(&w, "brand", adyen_brand(t->brand));
+    tok_jw_kstr(&w, "expiryMonth", mm);
+    tok_jw_kstr(&w, "expiryYear", yy);
+    tok_jw_kstr(&w, "id", t->id);
+    tok_jw_kstr(&w, "lastFour", t->last4);
+    tok_jw_kstr(&w, "shopperReference", shopper);
     tok_jw_key(&w, "supportedRecurringProcessingModels");
     tok_jw_arr_begin(&w);
     tok_jw_str(&w, rpm);
     tok_jw_arr_end(&w);
-    tok_jw_key(&w, "type");
-    tok_jw_str(&w, "scheme");
+    tok_jw_kstr(&w, "type", "scheme");
     tok_jw_obj_end(&w);
     c->status = w.st == TOK_OK ? 201 : 500;
     c->code = "created";
@@ -2096,18 +2013,13 @@ static void adyen_modify(struct gw_call *c, enum adyen_mod mod, struct tok_slice
     struct tok_json_writer w;
     tok_jw_init(&w, &g->out);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, "merchantAccount");
-    tok_jw_str(&w, g->merchant);
-    tok_jw_key(&w, "paymentPspReference");
-    tok_jw_str(&w, ap->id);
-    tok_jw_key(&w, "pspReference");
-    tok_jw_str(&w, mpsp);
+    tok_jw_kstr(&w, "merchantAccount", g->merchant);
+    tok_jw_kstr(&w, "paymentPspReference", ap->id);
+    tok_jw_kstr(&w, "pspReference", mpsp);
     if (has_ref) {
-        tok_jw_key(&w, "reference");
-        tok_jw_str(&w, ref);
+        tok_jw_kstr(&w, "reference", ref);
     }
-    tok_jw_key(&w, "status");
-    tok_jw_str(&w, "received");
+    tok_jw_kstr(&w, "status", "received");
     if (mod != MOD_CANCEL)
         write_amount(&w, value, cur);
     tok_jw_obj_end(&w);
@@ -2279,8 +2191,7 @@ static void control_plain(struct gw_call *c, int status, const char *key, const 
     struct tok_json_writer w;
     tok_jw_init(&w, &c->g->out);
     tok_jw_obj_begin(&w);
-    tok_jw_key(&w, key);
-    tok_jw_str(&w, value);
+    tok_jw_kstr(&w, key, value);
     tok_jw_obj_end(&w);
     c->status = status;
     c->code = value;

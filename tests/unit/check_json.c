@@ -389,6 +389,33 @@ START_TEST(test_writer_state_machine)
 }
 END_TEST
 
+/* the member shorthands write exactly what key + value would */
+START_TEST(test_writer_members)
+{
+    uint8_t mem[128];
+    struct tok_buf b;
+    struct tok_json_writer w;
+    const char *out = NULL;
+    tok_buf_init(&b, mem, sizeof mem);
+    tok_jw_init(&w, &b);
+    tok_jw_obj_begin(&w);
+    tok_jw_kstr(&w, "id", "tok_1");
+    tok_jw_kstr(&w, "none", NULL);
+    tok_jw_kint(&w, "n", -5);
+    tok_jw_kbool(&w, "ok", false);
+    tok_jw_obj_end(&w);
+    ck_assert_int_eq(tok_jw_finish(&w), TOK_OK);
+    ck_assert_int_eq(tok_buf_cstr(&b, &out), TOK_OK);
+    ck_assert_str_eq(out, "{\"id\":\"tok_1\",\"none\":null,\"n\":-5,\"ok\":false}");
+    /* outside an object a member is misuse, as a key would be */
+    tok_buf_init(&b, mem, sizeof mem);
+    tok_jw_init(&w, &b);
+    tok_jw_arr_begin(&w);
+    tok_jw_kint(&w, "n", 1);
+    ck_assert_int_eq(tok_jw_finish(&w), TOK_ERR_INTERNAL);
+}
+END_TEST
+
 START_TEST(test_writer_misuse_is_internal)
 {
     uint8_t mem[64];
@@ -774,6 +801,7 @@ Suite *tok_json_suite(void)
     tcase_add_test(core, test_duplicate_keys);
     tcase_add_test(core, test_duplicate_key_not_echoed_when_unsafe);
     tcase_add_test(core, test_writer_escaping);
+    tcase_add_test(core, test_writer_members);
     tcase_add_test(core, test_writer_state_machine);
     tcase_add_test(core, test_writer_misuse_is_internal);
     tcase_add_test(core, test_repeated_parse_free);
