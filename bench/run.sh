@@ -106,9 +106,28 @@ shared_buffers = 512MB
 max_wal_size = 8GB
 checkpoint_timeout = 30min
 wal_buffers = 16MB
+min_wal_size = 2GB
+log_autovacuum_min_duration = 0
 CONF
     pg_start "$B_DIR/pg" && pg_createdb "$B_DIR/pg" ||
     die "cannot start PostgreSQL (see $B_DIR/pg/postgres.log)"
+# A server that has run a while writes its WAL into recycled segment files. A fresh
+# cluster creates each 16 MB segment as it goes (zero-filled and synced while holding
+# the WAL write lock): every commit waits 100-300 ms on this disk, once per ~8,000
+# tokens, which measured the cluster's youth as tokend's p99. So create the segments
+# the run will need now and let a checkpoint keep them for reuse (min_wal_size).
+WAL_PREFILL=${BENCH_WAL_PREFILL_MB:-1536}
+say "pre-creating ${WAL_PREFILL} MB of WAL segments for reuse (steady state)"
+pg_psql "$B_DIR/pg" -qtA >/dev/null <<SQL || die "WAL prefill failed"
+DO \$\$ BEGIN
+    FOR i IN 1 .. $WAL_PREFILL / 16 LOOP
+        PERFORM pg_logical_emit_message(false, 'bench', 'prefill'), pg_switch_wal();
+    END LOOP;
+END \$\$;
+CHECKPOINT;
+SELECT pg_logical_emit_message(false, 'bench', 'prefill'), pg_switch_wal();
+CHECKPOINT;
+SQL
 ADMIN_DB=$(pg_conninfo "$B_DIR/pg" postgres)
 SERVICE_DB=$(pg_conninfo "$B_DIR/pg" tokend_service)
 "$BUILD/tokenctl" --db "$ADMIN_DB" migrate --dir sql >"$B_DIR/migrate.log" 2>&1 ||
