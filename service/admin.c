@@ -302,7 +302,8 @@ tok_status tok_admin_tenant_name_check(struct tok_slice name)
 void tok_audit_walk_init(struct tok_audit_walk *w)
 {
     sodium_memzero(w, sizeof *w);
-    w->broken_seq = -1;
+    w->next_block = 1;
+    w->next_id = 1;
 }
 
 static bool hash_eq(struct tok_slice a, struct tok_slice b)
@@ -312,24 +313,104 @@ static bool hash_eq(struct tok_slice a, struct tok_slice b)
            sodium_memcmp(a.ptr, b.ptr, TOK_ADMIN_AUDIT_HASH_LEN) == 0;
 }
 
+static tok_status broken(struct tok_audit_walk *w, const char *what, int64_t at, const char *why)
+{
+    w->broken_what = what;
+    w->broken_at = at;
+    w->why = why;
+    return TOK_ERR_CRYPTO;
+}
+
+static struct tok_slice last_hash_of(const struct tok_audit_walk *w)
+{
+    return tok_slice_of(w->last_hash, sizeof w->last_hash);
+}
+
 tok_status tok_audit_walk_step(struct tok_audit_walk *w, int64_t seq, struct tok_slice prev_hash,
                                struct tok_slice hash, struct tok_slice expected)
 {
     TOK_ENSURE(w != NULL, TOK_ERR_INTERNAL);
     /* last_hash starts all zeros: the first row's prev_hash must be zeros too, so rows
      * removed from the head of the chain are caught like rows removed from its middle */
-    if (!hash_eq(prev_hash, tok_slice_of(w->last_hash, sizeof w->last_hash))) {
-        w->broken_seq = seq;
-        w->why = "previous row missing or altered";
-        return TOK_ERR_CRYPTO;
-    }
-    if (!hash_eq(hash, expected)) {
-        w->broken_seq = seq;
-        w->why = "row altered";
-        return TOK_ERR_CRYPTO;
-    }
+    if (!hash_eq(prev_hash, last_hash_of(w)))
+        return broken(w, "seq", seq, "previous row missing or altered");
+    if (!hash_eq(hash, expected))
+        return broken(w, "seq", seq, "row altered");
     tok_copy(w->last_hash, hash.ptr, TOK_ADMIN_AUDIT_HASH_LEN);
     w->count++;
+    return TOK_OK;
+}
+
+void tok_audit_walk_blocks_start(struct tok_audit_walk *w, int64_t legacy_to)
+{
+    w->next_block = 1;
+    w->next_id = legacy_to + 1;
+}
+
+static int64_t id_at(struct tok_slice ids, size_t i)
+{
+    uint64_t v = 0;
+    for (size_t b = 0; b < 8; b++)
+        v = (v << 8) | ids.ptr[i * 8 + b];
+    return (int64_t)v;
+}
+
+/* The first row whose stored and present digests differ, named by the present row's id. */
+static tok_status rows_check(struct tok_audit_walk *w, const struct tok_audit_block *b)
+{
+    size_t stored = b->digests.len / TOK_ADMIN_AUDIT_HASH_LEN;
+    size_t now = b->now_digests.len / TOK_ADMIN_AUDIT_HASH_LEN;
+    for (size_t i = 0; i < stored || i < now; i++) {
+        if (i < stored && i < now &&
+            sodium_memcmp(b->digests.ptr + i * TOK_ADMIN_AUDIT_HASH_LEN,
+                          b->now_digests.ptr + i * TOK_ADMIN_AUDIT_HASH_LEN,
+                          TOK_ADMIN_AUDIT_HASH_LEN) == 0)
+            continue;
+        if (i >= now)
+            return broken(w, "block", b->block, "last row missing");
+        if (now > stored)
+            return broken(w, "event", id_at(b->now_ids, i), "row added");
+        if (now < stored)
+            return broken(w, "event", id_at(b->now_ids, i), "a row before it is missing");
+        return broken(w, "event", id_at(b->now_ids, i), "row altered");
+    }
+    return TOK_OK;
+}
+
+tok_status tok_audit_walk_block(struct tok_audit_walk *w, const struct tok_audit_block *b)
+{
+    TOK_ENSURE(w != NULL && b != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(b->digests.len % TOK_ADMIN_AUDIT_HASH_LEN == 0 &&
+                   b->now_digests.len % TOK_ADMIN_AUDIT_HASH_LEN == 0 &&
+                   b->now_ids.len == b->now_digests.len / TOK_ADMIN_AUDIT_HASH_LEN * 8,
+               TOK_ERR_INTERNAL);
+    if (b->block != w->next_block)
+        return broken(w, "block", w->next_block, "block missing");
+    if (b->first_id != w->next_id || b->last_id < b->first_id)
+        return broken(w, "block", b->block, "block out of place");
+    if (!hash_eq(b->prev_hash, last_hash_of(w)))
+        return broken(w, "block", b->block, "previous block missing or altered");
+    uint8_t h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, b->prev_hash.ptr, b->prev_hash.len);
+    crypto_hash_sha256_update(&st, b->digests.ptr, b->digests.len);
+    crypto_hash_sha256_final(&st, h);
+    if (!hash_eq(b->hash, tok_slice_of(h, sizeof h)))
+        return broken(w, "block", b->block, "block altered");
+    TOK_GUARD(rows_check(w, b));
+    tok_copy(w->last_hash, h, sizeof h);
+    w->count += b->digests.len / TOK_ADMIN_AUDIT_HASH_LEN;
+    w->next_block++;
+    w->next_id = b->last_id + 1;
+    return TOK_OK;
+}
+
+tok_status tok_audit_walk_end(struct tok_audit_walk *w, int64_t last_block, struct tok_slice last_hash)
+{
+    TOK_ENSURE(w != NULL, TOK_ERR_INTERNAL);
+    if (last_block != w->next_block - 1 || !hash_eq(last_hash, last_hash_of(w)))
+        return broken(w, "block", w->next_block, "chain ends early: blocks or rows removed from its end");
     return TOK_OK;
 }
 
@@ -900,50 +981,140 @@ static struct tok_slice cell_bytes(const PGresult *r, int row, int col)
     return tok_slice_of(PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
 }
 
-/* Feeds one FETCHed batch (binary results) to the walk. */
-static tok_status audit_batch(const PGresult *r, struct tok_audit_walk *w)
+static tok_status int8_cell(const PGresult *r, int row, int col, int64_t *out)
+{
+    struct tok_slice s = cell_bytes(r, row, col);
+    TOK_ENSURE(s.len == 8, TOK_ERR_INTERNAL); /* int8, network byte order */
+    *out = id_at(s, 0);
+    return TOK_OK;
+}
+
+/* One FETCHed batch (binary results) of rows chained one by one: seq, prev_hash, hash, expected. */
+static tok_status legacy_batch(const PGresult *r, struct tok_audit_walk *w)
 {
     for (int i = 0; i < PQntuples(r); i++) {
-        struct tok_slice s = cell_bytes(r, i, 0);
-        TOK_ENSURE(s.len == 8, TOK_ERR_INTERNAL); /* int8, network byte order */
-        uint64_t v = 0;
-        for (size_t b = 0; b < 8; b++)
-            v = (v << 8) | s.ptr[b];
-        TOK_GUARD(tok_audit_walk_step(w, (int64_t)v, cell_bytes(r, i, 1), cell_bytes(r, i, 2),
+        int64_t seq;
+        TOK_GUARD(int8_cell(r, i, 0, &seq));
+        TOK_GUARD(tok_audit_walk_step(w, seq, cell_bytes(r, i, 1), cell_bytes(r, i, 2),
                                       cell_bytes(r, i, 3)));
     }
     return TOK_OK;
 }
 
-/* Streams the chain through a cursor, TOK_ADMIN_AUDIT_FETCH rows at a time, inside one
- * read-only snapshot so rows appended meanwhile cannot confuse the walk. */
-static tok_status audit_walk(PGconn *pg, struct tok_audit_walk *w)
+/* One FETCHed batch of blocks, each with the digests and ids of the rows in its range now. */
+static tok_status blocks_batch(const PGresult *r, struct tok_audit_walk *w)
 {
-    static const char declare[] =
-        "DECLARE " AUDIT_CURSOR " NO SCROLL CURSOR FOR"
-        " SELECT seq, prev_hash, hash, audit.row_hash(prev_hash, e) AS expected"
-        "   FROM audit.events e ORDER BY seq";
-    static const char fetch[] = "FETCH " STR(TOK_ADMIN_AUDIT_FETCH) " FROM " AUDIT_CURSOR;
-    /* tokend's newest rows wait for its chainer (sql/009): chain them first, so the walk
-     * covers every row and an unchained row is a break, not a race */
-    PGresult *cr = PQexec(pg, "SELECT chained FROM audit.chain_pending(2147483647, true, 0)");
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct tok_audit_block b = {
+            .digests = cell_bytes(r, i, 3),
+            .prev_hash = cell_bytes(r, i, 4),
+            .hash = cell_bytes(r, i, 5),
+            .now_digests = cell_bytes(r, i, 6),
+            .now_ids = cell_bytes(r, i, 7),
+        };
+        TOK_GUARD(int8_cell(r, i, 0, &b.block));
+        TOK_GUARD(int8_cell(r, i, 1, &b.first_id));
+        TOK_GUARD(int8_cell(r, i, 2, &b.last_id));
+        TOK_GUARD(tok_audit_walk_block(w, &b));
+    }
+    return TOK_OK;
+}
+
+/* Streams a query through a cursor, `fetch` rows at a time (binary results), to batch(). */
+static tok_status cursor_walk(PGconn *pg, const char *query, const char *fetch,
+                              tok_status (*batch)(const PGresult *, struct tok_audit_walk *),
+                              struct tok_audit_walk *w)
+{
+    char declare[1024];
+    TOK_ENSURE(snprintf(declare, sizeof declare, "DECLARE " AUDIT_CURSOR " NO SCROLL CURSOR FOR %s",
+                        query) < (int)sizeof declare,
+               TOK_ERR_INTERNAL);
+    TOK_GUARD(command(pg, declare, "audit verify"));
+    tok_status st = TOK_OK;
+    for (int n = 1; st == TOK_OK && n > 0;) {
+        PGresult *r = PQexecParams(pg, fetch, 0, NULL, NULL, NULL, NULL, 1);
+        st = check_result(r, PGRES_TUPLES_OK, "audit verify");
+        n = st == TOK_OK ? PQntuples(r) : 0;
+        if (st == TOK_OK)
+            st = batch(r, w);
+        PQclear(r);
+    }
+    tok_status cst = command(pg, "CLOSE " AUDIT_CURSOR, "audit verify");
+    return st != TOK_OK ? st : cst;
+}
+
+/* What audit.chain_state says, and the rows it leaves out. */
+struct chain_state {
+    int64_t legacy_to, last_block, added, pending;
+    uint8_t last_hash[TOK_ADMIN_AUDIT_HASH_LEN];
+};
+
+static tok_status chain_state_read(PGconn *pg, struct chain_state *cs)
+{
+    /* added: a row without a seq among those chained one by one, which no block covers */
+    static const char sql[] =
+        "SELECT s.legacy_to, s.last_block, s.last_hash,"
+        " coalesce((SELECT min(e.id) FROM audit.events e WHERE e.id <= s.legacy_to AND e.seq IS NULL), 0),"
+        " (SELECT count(*) FROM audit.events e WHERE e.id > s.chained_to)"
+        " FROM audit.chain_state s";
+    PGresult *r = PQexecParams(pg, sql, 0, NULL, NULL, NULL, NULL, 1);
+    tok_status st = check_result(r, PGRES_TUPLES_OK, "audit verify");
+    if (st == TOK_OK && PQntuples(r) != 1) {
+        say("audit verify: audit.chain_state is empty: run the migrations");
+        st = TOK_ERR_DB;
+    }
+    struct tok_slice h = st == TOK_OK ? cell_bytes(r, 0, 2) : tok_slice_of(NULL, 0);
+    if (st == TOK_OK && (int8_cell(r, 0, 0, &cs->legacy_to) != TOK_OK ||
+                         int8_cell(r, 0, 1, &cs->last_block) != TOK_OK ||
+                         int8_cell(r, 0, 3, &cs->added) != TOK_OK ||
+                         int8_cell(r, 0, 4, &cs->pending) != TOK_OK || h.len != sizeof cs->last_hash))
+        st = TOK_ERR_INTERNAL;
+    if (st == TOK_OK)
+        tok_copy(cs->last_hash, h.ptr, h.len);
+    PQclear(r);
+    return st;
+}
+
+/*
+ * The walk, inside one read-only snapshot so rows appended meanwhile cannot confuse it:
+ * the rows chained one by one before sql/011 in seq order, then the blocks in order.
+ */
+static tok_status audit_walk_snapshot(PGconn *pg, struct tok_audit_walk *w, int64_t *pending)
+{
+    static const char legacy[] =
+        "SELECT seq, prev_hash, hash, audit.row_hash(prev_hash, e) FROM audit.events e"
+        " WHERE seq IS NOT NULL ORDER BY seq";
+    static const char blocks[] =
+        "SELECT b.block, b.first_id, b.last_id, b.digests, b.prev_hash, b.hash,"
+        " coalesce(r.d, ''::bytea), coalesce(r.i, ''::bytea) FROM audit.blocks b"
+        " LEFT JOIN LATERAL (SELECT string_agg(audit.row_digest(e), ''::bytea ORDER BY e.id) AS d,"
+        " string_agg(int8send(e.id), ''::bytea ORDER BY e.id) AS i FROM audit.events e"
+        " WHERE e.id BETWEEN b.first_id AND b.last_id) r ON true ORDER BY b.block";
+    TOK_GUARD(cursor_walk(pg, legacy, "FETCH " STR(TOK_ADMIN_AUDIT_FETCH) " FROM " AUDIT_CURSOR,
+                          legacy_batch, w));
+    struct chain_state cs;
+    TOK_GUARD(chain_state_read(pg, &cs));
+    if (cs.added != 0)
+        return broken(w, "event", cs.added, "row added");
+    tok_audit_walk_blocks_start(w, cs.legacy_to);
+    TOK_GUARD(cursor_walk(pg, blocks, "FETCH " STR(TOK_ADMIN_AUDIT_FETCH_BLOCKS) " FROM " AUDIT_CURSOR,
+                          blocks_batch, w));
+    TOK_GUARD(tok_audit_walk_end(w, cs.last_block, tok_slice_of(cs.last_hash, sizeof cs.last_hash)));
+    *pending = cs.pending;
+    return TOK_OK;
+}
+
+static tok_status audit_walk(PGconn *pg, struct tok_audit_walk *w, int64_t *pending)
+{
+    /* chain every row committed so far first (waiting a little for transactions in flight),
+     * so the walk covers them and an unchained row is a break, not a race */
+    PGresult *cr = PQexec(pg, "SELECT chained FROM audit.chain_pending(" STR(TOK_ADMIN_AUDIT_BLOCK_ROWS)
+                              ", " STR(TOK_ADMIN_AUDIT_CHAIN_WAIT_MS) ")");
     tok_status cst = check_result(cr, PGRES_TUPLES_OK, "audit verify");
     PQclear(cr);
     TOK_GUARD(cst);
     TOK_GUARD(command(pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "audit verify"));
-    tok_status st = command(pg, declare, "audit verify");
-    for (;;) {
-        if (st != TOK_OK)
-            break;
-        PGresult *r = PQexecParams(pg, fetch, 0, NULL, NULL, NULL, NULL, 1);
-        st = check_result(r, PGRES_TUPLES_OK, "audit verify");
-        int n = st == TOK_OK ? PQntuples(r) : 0;
-        if (st == TOK_OK)
-            st = audit_batch(r, w);
-        PQclear(r);
-        if (n == 0)
-            break;
-    }
+    tok_status st = audit_walk_snapshot(pg, w, pending);
     tok_status end = command(pg, "ROLLBACK", "audit verify"); /* read only: nothing to keep */
     return st != TOK_OK ? st : end;
 }
@@ -956,14 +1127,18 @@ static tok_status audit_verify(const struct tok_admin *a, int argc)
     TOK_GUARD(tok_admin_connect(a, &pg));
     struct tok_audit_walk w;
     tok_audit_walk_init(&w);
-    tok_status st = audit_walk(pg, &w);
+    int64_t pending = 0;
+    tok_status st = audit_walk(pg, &w, &pending);
     PQfinish(pg);
-    if (st == TOK_ERR_CRYPTO)
-        printf("audit: chain broken at seq %" PRId64 ": %s\n", w.broken_seq, w.why);
-    else if (st == TOK_OK)
+    if (st == TOK_ERR_CRYPTO) {
+        printf("audit: chain broken at %s %" PRId64 ": %s\n", w.broken_what, w.broken_at, w.why);
+    } else if (st == TOK_OK) {
         printf("audit: %" PRIu64 " events, chain intact\n", w.count);
-    else if (st == TOK_ERR_INTERNAL)
+        if (pending > 0)
+            printf("audit: %" PRId64 " newer events not chained yet\n", pending);
+    } else if (st == TOK_ERR_INTERNAL) {
         say("audit verify: unexpected column format from the database");
+    }
     tok_status out = finish_stdout();
     return st != TOK_OK ? st : out;
 }

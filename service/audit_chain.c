@@ -1,5 +1,5 @@
 /*
- * audit_chain.c - the audit chainer thread. See audit_chain.h and sql/009.
+ * audit_chain.c - the audit chainer thread. See audit_chain.h and sql/011.
  */
 #include "tokend/audit_chain.h"
 #include "tokend/db.h"
@@ -12,16 +12,9 @@
 #include <string.h>
 #include <time.h>
 
-#define PASS_MAX 5000       /* rows per pass: one short transaction */
-#define FINAL_PASSES 100    /* at stop: at most this many full passes */
+#define PASS_MAX 5000       /* rows per pass (one block): one short transaction */
+#define FINAL_WAIT_MS 2000  /* at stop: how long the last pass waits for transactions in flight */
 #define WARN_EVERY_MS 10000 /* a database that stays away is logged this often */
-/*
- * Where a pass starts (sql/009): LAG ids below the highest it chained, since a row may
- * commit after rows with higher ids were chained; every FULL_EVERY passes, and at start
- * and stop, from the beginning, for a transaction that stayed open longer than that.
- */
-#define LAG 100000
-#define FULL_EVERY 50
 
 struct tok_audit_chainer {
     char *conninfo; /* secmem: may hold a password */
@@ -32,7 +25,6 @@ struct tok_audit_chainer {
     pthread_cond_t cv;
     bool stop;
     uint64_t passes, rows, last_warn_ms;
-    long long high; /* the highest id chained so far */
 };
 
 static uint64_t mono_ms(void)
@@ -51,8 +43,11 @@ static void warn_once_in_a_while(struct tok_audit_chainer *c, const char *what)
     tok_log_warn("audit chainer: %s; new audit rows wait unchained until it succeeds", what);
 }
 
-/* One pass: the number of rows chained, or -1 when the database did not answer. */
-static long pass(struct tok_audit_chainer *c, bool full)
+/*
+ * One pass (sql/011): the number of rows chained, or -1 when the database did not answer.
+ * wait_ms = 0: one block of the rows that are final; > 0: every row committed so far.
+ */
+static long pass(struct tok_audit_chainer *c, unsigned wait_ms)
 {
     if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
         char why[TOK_DB_WHY_MAX];
@@ -65,18 +60,15 @@ static long pass(struct tok_audit_chainer *c, bool full)
             return -1;
         }
     }
-    static const char sql[] = "SELECT chained, high FROM audit.chain_pending($1, false, $2)";
-    char max[16], from[24];
+    static const char sql[] = "SELECT chained FROM audit.chain_pending($1, $2)";
+    char max[16], wait[16];
     snprintf(max, sizeof max, "%d", PASS_MAX);
-    snprintf(from, sizeof from, "%lld", full || c->high < LAG ? 0LL : c->high - LAG);
-    const char *v[2] = {max, from};
+    snprintf(wait, sizeof wait, "%u", wait_ms);
+    const char *v[2] = {max, wait};
     PGresult *r = PQexecParams(c->pg, sql, 2, NULL, v, NULL, NULL, 0);
     long n = -1;
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
         n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-        long long high = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-        if (high > c->high)
-            c->high = high;
     } else {
         warn_once_in_a_while(c, "a chaining pass failed");
     }
@@ -91,11 +83,10 @@ static long pass(struct tok_audit_chainer *c, bool full)
 static void *chainer_main(void *arg)
 {
     struct tok_audit_chainer *c = arg;
-    unsigned turn = 0;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
         pthread_mutex_unlock(&c->mu);
-        long n = pass(c, turn++ % FULL_EVERY == 0);
+        long n = pass(c, 0);
         pthread_mutex_lock(&c->mu);
         if (n == PASS_MAX || c->stop)
             continue; /* a backlog: the next pass at once */
@@ -109,8 +100,7 @@ static void *chainer_main(void *arg)
     }
     pthread_mutex_unlock(&c->mu);
     /* the loops have stopped: chain what they wrote last */
-    for (int i = 0; i < FINAL_PASSES && pass(c, true) == PASS_MAX; i++)
-        ;
+    (void)pass(c, FINAL_WAIT_MS);
     return NULL;
 }
 

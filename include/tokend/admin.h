@@ -35,7 +35,10 @@
 #define TOK_ADMIN_LABEL_MAX 63
 #define TOK_ADMIN_ORIGINS_MAX 16 /* --origin may be given this many times */
 #define TOK_ADMIN_ORIGIN_LIST_MAX (TOK_ADMIN_ORIGINS_MAX * (TOK_ADMIN_ORIGIN_MAX + 1))
-#define TOK_ADMIN_AUDIT_FETCH 10000 /* rows per FETCH while verifying the chain */
+#define TOK_ADMIN_AUDIT_FETCH 10000        /* rows per FETCH while verifying the chain */
+#define TOK_ADMIN_AUDIT_FETCH_BLOCKS 16    /* blocks (up to 10,000 rows each) per FETCH */
+#define TOK_ADMIN_AUDIT_BLOCK_ROWS 10000   /* rows per block that verify chains first */
+#define TOK_ADMIN_AUDIT_CHAIN_WAIT_MS 10000 /* how long verify waits for transactions in flight */
 #define TOK_ADMIN_AUDIT_HASH_LEN 32 /* SHA-256 */
 
 /** Where the commands find the database and the master key (both borrowed). */
@@ -64,10 +67,12 @@ TOK_MUST_CHECK tok_status tok_admin_tenant(const struct tok_admin *a, int argc, 
 TOK_MUST_CHECK tok_status tok_admin_key(const struct tok_admin *a, int argc, char **argv);
 
 /**
- * `audit verify`: streams audit.events in seq order through a cursor and recomputes the
- * hash chain. Prints "audit: N events, chain intact" or "audit: chain broken at seq N: ..."
- * on stdout. TOK_ERR_CRYPTO: the chain is broken. TOK_ERR_INPUT: bad command line.
- * TOK_ERR_DB, TOK_ERR_INTERNAL.
+ * `audit verify`: chains every committed row first (audit.chain_pending), then, in one
+ * read-only snapshot, walks the rows chained one by one before sql/011 in seq order and the
+ * blocks after them in order, recomputing every hash and row digest (sql/011). Prints
+ * "audit: N events, chain intact" (plus how many newer rows are not chained yet, if any) or
+ * "audit: chain broken at seq|event|block N: ..." on stdout. TOK_ERR_CRYPTO: the chain is
+ * broken. TOK_ERR_INPUT: bad command line. TOK_ERR_DB, TOK_ERR_INTERNAL.
  */
 TOK_MUST_CHECK tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv);
 
@@ -102,28 +107,60 @@ TOK_MUST_CHECK tok_status tok_admin_origin_normalize(struct tok_slice origin,
  */
 TOK_MUST_CHECK tok_status tok_admin_tenant_name_check(struct tok_slice name);
 
-/** State of an audit chain walk: rows seen so far and the last row's hash. */
+/** State of an audit chain walk: rows seen so far, the last hash and what must come next. */
 struct tok_audit_walk {
     uint64_t count;
     uint8_t last_hash[TOK_ADMIN_AUDIT_HASH_LEN];
-    int64_t broken_seq; /* set when a step fails */
-    const char *why;    /* static text when a step fails, else NULL */
+    int64_t next_block, next_id; /* the block walk: the next block's number and first id */
+    const char *broken_what;     /* "seq", "event" or "block" when a step fails */
+    int64_t broken_at;
+    const char *why; /* static text when a step fails, else NULL */
 };
 
 /** Starts a walk at the beginning of the chain (the first prev_hash must be all zeros). */
 void tok_audit_walk_init(struct tok_audit_walk *w);
 
 /**
- * Takes the next row in seq order: its stored prev_hash and hash, and expected, the hash
- * recomputed from its content (audit.row_hash). All slices borrowed.
- * TOK_ERR_CRYPTO with w->broken_seq = seq and w->why = "previous row missing or altered"
- * when prev_hash is not the previous row's hash (all zeros for the first row), or
- * "row altered" when hash differs from expected (or a hash is not 32 bytes).
- * Hashes are compared in constant time. TOK_ERR_INTERNAL on NULL w.
+ * Takes the next row chained one by one (before sql/011), in seq order: its stored
+ * prev_hash and hash, and expected, the hash recomputed from its content (audit.row_hash).
+ * All slices borrowed. TOK_ERR_CRYPTO with w->broken_what = "seq", w->broken_at = seq and
+ * w->why = "previous row missing or altered" when prev_hash is not the previous row's hash
+ * (all zeros for the first row), or "row altered" when hash differs from expected (or a
+ * hash is not 32 bytes). Hashes are compared in constant time. TOK_ERR_INTERNAL on NULL w.
  */
 TOK_MUST_CHECK tok_status tok_audit_walk_step(struct tok_audit_walk *w, int64_t seq,
                                               struct tok_slice prev_hash, struct tok_slice hash,
                                               struct tok_slice expected);
+
+/** The block walk starts after the rows chained one by one: block 1, id legacy_to + 1. */
+void tok_audit_walk_blocks_start(struct tok_audit_walk *w, int64_t legacy_to);
+
+/** One row of audit.blocks and what its id range holds now. All slices borrowed. */
+struct tok_audit_block {
+    int64_t block, first_id, last_id;
+    struct tok_slice digests;            /* stored: 32 bytes per row, in id order */
+    struct tok_slice prev_hash, hash;    /* stored */
+    struct tok_slice now_digests;        /* audit.row_digest of the rows in the range now */
+    struct tok_slice now_ids;            /* their ids, 8 bytes big-endian each, in id order */
+};
+
+/**
+ * Takes the next block. TOK_ERR_CRYPTO, naming it (w->broken_what = "block"): "block
+ * missing" (its number is not the next), "block out of place" (its range does not start
+ * where the previous one ended), "previous block missing or altered", "block altered"
+ * (hash != SHA-256(prev_hash || digests)); or naming a row ("event", its id): "row altered",
+ * "row added", "a row before it is missing"; a row missing at the end of the range names
+ * the block ("last row missing"). TOK_ERR_INTERNAL: slices of the wrong shape.
+ */
+TOK_MUST_CHECK tok_status tok_audit_walk_block(struct tok_audit_walk *w,
+                                               const struct tok_audit_block *b);
+
+/**
+ * Ends the block walk against audit.chain_state: its last block number and hash must be the
+ * last block walked ("block missing": blocks removed from the end). TOK_ERR_CRYPTO.
+ */
+TOK_MUST_CHECK tok_status tok_audit_walk_end(struct tok_audit_walk *w, int64_t last_block,
+                                             struct tok_slice last_hash);
 
 /**
  * `gateway add --tenant T --kind stripe|adyen|sandbox --credentials-file F [--priority N]

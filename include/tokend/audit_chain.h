@@ -1,12 +1,14 @@
 /*
- * audit_chain.h - the audit chainer: hash-chains tokend's audit rows off the
- * request path (issue #9, sql/009).
+ * audit_chain.h - the audit chainer: hash-chains the audit log in blocks off
+ * the request path (issue #9, sql/011).
  *
- * tokend's requests insert audit rows unchained; this thread, with its own
- * connection, calls audit.chain_pending() every interval (and again at once
- * while a pass comes back full), so no request waits for the chain and no
- * database commit queues behind another's chain lock. A last pass runs when
- * tokend stops. If the database is away it retries at the next interval.
+ * Requests insert audit rows unchained; this thread, with its own connection,
+ * calls audit.chain_pending() every interval (and again at once while a pass
+ * comes back full), which appends one block covering the rows that are final
+ * (no transaction can add a row below them any more). No request waits for the
+ * chain and no commit queues behind a chain lock. A last pass, which waits a
+ * little for transactions in flight, runs when tokend stops. If the database
+ * is away it retries at the next interval.
  */
 #ifndef TOKEND_AUDIT_CHAIN_H
 #define TOKEND_AUDIT_CHAIN_H

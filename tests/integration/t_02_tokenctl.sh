@@ -189,56 +189,101 @@ if "$PG_BIN/createdb" -h "$T_DIR/pg/run" -U postgres tokend_tamper &&
     expect_eq "12005 events across several FETCHes verify" "$?:$(cat "$OUT")" \
         "0:audit: 12005 events, chain intact"
 
-    # seq has gaps (the column default and the chain trigger each take a value), so rows
-    # are picked by position
-    s1=$(tpsql -tAc "SELECT seq FROM audit.events ORDER BY seq OFFSET 1 LIMIT 1")
-    act=$(tpsql -tAc "SELECT action FROM audit.events WHERE seq = $s1")
+    # sql/011: rows are chained in blocks (digests of the rows in an id range, hash linked
+    # to the previous block); verify chained up to 10,000 rows per block
+    expect_true "the rows are chained in more than one block" \
+        test "$(tpsql -tAc "SELECT count(*) FROM audit.blocks")" -ge 2
+    tv() { "${TCTL[@]}" audit verify >"$OUT" 2>"$ERR"; echo "$?:$(cat "$OUT")"; }
+    e1=$(tpsql -tAc "SELECT id FROM audit.events ORDER BY id OFFSET 1 LIMIT 1")
+    act=$(tpsql -tAc "SELECT action FROM audit.events WHERE id = $e1")
     expect_eq "the second row is a tokenctl event" "$act" "key.created"
-    tpsql -c "UPDATE audit.events SET action = 'x' WHERE seq = $s1"
-    "${TCTL[@]}" audit verify >"$OUT" 2>"$ERR"
-    rc=$?
-    expect_eq "altered row: verify exits 1" "$rc" 1
-    expect_eq "altered row: named" "$(cat "$OUT")" "audit: chain broken at seq $s1: row altered"
-
+    tpsql -c "UPDATE audit.events SET action = 'x' WHERE id = $e1"
+    expect_eq "altered row: named, exit 1" "$(tv)" "1:audit: chain broken at event $e1: row altered"
     # putting the row back as it was restores the chain
-    tpsql -c "UPDATE audit.events SET action = '$act' WHERE seq = $s1"
-    "${TCTL[@]}" audit verify >"$OUT" 2>"$ERR"
-    expect_eq "restored row: chain intact again" "$?" 0
+    tpsql -c "UPDATE audit.events SET action = '$act' WHERE id = $e1"
+    expect_eq "restored row: chain intact again" "$(tv)" "0:audit: 12005 events, chain intact"
 
-    # an altered row whose hash was recomputed breaks the link to the next row
-    oldhash=$(tpsql -tAc "SELECT encode(hash, 'hex') FROM audit.events WHERE seq = $s1")
-    tpsql -c "UPDATE audit.events SET action = 'x' WHERE seq = $s1" \
-        -c "UPDATE audit.events e SET hash = audit.row_hash(e.prev_hash, e) WHERE seq = $s1"
-    "${TCTL[@]}" audit verify >"$OUT" 2>"$ERR"
-    rc=$?
-    s1n=$(tpsql -tAc "SELECT min(seq) FROM audit.events WHERE seq > $s1")
-    expect_eq "rehashed row: the next row is named" "$rc:$(cat "$OUT")" \
-        "1:audit: chain broken at seq $s1n: previous row missing or altered"
-    tpsql -c "UPDATE audit.events SET action = '$act', hash = decode('$oldhash', 'hex') WHERE seq = $s1"
-    "${TCTL[@]}" audit verify >"$OUT" 2>"$ERR"
-    expect_eq "restored again: chain intact" "$?" 0
+    # an altered row whose block digests and hash were recomputed breaks the next block's link
+    blk=$(tpsql -tAc "SELECT block FROM audit.blocks WHERE $e1 BETWEEN first_id AND last_id")
+    tpsql -c "CREATE TABLE public.t02_block AS SELECT * FROM audit.blocks WHERE block = $blk" \
+        -c "UPDATE audit.events SET action = 'x' WHERE id = $e1" \
+        -c "UPDATE audit.blocks b SET digests = r.d, hash = sha256(b.prev_hash || r.d)
+              FROM (SELECT string_agg(audit.row_digest(e), ''::bytea ORDER BY e.id) AS d
+                      FROM audit.events e, audit.blocks k WHERE k.block = $blk AND e.id BETWEEN k.first_id AND k.last_id) r
+             WHERE b.block = $blk"
+    expect_eq "rehashed block: the next block is named" "$(tv)" \
+        "1:audit: chain broken at block $((blk + 1)): previous block missing or altered"
+    tpsql -c "UPDATE audit.events SET action = '$act' WHERE id = $e1" \
+        -c "UPDATE audit.blocks b SET digests = o.digests, hash = o.hash FROM public.t02_block o WHERE b.block = o.block" \
+        -c "DROP TABLE public.t02_block"
+    expect_eq "restored again: chain intact" "$(tv)" "0:audit: 12005 events, chain intact"
 
-    s2=$(tpsql -tAc "SELECT seq FROM audit.events ORDER BY seq OFFSET 2 LIMIT 1")
-    s3=$(tpsql -tAc "SELECT min(seq) FROM audit.events WHERE seq > $s2")
-    tpsql -c "DELETE FROM audit.events WHERE seq = $s2"
-    "${TCTL[@]}" audit verify >"$OUT" 2>"$ERR"
-    rc=$?
-    expect_eq "deleted middle row: verify exits 1" "$rc" 1
-    expect_eq "deleted middle row: the next seq is named" "$(cat "$OUT")" \
-        "audit: chain broken at seq $s3: previous row missing or altered"
+    # a row slipped into a chained range under an id nobody used (an aborted transaction's)
+    tpsql -c "BEGIN" -c "INSERT INTO audit.events (actor, action) VALUES ('t02', 'aborted')" -c "ROLLBACK"
+    tpsql -c "INSERT INTO audit.events (actor, action) VALUES ('t02', 'after the gap')"
+    "${TCTL[@]}" audit verify >/dev/null 2>&1
+    gap=$(tpsql -tAc "SELECT id - 1 FROM audit.events WHERE action = 'after the gap'")
+    expect_eq "the aborted id is a gap inside a block" \
+        "$(tpsql -tAc "SELECT count(*) FROM audit.events WHERE id = $gap")|$(tpsql -tAc "SELECT count(*) FROM audit.blocks WHERE $gap BETWEEN first_id AND last_id")" "0|1"
+    tpsql -c "INSERT INTO audit.events (id, actor, action) VALUES ($gap, 'forger', 'backdated')"
+    expect_eq "row added inside a chained range: named" "$(tv)" "1:audit: chain broken at event $gap: row added"
+    tpsql -c "DELETE FROM audit.events WHERE id = $gap"
+    expect_eq "the gap again: chain intact" "$(tv)" "0:audit: 12006 events, chain intact"
 
-    s0=$(tpsql -tAc "SELECT min(seq) FROM audit.events")
-    tpsql -c "DELETE FROM audit.events WHERE seq = $s0"
-    s0n=$(tpsql -tAc "SELECT min(seq) FROM audit.events")
-    "${TCTL[@]}" audit verify >"$OUT" 2>"$ERR"
-    expect_eq "deleted first row: the new first row is named" "$?:$(cat "$OUT")" \
-        "1:audit: chain broken at seq $s0n: previous row missing or altered"
+    last=$(tpsql -tAc "SELECT max(block) FROM audit.blocks")
+    tpsql -c "CREATE TABLE public.t02_block AS SELECT * FROM audit.blocks WHERE block = $last" \
+        -c "DELETE FROM audit.blocks WHERE block = $last"
+    expect_eq "deleted last block: named" "$(tv)" \
+        "1:audit: chain broken at block $last: chain ends early: blocks or rows removed from its end"
+    tpsql -c "INSERT INTO audit.blocks SELECT * FROM public.t02_block" -c "DROP TABLE public.t02_block"
+    expect_eq "block put back: chain intact" "$(tv)" "0:audit: 12006 events, chain intact"
+
+    e2=$(tpsql -tAc "SELECT id FROM audit.events ORDER BY id OFFSET 2 LIMIT 1")
+    e3=$(tpsql -tAc "SELECT min(id) FROM audit.events WHERE id > $e2")
+    tpsql -c "DELETE FROM audit.events WHERE id = $e2"
+    expect_eq "deleted middle row: the next row is named" "$(tv)" \
+        "1:audit: chain broken at event $e3: a row before it is missing"
 else
     fail "scratch database for the tamper test" "$(cat "$ERR")"
 fi
 "$PG_BIN/dropdb" -h "$T_DIR/pg/run" -U postgres --if-exists tokend_tamper
 expect_eq "scratch database dropped" \
     "$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM pg_database WHERE datname = 'tokend_tamper'")" 0
+
+# an upgrade: rows chained one by one before sql/011 stay verifiable, and the blocks link on
+LEGACY_DB="host=$T_DIR/pg/run user=postgres dbname=tokend_legacy"
+lpsql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$T_DIR/pg/run" -U postgres -d tokend_legacy "$@"; }
+mkdir -p "$T_DIR/sql-010" && cp sql/00*.sql sql/010_*.sql "$T_DIR/sql-010/"
+"$PG_BIN/dropdb" -h "$T_DIR/pg/run" -U postgres --if-exists tokend_legacy 2>/dev/null
+if "$PG_BIN/createdb" -h "$T_DIR/pg/run" -U postgres tokend_legacy &&
+    "$BUILD/tokenctl" --db "$LEGACY_DB" migrate --dir "$T_DIR/sql-010" >/dev/null 2>"$ERR"; then
+    LCTL=("$BUILD/tokenctl" --db "$LEGACY_DB" --master-key-file "$T_DIR/master.key")
+    lv() { "${LCTL[@]}" audit verify >"$OUT" 2>"$ERR"; echo "$?:$(cat "$OUT")"; }
+    "${LCTL[@]}" tenant create "Legacy" >/dev/null 2>&1
+    lpsql -c "INSERT INTO audit.events (actor, action) SELECT 'test', 'old' FROM generate_series(1, 50)"
+    lpsql -tAc "SELECT nextval('audit.events_id_seq')" >/dev/null # an id nobody uses
+    lpsql -c "INSERT INTO audit.events (actor, action) VALUES ('test', 'old, after a gap')"
+    expect_eq "before 011 every row is chained row by row" \
+        "$(lpsql -tAc "SELECT count(*) FILTER (WHERE seq IS NULL) FROM audit.events")" 0
+    "$BUILD/tokenctl" --db "$LEGACY_DB" migrate --dir sql >/dev/null 2>"$ERR"
+    expect_eq "011 applied over a chained log" "$(lpsql -tAc "SELECT legacy_to = (SELECT max(id) FROM audit.events) FROM audit.chain_state")" t
+    lpsql -c "INSERT INTO audit.events (actor, action) SELECT 'test', 'new' FROM generate_series(1, 30)"
+    "${LCTL[@]}" tenant create "Legacy 2" >/dev/null 2>&1
+    n=$(lpsql -tAc "SELECT count(*) FROM audit.events")
+    expect_eq "old and new rows verify together" "$(lv)" "0:audit: $n events, chain intact"
+    expect_eq "the new rows are in blocks, the old ones keep their seq" \
+        "$(lpsql -tAc "SELECT (SELECT count(*) FROM audit.events WHERE seq IS NULL) = (SELECT sum(n_rows) FROM audit.blocks)")" t
+    s2=$(lpsql -tAc "SELECT seq FROM audit.events WHERE seq IS NOT NULL ORDER BY seq OFFSET 1 LIMIT 1")
+    lpsql -c "UPDATE audit.events SET action = 'x' WHERE seq = $s2"
+    expect_eq "an altered old row: named by its seq" "$(lv)" "1:audit: chain broken at seq $s2: row altered"
+    lpsql -c "UPDATE audit.events SET action = 'old' WHERE seq = $s2"
+    gap=$(lpsql -tAc "SELECT id - 1 FROM audit.events WHERE action = 'old, after a gap'")
+    lpsql -c "INSERT INTO audit.events (id, actor, action) VALUES ($gap, 'forger', 'backdated')"
+    expect_eq "a row added among the old ones: named" "$(lv)" "1:audit: chain broken at event $gap: row added"
+else
+    fail "scratch database for the upgrade test" "$(cat "$ERR")"
+fi
+"$PG_BIN/dropdb" -h "$T_DIR/pg/run" -U postgres --if-exists tokend_legacy
 
 ctl audit verify
 expect_eq "the suite's own chain is still intact" "$?" 0

@@ -1,6 +1,7 @@
 #include "tokend/admin.h"
 
 #include <check.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -143,7 +144,7 @@ START_TEST(test_walk_row_altered)
     tok_audit_walk_init(&w);
     ck_assert_int_eq(tok_audit_walk_step(&w, 1, h(zero), h(h_a), h(h_a)), TOK_OK);
     ck_assert_int_eq(tok_audit_walk_step(&w, 2, h(h_a), h(h_b), h(h_c)), TOK_ERR_CRYPTO);
-    ck_assert_int_eq(w.broken_seq, 2);
+    ck_assert_int_eq(w.broken_at, 2);
     ck_assert_str_eq(w.why, "row altered");
     ck_assert_uint_eq(w.count, 1);
 }
@@ -156,8 +157,179 @@ START_TEST(test_walk_row_missing)
     ck_assert_int_eq(tok_audit_walk_step(&w, 1, h(zero), h(h_a), h(h_a)), TOK_OK);
     /* row 2 (hash h_b) was deleted: row 3 still points at it */
     ck_assert_int_eq(tok_audit_walk_step(&w, 3, h(h_b), h(h_c), h(h_c)), TOK_ERR_CRYPTO);
-    ck_assert_int_eq(w.broken_seq, 3);
+    ck_assert_int_eq(w.broken_at, 3);
     ck_assert_str_eq(w.why, "previous row missing or altered");
+}
+END_TEST
+
+/* ---- block walk (sql/011) ---- */
+
+/* A block of rows 1..n digested as d[i] = {i+1, ...}, ids first..first+n-1, after prev. */
+struct blk {
+    uint8_t digests[4 * 32], ids[4 * 8], prev[32], hash[32];
+    struct tok_audit_block b;
+};
+
+static void blk_make(struct blk *k, int64_t block, int64_t first, size_t n, const uint8_t *prev)
+{
+    memset(k, 0, sizeof *k);
+    for (size_t i = 0; i < n; i++) {
+        memset(k->digests + i * 32, (int)(block * 16 + (int64_t)i + 1), 32);
+        for (size_t b = 0; b < 8; b++)
+            k->ids[i * 8 + b] = (uint8_t)((uint64_t)(first + (int64_t)i) >> (56 - 8 * b));
+    }
+    memcpy(k->prev, prev, 32);
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, k->prev, 32);
+    crypto_hash_sha256_update(&st, k->digests, n * 32);
+    crypto_hash_sha256_final(&st, k->hash);
+    k->b = (struct tok_audit_block){
+        .block = block,
+        .first_id = first,
+        .last_id = first + (int64_t)n - 1,
+        .digests = tok_slice_of(k->digests, n * 32),
+        .prev_hash = tok_slice_of(k->prev, 32),
+        .hash = tok_slice_of(k->hash, 32),
+        .now_digests = tok_slice_of(k->digests, n * 32),
+        .now_ids = tok_slice_of(k->ids, n * 8),
+    };
+}
+
+START_TEST(test_blocks_intact)
+{
+    struct tok_audit_walk w;
+    tok_audit_walk_init(&w);
+    ck_assert_int_eq(tok_audit_walk_step(&w, 1, h(zero), h(h_a), h(h_a)), TOK_OK);
+    tok_audit_walk_blocks_start(&w, 10); /* rows up to id 10 were chained one by one */
+    struct blk k1, k2;
+    blk_make(&k1, 1, 11, 3, h_a);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k1.b), TOK_OK);
+    blk_make(&k2, 2, 14, 4, k1.hash);
+    k2.b.last_id = 20; /* ids 18..20 were aborted: the range may be wider than its rows */
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k2.b), TOK_OK);
+    ck_assert_uint_eq(w.count, 1 + 3 + 4);
+    ck_assert_int_eq(w.next_id, 21);
+    ck_assert_int_eq(tok_audit_walk_end(&w, 2, h(k2.hash)), TOK_OK);
+    ck_assert_ptr_null(w.why);
+}
+END_TEST
+
+START_TEST(test_blocks_row_altered_added_missing)
+{
+    struct tok_audit_walk w;
+    struct blk k;
+    uint8_t other[4 * 32];
+
+    tok_audit_walk_init(&w);
+    blk_make(&k, 1, 1, 3, zero);
+    memcpy(other, k.digests, sizeof other);
+    other[32] ^= 1; /* the second row (id 2) changed */
+    k.b.now_digests = tok_slice_of(other, 3 * 32);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k.b), TOK_ERR_CRYPTO);
+    ck_assert_str_eq(w.broken_what, "event");
+    ck_assert_int_eq(w.broken_at, 2);
+    ck_assert_str_eq(w.why, "row altered");
+
+    tok_audit_walk_init(&w);
+    blk_make(&k, 1, 1, 2, zero);
+    k.b.now_digests = tok_slice_of(k.digests, 3 * 32); /* a third row appeared in the range */
+    k.b.now_ids = tok_slice_of(k.ids, 3 * 8);
+    k.digests[64] = 0xEE;
+    k.ids[2 * 8 + 7] = 9;
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k.b), TOK_ERR_CRYPTO);
+    ck_assert_str_eq(w.why, "row added");
+    ck_assert_int_eq(w.broken_at, 9);
+
+    tok_audit_walk_init(&w);
+    blk_make(&k, 1, 1, 3, zero);
+    memcpy(other, k.digests + 32, 2 * 32); /* row 1 deleted: rows 2 and 3 remain */
+    uint8_t ids[2 * 8] = {0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3};
+    k.b.now_digests = tok_slice_of(other, 2 * 32);
+    k.b.now_ids = tok_slice_of(ids, sizeof ids);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k.b), TOK_ERR_CRYPTO);
+    ck_assert_str_eq(w.why, "a row before it is missing");
+    ck_assert_int_eq(w.broken_at, 2);
+
+    tok_audit_walk_init(&w);
+    blk_make(&k, 1, 1, 3, zero);
+    k.b.now_digests = tok_slice_of(k.digests, 2 * 32); /* the last row deleted */
+    k.b.now_ids = tok_slice_of(k.ids, 2 * 8);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k.b), TOK_ERR_CRYPTO);
+    ck_assert_str_eq(w.broken_what, "block");
+    ck_assert_int_eq(w.broken_at, 1);
+    ck_assert_str_eq(w.why, "last row missing");
+    ck_assert_uint_eq(w.count, 0);
+}
+END_TEST
+
+START_TEST(test_blocks_tampered_blocks)
+{
+    struct tok_audit_walk w;
+    struct blk k1, k2, k3;
+
+    /* a block's stored digests rewritten (rows altered to match): its hash no longer does */
+    tok_audit_walk_init(&w);
+    blk_make(&k1, 1, 1, 2, zero);
+    k1.digests[0] ^= 1;
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k1.b), TOK_ERR_CRYPTO);
+    ck_assert_str_eq(w.why, "block altered");
+
+    /* ... and its hash recomputed too: the next block's link breaks */
+    tok_audit_walk_init(&w);
+    blk_make(&k1, 1, 1, 2, zero);
+    blk_make(&k2, 2, 3, 2, k1.hash);
+    k1.digests[0] ^= 1;
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, zero, 32);
+    crypto_hash_sha256_update(&st, k1.digests, 64);
+    crypto_hash_sha256_final(&st, k1.hash);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k1.b), TOK_OK);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k2.b), TOK_ERR_CRYPTO);
+    ck_assert_str_eq(w.broken_what, "block");
+    ck_assert_int_eq(w.broken_at, 2);
+    ck_assert_str_eq(w.why, "previous block missing or altered");
+
+    /* a block deleted: the next number is missing */
+    tok_audit_walk_init(&w);
+    blk_make(&k1, 1, 1, 2, zero);
+    blk_make(&k3, 3, 5, 2, zero);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k1.b), TOK_OK);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k3.b), TOK_ERR_CRYPTO);
+    ck_assert_int_eq(w.broken_at, 2);
+    ck_assert_str_eq(w.why, "block missing");
+
+    /* a range that does not start where the last one ended */
+    tok_audit_walk_init(&w);
+    blk_make(&k1, 1, 1, 2, zero);
+    blk_make(&k2, 2, 4, 2, k1.hash);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k1.b), TOK_OK);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k2.b), TOK_ERR_CRYPTO);
+    ck_assert_str_eq(w.why, "block out of place");
+
+    /* the last blocks deleted: chain_state still counts them */
+    tok_audit_walk_init(&w);
+    blk_make(&k1, 1, 1, 2, zero);
+    blk_make(&k2, 2, 3, 2, k1.hash);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k1.b), TOK_OK);
+    ck_assert_int_eq(tok_audit_walk_end(&w, 2, h(k2.hash)), TOK_ERR_CRYPTO);
+    ck_assert_int_eq(w.broken_at, 2);
+    ck_assert_str_eq(w.why, "chain ends early: blocks or rows removed from its end");
+}
+END_TEST
+
+START_TEST(test_blocks_bad_shapes)
+{
+    struct tok_audit_walk w;
+    struct blk k;
+    tok_audit_walk_init(&w);
+    blk_make(&k, 1, 1, 2, zero);
+    k.b.now_ids = tok_slice_of(k.ids, 8); /* one id for two digests */
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k.b), TOK_ERR_INTERNAL);
+    blk_make(&k, 1, 1, 2, zero);
+    k.b.digests = tok_slice_of(k.digests, 33);
+    ck_assert_int_eq(tok_audit_walk_block(&w, &k.b), TOK_ERR_INTERNAL);
 }
 END_TEST
 
@@ -362,7 +534,7 @@ START_TEST(test_walk_first_row_not_genesis)
     tok_audit_walk_init(&w);
     /* the head of the chain was cut: the first remaining row points at a real hash */
     ck_assert_int_eq(tok_audit_walk_step(&w, 7, h(h_a), h(h_b), h(h_b)), TOK_ERR_CRYPTO);
-    ck_assert_int_eq(w.broken_seq, 7);
+    ck_assert_int_eq(w.broken_at, 7);
     ck_assert_str_eq(w.why, "previous row missing or altered");
 }
 END_TEST
@@ -406,6 +578,10 @@ Suite *tok_admin_suite(void)
     tcase_add_test(core, test_walk_row_altered);
     tcase_add_test(core, test_walk_row_missing);
     tcase_add_test(core, test_exit_codes);
+    tcase_add_test(core, test_blocks_intact);
+    tcase_add_test(adversarial, test_blocks_row_altered_added_missing);
+    tcase_add_test(adversarial, test_blocks_tampered_blocks);
+    tcase_add_test(adversarial, test_blocks_bad_shapes);
     tcase_add_test(limits, test_scopes_all_five_fit);
     tcase_add_test(limits, test_scopes_empty_and_oversized);
     tcase_add_test(limits, test_scopes_output_too_small);
