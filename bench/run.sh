@@ -301,6 +301,26 @@ read -r P50 P90 P99 PMAX < <(awk '{print $3}' "$B_DIR/half.tsv" | sort -n | awk 
     function pct(p,  i) { i = int(NR * p + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
     END { if (NR == 0) print "nan nan nan nan"; else printf "%.2f %.2f %.2f %.2f\n", pct(0.5), pct(0.9), pct(0.99), v[NR] / 1000 }')
 
+# Floors under those figures, from pgbench's per-transaction log (latency counted from the
+# scheduled start, like h2load's): one client committing one single-row INSERT at a time
+# (what one durable commit costs on this disk and these CPUs), and the same rate as the run
+# above with one commit per request (what tokend would see without group commit).
+pgb_latency() { # NAME PGBENCH-ARGS...: prints "p50 p99 tps"
+    local name=$1
+    shift
+    rm -f "$B_DIR/$name".*
+    (cd "$B_DIR" && timeout $((SECS + 60)) "$PG_BIN/pgbench" -h "$B_DIR/pg/run" -U postgres -n -T "$SECS" \
+        -l --log-prefix="$name" -f "$B_DIR/insert.sql" "$@" tokend >"$B_DIR/$name.out" 2>&1) ||
+        die "pgbench $*: $(tail -n 3 "$B_DIR/$name.out")"
+    cat "$B_DIR/$name".[0-9]* | awk '{print $3}' | sort -n | awk -v tps="$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$B_DIR/$name.out" | tail -n 1)" '
+        { v[NR] = $1 }
+        function pct(p,  i) { i = int(NR * p + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
+        END { if (NR == 0) print "nan nan nan"; else printf "%.2f %.2f %.0f\n", pct(0.5), pct(0.99), tps }'
+}
+say "4b pgbench -c 1, then -R $((PER_CLIENT * CLIENTS)) -c $CLIENTS: commit latency floors"
+read -r F1_50 F1_99 F1_TPS < <(pgb_latency pgb_one -c 1)
+read -r FR_50 FR_99 FR_TPS < <(pgb_latency pgb_rate -c "$CLIENTS" -j "$PGB_JOBS" -R "$((PER_CLIENT * CLIENTS))")
+
 # ---- 5. 50 ms gateway: Little's law -------------------------------------------------------
 # Runs when the gateway simulator (BUILD/gwsim) exists: it serves h2 over TLS,
 # like Stripe, and a tenant of its own has a stripe gateway at it. 1,000
@@ -369,6 +389,8 @@ tokenise peak:     $TOK_RPS req/s   ($N requests, $TOK_201 x 201, non-2xx $TOK_B
 tokenise cpu:      tokend $TOK_CPU_US us + postgres $PG_CPU_US us of CPU per tokenisation (peak run)
 tokenise half:     $LAT_RPS req/s   (target $((PER_CLIENT * CLIENTS))/s, $LAT_201 x 201, non-2xx $LAT_BAD)
 latency at half:   p50 $P50 ms, p90 $P90 ms, p99 $P99 ms, max $PMAX ms
+commit latency:    p50 $F1_50 ms, p99 $F1_99 ms (pgbench -c 1: one INSERT per commit, one at a time, $F1_TPS tps)
+                   p50 $FR_50 ms, p99 $FR_99 ms (pgbench -c $CLIENTS -R $((PER_CLIENT * CLIENTS)): one commit per request at the same rate, $FR_TPS tps)
 tokend VmHWM:      $RSS_KB kB
 EOF
 echo
@@ -379,6 +401,7 @@ RSS_NOW=$(rss_hwm_kb) # VmHWM: the peak, now including the 50 ms gateway run
 [ -n "$RSS_NOW" ] && RSS_KB=$RSS_NOW
 echo "LATENCY_P50_MS $P50"
 echo "LATENCY_P99_MS $P99"
+echo "COMMIT_LATENCY_P99_MS $F1_99"
 echo "PEAK_RSS_MB $(awk -v k="${RSS_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')"
 # 6. memory during a 1,000,000-row CSV export (its own cluster and tokend; ~25 s; BENCH_EXPORT_RSS=0 skips)
 if [ "${BENCH_EXPORT_RSS:-1}" = 1 ]; then
