@@ -18,6 +18,7 @@
 --       has no parent: the whole statement fails, as a foreign key fails it. It is
 --       checked at the end of the statement, like a NOT DEFERRABLE foreign key, so
 --       a parent inserted by the same statement (token_store_sql's CTE) counts.
+--       INSERT (with ON CONFLICT), COPY and MERGE all fire it.
 --         vault.tokens (tenant_id)            -> vault.tenants (id)       tokens_tenant_ref
 --         vault.gateway_refs (tenant_id, token_id)
 --                                             -> vault.tokens (tenant_id, id)
@@ -45,11 +46,14 @@
 --       The other tables' foreign keys to vault.tenants and vault.tokens (api_keys,
 --       ledger.charges, ...) are left as they are.
 --
--- What is not covered, as with a foreign key:
+-- What is not covered, or differs from a foreign key:
 --   * the owner (or a superuser) can disable or drop these triggers, as it could drop
 --     a foreign key; session_replication_role = replica (superuser) skips both alike;
---   * rows stored while the triggers were disabled are not re-checked (a foreign key
---     added later would scan the table; these triggers never do);
+--   * rows stored while the triggers were disabled are not re-checked when they are
+--     enabled again (as with a foreign key's triggers; only adding a key scans);
+--   * pg_dump no longer orders tokens before gateway_refs: a data-only restore into a
+--     schema that has these triggers needs --disable-triggers (a full restore creates
+--     them after the data);
 --   * the planner no longer knows the relation (foreign keys refine join estimates),
 --     and tools that draw the schema from pg_constraint do not show it.
 
