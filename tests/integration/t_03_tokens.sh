@@ -249,6 +249,123 @@ expect_eq "no ciphertext left for a redacted token" "$n" "0"
 out=$(curl -s --http2-prior-knowledge -X DELETE -H "authorization: Bearer $KEY_B" -w '\n%{http_code}' "$H2C/v1/tokens/$TOK1")
 expect_eq "tenant B cannot redact A's token" "$(status_of "$out")" "404"
 
+# --- references between vault tables without foreign keys (sql/012) --------------------------------
+# Statement triggers check tokens -> tenants and gateway_refs -> tokens; parents are never
+# deleted and keys never change. As the owner unless noted; whatever could destroy rows if
+# a check were missing runs inside a transaction that is rolled back.
+sql_err() { pg_psql "$T_DIR/pg" -tA -c '\set VERBOSITY verbose' "$@" 2>&1; } # -> "ERROR:  SQLSTATE: ..."
+svc_sql() { # TENANT SQL -> output, verbose errors, rolled back
+    "$PG_BIN/psql" -X -qtA -v ON_ERROR_STOP=1 -h "$T_DIR/pg/run" -U tokend_service -d tokend \
+        -c '\set VERBOSITY verbose' -c BEGIN -c "SELECT set_config('tokend.tenant_id', '$1', true)" \
+        -c "$2" -c ROLLBACK 2>&1
+}
+TOK_F="tok_$(printf 'F%.0s' $(seq 1 22))"
+TOK_ORPHAN="tok_$(printf 'Q%.0s' $(seq 1 22))"
+TEN_NONE="ten_$(printf '0%.0s' $(seq 1 22))"
+refs_of() { pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM vault.gateway_refs WHERE token_id = '$1'"; }
+new_token() { # TENANT ID -> a tokens row without card data (last4 of a test card, zero fingerprint)
+    printf "INSERT INTO vault.tokens (tenant_id, id, livemode, format, fingerprint, brand, last4,
+        exp_month, exp_year, key_version, created_by) VALUES ('%s', '%s', false, 'opaque',
+        decode(repeat('00', 32), 'hex'), 'visa', '4242', 12, %s, 1, 't03')" "$1" "$2" "$NEXT_YEAR"
+}
+new_ref() { printf "('%s', '%s', '%s', 'active', 1)" "$1" "$2" "$3"; } # TENANT TOKEN GATEWAY
+REFS_INSERT="INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, key_version) VALUES"
+
+n=$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND
+    ((conrelid = 'vault.tokens'::regclass AND confrelid = 'vault.tenants'::regclass) OR
+     (conrelid = 'vault.gateway_refs'::regclass AND confrelid = 'vault.tokens'::regclass))")
+expect_eq "refs: the two foreign keys of the tokenise path are dropped" "$n" "0"
+
+err=$(sql_err -c "$(new_token "$TEN_NONE" "$TOK_ORPHAN")")
+expect_match "refs: a token of a tenant that does not exist is 23503" "$err" \
+    "ERROR:  23503: insert on table \"tokens\" violates foreign key check \"tokens_tenant_ref\""
+expect_match "refs: its detail names the missing tenant" "$err" \
+    "DETAIL:  Key \\(tenant_id\\)=\\($TEN_NONE\\) is not present in table \"tenants\"\\."
+expect_eq "refs: the token without a tenant was not stored" \
+    "$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM vault.tokens WHERE id = '$TOK_ORPHAN'")" "0"
+err=$(sql_err -c "$(new_token "$TEN_A" "$TOK_F")")
+expect_eq "refs: a token of an existing tenant is stored" "$err" ""
+
+err=$(sql_err -c "$REFS_INSERT $(new_ref "$TEN_A" "$TOK_ORPHAN" fk_a)")
+expect_match "refs: a gateway reference to a token that does not exist is 23503" "$err" \
+    "ERROR:  23503: insert on table \"gateway_refs\" violates foreign key check \"gateway_refs_token_ref\""
+expect_match "refs: its detail names the missing key" "$err" \
+    "DETAIL:  Key \\(tenant_id, token_id\\)=\\($TEN_A, $TOK_ORPHAN\\) is not present in table \"tokens\"\\."
+err=$(sql_err -c "$REFS_INSERT $(new_ref "$TEN_A" "$TOK_F" fk_a), $(new_ref "$TEN_A" "$TOK_ORPHAN" fk_b), $(new_ref "$TEN_A" "$TOK_F" fk_c)")
+expect_match "refs: a multi-row insert with one orphan is 23503" "$err" "ERROR:  23503: .*$TOK_ORPHAN"
+expect_eq "refs: ... and inserts none of its rows" "$(refs_of "$TOK_F")" "0"
+err=$(sql_err -c "$REFS_INSERT $(new_ref "$TEN_B" "$TOK_F" fk_a)")
+expect_match "refs: a reference to another tenant's token is 23503" "$err" "ERROR:  23503: .*\\($TEN_B, $TOK_F\\)"
+err=$(sql_err -c "$REFS_INSERT $(new_ref "$TEN_A" "$TOK_F" fk_a), $(new_ref "$TEN_A" "$TOK_F" fk_c)")
+expect_eq "refs: references to an existing token are stored" "$err:$(refs_of "$TOK_F")" ":2"
+err=$(sql_err -c "WITH t AS ($(new_token "$TEN_A" "${TOK_F%FF}GG") RETURNING tenant_id, id)
+    INSERT INTO vault.gateway_refs (tenant_id, token_id, gateway, status, key_version)
+    SELECT tenant_id, id, 'fk_a', 'active', 1 FROM t")
+expect_eq "refs: a token and its reference stored by one statement pass" "$err:$(refs_of "${TOK_F%FF}GG")" ":1"
+
+# as tokend: the parent look-up is not hidden by row-level security or missing grants
+out=$(svc_sql "$TEN_A" "$REFS_INSERT $(new_ref "$TEN_A" "$TOK_ORPHAN" fk_s)")
+expect_match "refs: service role, orphan reference: 23503 (not a permission error)" "$out" "ERROR:  23503: "
+out=$(svc_sql "$TEN_A" "$REFS_INSERT $(new_ref "$TEN_A" "$TOK_F" fk_s); SELECT 'n=' || count(*) FROM vault.gateway_refs WHERE token_id = '$TOK_F'")
+expect_match "refs: service role, reference to its tenant's token: stored" "$out" "n=3"
+out=$(svc_sql "$TEN_A" "$(new_token "$TEN_A" "${TOK_F%FF}HH"); SELECT 'n=' || count(*) FROM vault.tokens WHERE id = '${TOK_F%FF}HH'")
+expect_match "refs: service role, token of its tenant (no grant on vault.tenants): stored" "$out" "n=1"
+out=$(svc_sql "$TEN_A" "UPDATE vault.tokens SET tenant_id = '$TEN_A' WHERE id = '$TOK_F'")
+expect_match "refs: service role may not update a token's tenant (column grant)" "$out" "ERROR:  42501: permission denied for table tokens"
+out=$(svc_sql "$TEN_A" "UPDATE vault.tokens SET metadata = '{}' WHERE id = '$TOK_F'")
+expect_match "refs: service role may update only the columns tokend updates" "$out" "ERROR:  42501: permission denied"
+out=$(svc_sql "$TEN_A" "UPDATE vault.gateway_refs SET token_id = '$TOK_F' WHERE token_id = '$TOK_F'")
+expect_match "refs: service role may not update a reference's token (column grant)" "$out" "ERROR:  42501: permission denied"
+
+# parents are never deleted, keys never change: refused even for the owner
+refused() { # NAME SQL: SQLSTATE 23001 and PostgreSQL's message, nothing changed
+    local err
+    err=$(sql_err -c BEGIN -c "$2" -c ROLLBACK)
+    expect_match "$1" "$err" "ERROR:  23001: $3"
+}
+refused "refs: owner cannot DELETE a token" "DELETE FROM vault.tokens WHERE id = '$TOK_F'" \
+    'DELETE of table "tokens" is not allowed'
+refused "refs: owner cannot DELETE a tenant" "DELETE FROM vault.tenants WHERE id = '$TEN_B'" \
+    'DELETE of table "tenants" is not allowed'
+refused "refs: owner cannot TRUNCATE vault.tokens (CASCADE)" "TRUNCATE vault.tokens CASCADE" \
+    'TRUNCATE of table "tokens" is not allowed'
+refused "refs: owner cannot TRUNCATE vault.tenants (CASCADE)" "TRUNCATE vault.tenants CASCADE" \
+    'TRUNCATE of table "tenants" is not allowed'
+refused "refs: owner cannot change a token's id" "UPDATE vault.tokens SET id = '${TOK_F%FF}JJ' WHERE id = '$TOK_F'" \
+    'UPDATE of the key of table "tokens" is not allowed'
+refused "refs: owner cannot move a token to another tenant" "UPDATE vault.tokens SET tenant_id = '$TEN_B' WHERE id = '$TOK_F'" \
+    'UPDATE of the key of table "tokens" is not allowed'
+refused "refs: owner cannot change a tenant's id" "UPDATE vault.tenants SET id = '$TEN_NONE' WHERE id = '$TEN_B'" \
+    'UPDATE of the key of table "tenants" is not allowed'
+refused "refs: owner cannot point a reference at another token" \
+    "UPDATE vault.gateway_refs SET token_id = '$TOK_ORPHAN' WHERE token_id = '$TOK_F'" \
+    'UPDATE of the key of table "gateway_refs" is not allowed'
+n=$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM vault.tokens WHERE id = '$TOK_F'")
+expect_eq "refs: the token is still there with its references" "$n:$(refs_of "$TOK_F")" "1:2"
+err=$(sql_err -c BEGIN -c "UPDATE vault.tokens SET redacted_at = now() WHERE id = '$TOK_F'" \
+    -c "UPDATE vault.gateway_refs SET status = 'destroyed' WHERE token_id = '$TOK_F'" -c ROLLBACK)
+expect_eq "refs: the updates redaction makes still pass" "$err" ""
+
+# the migration can run again (tokenctl records it, but it must be idempotent on its own)
+catalog() {
+    pg_psql "$T_DIR/pg" -tAc "SELECT string_agg(x, ' | ' ORDER BY x) FROM (
+        SELECT pg_get_triggerdef(t.oid) AS x FROM pg_trigger t
+         WHERE t.tgrelid IN ('vault.tenants'::regclass, 'vault.tokens'::regclass, 'vault.gateway_refs'::regclass)
+           AND NOT t.tgisinternal
+        UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+         WHERE conrelid IN ('vault.tokens'::regclass, 'vault.gateway_refs'::regclass)
+        UNION ALL SELECT c.relname || ' ' || coalesce(c.relacl::text, '') FROM pg_class c
+         WHERE c.oid IN ('vault.tokens'::regclass, 'vault.gateway_refs'::regclass)
+        UNION ALL SELECT attrelid::regclass || '.' || attname || ' ' || attacl::text FROM pg_attribute
+         WHERE attrelid IN ('vault.tokens'::regclass, 'vault.gateway_refs'::regclass) AND attacl IS NOT NULL) s"
+}
+before=$(catalog)
+err=$(pg_psql "$T_DIR/pg" -1 -c 'SET client_min_messages = warning' -f sql/012_vault_refs.sql 2>&1)
+expect_eq "refs: sql/012 runs again without error" "$err" ""
+expect_eq "refs: ... and changes nothing" "$(catalog)" "$before"
+expect_match "refs: (the catalog snapshot covers the triggers and column grants)" "$before" \
+    'gateway_refs_token_ref AFTER INSERT.*tokend_service=w'
+
 # --- gateway failure stores nothing -------------------------------------------------------------------
 before=$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM vault.tokens")
 out=$(post "$KEY_A" "$(card 4000000000000119)")
