@@ -229,6 +229,24 @@ expect_eq "round trip: five tokens, five references, five audit events (none for
 gc_sql -c "DROP TRIGGER IF EXISTS t09_collide ON vault.tokens; DROP FUNCTION IF EXISTS public.t09_collide();" ||
     fail "round trip: remove the collision trigger"
 
+# every element type pgarr.c encodes, as PostgreSQL reads it back (tests/tools/pgarr_echo.c):
+# NULLs, extremes, escapes, empty arrays; and a text array sent for an int4[] is refused
+# (42804 datatype_mismatch), never reinterpreted
+echo_out=$(PGARR_ECHO_DB="$T_SERVICE_DB" "$BUILD/pgarr_echo" 2>&1)
+expect_eq "pgarr: PostgreSQL reads every encoded array back as intended" "$echo_out" "$(cat <<'WANT'
+1 bool {t,f,NULL}
+2 int2 {32767,-32768,0}
+3 int4 {2147483647,-2147483648,NULL}
+4 float8 {1.5,-0,0.1,-Infinity,NULL}
+5 timestamptz {"2000-01-01 00:00:00+00","1970-01-01 00:00:00+00","2023-11-14 22:13:20.123456+00",NULL}
+6 text {"a\"b\\c","",café,NULL}
+7 bytea {"\\x00ff","\\x",NULL}
+8 text-empty {} 0
+9 int4-empty {} 0
+mismatch 42804
+WANT
+)"
+
 # a batch with only the failing request: its own transaction rolls back, the server carries on
 gc_post 99 yes "$T_DIR/gc-alone"
 expect_match "group commit: a lone failing request gets a 5xx too" "$(cat "$T_DIR/gc-alone.status")" '^5[0-9][0-9] '
