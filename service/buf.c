@@ -118,6 +118,16 @@ tok_status tok_buf_write(struct tok_buf *b, const void *src, size_t n)
     return TOK_OK;
 }
 
+tok_status tok_buf_write_at(struct tok_buf *b, uint32_t at, const void *src, size_t n)
+{
+    TOK_ENSURE(b != NULL && (src != NULL || n == 0), TOK_ERR_INTERNAL);
+    TOK_ENSURE(b->len <= b->cap, TOK_ERR_INTERNAL);
+    TOK_ENSURE(at <= b->len && n <= (size_t)(b->len - at), TOK_ERR_BOUNDS);
+    if (n > 0)
+        memcpy(b->data + at, src, n);
+    return TOK_OK;
+}
+
 tok_status tok_buf_puts(struct tok_buf *b, const char *s)
 {
     TOK_ENSURE(s != NULL, TOK_ERR_INTERNAL);

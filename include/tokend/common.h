@@ -90,6 +90,14 @@ void tok_buf_wipe(struct tok_buf *b);
 /** Appends n bytes. TOK_ERR_BOUNDS when they do not fit (nothing written). */
 TOK_MUST_CHECK tok_status tok_buf_write(struct tok_buf *b, const void *src, size_t n);
 
+/**
+ * Overwrites n bytes already written, starting at offset at (a length or count field
+ * reserved before its value was known). TOK_ERR_BOUNDS when [at, at + n) is not inside
+ * [0, len) (nothing written); len never changes.
+ */
+TOK_MUST_CHECK tok_status tok_buf_write_at(struct tok_buf *b, uint32_t at, const void *src,
+                                           size_t n);
+
 /** Appends a NUL-free C string. */
 TOK_MUST_CHECK tok_status tok_buf_puts(struct tok_buf *b, const char *s);
 

@@ -112,7 +112,9 @@ void tok_db_on_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mes
 
 /**
  * Runs a prepared statement (prepared once per connection on first use).
- * values are text parameters (NULL = SQL NULL). On success *out holds a
+ * values are text parameters (NULL = SQL NULL), except where formats[i] is 1:
+ * then values[i] is lengths[i] bytes in the type's binary format (pgarr.h
+ * writes arrays). lengths and formats may be NULL: all text. On success *out holds a
  * PGresult the caller PQclear()s. TOK_ERR_DB on any error; a unique
  * violation (SQLSTATE 23505) is TOK_ERR_CONFLICT so callers can tell it apart.
  */

@@ -104,6 +104,149 @@ expect_eq "group commit: a batch's tokens share one transaction and one statemen
     "$(gc_stmts $round)" "1 1"
 GC_FAIL=4
 
+# --- what a batch stores is what was sent (issue #9) -------------------------------------------
+# token_store_sql takes the batch as binary arrays, one per column (service/pgarr.c): varied
+# tokens in one batch, each stored column read back and compared with the request. One
+# pan_shaped candidate collides (a test trigger takes it just before the insert), so its
+# token is left out of the batch's statement and retried alone, at position 1 of the retry's
+# arrays. Every token is then charged: that unseals its stored reference.
+TEN_R=$("${CTL[@]}" tenant create "roundtrip-$$" 2>/dev/null)
+KEY_R=$("${CTL[@]}" key create --tenant "$TEN_R" --scopes tokens:write,tokens:read,charges:write --test 2>/dev/null)
+KEY_R_ID=$(gc_sql -tAc "SELECT id FROM vault.api_keys WHERE tenant_id = '$TEN_R'")
+KV_R=$(gc_sql -tAc "SELECT max(version) FROM vault.tenant_keys WHERE tenant_id = '$TEN_R'")
+expect_match "round trip: tenant, key and key version" "$TEN_R $KEY_R_ID $KV_R" '^ten_.* .+ [0-9]+$'
+gc_sql -c "
+    SET client_min_messages = warning;
+    CREATE OR REPLACE FUNCTION public.t09_collide() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS \$\$
+    DECLARE dummy text := 'tok_' || rpad('C' || coalesce(NEW.metadata->>'t09c', ''), 22, 'C');
+    BEGIN
+        IF NEW.metadata->>'t09c' IS NULL OR EXISTS (SELECT 1 FROM vault.tokens WHERE id = dummy) THEN
+            RETURN NEW;
+        END IF;
+        INSERT INTO vault.tokens (tenant_id, id, livemode, format, pan_shaped, fingerprint, brand,
+                                  last4, exp_month, exp_year, key_version, created_by)
+        VALUES (NEW.tenant_id, dummy, NEW.livemode, 'pan_shaped', NEW.pan_shaped, NEW.fingerprint,
+                NEW.brand, NEW.last4, NEW.exp_month, NEW.exp_year, NEW.key_version, 't09');
+        RETURN NEW;
+    END \$\$;
+    DROP TRIGGER IF EXISTS t09_collide ON vault.tokens;
+    CREATE TRIGGER t09_collide BEFORE INSERT ON vault.tokens FOR EACH ROW EXECUTE FUNCTION public.t09_collide();" ||
+    fail "round trip: install the collision trigger"
+
+# request i: PAN, month, year offset, cvc, extra body, extra metadata; expected brand, BIN,
+# format and expires_at (UTC, '-' for none)
+RT_PAN=(4242424242424242 5555555555554444 378282246310005 6011111111111117 4242424242424242)
+RT_MON=(1 12 7 2 9)
+RT_YOFF=(0 5 2 0 1)
+RT_CVC=(123 321 1234 456 789)
+RT_BODY=('' ',"expires_at":"'$GC_YEAR'-06-01T00:00:00+02:00","format":"pan_shaped"'
+    ',"format":"pan_shaped"' ',"expires_at":"'$((GC_YEAR + 1))'-12-31T23:59:59Z"' ',"format":"pan_shaped"')
+RT_META=(',"quote":"a\"b\\c","uni":"caf\u00e9 \u2603 \ud83d\ude00"' ',"k":"v"' ',"t09c":"ROUND","empty":""' '' ',"x":"y"')
+RT_BRAND=(visa mastercard amex discover visa)
+RT_BIN=(424242 555555 378282 601111 424242)
+RT_FORMAT=(opaque pan_shaped pan_shaped opaque pan_shaped)
+RT_EXP=(- "$GC_YEAR-05-31T22:00:00Z" - "$((GC_YEAR + 1))-12-31T23:59:59Z" -)
+rt_meta() { printf '{"t09":"v%sn%s"%s}' "$1" "$2" "${RT_META[$(($2 - 1))]//ROUND/v$1}"; }
+rt_post() { # ROUND I
+    local i=$(($2 - 1))
+    curl -s --http2-prior-knowledge -H "authorization: Bearer $KEY_R" -H 'content-type: application/json' \
+        --data-binary "$(printf '{"card":{"number":"%s","exp_month":%s,"exp_year":%s,"cvc":"%s"},"metadata":%s%s}' \
+            "${RT_PAN[$i]}" "${RT_MON[$i]}" "$((GC_YEAR + RT_YOFF[i]))" "${RT_CVC[$i]}" "$(rt_meta "$1" "$2")" "${RT_BODY[$i]}")" \
+        -D "$T_DIR/rt-$1-$2.headers" -o "$T_DIR/rt-$1-$2.body" -w '%{http_code}' "$GC_URL" >"$T_DIR/rt-$1-$2.status"
+}
+rt_burst() {
+    local i pids=()
+    for i in 1 2 3 4 5; do
+        rt_post "$1" "$i" &
+        pids+=($!)
+    done
+    wait "${pids[@]}" # not a bare wait: tokend is a child of this shell too
+}
+# the batch's rows: one transaction, and one statement for all but the retried token
+rt_batched() {
+    gc_sql -tAc "SELECT count(DISTINCT xid) || ' ' || count(DISTINCT st) FILTER (WHERE n <> 'v$1n3')
+                 FROM public.t09_probe WHERE n LIKE 'v$1n%'"
+}
+for i in 1 2 3 4; do rt_post "warm$i" 4; done # fill each loop thread's principal cache
+round=1
+rt_burst $round
+while [ "$(rt_batched $round)" != "1 1" ] && [ $round -lt 4 ]; do
+    round=$((round + 1))
+    rt_burst $round
+done
+expect_eq "round trip: the batch is one transaction and one statement (round $round)" "$(rt_batched $round)" "1 1"
+
+rt_json() { jq -r "$2" <"$T_DIR/rt-$round-$1.body"; }
+for n in 1 2 3 4 5; do
+    i=$((n - 1))
+    expect_eq "round trip $n: 201" "$(cat "$T_DIR/rt-$round-$n.status")" 201
+    id=$(rt_json $n .id)
+    meta=$(rt_meta $round $n)
+    ps=$(rt_json $n '.pan_shaped // "-"')
+    fp=$(rt_json $n .fingerprint)
+    pan=${RT_PAN[$i]}
+    row=$(gc_sql -tAc "SELECT concat_ws('|', brand, last4, coalesce(bin, '-'), exp_month, exp_year, livemode,
+            format, coalesce(pan_shaped, '-'), encode(fingerprint, 'hex'), created_by, key_version,
+            coalesce(to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '-'),
+            metadata = '$meta'::jsonb)
+          FROM vault.tokens WHERE tenant_id = '$TEN_R' AND id = '$id'")
+    expect_eq "round trip $n: stored columns are the request's" "$row" \
+        "${RT_BRAND[$i]}|${pan: -4}|${RT_BIN[$i]}|${RT_MON[$i]}|$((GC_YEAR + RT_YOFF[i]))|f|${RT_FORMAT[$i]}|$ps|$fp|$KEY_R_ID|$KV_R|${RT_EXP[$i]}|t"
+    expect_eq "round trip $n: the answer's metadata is the request's" \
+        "$(rt_json $n '.metadata' | jq -cS .)" "$(jq -cS . <<<"$meta")"
+    if [ "${RT_FORMAT[$i]}" = pan_shaped ]; then
+        expect_match "round trip $n: pan_shaped keeps the PAN's length, BIN and last 4" "$ps" \
+            "^${pan:0:6}[0-9]{$((${#pan} - 10))}${pan: -4}\$"
+    fi
+    refs=$(gc_sql -tAc "SELECT string_agg(concat_ws(':', g.gateway, g.status, length(g.ref_sealed) > 41,
+                length(g.ref_lookup), g.key_version = t.key_version), ' ')
+            FROM vault.gateway_refs g JOIN vault.tokens t ON t.tenant_id = g.tenant_id AND t.id = g.token_id
+            WHERE t.tenant_id = '$TEN_R' AND t.id = '$id'")
+    expect_eq "round trip $n: one sealed reference with its lookup hash and key version" "$refs" \
+        "sandbox:active:t:32:t"
+    rid=$(tr -d '\r' <"$T_DIR/rt-$round-$n.headers" | sed -nE 's/^x-request-id: (.*)$/\1/p')
+    audit=$(gc_sql -tAc "SELECT string_agg(actor || ' ' || request_id, ',') FROM audit.events
+            WHERE tenant_id = '$TEN_R' AND action = 'token.created' AND object = '$id'")
+    expect_eq "round trip $n: one audit event, by the key, with the request id" "$audit" "$KEY_R_ID $rid"
+    ch=$(curl -s --http2-prior-knowledge -H "authorization: Bearer $KEY_R" -H 'content-type: application/json' \
+        --data-binary "{\"token\":\"$id\",\"amount\":100,\"currency\":\"eur\"}" "${GC_URL%/tokens}/charges" | jq -r .status)
+    expect_eq "round trip $n: the stored reference unseals (a charge succeeds)" "$ch" succeeded
+done
+fp1=$(rt_json 1 .fingerprint)
+expect_eq "round trip: one PAN, one fingerprint; another PAN, another" \
+    "$([ "$fp1" = "$(rt_json 5 .fingerprint)" ] && [ "$fp1" != "$(rt_json 2 .fingerprint)" ] && echo yes)" yes
+taken=$(gc_sql -tAc "SELECT pan_shaped FROM vault.tokens WHERE id = 'tok_' || rpad('Cv$round', 22, 'C')")
+expect_match "round trip: the collision happened (a first candidate was taken)" "$taken" '^378282[0-9]{5}0005$'
+expect_true "round trip: the collided token was stored with its next candidate" \
+    test "$taken" != "$(rt_json 3 .pan_shaped)"
+n=$(gc_sql -tAc "SELECT count(*) || ' ' || (SELECT count(*) FROM vault.gateway_refs WHERE tenant_id = '$TEN_R'
+        AND token_id IN (SELECT id FROM vault.tokens WHERE metadata->>'t09' LIKE 'v${round}n%'))
+        || ' ' || (SELECT count(*) FROM audit.events WHERE tenant_id = '$TEN_R' AND action = 'token.created'
+        AND object IN (SELECT id FROM vault.tokens WHERE metadata->>'t09' LIKE 'v${round}n%'))
+    FROM vault.tokens WHERE tenant_id = '$TEN_R' AND metadata->>'t09' LIKE 'v${round}n%'")
+expect_eq "round trip: five tokens, five references, five audit events (none for the left-out attempt)" "$n" "5 5 5"
+gc_sql -c "DROP TRIGGER IF EXISTS t09_collide ON vault.tokens; DROP FUNCTION IF EXISTS public.t09_collide();" ||
+    fail "round trip: remove the collision trigger"
+
+# every element type pgarr.c encodes, as PostgreSQL reads it back (tests/tools/pgarr_echo.c):
+# NULLs, extremes, escapes, empty arrays; and a text array sent for an int4[] is refused
+# (42804 datatype_mismatch), never reinterpreted
+echo_out=$(PGARR_ECHO_DB="$T_SERVICE_DB" "$BUILD/pgarr_echo" 2>&1)
+expect_eq "pgarr: PostgreSQL reads every encoded array back as intended" "$echo_out" "$(cat <<'WANT'
+1 bool {t,f,NULL}
+2 int2 {32767,-32768,0}
+3 int4 {2147483647,-2147483648,NULL}
+4 float8 {1.5,-0,0.1,-Infinity,NULL}
+5 timestamptz {"2000-01-01 00:00:00+00","1970-01-01 00:00:00+00","2023-11-14 22:13:20.123456+00",NULL}
+6 text {"a\"b\\c","",café,NULL}
+7 bytea {"\\x00ff","\\x",NULL}
+8 text-empty {} 0
+9 int4-empty {} 0
+mismatch 42804
+WANT
+)"
+
 # a batch with only the failing request: its own transaction rolls back, the server carries on
 gc_post 99 yes "$T_DIR/gc-alone"
 expect_match "group commit: a lone failing request gets a 5xx too" "$(cat "$T_DIR/gc-alone.status")" '^5[0-9][0-9] '

@@ -46,6 +46,27 @@ START_TEST(test_buf_limits_exact_fit)
 }
 END_TEST
 
+START_TEST(test_buf_write_at_inside_only)
+{
+    uint8_t mem[8];
+    struct tok_buf b;
+    tok_buf_init(&b, mem, sizeof mem);
+    ck_assert_int_eq(tok_buf_write(&b, "abcd", 4), TOK_OK);
+    ck_assert_int_eq(tok_buf_write_at(&b, 0, "X", 1), TOK_OK);
+    ck_assert_int_eq(tok_buf_write_at(&b, 2, "YZ", 2), TOK_OK); /* ends exactly at len */
+    ck_assert_int_eq(tok_buf_write_at(&b, 4, "", 0), TOK_OK);
+    ck_assert_mem_eq(mem, "XbYZ", 4);
+    ck_assert_uint_eq(b.len, 4);
+    /* past len (though inside cap), straddling len, and an offset past len: refused */
+    ck_assert_int_eq(tok_buf_write_at(&b, 3, "PQ", 2), TOK_ERR_BOUNDS);
+    ck_assert_int_eq(tok_buf_write_at(&b, 5, "", 0), TOK_ERR_BOUNDS);
+    ck_assert_int_eq(tok_buf_write_at(&b, UINT32_MAX, "P", 1), TOK_ERR_BOUNDS);
+    ck_assert_int_eq(tok_buf_write_at(&b, 1, "P", SIZE_MAX), TOK_ERR_BOUNDS);
+    ck_assert_mem_eq(mem, "XbYZ", 4);
+    ck_assert_uint_eq(b.len, 4);
+}
+END_TEST
+
 START_TEST(test_buf_printf_truncation_is_error)
 {
     uint8_t mem[6];
@@ -119,6 +140,7 @@ Suite *tok_buf_suite(void)
     tcase_add_test(core, test_slice_eq_ct);
     tcase_add_test(limits, test_buf_limits_exact_fit);
     tcase_add_test(limits, test_buf_printf_truncation_is_error);
+    tcase_add_test(limits, test_buf_write_at_inside_only);
     tcase_add_test(adv, test_cursor_overread);
     suite_add_tcase(s, core);
     suite_add_tcase(s, limits);
