@@ -14,9 +14,18 @@
 #include <time.h>
 
 #define PROBE 8
+#define PENDING_MAX 256 /* look-ups in flight per loop that later requests may wait on */
+
+struct auth_call;
 
 struct tok_auth_cache {
     struct tok_principal *slots[TOK_AUTH_CACHE_SLOTS];
+    /* Single flight: the key look-ups in flight on this loop, one per key hash. A request
+     * whose key is being looked up already waits for that look-up instead of starting its
+     * own, so a burst of requests with a cold key costs one query and one key unwrap, not
+     * one each (at tokend's start, 1,000 concurrent requests held 1,000 unwrapped copies). */
+    struct auth_call *pending;
+    unsigned npending;
 };
 
 static const struct {
@@ -52,6 +61,74 @@ static void principal_unref(struct tok_principal *p)
     free(p);
 }
 
+/* A request that found its key's look-up already in flight on its loop. */
+struct auth_waiter {
+    struct tok_call watch; /* tok_http_watch: watch.r is NULL once the request is gone */
+    struct auth_waiter *next;
+    bool lookup_only;
+    uint32_t scope;
+    tok_authed_fn next_fn;
+};
+
+struct auth_call {
+    struct tok_call call; /* first */
+    bool lookup_only; /* tok_auth_lookup_publishable: no scope or origin check here */
+    uint32_t scope;
+    tok_authed_fn next;
+    uint8_t hash[32];
+    bool found;
+    struct tok_principal *p; /* filled on the DB thread, keys unwrapped on the loop */
+    uint32_t key_version;
+    uint8_t dek[TOK_KEYRING_WRAPPED_LEN], fpk[TOK_KEYRING_WRAPPED_LEN];
+    struct tok_buf dek_buf, fpk_buf;
+    struct tok_accounts_raw accounts; /* sealed; opened on the loop with the tenant keys */
+    struct tok_auth_cache *cache;     /* while in its pending list, else NULL */
+    struct auth_call *pending_next;
+    struct auth_waiter *waiters;
+    bool settled;
+};
+
+static struct auth_call *pending_find(struct tok_auth_cache *c, const uint8_t hash[32])
+{
+    for (struct auth_call *a = c->pending; a != NULL; a = a->pending_next)
+        if (sodium_memcmp(a->hash, hash, 32) == 0)
+            return a;
+    return NULL;
+}
+
+static void pending_add(struct tok_auth_cache *c, struct auth_call *a)
+{
+    if (c->npending >= PENDING_MAX)
+        return; /* it runs alone: nobody waits on it */
+    a->cache = c;
+    a->pending_next = c->pending;
+    c->pending = a;
+    c->npending++;
+}
+
+static void pending_remove(struct auth_call *a)
+{
+    struct tok_auth_cache *c = a->cache;
+    if (c == NULL)
+        return;
+    for (struct auth_call **pp = &c->pending; *pp != NULL; pp = &(*pp)->pending_next) {
+        if (*pp == a) {
+            *pp = a->pending_next;
+            c->npending--;
+            break;
+        }
+    }
+    a->cache = NULL;
+    a->pending_next = NULL;
+}
+
+/* The loop is going away: calls still in flight must not reach its freed cache. */
+static void pending_detach_all(struct tok_auth_cache *c)
+{
+    while (c->pending != NULL)
+        pending_remove(c->pending);
+}
+
 tok_status tok_auth_cache_new(struct tok_auth_cache **out)
 {
     *out = calloc(1, sizeof **out);
@@ -64,6 +141,7 @@ void tok_auth_cache_free(struct tok_auth_cache **c)
         return;
     for (size_t i = 0; i < TOK_AUTH_CACHE_SLOTS; i++)
         principal_unref((*c)->slots[i]);
+    pending_detach_all(*c);
     free(*c);
     *c = NULL;
 }
@@ -171,20 +249,6 @@ void tok_audit_async(struct tok_req *r, const char *tenant_id, const char *actor
 }
 
 /* ---- authentication ----------------------------------------------------------------- */
-
-struct auth_call {
-    struct tok_call call; /* first */
-    bool lookup_only; /* tok_auth_lookup_publishable: no scope or origin check here */
-    uint32_t scope;
-    tok_authed_fn next;
-    uint8_t hash[32];
-    bool found;
-    struct tok_principal *p; /* filled on the DB thread, keys unwrapped on the loop */
-    uint32_t key_version;
-    uint8_t dek[TOK_KEYRING_WRAPPED_LEN], fpk[TOK_KEYRING_WRAPPED_LEN];
-    struct tok_buf dek_buf, fpk_buf;
-    struct tok_accounts_raw accounts; /* sealed; opened on the loop with the tenant keys */
-};
 
 static const struct tok_sql authenticate_sql = {
     "authenticate",
@@ -365,43 +429,98 @@ static tok_status auth_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     return st;
 }
 
-static void auth_result(struct tok_call *call, struct tok_req *r)
+enum auth_outcome { AUTH_OK, AUTH_UNKNOWN, AUTH_DB_DOWN, AUTH_KEYS_BAD };
+
+/*
+ * Ends a look-up on its loop, once, whether its own request is still there (r) or not:
+ * takes it out of the pending list, unwraps the tenant keys and caches the principal.
+ */
+static enum auth_outcome settle(struct auth_call *a, const struct tok_req *r,
+                                struct tok_principal **out)
 {
-    struct auth_call *a = (struct auth_call *)call;
-    if (call->job.status != TOK_OK) {
-        tok_log_warn("%s: %s: key lookup failed (%s)", __func__, r->id,
-                     tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", "cannot check the API key right now", NULL);
-        return;
+    const char *rid = r != NULL ? r->id : "-";
+    a->settled = true;
+    pending_remove(a);
+    *out = NULL;
+    if (a->call.job.status != TOK_OK) {
+        tok_log_warn("auth: %s: key lookup failed (%s)", rid, tok_status_name(a->call.job.status));
+        return AUTH_DB_DOWN;
     }
-    if (!a->found) {
-        refuse(r, 401, "unauthenticated", "unknown API key", NULL);
-        return;
-    }
+    if (!a->found)
+        return AUTH_UNKNOWN;
     struct tok_principal *p = a->p;
-    if (tok_keyring_tenant_keys_open(r->app->keyring, p->tenant_id, a->key_version,
+    struct tok_worker *w = a->call.worker;
+    if (tok_keyring_tenant_keys_open(w->app->keyring, p->tenant_id, a->key_version,
                                      tok_buf_slice(&a->dek_buf), tok_buf_slice(&a->fpk_buf),
                                      &p->keys) != TOK_OK) {
-        tok_log_err("%s: %s: cannot unwrap the keys of tenant %s (wrong master key?)", __func__,
-                    r->id, p->tenant_id);
-        tok_http_problem(r, 500, "internal_error", "the tenant's keys cannot be opened", NULL);
-        return;
+        tok_log_err("auth: %s: cannot unwrap the keys of tenant %s (wrong master key?)", rid,
+                    p->tenant_id);
+        return AUTH_KEYS_BAD;
     }
     if (tok_accounts_open(p->keys, p->tenant_id, &a->accounts, p->accounts, &p->naccounts) != TOK_OK)
         p->naccounts = 0;
     a->p = NULL;
     p->refs = 1;
     p->loaded_ms = now_ms();
-    cache_put(r->worker->auth_cache, p);
-    if (a->lookup_only)
-        lookup_done(r, p, a->next);
-    else
-        authorise(r, p, a->scope, a->next);
+    cache_put(w->auth_cache, p);
+    *out = p;
+    return AUTH_OK;
+}
+
+static void respond(struct tok_req *r, enum auth_outcome o, struct tok_principal *p,
+                    bool lookup_only, uint32_t scope, tok_authed_fn next)
+{
+    switch (o) {
+    case AUTH_DB_DOWN:
+        tok_http_problem(r, 503, "database_unavailable", "cannot check the API key right now", NULL);
+        return;
+    case AUTH_UNKNOWN:
+        refuse(r, 401, "unauthenticated", "unknown API key", NULL);
+        return;
+    case AUTH_KEYS_BAD:
+        tok_http_problem(r, 500, "internal_error", "the tenant's keys cannot be opened", NULL);
+        return;
+    case AUTH_OK:
+        if (lookup_only)
+            lookup_done(r, p, next);
+        else
+            authorise(r, p, scope, next);
+        return;
+    }
+}
+
+/* The requests that waited on this look-up get its outcome (the cache holds p meanwhile). */
+static void serve_waiters(struct auth_call *a, enum auth_outcome o, struct tok_principal *p)
+{
+    struct auth_waiter *w = a->waiters;
+    a->waiters = NULL;
+    while (w != NULL) {
+        struct auth_waiter *next = w->next;
+        struct tok_req *r = tok_http_unwatch(&w->watch);
+        if (r != NULL)
+            respond(r, o, p, w->lookup_only, w->scope, w->next_fn);
+        free(w);
+        w = next;
+    }
+}
+
+static void auth_result(struct tok_call *call, struct tok_req *r)
+{
+    struct auth_call *a = (struct auth_call *)call;
+    struct tok_principal *p = NULL;
+    enum auth_outcome o = settle(a, r, &p);
+    respond(r, o, p, a->lookup_only, a->scope, a->next);
+    serve_waiters(a, o, p);
 }
 
 static void auth_release(struct tok_call *call)
 {
     struct auth_call *a = (struct auth_call *)call;
+    if (!a->settled) { /* its own request went away: the waiters still get the outcome */
+        struct tok_principal *p = NULL;
+        enum auth_outcome o = settle(a, NULL, &p);
+        serve_waiters(a, o, p);
+    }
     free(a->p);
     sodium_memzero(a, sizeof *a);
     free(a);
@@ -461,12 +580,29 @@ static void lookup(struct tok_req *r, struct tok_slice key, uint32_t scope, tok_
         authorise(r, p, scope, next);
         return;
     }
+    struct tok_auth_cache *cache = r->worker->auth_cache;
+    struct auth_call *inflight = pending_find(cache, hash);
+    if (inflight != NULL) {
+        struct auth_waiter *w = calloc(1, sizeof *w);
+        if (w == NULL) {
+            tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
+            return;
+        }
+        w->lookup_only = lookup_only;
+        w->scope = scope;
+        w->next_fn = next;
+        tok_http_watch(r, &w->watch);
+        w->next = inflight->waiters;
+        inflight->waiters = w;
+        return;
+    }
     struct auth_call *a = calloc(1, sizeof *a);
     if (a == NULL) {
         tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
         return;
     }
     tok_copy(a->hash, hash, sizeof hash);
+    pending_add(cache, a);
     a->lookup_only = lookup_only;
     a->scope = scope;
     a->next = next;

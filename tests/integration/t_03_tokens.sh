@@ -366,6 +366,49 @@ expect_eq "refs: ... and changes nothing" "$(catalog)" "$before"
 expect_match "refs: (the catalog snapshot covers the triggers and column grants)" "$before" \
     'gateway_refs_token_ref AFTER INSERT.*tokend_service=w'
 
+# --- single flight: a burst of requests with a cold key costs one look-up ----------------------------------
+# (each request used to run vault.authenticate and unwrap the tenant keys on its own until the
+# first answer was cached). Counted with track_functions on a tokend of its own.
+pg_psql "$T_DIR/pg" -qc "ALTER ROLE tokend_service SET track_functions = 'all'"
+auth_calls() {
+    pg_psql "$T_DIR/pg" -tAc "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions WHERE schemaname = 'vault' AND funcname = 'authenticate'"
+}
+settled_calls() { # function statistics reach the view once the backend is idle (at most 1 s)
+    local prev now i
+    prev=$(auth_calls)
+    for i in 1 2 3 4 5 6; do
+        sleep 0.5
+        now=$(auth_calls)
+        [ "$now" = "$prev" ] && [ "$i" -ge 4 ] && break
+        prev=$now
+    done
+    echo "$now"
+}
+if tokend_start SF; then
+    KEY_SF=$("${CTL[@]}" key create --tenant "$TEN_A" --scopes tokens:read --test 2>/dev/null)
+    c0=$(settled_calls)
+    # nghttp: 40 streams on one connection (curl 7.88's --parallel misreads the responses
+    # of many streams arriving in one read as a framing error)
+    burst() { # KEY -> "STATUS:COUNT ..."
+        nghttp -nv -m 40 -H "authorization: Bearer $1" "http://127.0.0.1:$H2C_SF/v1/tokens/tok_0000000000000000000000" 2>&1 |
+            sed -nE 's/.*recv \(stream_id=[0-9]+\) :status: ([0-9]+).*/\1/p' | sort | uniq -c | awk '{print $2":"$1}' | tr '\n' ' '
+    }
+    codes=$(burst "$KEY_SF")
+    c1=$(settled_calls)
+    expect_eq "single flight: 40 concurrent requests with a cold key all authenticated (404 for the token)" "$codes" "404:40 "
+    expect_true "single flight: they cost at most one look-up per loop ($((c1 - c0)) calls)" \
+        test "$((c1 - c0))" -ge 1 -a "$((c1 - c0))" -le 2
+    codes=$(burst "sk_test_$(printf 'Z%.0s' $(seq 1 43))")
+    c2=$(settled_calls)
+    expect_eq "single flight: the waiters on an unknown key are refused too" "$codes" "401:40 "
+    expect_true "single flight: an unknown key's burst costs at most one look-up per loop ($((c2 - c1)))" \
+        test "$((c2 - c1))" -ge 1 -a "$((c2 - c1))" -le 2
+    tokend_stop SF
+else
+    fail "tokend starts (single flight)"
+fi
+pg_psql "$T_DIR/pg" -qc "ALTER ROLE tokend_service RESET track_functions"
+
 # --- gateway failure stores nothing -------------------------------------------------------------------
 before=$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM vault.tokens")
 out=$(post "$KEY_A" "$(card 4000000000000119)")
