@@ -21,8 +21,8 @@
 
 #define CLASS_MIN_SHIFT 9u   /* 512 B */
 #define NCLASSES 8u          /* 512 B .. 64 KiB */
-#define CARVED_CLASSES 5u    /* 512 B .. 8 KiB: carved from chunks */
-#define CHUNK_BYTES 65536u   /* one sodium_malloc for 128 cards or 8 gateway requests */
+#define CARVED_CLASSES 6u    /* 512 B .. 16 KiB: carved from chunks */
+#define CHUNK_BYTES 65536u   /* one sodium_malloc for 128 cards, 8 gateway requests or 4 JSON arenas */
 #define LARGE UINT32_MAX     /* not cached */
 #define CACHE_BYTES (256u * 1024u)
 #define CACHE_MAX 64u

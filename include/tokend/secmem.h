@@ -8,12 +8,15 @@
  * (mmap, mprotect, mlock, munlock, munmap) and the TLB shootdowns they send to
  * the other CPUs: more than half of tokend's CPU per tokenisation (issue #9
  * profile), and each call is at least two locked pages. So:
- *   - blocks of up to 8 KiB (card data, a gateway request's buffers) are carved
- *     from 64 KiB guarded chunks: 128 cards in one sodium_malloc. The chunk has
- *     guard pages at its ends, not between its blocks. Chunks are kept for
- *     reuse (memory stays at the peak number of such secrets held at once);
- *   - blocks of 16-64 KiB (JSON parse arenas) are one sodium_malloc each, with
- *     their own guard pages, and a few are kept per thread;
+ *   - blocks of up to 16 KiB (card data, a gateway request's buffers, the JSON
+ *     parse arena of a request body) are carved from 64 KiB guarded chunks: 128
+ *     cards or 4 arenas in one sodium_malloc. The chunk has guard pages at its
+ *     ends, not between its blocks. Chunks are kept for reuse (memory stays at
+ *     the peak number of such secrets held at once). A card request's arena is
+ *     8-16 KiB: one sodium_malloc and sodium_free per request, each a guarded
+ *     mapping of its own, until this class was carved too;
+ *   - blocks of 32-64 KiB (bigger JSON documents) are one sodium_malloc each,
+ *     with their own guard pages, and a few are kept per thread;
  *   - anything larger is a plain sodium_malloc.
  * A released block is wiped (the bytes handed out) and kept in a per-thread
  * cache by size class; the next request of that class on that thread reuses
