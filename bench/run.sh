@@ -287,11 +287,15 @@ PER_CLIENT=$(awk -v h="$HALF" -v c="$CLIENTS" 'BEGIN { v = int(h / c + 0.5); pri
 N_LAT=$((PER_CLIENT * CLIENTS * SECS))
 say "4/4 POST /v1/tokens at half the peak: --rps $PER_CLIENT x $CLIENTS clients = $((PER_CLIENT * CLIENTS))/s, $N_LAT requests"
 ROWS_BEFORE=$(rows)
+# 2 s at the same rate first, not measured: the peak run leaves a backlog behind it (the
+# audit chainer's, autovacuum's, dirty buffers) that the first second would otherwise count
+N_LAT_WARM=$((PER_CLIENT * CLIENTS * 2))
+tokenise "$N_LAT_WARM" "$PER_CLIENT" half-warmup || die "h2load latency warm-up: $(tail -n 3 "$B_DIR/half-warmup.out")"
 tokenise "$N_LAT" "$PER_CLIENT" half || die "h2load latency: $(tail -n 3 "$B_DIR/half.out")"
 ROWS_AFTER=$(rows)
 LAT_RPS=$(h2load_field "$B_DIR/half.out" rps)
-LAT_201=$(count_status half 201)
-LAT_BAD=$(count_not2xx half)
+LAT_201=$(($(count_status half 201) + $(count_status half-warmup 201)))
+LAT_BAD=$(($(count_not2xx half) + $(count_not2xx half-warmup)))
 check "latency run: zero non-2xx ($LAT_BAD)" "$([ "$LAT_BAD" = 0 ]; echo $?)"
 check "latency run: rows ($((ROWS_AFTER - ROWS_BEFORE))) == 201s ($LAT_201)" \
     "$([ "$((ROWS_AFTER - ROWS_BEFORE))" = "$LAT_201" ]; echo $?)"
@@ -387,7 +391,7 @@ healthz:           $HEALTHZ_RPS req/s   (non-2xx $HEALTHZ_NON2XX)
 pgbench insert:    $PGBENCH_TPS tps     (one INSERT per commit, -c $CLIENTS -j $PGB_JOBS)
 tokenise peak:     $TOK_RPS req/s   ($N requests, $TOK_201 x 201, non-2xx $TOK_BAD, rows +$TOK_ROWS)
 tokenise cpu:      tokend $TOK_CPU_US us + postgres $PG_CPU_US us of CPU per tokenisation (peak run)
-tokenise half:     $LAT_RPS req/s   (target $((PER_CLIENT * CLIENTS))/s, $LAT_201 x 201, non-2xx $LAT_BAD)
+tokenise half:     $LAT_RPS req/s   (target $((PER_CLIENT * CLIENTS))/s after a 2 s warm-up at that rate; both: $LAT_201 x 201, non-2xx $LAT_BAD)
 latency at half:   p50 $P50 ms, p90 $P90 ms, p99 $P99 ms, max $PMAX ms
 commit latency:    p50 $F1_50 ms, p99 $F1_99 ms (pgbench -c 1: one INSERT per commit, one at a time, $F1_TPS tps)
                    p50 $FR_50 ms, p99 $FR_99 ms (pgbench -c $CLIENTS -R $((PER_CLIENT * CLIENTS)): one commit per request at the same rate, $FR_TPS tps)
