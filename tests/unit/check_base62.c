@@ -107,6 +107,62 @@ START_TEST(test_base62_decode_rejects)
 }
 END_TEST
 
+/* The byte-at-a-time long division the limb code replaced: the model it must agree with. */
+static void ref_encode(const uint8_t *bytes, size_t n, size_t width, char *out)
+{
+    uint8_t num[TOK_BASE62_MAX_BYTES];
+    static const char alpha[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    memcpy(num, bytes, n);
+    for (size_t w = width; w > 0; w--) {
+        unsigned rem = 0;
+        for (size_t i = 0; i < n; i++) {
+            unsigned acc = (rem << 8) | num[i];
+            num[i] = (uint8_t)(acc / 62u);
+            rem = acc % 62u;
+        }
+        out[w - 1] = alpha[rem];
+    }
+    out[width] = '\0';
+}
+
+START_TEST(test_base62_every_length_matches_the_model)
+{
+    uint8_t bytes[TOK_BASE62_MAX_BYTES], back[TOK_BASE62_MAX_BYTES];
+    char want[TOK_BASE62_MAX_CHARS + 1], got[TOK_BASE62_MAX_CHARS + 1];
+    uint32_t x = 2463534242u; /* xorshift: the same bytes every run */
+    for (size_t n = 1; n <= TOK_BASE62_MAX_BYTES; n++) {
+        for (int round = 0; round < 8; round++) {
+            for (size_t i = 0; i < n; i++) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                bytes[i] = round == 0 ? 0xFF : round == 1 ? 0 : (uint8_t)x; /* extremes too */
+            }
+            size_t width = tok_base62_width(n);
+            ref_encode(bytes, n, width, want);
+            struct tok_buf b;
+            tok_buf_init(&b, got, sizeof got);
+            ck_assert_int_eq(tok_base62_encode(tok_slice_of(bytes, n), width, &b), TOK_OK);
+            got[b.len] = '\0';
+            ck_assert_str_eq(got, want);
+            ck_assert_int_eq(tok_base62_decode(tok_slice_str(got), back, n), TOK_OK);
+            ck_assert_mem_eq(back, bytes, n);
+        }
+        /* one more than the largest n-byte value: refused, whatever the padding of its limbs */
+        memset(bytes, 0xFF, n);
+        size_t width = tok_base62_width(n);
+        ref_encode(bytes, n, width, want);
+        size_t i = width; /* add one to the base62 text */
+        while (i > 0 && want[i - 1] == 'z')
+            want[--i] = '0';
+        if (i > 0) {
+            want[i - 1] = want[i - 1] == '9' ? 'A' : want[i - 1] == 'Z' ? 'a' : (char)(want[i - 1] + 1);
+            ck_assert_int_eq(tok_base62_decode(tok_slice_str(want), back, n), TOK_ERR_BOUNDS);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_base62_alphabet)
 {
     ck_assert(tok_base62_is_alphabet(tok_slice_str("09AZaz")));
@@ -129,6 +185,7 @@ Suite *tok_base62_suite(void)
     TCase *adversarial = tcase_create("adversarial");
     tcase_add_test(core, test_base62_known_vectors);
     tcase_add_test(core, test_base62_width);
+    tcase_add_test(core, test_base62_every_length_matches_the_model);
     tcase_add_test(limits, test_base62_limits);
     tcase_add_test(adversarial, test_base62_decode_rejects);
     tcase_add_test(adversarial, test_base62_alphabet);
