@@ -366,6 +366,16 @@ expect_eq "refs: ... and changes nothing" "$(catalog)" "$before"
 expect_match "refs: (the catalog snapshot covers the triggers and column grants)" "$before" \
     'gateway_refs_token_ref AFTER INSERT.*tokend_service=w'
 
+# --- sql/013: the identifier columns on the write path compare bytes -----------------------------------
+expect_eq "tokens and gateway refs: id columns in the C collation (btree compares with memcmp)" \
+    "$(pg_psql "$T_DIR/pg" -tAc "SELECT string_agg(a.attrelid::regclass || '.' || a.attname || '=' || c.collname, ' ' ORDER BY a.attrelid::regclass::text, a.attname)
+        FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+       WHERE a.attrelid IN ('vault.tokens'::regclass, 'vault.gateway_refs'::regclass)
+         AND a.attname IN ('tenant_id', 'id', 'token_id', 'gateway', 'pan_shaped')")" \
+    "vault.gateway_refs.gateway=C vault.gateway_refs.tenant_id=C vault.gateway_refs.token_id=C vault.tokens.id=C vault.tokens.pan_shaped=C vault.tokens.tenant_id=C"
+expect_eq "sql/013 kept the policies and triggers it had to drop and make again" \
+    "$(pg_psql "$T_DIR/pg" -tAc "SELECT (SELECT count(*) FROM pg_policy WHERE polrelid IN ('vault.tokens'::regclass, 'vault.gateway_refs'::regclass)) || '/' || (SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('vault.tokens'::regclass, 'vault.gateway_refs'::regclass) AND NOT tgisinternal)")" "4/6"
+
 # --- single flight: a burst of requests with a cold key costs one look-up ----------------------------------
 # (each request used to run vault.authenticate and unwrap the tenant keys on its own until the
 # first answer was cached). Counted with track_functions on a tokend of its own.
