@@ -9,6 +9,8 @@
 #   3. tokenise            h2load POST /v1/tokens (sandbox gateway); every 201
 #                          is checked against the rows in vault.tokens
 #   4. latency             POST /v1/tokens at half the peak rate: p50 / p99
+#                          (after 2 s at that rate, not counted); then the commit
+#                          latency floors: pgbench -c 1, and -R at the same rate
 #   5. 50 ms gateway       needs the gateway simulator and the stripe adapter
 #                          (issue #5): run_gateway50ms below
 #   6. export RSS          bench/export_rss.sh: 1,000,000 charges exported as CSV,
@@ -22,7 +24,8 @@
 # the whole machine during the tokenise run, =tokend: tokend only; report in
 # the bench dir, kept),
 # KEEP_BENCH_DIR=1, BENCH_LATENCY_RPS (the latency run's rate; default half
-# the peak), BENCH_LOG_LEVEL (tokend's; default warn).
+# the peak), BENCH_LOG_LEVEL (tokend's; default warn), BENCH_WAL_PREFILL_MB
+# (1536: WAL segments created before the run).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
