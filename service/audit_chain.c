@@ -67,11 +67,10 @@ static long pass(struct tok_audit_chainer *c, unsigned wait_ms)
     const char *v[2] = {max, wait};
     PGresult *r = PQexecParams(c->pg, sql, 2, NULL, v, NULL, NULL, 0);
     long n = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
         n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    } else {
+    else
         warn_once_in_a_while(c, "a chaining pass failed");
-    }
     PQclear(r);
     if (n > 0) {
         c->passes++;
