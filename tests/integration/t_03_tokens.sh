@@ -365,6 +365,10 @@ expect_eq "refs: sql/012 runs again without error" "$err" ""
 expect_eq "refs: ... and changes nothing" "$(catalog)" "$before"
 expect_match "refs: (the catalog snapshot covers the triggers and column grants)" "$before" \
     'gateway_refs_token_ref AFTER INSERT.*tokend_service=w'
+# 012 run alone again redefines its functions without the settings 014 gives them: apply
+# the migrations after it again, as `tokenctl migrate` would have them
+err=$(pg_psql "$T_DIR/pg" -1 -c 'SET client_min_messages = warning' -f sql/014_ref_check_plans.sql 2>&1)
+expect_eq "refs: sql/014 runs again without error" "$err" ""
 
 # --- sql/013: the identifier columns on the write path compare bytes -----------------------------------
 expect_eq "tokens and gateway refs: id columns in the C collation (btree compares with memcmp)" \
@@ -375,6 +379,10 @@ expect_eq "tokens and gateway refs: id columns in the C collation (btree compare
     "vault.gateway_refs.gateway=C vault.gateway_refs.tenant_id=C vault.gateway_refs.token_id=C vault.tokens.id=C vault.tokens.pan_shaped=C vault.tokens.tenant_id=C"
 expect_eq "sql/013 kept the policies and triggers it had to drop and make again" \
     "$(pg_psql "$T_DIR/pg" -tAc "SELECT (SELECT count(*) FROM pg_policy WHERE polrelid IN ('vault.tokens'::regclass, 'vault.gateway_refs'::regclass)) || '/' || (SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('vault.tokens'::regclass, 'vault.gateway_refs'::regclass) AND NOT tgisinternal)")" "4/6"
+
+expect_eq "sql/014: the reference checks are planned as primary-key probes, never a scan of the parent" \
+    "$(pg_psql "$T_DIR/pg" -tAc "SELECT string_agg(proname || ':' || array_to_string(proconfig, ','), ' ' ORDER BY proname) FROM pg_proc WHERE proname IN ('tokens_tenant_check', 'gateway_refs_token_check')")" \
+    "gateway_refs_token_check:search_path=pg_catalog, vault,enable_seqscan=off tokens_tenant_check:search_path=pg_catalog, vault,enable_seqscan=off"
 
 # --- single flight: a burst of requests with a cold key costs one look-up ----------------------------------
 # (each request used to run vault.authenticate and unwrap the tenant keys on its own until the
