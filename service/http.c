@@ -5,6 +5,7 @@
  * X-Request-Id, and every request writes exactly one access-log line.
  */
 #include "tokend/http.h"
+#include "tokend/rand.h"
 #include "tokend/json.h"
 #include "tokend/log.h"
 #include "tokend/server.h"
@@ -71,7 +72,7 @@ void tok_http_assign_id(struct tok_req *r)
     /* 100 bits of libsodium randomness, base32 (lower-case, no padding) */
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
     uint8_t raw[20];
-    randombytes_buf(raw, sizeof raw);
+    tok_rand_public(raw, sizeof raw);
     tok_copy(r->id, "req_", 4);
     for (size_t i = 0; i < 20; i++)
         r->id[4 + i] = alphabet[raw[i] & 31];

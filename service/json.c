@@ -814,12 +814,22 @@ bool tok_json_key_echoable(struct tok_slice key)
 
 /* ---- writer -------------------------------------------------------------------------------- */
 
+/* Bytes a JSON string may carry as they are: printable ASCII except the quote and backslash. */
+static bool plain_byte(uint8_t c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
 static tok_status w_string_body(struct tok_buf *b, struct tok_slice s)
 {
     static const char hex[] = "0123456789abcdef";
     size_t run = 0; /* start of the pending run of bytes that need no escaping */
     size_t i = 0;
     while (i < s.len) {
+        while (i < s.len && plain_byte(s.ptr[i])) /* the common case, in one tight loop */
+            i++;
+        if (i == s.len)
+            break;
         uint8_t c = s.ptr[i];
         size_t k = 1;
         const char *esc = NULL;

@@ -5,6 +5,7 @@
  * of random material are wiped in the function that made them.
  */
 #include "tokend/keyring.h"
+#include "tokend/rand.h"
 
 #include "tokend/base62.h"
 
@@ -491,7 +492,7 @@ tok_status tok_tenant_keys_seal(const struct tok_tenant_keys *tk, struct tok_aad
 
     static const uint8_t empty[1] = {0};
     uint8_t nonce[TOK_SEALED_NONCE_LEN];
-    randombytes_buf(nonce, sizeof nonce);
+    tok_rand_public(nonce, sizeof nonce);
     uint32_t start = out->len;
     TOK_GUARD(tok_buf_putc(out, TOK_SEALED_FORMAT_V1));
     TOK_GUARD(tok_buf_write(out, nonce, sizeof nonce));
@@ -580,7 +581,7 @@ tok_status tok_random_id(const char *prefix, struct tok_buf *out)
     TOK_ENSURE(plen + TOK_RANDOM_ID_CHARS <= (size_t)(out->cap - out->len), TOK_ERR_BOUNDS);
 
     uint8_t rnd[TOK_RANDOM_ID_BYTES];
-    randombytes_buf(rnd, sizeof rnd);
+    tok_rand_public(rnd, sizeof rnd);
     uint32_t start = out->len;
     tok_status st = tok_buf_write(out, prefix, plen);
     if (st == TOK_OK)
