@@ -19,7 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ARRAY_TEXT_MAX (TOK_RECON_BATCH * (TOK_RECON_REF_MAX + 3) + 4)
 #define EXC_LINE_MAX 1024
 
 struct ctl_recon {
@@ -30,7 +29,7 @@ struct ctl_recon {
     FILE *exceptions;
     bool tty;
     uint64_t file_size, bytes_read;
-    char *array; /* ARRAY_TEXT_MAX bytes */
+    char *array; /* TOK_RECON_REFS_TEXT_MAX bytes */
 };
 
 static const char lookup_sql[] =
@@ -61,24 +60,6 @@ static const char missing_sql[] =
     "     WHERE g.tenant_id = $1 AND g.kind = $5)) "
     "AND NOT EXISTS (SELECT 1 FROM pg_temp.recon_seen s WHERE s.ref = r.gateway_ref) "
     "ORDER BY 2";
-
-/* '{"a","b"}': references hold no quote, backslash, comma, brace or space (reconcile.c). */
-static tok_status array_text(struct ctl_recon *c, const char *const *refs, size_t n)
-{
-    struct tok_buf b;
-    tok_buf_init(&b, c->array, ARRAY_TEXT_MAX);
-    TOK_GUARD(tok_buf_putc(&b, '{'));
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0)
-            TOK_GUARD(tok_buf_putc(&b, ','));
-        TOK_GUARD(tok_buf_putc(&b, '"'));
-        TOK_GUARD(tok_buf_puts(&b, refs[i]));
-        TOK_GUARD(tok_buf_putc(&b, '"'));
-    }
-    TOK_GUARD(tok_buf_putc(&b, '}'));
-    const char *s = NULL;
-    return tok_buf_cstr(&b, &s);
-}
 
 static tok_status exec(PGconn *pg, const char *sql, int n, const char *const *v, PGresult **out)
 {
@@ -115,7 +96,7 @@ static tok_status rows_to(struct tok_recon *rc, PGresult *r, bool missing)
 static tok_status op_lookup(void *ctx, struct tok_recon *rc, const char *const *refs, size_t n)
 {
     struct ctl_recon *c = ctx;
-    TOK_GUARD(array_text(c, refs, n));
+    TOK_GUARD(tok_recon_refs_text(refs, n, c->array));
     const char *v[3] = {c->tenant, c->livemode, c->array};
     PGresult *r = NULL;
     TOK_GUARD(exec(c->pg, lookup_sql, 3, v, &r));
@@ -127,7 +108,7 @@ static tok_status op_lookup(void *ctx, struct tok_recon *rc, const char *const *
 static tok_status op_seen(void *ctx, const char *const *refs, size_t n)
 {
     struct ctl_recon *c = ctx;
-    TOK_GUARD(array_text(c, refs, n));
+    TOK_GUARD(tok_recon_refs_text(refs, n, c->array));
     const char *v[1] = {c->array};
     return exec(c->pg, seen_sql, 1, v, NULL);
 }
@@ -333,7 +314,7 @@ tok_status tok_admin_reconcile(const struct tok_admin *a, int argc, char **argv)
         fprintf(stderr, "tokenctl: cannot connect to the database: %s\n", why);
         goto done;
     }
-    c.array = malloc(ARRAY_TEXT_MAX);
+    c.array = malloc(TOK_RECON_REFS_TEXT_MAX);
     st = c.array != NULL ? TOK_OK : TOK_ERR_NOMEM;
     if (st == TOK_OK)
         st = resolve_tenant(&c, tenant);

@@ -138,6 +138,25 @@ static tok_status copy_ref(struct tok_slice f, char *out)
     return TOK_OK;
 }
 
+tok_status tok_recon_refs_text(const char *const *refs, size_t n, char out[TOK_RECON_REFS_TEXT_MAX])
+{
+    TOK_ENSURE(refs != NULL || n == 0, TOK_ERR_INTERNAL);
+    TOK_ENSURE(n <= TOK_RECON_BATCH, TOK_ERR_BOUNDS);
+    struct tok_buf b;
+    tok_buf_init(&b, out, TOK_RECON_REFS_TEXT_MAX);
+    TOK_GUARD(tok_buf_putc(&b, '{'));
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            TOK_GUARD(tok_buf_putc(&b, ','));
+        TOK_GUARD(tok_buf_putc(&b, '"'));
+        TOK_GUARD(tok_buf_puts(&b, refs[i]));
+        TOK_GUARD(tok_buf_putc(&b, '"'));
+    }
+    TOK_GUARD(tok_buf_putc(&b, '}'));
+    const char *s = NULL;
+    return tok_buf_cstr(&b, &s);
+}
+
 /* ---- headers ---------------------------------------------------------------------------- */
 
 static int find_col(const struct tok_csv_record *hdr, const char *const *names)

@@ -27,7 +27,6 @@
 #include <strings.h>
 #include <time.h>
 
-#define ARRAY_TEXT_MAX (TOK_RECON_BATCH * (TOK_RECON_REF_MAX + 3) + 4)
 #define EXC_JSON_MAX (TOK_RECON_API_EXC_BATCH * 1024u)
 #define RUN_ID_LEN (4 + TOK_RANDOM_ID_CHARS)
 #define EXC_CHUNK_MAX (TOK_RECON_API_PAGE * 1024u) /* a page of rows of at most ~700 bytes */
@@ -420,20 +419,7 @@ static tok_status finish_exec(struct tok_db_job *job, struct tok_db_conn *conn)
 static tok_status op_lookup(void *ctx, struct tok_recon *rc, const char *const *refs, size_t n)
 {
     struct run *run = ctx;
-    struct tok_buf b;
-    tok_buf_init(&b, run->array, ARRAY_TEXT_MAX);
-    TOK_GUARD(tok_buf_putc(&b, '{'));
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0)
-            TOK_GUARD(tok_buf_putc(&b, ','));
-        /* references hold no quote, backslash, comma, brace or space (reconcile.c) */
-        TOK_GUARD(tok_buf_putc(&b, '"'));
-        TOK_GUARD(tok_buf_puts(&b, refs[i]));
-        TOK_GUARD(tok_buf_putc(&b, '"'));
-    }
-    TOK_GUARD(tok_buf_putc(&b, '}'));
-    const char *s = NULL;
-    TOK_GUARD(tok_buf_cstr(&b, &s));
+    TOK_GUARD(tok_recon_refs_text(refs, n, run->array));
     TOK_GUARD(job_run(run, lookup_exec));
     for (size_t i = 0; i < run->nrows; i++)
         TOK_GUARD(tok_recon_add_ledger_row(rc, &run->rows[i]));
@@ -758,7 +744,7 @@ static void create_authed(struct tok_req *r)
         pthread_mutex_init(&run->mu, NULL);
         pthread_cond_init(&run->cv, NULL);
         run->body = malloc(req->entity.len);
-        run->array = malloc(ARRAY_TEXT_MAX);
+        run->array = malloc(TOK_RECON_REFS_TEXT_MAX);
         ok = ok && run->body != NULL && run->array != NULL &&
              tok_buf_alloc(&run->exc, EXC_JSON_MAX, false) == TOK_OK &&
              tok_buf_alloc(&run->result, TOK_RECON_API_SUMMARY_MAX, false) == TOK_OK;

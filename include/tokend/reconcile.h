@@ -159,6 +159,18 @@ TOK_MUST_CHECK tok_status tok_recon_parse_line(enum tok_recon_gateway gw,
 /** "19.99" with exponent 2 -> 1999, "-5" -> -500, "1,234.50" refused. TOK_ERR_INPUT. */
 TOK_MUST_CHECK tok_status tok_recon_amount(struct tok_slice s, int exponent, int64_t *out);
 
+/* A batch of references as a PostgreSQL array literal: quotes, commas, braces, NUL. */
+#define TOK_RECON_REFS_TEXT_MAX (TOK_RECON_BATCH * (TOK_RECON_REF_MAX + 3) + 4)
+
+/**
+ * Writes '{"a","b"}' for refs (as the matcher passes them to ops->lookup and ops->missing:
+ * no quote, backslash, comma, brace or space, which the parser refuses) into out, a
+ * C string of at most TOK_RECON_REFS_TEXT_MAX bytes. TOK_ERR_BOUNDS: more than
+ * TOK_RECON_BATCH references or a reference too long.
+ */
+TOK_MUST_CHECK tok_status tok_recon_refs_text(const char *const *refs, size_t n,
+                                              char out[TOK_RECON_REFS_TEXT_MAX]);
+
 /** Compares a line with its ledger row (NULL = none). */
 enum tok_recon_kind tok_recon_compare(const struct tok_recon_line *l,
                                       const struct tok_recon_ledger_row *row);

@@ -92,12 +92,34 @@ START_TEST(test_adversarial)
 }
 END_TEST
 
+START_TEST(test_refs_text)
+{
+    static char out[TOK_RECON_REFS_TEXT_MAX];
+    const char *two[] = {"ch_1", "pi_2"};
+    ck_assert_int_eq(tok_recon_refs_text(two, 2, out), TOK_OK);
+    ck_assert_str_eq(out, "{\"ch_1\",\"pi_2\"}");
+    ck_assert_int_eq(tok_recon_refs_text(NULL, 0, out), TOK_OK);
+    ck_assert_str_eq(out, "{}");
+
+    /* a full batch of the longest references fits; one more does not */
+    static char ref[TOK_RECON_REF_MAX];
+    static const char *refs[TOK_RECON_BATCH + 1];
+    memset(ref, 'r', TOK_RECON_REF_MAX - 1);
+    for (size_t i = 0; i <= TOK_RECON_BATCH; i++)
+        refs[i] = ref;
+    ck_assert_int_eq(tok_recon_refs_text(refs, TOK_RECON_BATCH, out), TOK_OK);
+    ck_assert_uint_eq(strlen(out), TOK_RECON_BATCH * (TOK_RECON_REF_MAX + 2) + 1);
+    ck_assert_int_eq(tok_recon_refs_text(refs, TOK_RECON_BATCH + 1, out), TOK_ERR_BOUNDS);
+}
+END_TEST
+
 Suite *tok_reconcile_suite(void)
 {
     Suite *s = suite_create("reconcile");
     TCase *core = tcase_create("core"), *limits = tcase_create("limits"),
           *adv = tcase_create("adversarial");
     tcase_add_test(core, test_amounts);
+    tcase_add_test(core, test_refs_text);
     tcase_add_test(core, test_stripe_lines);
     tcase_add_test(limits, test_limits);
     tcase_add_test(adv, test_adversarial);
