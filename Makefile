@@ -24,7 +24,7 @@ CFLAGS  += $(OPT) -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Ws
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
 LDLIBS  += $(PKG_LIBS) -lpthread
 
-LIB_SRCS  := $(filter-out service/%_main.c,$(wildcard service/*.c))
+LIB_SRCS  := $(filter-out service/%_main.c,$(wildcard service/*.c service/*/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/check_*.c)
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -87,7 +87,7 @@ $(BUILD)/gen/schema_version.h: $(wildcard sql/*.sql)
 	    printf '#define TOK_SCHEMA_VERSION %d\n' "$$((10#$${v:-0}))" > $@.tmp && mv $@.tmp $@
 
 $(LIB_OBJS): | $(BUILD)/gen/schema_version.h
-$(BUILD)/obj/service/health.o: $(BUILD)/gen/schema_version.h
+$(BUILD)/obj/service/http/health.o: $(BUILD)/gen/schema_version.h
 $(BUILD)/obj/tests/unit/check_main.o: $(BUILD)/gen/suites.h
 $(BUILD)/obj/tests/unit/%.o: CFLAGS += -I$(BUILD)/gen -Wno-missing-prototypes
 
@@ -131,7 +131,7 @@ bench: deps all
 	@BUILD=$(BUILD) ./bench/run.sh
 
 fmt:
-	clang-format -i service/*.c include/tokend/*.h tests/unit/*.c
+	clang-format -i service/*.c service/*/*.c include/tokend/*.h include/tokend/*/*.h tests/unit/*.c
 
 clean:
 	rm -rf build

@@ -2,14 +2,14 @@
  * routes.c - the route table and the matcher.
  */
 #include "tokend/routes.h"
-#include "tokend/charges.h"
-#include "tokend/elements.h"
-#include "tokend/exports.h"
-#include "tokend/health.h"
-#include "tokend/reconcile_api.h"
-#include "tokend/reports.h"
-#include "tokend/tokens.h"
-#include "tokend/webhooks.h"
+#include "tokend/payments/charges.h"
+#include "tokend/vault/elements.h"
+#include "tokend/finance/exports.h"
+#include "tokend/http/health.h"
+#include "tokend/finance/reconcile_api.h"
+#include "tokend/finance/reports.h"
+#include "tokend/vault/tokens.h"
+#include "tokend/events/webhooks.h"
 
 #include <string.h>
 

@@ -2,9 +2,9 @@
  * server.c - h2o configuration, TLS, listeners and the event-loop threads.
  */
 #include "tokend/server.h"
-#include "tokend/auth.h"
-#include "tokend/httpc.h"
-#include "tokend/log.h"
+#include "tokend/vault/auth.h"
+#include "tokend/http/httpc.h"
+#include "tokend/core/log.h"
 #include "tokend/routes.h"
 
 #include <errno.h>

@@ -3,11 +3,11 @@
  * (TOKEND_ADMIN_DB or --db) and, where keys are involved, reads the master
  * key file like tokend does.
  */
-#include "tokend/admin.h"
-#include "tokend/admin_reconcile.h"
-#include "tokend/admin_webhook.h"
-#include "tokend/db.h"
-#include "tokend/migrate.h"
+#include "tokend/admin/admin.h"
+#include "tokend/admin/admin_reconcile.h"
+#include "tokend/admin/admin_webhook.h"
+#include "tokend/store/db.h"
+#include "tokend/store/migrate.h"
 
 #include <sodium.h>
 #include <stdio.h>

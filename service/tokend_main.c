@@ -3,14 +3,14 @@
  * then the event loops. Every failure before the loops start is one line on
  * stderr and exit code 2.
  */
-#include "tokend/audit_chain.h"
-#include "tokend/config.h"
-#include "tokend/db.h"
-#include "tokend/httpc.h"
-#include "tokend/keyring.h"
-#include "tokend/log.h"
+#include "tokend/store/audit_chain.h"
+#include "tokend/core/config.h"
+#include "tokend/store/db.h"
+#include "tokend/http/httpc.h"
+#include "tokend/vault/keyring.h"
+#include "tokend/core/log.h"
 #include "tokend/server.h"
-#include "tokend/webhooks.h"
+#include "tokend/events/webhooks.h"
 
 #include <sodium.h>
 #include <stdio.h>

@@ -5,8 +5,8 @@
 #ifndef TOKEND_ROUTES_H
 #define TOKEND_ROUTES_H
 
-#include "tokend/common.h"
-#include "tokend/http.h"
+#include "tokend/core/common.h"
+#include "tokend/http/http.h"
 
 typedef void (*tok_handler_fn)(struct tok_req *r);
 

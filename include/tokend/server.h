@@ -6,10 +6,10 @@
 #ifndef TOKEND_SERVER_H
 #define TOKEND_SERVER_H
 
-#include "tokend/common.h"
-#include "tokend/config.h"
-#include "tokend/db.h"
-#include "tokend/gateway.h"
+#include "tokend/core/common.h"
+#include "tokend/core/config.h"
+#include "tokend/store/db.h"
+#include "tokend/gateways/gateway.h"
 
 #include <h2o.h>
 #include <openssl/ssl.h>

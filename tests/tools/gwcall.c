@@ -14,11 +14,11 @@
  *   Output: {"outcome":"ok|declined|error|unavailable","code":..,"decline_code":..,"ref":..,
  *            "captured":..}; exit 0 when every call completed (whatever its outcome).
  */
-#include "tokend/gateway.h"
-#include "tokend/gateway_wire.h"
-#include "tokend/httpc.h"
-#include "tokend/json.h"
-#include "tokend/log.h"
+#include "tokend/gateways/gateway.h"
+#include "tokend/gateways/gateway_wire.h"
+#include "tokend/http/httpc.h"
+#include "tokend/core/json.h"
+#include "tokend/core/log.h"
 
 #include <getopt.h>
 #include <h2o.h>

@@ -48,15 +48,15 @@
  * Card data: a card number is read once, turned into an outcome class, brand, last 4 and a
  * keyed fingerprint, and wiped. No object keeps a PAN or CVC; no log line carries one.
  */
-#include "tokend/base62.h"
-#include "tokend/card.h"
-#include "tokend/common.h"
-#include "tokend/config.h"
-#include "tokend/currency.h"
-#include "tokend/encoding.h"
-#include "tokend/json.h"
-#include "tokend/keyring.h"
-#include "tokend/log.h"
+#include "tokend/core/base62.h"
+#include "tokend/vault/card.h"
+#include "tokend/core/common.h"
+#include "tokend/core/config.h"
+#include "tokend/core/currency.h"
+#include "tokend/core/encoding.h"
+#include "tokend/core/json.h"
+#include "tokend/vault/keyring.h"
+#include "tokend/core/log.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -7,7 +7,7 @@
  * HTTP/1.1 over loopback, one connection at a time (tokend sends few requests).
  * usage: hookrecv --port P --secret-file F --log FILE [--fail N]
  */
-#include "tokend/webhooks.h"
+#include "tokend/events/webhooks.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

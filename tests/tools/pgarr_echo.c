@@ -9,7 +9,7 @@
  *   PGARR_ECHO_DB='host=... dbname=...' pgarr_echo
  *   exit 0 when both statements ran as described (whatever PostgreSQL printed), 1 otherwise.
  */
-#include "tokend/pgarr.h"
+#include "tokend/store/pgarr.h"
 
 #include <libpq-fe.h>
 #include <math.h>

@@ -1,4 +1,4 @@
-#include "tokend/admin.h"
+#include "tokend/admin/admin.h"
 
 #include <check.h>
 #include <sodium.h>

@@ -1,4 +1,4 @@
-#include "tokend/base62.h"
+#include "tokend/core/base62.h"
 
 #include <check.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "tokend/common.h"
+#include "tokend/core/common.h"
 
 #include <check.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * a prefix, zero padding, and a check digit computed by this file's own Luhn
  * implementation (independent of the one under test).
  */
-#include "tokend/card.h"
+#include "tokend/vault/card.h"
 
 #include <check.h>
 #include <limits.h>

@@ -1,4 +1,4 @@
-#include "tokend/csv.h"
+#include "tokend/core/csv.h"
 
 #include <check.h>
 #include <stdio.h>

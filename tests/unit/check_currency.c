@@ -1,4 +1,4 @@
-#include "tokend/currency.h"
+#include "tokend/core/currency.h"
 
 #include <check.h>
 

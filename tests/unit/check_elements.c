@@ -1,11 +1,11 @@
 /*
  * check_elements.c - the card element's pure parts: query parameters, the IIN
  * table as JSON (one source for C and JS), the CSP, HTML escaping, the page,
- * and the embedded assets matching service/elements/.
+ * and the embedded assets matching service/vault/elements/.
  */
-#include "tokend/auth.h"
-#include "tokend/card.h"
-#include "tokend/elements.h"
+#include "tokend/vault/auth.h"
+#include "tokend/vault/card.h"
+#include "tokend/vault/elements.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -153,7 +153,7 @@ START_TEST(test_page_has_the_form)
 }
 END_TEST
 
-/* The binary serves what service/elements/ holds (embed.sh was run after the last edit).
+/* The binary serves what service/vault/elements/ holds (embed.sh was run after the last edit).
  * Unit tests run from the repository root; elsewhere the file is not found and this passes. */
 static void same_as_file(const char *embedded, const char *path)
 {
@@ -164,13 +164,13 @@ static void same_as_file(const char *embedded, const char *path)
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
-    ck_assert_msg(strcmp(buf, embedded) == 0, "%s changed: run service/elements/embed.sh", path);
+    ck_assert_msg(strcmp(buf, embedded) == 0, "%s changed: run service/vault/elements/embed.sh", path);
 }
 
 START_TEST(test_assets_match_sources)
 {
-    same_as_file(tok_elements_card_js_src, "service/elements/card.js");
-    same_as_file(tok_elements_card_css_src, "service/elements/card.css");
+    same_as_file(tok_elements_card_js_src, "service/vault/elements/card.js");
+    same_as_file(tok_elements_card_css_src, "service/vault/elements/card.css");
     ck_assert_ptr_nonnull(strstr(tok_elements_card_js_src, "postMessage(msg, ORIGIN)"));
     ck_assert_ptr_null(strstr(tok_elements_card_js_src, "postMessage(msg, '*')"));
     ck_assert_ptr_null(strstr(tok_elements_card_js_src, "innerHTML"));

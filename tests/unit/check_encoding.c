@@ -1,4 +1,4 @@
-#include "tokend/encoding.h"
+#include "tokend/core/encoding.h"
 
 #include <check.h>
 #include <string.h>

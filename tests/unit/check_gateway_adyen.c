@@ -3,10 +3,10 @@
  * each operation (read back with the project's parser), amounts in Adyen's minor units,
  * the stored-method reference, refusal mapping and every kind of answer.
  */
-#include "tokend/gateway.h"
-#include "tokend/card.h"
-#include "tokend/gateway_wire.h"
-#include "tokend/json.h"
+#include "tokend/gateways/gateway.h"
+#include "tokend/vault/card.h"
+#include "tokend/gateways/gateway_wire.h"
+#include "tokend/core/json.h"
 
 #include <check.h>
 #include <string.h>

@@ -3,9 +3,9 @@
  * encoding, amounts, each operation's request, and the mapping of every kind of answer;
  * plus the idempotency keys and outcome rules the adapters share (gateway.c).
  */
-#include "tokend/gateway.h"
-#include "tokend/card.h"
-#include "tokend/gateway_wire.h"
+#include "tokend/gateways/gateway.h"
+#include "tokend/vault/card.h"
+#include "tokend/gateways/gateway_wire.h"
 
 #include <check.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * URL policy (https only, no control characters), header injection, bounds, CURLcode
  * classification, and start/stop of the curl thread.
  */
-#include "tokend/httpc.h"
+#include "tokend/http/httpc.h"
 
 #include <check.h>
 #include <curl/curl.h>

@@ -2,7 +2,7 @@
  * check_json.c - the JSON reader (strictness, limits, hostile input) and writer (escaping,
  * sticky errors).
  */
-#include "tokend/json.h"
+#include "tokend/core/json.h"
 
 #include <check.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
-#include "tokend/keyring.h"
+#include "tokend/vault/keyring.h"
 
-#include "tokend/base62.h"
-#include "tokend/encoding.h"
+#include "tokend/core/base62.h"
+#include "tokend/core/encoding.h"
 
 #include <check.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-#include "tokend/pgarr.h"
+#include "tokend/store/pgarr.h"
 
 #include <check.h>
 #include <math.h>

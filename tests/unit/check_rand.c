@@ -1,4 +1,4 @@
-#include "tokend/rand.h"
+#include "tokend/core/rand.h"
 
 #include <check.h>
 #include <sodium.h>

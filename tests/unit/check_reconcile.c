@@ -1,4 +1,4 @@
-#include "tokend/reconcile.h"
+#include "tokend/finance/reconcile.h"
 
 #include <check.h>
 #include <string.h>

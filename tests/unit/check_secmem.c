@@ -1,4 +1,4 @@
-#include "tokend/secmem.h"
+#include "tokend/core/secmem.h"
 
 #include <check.h>
 #include <pthread.h>

@@ -4,8 +4,8 @@
  * The Stripe vector was computed independently (Python hmac) for
  * secret "whsec_test_secret", t=1700000000.
  */
-#include "tokend/json.h"
-#include "tokend/webhooks.h"
+#include "tokend/core/json.h"
+#include "tokend/events/webhooks.h"
 
 #include <check.h>
 #include <stdio.h>

@@ -1,0 +1,77 @@
+/*
+ * config.h - tokend's configuration: command-line flags override TOKEND_*
+ * environment variables, which override the defaults below.
+ */
+#ifndef TOKEND_CONFIG_H
+#define TOKEND_CONFIG_H
+
+#include "tokend/core/common.h"
+#include "tokend/core/log.h"
+
+#define TOK_BODY_LIMIT_DEFAULT (64u * 1024u)
+#define TOK_BODY_LIMIT_MAX (16u * 1024u * 1024u)
+#define TOK_THREADS_MAX 64
+#define TOK_DB_THREADS_MAX 32
+#define TOK_ADDR_MAX 128
+#define TOK_PATH_MAX 1024
+#define TOK_CONNINFO_MAX 2048
+#define TOK_CONFIG_WHY_MAX 256
+
+struct tok_config {
+    char listen_h2c[TOK_ADDR_MAX]; /* "host:port", "" = off */
+    char listen_tls[TOK_ADDR_MAX]; /* "host:port", "" = off */
+    char tls_cert[TOK_PATH_MAX];
+    char tls_key[TOK_PATH_MAX];
+    char db_conninfo[TOK_CONNINFO_MAX]; /* secret: may hold a password; never logged */
+    char reporting_conninfo[TOK_CONNINFO_MAX]; /* tokend_reporting; "" = reports answer 503 */
+    char master_key_file[TOK_PATH_MAX];
+    char gateway_ca_file[TOK_PATH_MAX]; /* CA bundle for gateway TLS; "" = system store */
+    unsigned gateway_connect_timeout_ms;
+    unsigned gateway_timeout_ms; /* a whole gateway request */
+    unsigned gateway_max_connections; /* per gateway host (httpc.h) */
+    unsigned gateway_max_inflight;    /* gateway calls at once (httpc.h) */
+    unsigned threads;
+    unsigned db_threads;
+    unsigned db_batch_max;      /* most requests grouped into one transaction */
+    unsigned db_batch_window_us; /* how long a DB thread waits to fill a batch */
+    uint32_t body_limit;
+    enum tok_log_level log_level;
+    bool webhook_allow_http_loopback; /* TEST ONLY: deliver webhooks to http://127.0.0.1 etc. */
+    unsigned webhook_retry_base_ms;   /* first webhook retry delay before jitter (issue #6) */
+    unsigned audit_chain_interval_ms; /* the audit chainer's period (audit_chain.h) */
+    bool show_help;
+    bool show_version;
+};
+
+/** Fills the defaults (threads = number of online CPUs). */
+void tok_config_defaults(struct tok_config *cfg);
+
+/**
+ * Applies TOKEND_* variables from the environment, then argv. On a bad value
+ * returns TOK_ERR_INPUT and writes a one-line reason (no secret) into why.
+ */
+TOK_MUST_CHECK tok_status tok_config_load(struct tok_config *cfg, int argc, char **argv,
+                                          char *why, size_t why_len);
+
+/**
+ * Checks cross-field rules (a key file is set, TLS has both cert and key, at
+ * least one listener). TOK_ERR_INPUT with a reason.
+ */
+TOK_MUST_CHECK tok_status tok_config_validate(const struct tok_config *cfg, char *why,
+                                              size_t why_len);
+
+/**
+ * Splits "host:port" or "[v6]:port" into a sockaddr. TOK_ERR_INPUT when
+ * malformed or the port is outside 1-65535. addr_len is in/out.
+ */
+struct sockaddr;
+TOK_MUST_CHECK tok_status tok_config_parse_addr(const char *s, struct sockaddr *addr,
+                                                unsigned *addr_len);
+
+/** The --help text. */
+const char *tok_config_usage(void);
+
+/** Wipes fields that may hold secrets (the conninfo). */
+void tok_config_wipe(struct tok_config *cfg);
+
+#endif

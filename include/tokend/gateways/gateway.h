@@ -1,0 +1,117 @@
+/*
+ * gateway.h - the adapter interface every payment gateway implements.
+ *
+ * An adapter receives card data once, at tokenisation, and answers with its
+ * own payment-method reference; later calls (charges, issue #5) use only
+ * that reference. Calls complete through a callback so that adapters that
+ * talk to a remote gateway can run asynchronously; the sandbox adapter
+ * completes at once, in-process.
+ */
+#ifndef TOKEND_GATEWAY_H
+#define TOKEND_GATEWAY_H
+
+#include "tokend/core/common.h"
+
+#define TOK_GATEWAY_REF_MAX 128
+#define TOK_GATEWAY_NAME_MAX 32
+
+/** Card data lent to an adapter for the duration of one call (secret, borrowed). */
+struct tok_card_data {
+    struct tok_slice pan; /* normalised digits */
+    struct tok_slice cvc; /* may be empty */
+    int exp_month, exp_year;
+    struct tok_slice name; /* may be empty */
+};
+
+enum tok_gateway_outcome {
+    TOK_GW_OK = 0,
+    TOK_GW_DECLINED,    /* the gateway refused the card: final, no failover */
+    TOK_GW_ERROR,       /* the gateway failed to process (processing_error) */
+    TOK_GW_UNAVAILABLE, /* timeout, 5xx, connection failure: another gateway may be tried */
+};
+
+enum tok_gateway_op {
+    TOK_GW_TOKENISE, /* card -> payment-method reference */
+    TOK_GW_CHARGE,   /* payment-method reference + amount -> charge reference */
+    TOK_GW_CAPTURE,  /* charge reference + amount */
+    TOK_GW_VOID,     /* charge reference */
+    TOK_GW_REFUND,   /* charge reference + amount -> refund reference */
+};
+
+#define TOK_CURRENCY_LEN 3
+#define TOK_GATEWAY_IDEM_MAX 96
+#define TOK_GATEWAY_CODE_MAX 48
+
+struct tok_gateway_call;
+typedef void (*tok_gateway_done_fn)(struct tok_gateway_call *call);
+struct tok_httpc;
+
+/**
+ * A tenant's account at one gateway, as configured with `tokenctl gateway add`.
+ * Secrets (api_key) live in sodium_malloc'd memory owned by the principal cache.
+ */
+struct tok_gateway_account {
+    char id[48];                        /* "gw_..." ("sandbox" for the implicit sandbox) */
+    const struct tok_gateway_ops *ops;  /* the adapter for its kind */
+    int priority;                       /* lower first */
+    char base_url[256];                 /* "https://api.stripe.com", or the simulator's */
+    char *api_key;                      /* secret: Stripe secret key / Adyen X-API-Key */
+    char merchant_account[128];         /* Adyen merchantAccount */
+};
+
+/** Where an asynchronous adapter sends its HTTP requests and gets its answers. */
+struct tok_gateway_env {
+    struct tok_httpc *httpc;
+    void *reply_to; /* h2o_multithread_receiver_t* of the calling loop thread */
+};
+
+/**
+ * One call to an adapter. The caller owns it and keeps every input valid until
+ * `done` runs (at once for the sandbox, later for remote gateways).
+ */
+struct tok_gateway_call {
+    enum tok_gateway_op op;
+    bool livemode;
+    const struct tok_gateway_account *account; /* NULL for the implicit sandbox */
+    const struct tok_gateway_env *env;
+    /* inputs */
+    const struct tok_card_data *card; /* TOKENISE */
+    const char *pm_ref;               /* CHARGE: the payment-method reference (secret) */
+    const char *charge_ref;           /* CAPTURE, VOID, REFUND */
+    int64_t amount;                   /* minor units */
+    char currency[TOK_CURRENCY_LEN + 1];
+    bool capture;                               /* CHARGE: capture at once */
+    char idempotency_key[TOK_GATEWAY_IDEM_MAX]; /* sent as the gateway's own key */
+    /* outputs */
+    enum tok_gateway_outcome outcome;
+    const char *code; /* stable tokend code when not OK: "processing_error", "card_declined"... */
+    char decline_code[TOK_GATEWAY_CODE_MAX];
+    char ref[TOK_GATEWAY_REF_MAX]; /* the new reference (payment method, charge or refund) */
+    bool captured;                 /* CHARGE: the gateway captured the amount */
+    tok_gateway_done_fn done;
+    void *data; /* the caller's */
+};
+
+struct tok_gateway_ops {
+    const char *name; /* "sandbox", "stripe", "adyen" */
+    bool test_only;   /* may only serve test-mode keys */
+    /** Performs call->op; fills the outputs, then calls call->done exactly once. */
+    void (*submit)(const struct tok_gateway_ops *self, struct tok_gateway_call *call);
+};
+
+/**
+ * The sandbox adapter, in-process. Behaviour by test card number (the numbers
+ * Stripe documents for its test mode):
+ *   4000 0000 0000 0119  processing error at tokenisation (-> 502 gateway_error)
+ *   4000 0000 0000 0002  charges are declined: card_declined / generic_decline
+ *   4000 0000 0000 9995  charges are declined: card_declined / insufficient_funds
+ *   4000 0000 0000 0069  charges are declined: expired_card
+ *   4000 0000 0000 0127  charges are declined: incorrect_cvc
+ *   anything else     tokenises and charges
+ */
+const struct tok_gateway_ops *tok_gateway_sandbox(void);
+
+/** The adapter of that name, or NULL. */
+const struct tok_gateway_ops *tok_gateway_find(struct tok_slice name);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * http.h - what handlers use to answer: problem+json errors (RFC 9457) with
+ * a stable `code`, JSON responses, request ids, and database calls that
+ * survive the client going away.
+ */
+#ifndef TOKEND_HTTP_H
+#define TOKEND_HTTP_H
+
+#include "tokend/core/common.h"
+#include "tokend/store/db.h"
+
+#include <h2o.h>
+
+#define TOK_REQUEST_ID_LEN 24 /* "req_" + 20 base32 characters */
+#define TOK_PATH_PARAMS_MAX 4
+
+struct tok_app;
+struct tok_worker;
+struct tok_principal;
+
+/** Per-request state, allocated from the request's pool (holds no secret). */
+struct tok_req {
+    h2o_req_t *req;
+    struct tok_worker *worker;
+    struct tok_app *app;
+    char id[TOK_REQUEST_ID_LEN + 1];
+    const char *route; /* the matched pattern, for logs and metrics */
+    struct tok_slice params[TOK_PATH_PARAMS_MAX];
+    size_t nparams;
+    struct tok_principal *principal; /* set by tok_auth_require; a counted reference */
+};
+
+/**
+ * A database call made on behalf of a request. Embed it first in the handler's
+ * own struct. `on_result` runs on the request's loop thread only if the
+ * request still exists; `release` always runs last and must free (and wipe)
+ * the whole struct.
+ */
+struct tok_call {
+    struct tok_db_job job; /* first */
+    struct tok_req *r;     /* NULL once the request is gone */
+    struct tok_call_guard *guard;
+    struct tok_worker *worker; /* the loop thread that owns the call */
+    void (*on_result)(struct tok_call *call, struct tok_req *r);
+    void (*release)(struct tok_call *call);
+};
+
+/** Sends a problem+json error: {type,title,status,detail,code,request_id[,param]}. */
+void tok_http_problem(struct tok_req *r, int status, const char *code, const char *detail,
+                      const char *param);
+
+/** Sends a JSON body (copied into the request pool) with the given status. */
+void tok_http_json(struct tok_req *r, int status, struct tok_slice body);
+
+/** Sends a body with a content type (copied). */
+void tok_http_send(struct tok_req *r, int status, const char *content_type, struct tok_slice body);
+
+/** Adds a response header (name and value copied into the pool). */
+void tok_http_header(struct tok_req *r, const char *name, const char *value);
+
+/** The value of a request header (lower-case name), or false when absent. */
+bool tok_http_req_header(const struct tok_req *r, const char *name, struct tok_slice *out);
+
+/** Queues `call` on the database; takes ownership of it. */
+void tok_http_call(struct tok_req *r, struct tok_call *call);
+
+/**
+ * Links call to r for an asynchronous step that is not a database job (a
+ * gateway call): if the request ends meanwhile, call->r becomes NULL.
+ */
+void tok_http_watch(struct tok_req *r, struct tok_call *call);
+
+/** Ends tok_http_watch: the request if it still exists, else NULL. */
+struct tok_req *tok_http_unwatch(struct tok_call *call);
+
+/**
+ * Queues call with no request to answer (the client went away but the outcome
+ * must still be recorded): on_result is not run, release is. Needs
+ * call->worker (set by tok_http_watch or tok_http_call).
+ */
+void tok_http_call_detached(struct tok_call *call);
+
+/** The reason phrase of a status code ("Not Found"). */
+const char *tok_http_reason(int status);
+
+/** The problem code h2o-level errors get, by status ("body_too_large" for 413). */
+const char *tok_http_code_for_status(int status);
+
+/**
+ * Registers tokend's per-request machinery on a path: the filter that turns
+ * h2o's own error pages (413, 400, 408...) into problem+json, and the access
+ * logger (one JSON line per request, never a body).
+ */
+void tok_http_register_filters(h2o_pathconf_t *pathconf);
+
+/** Fills r->id with a fresh request id and sets the X-Request-Id response header. */
+void tok_http_assign_id(struct tok_req *r);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * audit_chain.h - the audit chainer: hash-chains the audit log in blocks off
+ * the request path (issue #9, sql/011).
+ *
+ * Requests insert audit rows unchained; this thread, with its own connection,
+ * calls audit.chain_pending() every interval (and again at once while a pass
+ * comes back full), which appends one block covering the rows that are final
+ * (no transaction can add a row below them any more). No request waits for the
+ * chain and no commit queues behind a chain lock. A last pass, which waits a
+ * little for transactions in flight, runs when tokend stops. If the database
+ * is away it retries at the next interval.
+ */
+#ifndef TOKEND_AUDIT_CHAIN_H
+#define TOKEND_AUDIT_CHAIN_H
+
+#include "tokend/core/common.h"
+
+struct tok_audit_chainer;
+
+/**
+ * Connects (blocking: call before the loops start) and starts the thread.
+ * conninfo is copied. TOK_ERR_DB with a one-line reason (never the conninfo).
+ */
+TOK_MUST_CHECK tok_status tok_audit_chainer_new(const char *conninfo, unsigned interval_ms,
+                                                struct tok_audit_chainer **out, char *why,
+                                                size_t why_len);
+
+/** Runs a last pass, stops the thread, closes its connection and frees *c. NULL is ignored. */
+void tok_audit_chainer_free(struct tok_audit_chainer **c);
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * config.c - flags and TOKEND_* environment variables, one table for both so
+ * the help text, the parser and README's configuration table agree.
+ */
+#include "tokend/core/config.h"
+#include "tokend/http/httpc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum opt_kind { OPT_STR, OPT_UINT, OPT_LEVEL, OPT_FLAG };
+
+struct opt {
+    const char *flag; /* long option name */
+    const char *env;
+    enum opt_kind kind;
+    size_t off;      /* offset of the field in struct tok_config */
+    size_t size;     /* string capacity */
+    unsigned min, max;
+    const char *help;
+};
+
+#define STR(field) OPT_STR, offsetof(struct tok_config, field), sizeof(((struct tok_config *)0)->field), 0, 0
+#define UINT(field, lo, hi) OPT_UINT, offsetof(struct tok_config, field), 0, lo, hi
+
+static const struct opt opts[] = {
+    {"listen", "TOKEND_LISTEN", STR(listen_h2c), "cleartext h2c (prior knowledge) address host:port, '' = off"},
+    {"listen-tls", "TOKEND_LISTEN_TLS", STR(listen_tls), "TLS (h2, http/1.1) address host:port, '' = off"},
+    {"tls-cert", "TOKEND_TLS_CERT", STR(tls_cert), "PEM certificate chain for the TLS listener"},
+    {"tls-key", "TOKEND_TLS_KEY", STR(tls_key), "PEM private key for the TLS listener"},
+    {"db", "TOKEND_DB", STR(db_conninfo), "libpq connection string (service role)"},
+    {"reporting-db", "TOKEND_REPORTING_DB", STR(reporting_conninfo), "libpq connection string (reporting role), '' = reports off"},
+    {"master-key-file", "TOKEND_MASTER_KEY_FILE", STR(master_key_file), "32-byte master key, mode 0600"},
+    {"threads", "TOKEND_THREADS", UINT(threads, 1, TOK_THREADS_MAX), "event-loop threads (default: CPUs)"},
+    {"db-threads", "TOKEND_DB_THREADS", UINT(db_threads, 1, TOK_DB_THREADS_MAX), "database connections/threads"},
+    {"db-batch-max", "TOKEND_DB_BATCH_MAX", UINT(db_batch_max, 1, 4096), "most requests grouped into one commit"},
+    {"db-batch-window-us", "TOKEND_DB_BATCH_WINDOW_US", UINT(db_batch_window_us, 0, 100000), "wait to fill a batch (microseconds)"},
+    {"gateway-ca-file", "TOKEND_GATEWAY_CA_FILE", STR(gateway_ca_file), "PEM CA bundle trusted for gateway TLS (default: system store)"},
+    {"gateway-connect-timeout-ms", "TOKEND_GATEWAY_CONNECT_TIMEOUT_MS", UINT(gateway_connect_timeout_ms, 1, 600000), "gateway connect timeout (default 2000)"},
+    {"gateway-timeout-ms", "TOKEND_GATEWAY_TIMEOUT_MS", UINT(gateway_timeout_ms, 1, 600000), "whole gateway request timeout (default 15000)"},
+    {"gateway-max-connections", "TOKEND_GATEWAY_MAX_CONNECTIONS", UINT(gateway_max_connections, 1, TOK_HTTPC_MAX_CONNECTIONS_MAX), "connections per gateway host; each HTTP/2 one carries 100 calls at once (default 64)"},
+    {"gateway-max-inflight", "TOKEND_GATEWAY_MAX_INFLIGHT", UINT(gateway_max_inflight, 1, TOK_HTTPC_MAX_INFLIGHT_MAX), "gateway calls running at once; later ones wait in order (default 512)"},
+    {"body-limit", "TOKEND_BODY_LIMIT", UINT(body_limit, 256, TOK_BODY_LIMIT_MAX), "largest request body in bytes"},
+    {"webhook-allow-http-loopback", NULL, OPT_FLAG, offsetof(struct tok_config, webhook_allow_http_loopback), 0, 0, 0, "TEST ONLY: allow http:// webhook endpoints on loopback (default: https only)"},
+    {"webhook-retry-base-ms", "TOKEND_WEBHOOK_RETRY_BASE_MS", UINT(webhook_retry_base_ms, 100, 3600000), "first webhook retry delay, doubled per try (default 10000)"},
+    {"audit-chain-interval-ms", "TOKEND_AUDIT_CHAIN_INTERVAL_MS", UINT(audit_chain_interval_ms, 10, 60000), "how often tokend's new audit rows are hash-chained (default 100)"},
+    {"log-level", "TOKEND_LOG_LEVEL", OPT_LEVEL, offsetof(struct tok_config, log_level), 0, 0, 0, "debug|info|warn|error"},
+    {"help", NULL, OPT_FLAG, offsetof(struct tok_config, show_help), 0, 0, 0, "this text"},
+    {"version", NULL, OPT_FLAG, offsetof(struct tok_config, show_version), 0, 0, 0, "print the version"},
+};
+
+void tok_config_defaults(struct tok_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->listen_h2c, sizeof cfg->listen_h2c, "127.0.0.1:8080");
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = n < 1 ? 1 : n > TOK_THREADS_MAX ? TOK_THREADS_MAX : (unsigned)n;
+    cfg->db_threads = 2;
+    cfg->db_batch_max = 256;
+    cfg->db_batch_window_us = 0;
+    cfg->body_limit = TOK_BODY_LIMIT_DEFAULT;
+    cfg->gateway_connect_timeout_ms = 2000;
+    cfg->gateway_timeout_ms = 15000;
+    cfg->gateway_max_connections = TOK_HTTPC_MAX_CONNECTIONS_DEFAULT;
+    cfg->gateway_max_inflight = TOK_HTTPC_MAX_INFLIGHT_DEFAULT;
+    cfg->log_level = TOK_LOG_INFO;
+    cfg->webhook_retry_base_ms = 10000;
+    cfg->audit_chain_interval_ms = 100;
+}
+
+static tok_status set_value(struct tok_config *cfg, const struct opt *o, const char *v, char *why,
+                            size_t why_len)
+{
+    char *field = (char *)cfg + o->off;
+    switch (o->kind) {
+    case OPT_STR:
+        if (strlen(v) >= o->size) {
+            snprintf(why, why_len, "--%s is too long (max %zu bytes)", o->flag, o->size - 1);
+            return TOK_ERR_INPUT;
+        }
+        snprintf(field, o->size, "%s", v);
+        return TOK_OK;
+    case OPT_UINT: {
+        char *end = NULL;
+        errno = 0;
+        unsigned long n = strtoul(v, &end, 10);
+        if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || n < o->min || n > o->max) {
+            snprintf(why, why_len, "--%s must be a whole number from %u to %u", o->flag, o->min,
+                     o->max);
+            return TOK_ERR_INPUT;
+        }
+        if (o->off == offsetof(struct tok_config, body_limit))
+            cfg->body_limit = (uint32_t)n;
+        else
+            *(unsigned *)(void *)field = (unsigned)n;
+        return TOK_OK;
+    }
+    case OPT_LEVEL:
+        if (tok_log_parse_level(v, &cfg->log_level) != TOK_OK) {
+            snprintf(why, why_len, "--%s must be debug, info, warn or error", o->flag);
+            return TOK_ERR_INPUT;
+        }
+        return TOK_OK;
+    case OPT_FLAG:
+        *(bool *)(void *)field = true;
+        return TOK_OK;
+    default:
+        return TOK_ERR_INTERNAL;
+    }
+}
+
+tok_status tok_config_load(struct tok_config *cfg, int argc, char **argv, char *why, size_t why_len)
+{
+    for (size_t i = 0; i < TOK_ARRAY_LEN(opts); i++) {
+        const char *v = opts[i].env != NULL ? getenv(opts[i].env) : NULL;
+        if (v != NULL)
+            TOK_GUARD(set_value(cfg, &opts[i], v, why, why_len));
+    }
+    struct option lopts[TOK_ARRAY_LEN(opts) + 1];
+    memset(lopts, 0, sizeof lopts);
+    for (size_t i = 0; i < TOK_ARRAY_LEN(opts); i++) {
+        lopts[i].name = opts[i].flag;
+        lopts[i].has_arg = opts[i].kind == OPT_FLAG ? no_argument : required_argument;
+        lopts[i].val = 0;
+    }
+    optind = 1;
+    opterr = 0;
+    for (;;) {
+        int idx = -1;
+        int c = getopt_long(argc, argv, "hV", lopts, &idx);
+        if (c == -1)
+            break;
+        if (c == 'h') {
+            cfg->show_help = true;
+            continue;
+        }
+        if (c == 'V') {
+            cfg->show_version = true;
+            continue;
+        }
+        if (c != 0 || idx < 0) {
+            const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+            snprintf(why, why_len, "unknown or incomplete option '%.64s' (see --help)", arg);
+            return TOK_ERR_INPUT;
+        }
+        TOK_GUARD(set_value(cfg, &opts[idx], optarg != NULL ? optarg : "", why, why_len));
+    }
+    if (optind < argc) {
+        snprintf(why, why_len, "unexpected argument '%.64s' (see --help)", argv[optind]);
+        return TOK_ERR_INPUT;
+    }
+    return TOK_OK;
+}
+
+tok_status tok_config_parse_addr(const char *s, struct sockaddr *addr, unsigned *addr_len)
+{
+    TOK_ENSURE(s != NULL && addr != NULL && addr_len != NULL, TOK_ERR_INTERNAL);
+    char host[TOK_ADDR_MAX];
+    const char *colon = strrchr(s, ':');
+    TOK_ENSURE(colon != NULL && colon != s, TOK_ERR_INPUT);
+    size_t hlen = (size_t)(colon - s);
+    TOK_ENSURE(hlen < sizeof host, TOK_ERR_INPUT);
+    const char *h = s;
+    if (s[0] == '[') {
+        TOK_ENSURE(hlen >= 2 && s[hlen - 1] == ']', TOK_ERR_INPUT);
+        h = s + 1;
+        hlen -= 2;
+    }
+    snprintf(host, sizeof host, "%.*s", (int)hlen, h);
+    char *end = NULL;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    TOK_ENSURE(errno == 0 && end != colon + 1 && *end == '\0' && port >= 1 && port <= 65535,
+               TOK_ERR_INPUT);
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+    memset(&v4, 0, sizeof v4);
+    memset(&v6, 0, sizeof v6);
+    if (inet_pton(AF_INET, host, &v4.sin_addr) == 1) {
+        TOK_ENSURE(*addr_len >= sizeof v4, TOK_ERR_BOUNDS);
+        v4.sin_family = AF_INET;
+        v4.sin_port = htons((uint16_t)port);
+        tok_copy(addr, &v4, sizeof v4);
+        *addr_len = sizeof v4;
+        return TOK_OK;
+    }
+    if (inet_pton(AF_INET6, host, &v6.sin6_addr) == 1) {
+        TOK_ENSURE(*addr_len >= sizeof v6, TOK_ERR_BOUNDS);
+        v6.sin6_family = AF_INET6;
+        v6.sin6_port = htons((uint16_t)port);
+        tok_copy(addr, &v6, sizeof v6);
+        *addr_len = sizeof v6;
+        return TOK_OK;
+    }
+    return TOK_ERR_INPUT;
+}
+
+tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t why_len)
+{
+    struct sockaddr_storage ss;
+    unsigned len = sizeof ss;
+    if (cfg->master_key_file[0] == '\0') {
+        snprintf(why, why_len, "no master key file: set --master-key-file or TOKEND_MASTER_KEY_FILE");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->db_conninfo[0] == '\0') {
+        snprintf(why, why_len, "no database: set --db or TOKEND_DB (a libpq connection string)");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->listen_h2c[0] == '\0' && cfg->listen_tls[0] == '\0') {
+        snprintf(why, why_len, "no listener: set --listen and/or --listen-tls");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->listen_h2c[0] != '\0' && tok_config_parse_addr(cfg->listen_h2c, (struct sockaddr *)&ss, &len) != TOK_OK) {
+        snprintf(why, why_len, "bad --listen address '%.64s' (want host:port)", cfg->listen_h2c);
+        return TOK_ERR_INPUT;
+    }
+    len = sizeof ss;
+    if (cfg->listen_tls[0] != '\0') {
+        if (tok_config_parse_addr(cfg->listen_tls, (struct sockaddr *)&ss, &len) != TOK_OK) {
+            snprintf(why, why_len, "bad --listen-tls address '%.64s' (want host:port)", cfg->listen_tls);
+            return TOK_ERR_INPUT;
+        }
+        if (cfg->tls_cert[0] == '\0' || cfg->tls_key[0] == '\0') {
+            snprintf(why, why_len, "--listen-tls needs --tls-cert and --tls-key");
+            return TOK_ERR_INPUT;
+        }
+    }
+    return TOK_OK;
+}
+
+const char *tok_config_usage(void)
+{
+    static char text[4096];
+    if (text[0] != '\0')
+        return text;
+    struct tok_buf b;
+    tok_buf_init(&b, text, sizeof text - 1);
+    if (tok_buf_puts(&b, "usage: tokend [options]\n\noptions (each also read from its environment variable):\n") != TOK_OK)
+        return "usage: tokend [options]\n";
+    for (size_t i = 0; i < TOK_ARRAY_LEN(opts); i++) {
+        if (tok_buf_printf(&b, "  --%-20s %-26s %s\n", opts[i].flag,
+                           opts[i].env != NULL ? opts[i].env : "", opts[i].help) != TOK_OK)
+            break;
+    }
+    text[b.len] = '\0';
+    return text;
+}
+
+void tok_config_wipe(struct tok_config *cfg)
+{
+    sodium_memzero(cfg->db_conninfo, sizeof cfg->db_conninfo);
+    sodium_memzero(cfg->reporting_conninfo, sizeof cfg->reporting_conninfo);
+}

@@ -1,0 +1,636 @@
+/*
+ * db.c - database threads with group commit. See db.h for the design.
+ */
+#include "tokend/store/db.h"
+#include "tokend/core/log.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RECONNECT_INTERVAL_MS 250
+
+/*
+ * Round trips. A database thread runs its whole batch in libpq's pipeline
+ * mode: statements whose result nobody waits for (BEGIN, SAVEPOINT, RELEASE,
+ * ROLLBACK TO, set_tenant, tok_db_exec_deferred) are sent at once but not
+ * synced; the next statement whose result a job needs (tok_db_exec), or the
+ * end of the job or batch, sends one Sync and reads them all. A tokenisation
+ * thus costs three round trips instead of seven, and a job's RELEASE travels
+ * with the next job's first statement.
+ *
+ * Blame: an item is either the batch's (BEGIN, SAVEPOINT, RELEASE, ROLLBACK
+ * TO, COMMIT: if one fails the batch is broken, every job fails and the
+ * transaction is rolled back) or the current job's (set_tenant, deferred and
+ * prepared statements: if one fails, the job fails and rolls back to its
+ * savepoint, its neighbours are untouched).
+ */
+#define PENDING_MAX 32
+
+struct pending {
+    const struct tok_sql *prepare; /* a Parse for this statement: forget it on failure */
+    bool batch;                    /* the batch's item, not the job's */
+    bool keep;                     /* the caller wants this result */
+};
+
+struct tok_db_conn {
+    struct tok_db *db;
+    PGconn *pg;
+    uint64_t last_connect_ms;
+    const struct tok_sql *prepared[TOK_DB_PREPARED_MAX];
+    unsigned nprepared;
+    pthread_t tid;
+    bool in_pipeline;
+    bool batch_failed; /* a batch item failed or the connection broke */
+    unsigned npending;
+    unsigned job_pending; /* items of the current job not synced yet */
+    struct pending pending[PENDING_MAX];
+    struct tok_db_job **order; /* batch_max entries: the batch as an array */
+    struct tok_db_job **group; /* batch_max entries: the jobs of one group run */
+    uint64_t batches, jobs, grouped; /* statistics, for the log at close */
+    uint64_t wait_us, run_us, run_max_us;
+};
+
+struct tok_db {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct tok_db_job *head, *tail;
+    unsigned queued;
+    bool stopping;
+    unsigned batch_max;
+    unsigned batch_window_us;
+    unsigned nconns;   /* connected */
+    unsigned nthreads; /* conns[] entries */
+    char *conninfo; /* sodium_malloc'd copy */
+    struct tok_db_conn conns[];
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void first_line(const char *msg, char *why, size_t why_len)
+{
+    size_t n = strcspn(msg, "\n");
+    snprintf(why, why_len, "%.*s", (int)n, msg);
+}
+
+tok_status tok_db_connect(const char *conninfo, PGconn **out, char *why, size_t why_len)
+{
+    /* connect_timeout first: a value in the caller's conninfo overrides it */
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {"2", "tokend", conninfo, NULL};
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    TOK_ENSURE(pg != NULL, TOK_ERR_NOMEM);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        first_line(PQerrorMessage(pg), why, why_len);
+        PQfinish(pg);
+        return TOK_ERR_DB;
+    }
+    *out = pg;
+    return TOK_OK;
+}
+
+/*
+ * Server notices and asynchronous errors (a FATAL when PostgreSQL restarts,
+ * a WARNING) go to the JSON log, first line only (DETAIL lines may carry
+ * values), instead of libpq's default of printing them to stderr.
+ */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    size_t n = strcspn(message, "\n");
+    tok_log_warn("postgresql: %.*s", (int)(n > 200 ? 200 : n), message);
+}
+
+static void set_notices(PGconn *pg)
+{
+    if (pg != NULL)
+        PQsetNoticeProcessor(pg, on_notice, NULL);
+}
+
+static bool ensure_connected(struct tok_db_conn *c)
+{
+    if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
+        return true;
+    uint64_t now = now_ms();
+    if (now - c->last_connect_ms < RECONNECT_INTERVAL_MS)
+        return false;
+    c->last_connect_ms = now;
+    c->nprepared = 0;
+    if (c->pg != NULL) {
+        PQreset(c->pg);
+        if (PQstatus(c->pg) == CONNECTION_OK) {
+            tok_log_info("%s: database connection re-established", __func__);
+            return true;
+        }
+        return false;
+    }
+    char why[TOK_DB_WHY_MAX];
+    if (tok_db_connect(c->db->conninfo, &c->pg, why, sizeof why) != TOK_OK)
+        return false;
+    set_notices(c->pg);
+    return true;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static const char *sqlstate_of(const PGresult *r)
+{
+    const char *s = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return s != NULL ? s : "none";
+}
+
+static void forget_prepared(struct tok_db_conn *c, const struct tok_sql *sql)
+{
+    for (unsigned i = 0; i < c->nprepared; i++) {
+        if (c->prepared[i] == sql) {
+            c->prepared[i] = c->prepared[--c->nprepared];
+            return;
+        }
+    }
+}
+
+/* Records an item just sent; a full queue is synced first by the callers. */
+static void pending_add(struct tok_db_conn *c, bool batch, bool keep, const struct tok_sql *prepare)
+{
+    struct pending *p = &c->pending[c->npending++];
+    p->prepare = prepare;
+    p->batch = batch;
+    p->keep = keep;
+    if (!batch)
+        c->job_pending++;
+}
+
+/*
+ * Sends one Sync and reads the result of every item sent since the last one.
+ * Returns the first failure of a job item (TOK_ERR_CONFLICT for a unique
+ * violation), TOK_ERR_DB if a batch item failed; *kept gets the result of
+ * the item marked keep when it succeeded.
+ */
+static tok_status sync_pending(struct tok_db_conn *c, PGresult **kept)
+{
+    tok_status st = TOK_OK;
+    unsigned n = c->npending;
+    c->npending = 0;
+    c->job_pending = 0;
+    if (n == 0)
+        return TOK_OK;
+    if (PQpipelineSync(c->pg) != 1) {
+        c->batch_failed = true;
+        return TOK_ERR_DB;
+    }
+    bool lost = false;
+    for (unsigned i = 0; i < n; i++) {
+        const struct pending *p = &c->pending[i];
+        PGresult *r = lost ? NULL : PQgetResult(c->pg);
+        if (r == NULL) {
+            lost = true; /* the connection broke: nothing more will come */
+            c->batch_failed = true;
+            if (p->prepare != NULL)
+                forget_prepared(c, p->prepare);
+            if (st == TOK_OK)
+                st = TOK_ERR_DB;
+            continue;
+        }
+        ExecStatusType es = PQresultStatus(r);
+        bool ok = es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK;
+        if (!ok) {
+            const char *state = sqlstate_of(r);
+            tok_status err =
+                strcmp(state, "23505") == 0 && !p->batch ? TOK_ERR_CONFLICT : TOK_ERR_DB;
+            if (es != PGRES_PIPELINE_ABORTED && err == TOK_ERR_DB)
+                tok_log_warn("%s: %s failed: sqlstate %s", __func__,
+                             p->batch ? "a transaction statement" : "a statement", state);
+            if (p->batch)
+                c->batch_failed = true;
+            else if (st == TOK_OK && es != PGRES_PIPELINE_ABORTED)
+                st = err;
+            if (p->prepare != NULL)
+                forget_prepared(c, p->prepare);
+        }
+        if (ok && p->keep && kept != NULL)
+            *kept = r;
+        else
+            PQclear(r);
+        while ((r = PQgetResult(c->pg)) != NULL) /* the end of this item's results */
+            PQclear(r);
+    }
+    if (!lost) {
+        PGresult *r = PQgetResult(c->pg);
+        if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+            c->batch_failed = true;
+        PQclear(r);
+    }
+    if (PQstatus(c->pg) != CONNECTION_OK)
+        c->batch_failed = true;
+    if (c->batch_failed && st == TOK_OK)
+        st = TOK_ERR_DB;
+    return st;
+}
+
+/* Queues a statement without parameters (BEGIN, SAVEPOINT ...), as the batch's item. */
+static void send_batch_command(struct tok_db_conn *c, const char *sql)
+{
+    if (c->npending >= PENDING_MAX)
+        (void)sync_pending(c, NULL);
+    if (PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0) != 1) {
+        c->batch_failed = true;
+        return;
+    }
+    pending_add(c, true, false, NULL);
+}
+
+tok_status tok_db_command(struct tok_db_conn *c, const char *sql)
+{
+    TOK_ENSURE(c != NULL && sql != NULL && c->in_pipeline, TOK_ERR_INTERNAL);
+    if (c->npending >= PENDING_MAX)
+        TOK_GUARD(sync_pending(c, NULL));
+    TOK_ENSURE(PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0) == 1, TOK_ERR_DB);
+    pending_add(c, false, false, NULL);
+    return sync_pending(c, NULL);
+}
+
+/* Queues the statement (and its Parse on first use on this connection). */
+static tok_status send_prepared(struct tok_db_conn *c, const struct tok_sql *sql,
+                                const char *const *values, const int *lengths, const int *formats,
+                                bool keep)
+{
+    TOK_ENSURE(c->in_pipeline, TOK_ERR_INTERNAL);
+    if (c->npending + 2 > PENDING_MAX)
+        TOK_GUARD(sync_pending(c, NULL));
+    bool known = false;
+    for (unsigned i = 0; i < c->nprepared && !known; i++)
+        known = c->prepared[i] == sql;
+    if (!known) {
+        TOK_ENSURE(c->nprepared < TOK_DB_PREPARED_MAX, TOK_ERR_BOUNDS);
+        TOK_ENSURE(PQsendPrepare(c->pg, sql->name, sql->text, sql->nparams, NULL) == 1, TOK_ERR_DB);
+        c->prepared[c->nprepared++] = sql;
+        pending_add(c, false, false, sql);
+    }
+    TOK_ENSURE(PQsendQueryPrepared(c->pg, sql->name, sql->nparams, values, lengths, formats, 0) == 1,
+               TOK_ERR_DB);
+    pending_add(c, false, keep, NULL);
+    return TOK_OK;
+}
+
+tok_status tok_db_exec(struct tok_db_conn *c, const struct tok_sql *sql, const char *const *values,
+                       const int *lengths, const int *formats, PGresult **out)
+{
+    TOK_ENSURE(c != NULL && sql != NULL && out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    tok_status st = send_prepared(c, sql, values, lengths, formats, true);
+    PGresult *r = NULL;
+    tok_status sst = sync_pending(c, &r);
+    if (st == TOK_OK)
+        st = sst;
+    if (st != TOK_OK || r == NULL) {
+        PQclear(r);
+        return st != TOK_OK ? st : TOK_ERR_DB;
+    }
+    *out = r;
+    return TOK_OK;
+}
+
+tok_status tok_db_exec_deferred(struct tok_db_conn *c, const struct tok_sql *sql,
+                                const char *const *values, const int *lengths, const int *formats)
+{
+    TOK_ENSURE(c != NULL && sql != NULL, TOK_ERR_INTERNAL);
+    return send_prepared(c, sql, values, lengths, formats, false);
+}
+
+tok_status tok_db_set_tenant(struct tok_db_conn *c, const char *tenant_id)
+{
+    static const struct tok_sql set_tenant = {
+        "set_tenant", "SELECT set_config('tokend.tenant_id', $1, true)", 1};
+    const char *vals[1] = {tenant_id};
+    return tok_db_exec_deferred(c, &set_tenant, vals, NULL, NULL);
+}
+
+/* Takes up to batch_max jobs; blocks until at least one is queued or we stop. */
+static struct tok_db_job *take_batch(struct tok_db *db, unsigned *count)
+{
+    pthread_mutex_lock(&db->mu);
+    while (db->head == NULL && !db->stopping)
+        pthread_cond_wait(&db->cv, &db->mu);
+    if (db->head != NULL && db->batch_window_us > 0 && db->queued < db->batch_max && !db->stopping) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += (long)db->batch_window_us * 1000L;
+        dl.tv_sec += dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        while (db->queued < db->batch_max && !db->stopping &&
+               pthread_cond_timedwait(&db->cv, &db->mu, &dl) == 0)
+            ;
+    }
+    struct tok_db_job *first = db->head, *last = NULL;
+    unsigned n = 0;
+    for (struct tok_db_job *j = db->head; j != NULL && n < db->batch_max; j = j->next) {
+        last = j;
+        n++;
+    }
+    if (last != NULL) {
+        db->head = last->next;
+        if (db->head == NULL)
+            db->tail = NULL;
+        last->next = NULL;
+        db->queued -= n;
+    }
+    pthread_mutex_unlock(&db->mu);
+    *count = n;
+    return first;
+}
+
+static void fail_all(struct tok_db_job *jobs, tok_status st)
+{
+    for (struct tok_db_job *j = jobs; j != NULL; j = j->next)
+        j->status = st;
+}
+
+static void reply_all(struct tok_db_job *jobs)
+{
+    while (jobs != NULL) {
+        struct tok_db_job *next = jobs->next; /* the loop may free the job once sent */
+        jobs->next = NULL;
+        h2o_multithread_send_message(jobs->reply_to, &jobs->super);
+        jobs = next;
+    }
+}
+
+/* Runs one job: its own items that nobody synced yet are synced before its end is decided. */
+static tok_status run_job(struct tok_db_conn *c, struct tok_db_job *j)
+{
+    tok_status st = j->exec(j, c);
+    if (c->job_pending > 0) {
+        tok_status sst = sync_pending(c, NULL);
+        if (st == TOK_OK)
+            st = sst;
+    }
+    return st;
+}
+
+/* Runs one job inside its own savepoint; its end travels with the next statement. */
+static void run_one(struct tok_db_conn *c, struct tok_db_job *j)
+{
+    send_batch_command(c, "SAVEPOINT job");
+    j->status = run_job(c, j);
+    send_batch_command(c, j->status == TOK_OK ? "RELEASE SAVEPOINT job" : "ROLLBACK TO SAVEPOINT job");
+}
+
+/* Runs jobs of one group together; if that fails, rolls it back and runs them one by one. */
+static void run_group(struct tok_db_conn *c, struct tok_db_job *const *jobs, unsigned n)
+{
+    send_batch_command(c, "SAVEPOINT job");
+    tok_status st = jobs[0]->group->exec(jobs, n, c);
+    if (c->job_pending > 0) {
+        tok_status sst = sync_pending(c, NULL);
+        if (st == TOK_OK)
+            st = sst;
+    }
+    if (st == TOK_OK) {
+        send_batch_command(c, "RELEASE SAVEPOINT job");
+        c->grouped += n;
+        return;
+    }
+    send_batch_command(c, "ROLLBACK TO SAVEPOINT job");
+    for (unsigned i = 0; i < n && !c->batch_failed; i++)
+        run_one(c, jobs[i]);
+}
+
+static bool same_group(const struct tok_db_job *a, const struct tok_db_job *b)
+{
+    return a->group == b->group && strcmp(a->group_key != NULL ? a->group_key : "",
+                                          b->group_key != NULL ? b->group_key : "") == 0;
+}
+
+/*
+ * Jobs in list order; a job of a group takes every later job of the same group
+ * and key with it. Running them out of arrival order is sound: none of them
+ * has been answered yet, so any order is one the clients could have seen.
+ */
+static void run_jobs(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n)
+{
+    unsigned k = 0;
+    for (struct tok_db_job *j = jobs; j != NULL && k < n; j = j->next)
+        c->order[k++] = j;
+    for (unsigned i = 0; i < k && !c->batch_failed; i++) {
+        struct tok_db_job *j = c->order[i];
+        if (j == NULL)
+            continue;
+        c->order[i] = NULL;
+        if (j->group == NULL) {
+            run_one(c, j);
+            continue;
+        }
+        unsigned g = 0;
+        c->group[g++] = j;
+        for (unsigned m = i + 1; m < k; m++) {
+            if (c->order[m] != NULL && same_group(j, c->order[m])) {
+                c->group[g++] = c->order[m];
+                c->order[m] = NULL;
+            }
+        }
+        if (g == 1)
+            run_one(c, j);
+        else
+            run_group(c, c->group, g);
+    }
+}
+
+static void run_batch(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n)
+{
+    if (!ensure_connected(c) || PQenterPipelineMode(c->pg) != 1) {
+        fail_all(jobs, TOK_ERR_DB);
+        return;
+    }
+    c->in_pipeline = true;
+    c->batch_failed = false;
+    c->npending = c->job_pending = 0;
+    c->batches++;
+    c->jobs += n;
+    send_batch_command(c, "BEGIN");
+    if (n == 1) {
+        /* one job: no savepoint, its failure is the transaction's */
+        jobs->status = run_job(c, jobs);
+        send_batch_command(c, jobs->status == TOK_OK ? "COMMIT" : "ROLLBACK");
+        (void)sync_pending(c, NULL);
+        if (c->batch_failed && jobs->status == TOK_OK)
+            jobs->status = TOK_ERR_DB;
+    } else {
+        run_jobs(c, jobs, n);
+        if (!c->batch_failed) {
+            send_batch_command(c, "COMMIT");
+            (void)sync_pending(c, NULL);
+        }
+        if (c->batch_failed) {
+            /* a transaction statement failed or the connection broke: nothing was committed */
+            (void)sync_pending(c, NULL);
+            if (PQstatus(c->pg) == CONNECTION_OK) {
+                send_batch_command(c, "ROLLBACK");
+                (void)sync_pending(c, NULL);
+            }
+            fail_all(jobs, TOK_ERR_DB);
+        }
+    }
+    c->in_pipeline = false;
+    if (PQexitPipelineMode(c->pg) != 1 || PQstatus(c->pg) != CONNECTION_OK) {
+        /* a connection left mid-pipeline is not reusable: start over next batch */
+        tok_log_warn("%s: dropping the database connection", __func__);
+        PQfinish(c->pg);
+        c->pg = NULL;
+        c->nprepared = 0;
+    }
+}
+
+static void *db_thread(void *arg)
+{
+    struct tok_db_conn *c = arg;
+    for (;;) {
+        unsigned n = 0;
+        struct tok_db_job *jobs = take_batch(c->db, &n);
+        if (jobs == NULL)
+            break; /* stopping and drained */
+        uint64_t t0 = now_us();
+        for (const struct tok_db_job *j = jobs; j != NULL; j = j->next)
+            c->wait_us += t0 - j->queued_us;
+        run_batch(c, jobs, n);
+        uint64_t run = now_us() - t0;
+        c->run_us += run;
+        if (run > c->run_max_us)
+            c->run_max_us = run;
+        reply_all(jobs);
+    }
+    return NULL;
+}
+
+tok_status tok_db_open(const struct tok_db_config *cfg, struct tok_db **out, char *why,
+                       size_t why_len)
+{
+    TOK_ENSURE(cfg != NULL && out != NULL && cfg->conninfo != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(cfg->threads >= 1 && cfg->threads <= 64 && cfg->batch_max >= 1, TOK_ERR_INTERNAL);
+    struct tok_db *db = calloc(1, sizeof *db + cfg->threads * sizeof(struct tok_db_conn));
+    TOK_ENSURE(db != NULL, TOK_ERR_NOMEM);
+    size_t clen = strlen(cfg->conninfo) + 1;
+    db->conninfo = sodium_malloc(clen);
+    if (db->conninfo == NULL) {
+        free(db);
+        return TOK_ERR_NOMEM;
+    }
+    tok_copy(db->conninfo, cfg->conninfo, clen);
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_cond_init(&db->cv, NULL);
+    db->batch_max = cfg->batch_max;
+    db->nthreads = cfg->threads;
+    db->batch_window_us = cfg->batch_window_us;
+    tok_status st = TOK_OK;
+    for (unsigned i = 0; i < cfg->threads && st == TOK_OK; i++) {
+        db->conns[i].db = db;
+        db->conns[i].order = calloc(cfg->batch_max, sizeof(struct tok_db_job *));
+        db->conns[i].group = calloc(cfg->batch_max, sizeof(struct tok_db_job *));
+        if (db->conns[i].order == NULL || db->conns[i].group == NULL) {
+            free(db->conns[i].order);
+            free(db->conns[i].group);
+            db->conns[i].order = db->conns[i].group = NULL;
+            snprintf(why, why_len, "out of memory");
+            st = TOK_ERR_NOMEM;
+            break;
+        }
+        st = tok_db_connect(db->conninfo, &db->conns[i].pg, why, why_len);
+        if (st == TOK_OK) {
+            set_notices(db->conns[i].pg);
+            db->nconns++;
+        }
+    }
+    for (unsigned i = 0; i < db->nconns && st == TOK_OK; i++) {
+        if (pthread_create(&db->conns[i].tid, NULL, db_thread, &db->conns[i]) != 0) {
+            snprintf(why, why_len, "cannot start database thread");
+            st = TOK_ERR_INTERNAL;
+        }
+    }
+    if (st != TOK_OK) {
+        /* no thread has started unless all connected; join those that did */
+        tok_db_close(&db);
+        return st;
+    }
+    *out = db;
+    return TOK_OK;
+}
+
+void tok_db_submit(struct tok_db *db, struct tok_db_job *job)
+{
+    memset(&job->super, 0, sizeof job->super);
+    job->next = NULL;
+    job->queued_us = now_us();
+    pthread_mutex_lock(&db->mu);
+    if (db->tail != NULL)
+        db->tail->next = job;
+    else
+        db->head = job;
+    db->tail = job;
+    db->queued++;
+    bool wake_all = db->queued >= db->batch_max;
+    pthread_mutex_unlock(&db->mu);
+    if (wake_all)
+        pthread_cond_broadcast(&db->cv);
+    else
+        pthread_cond_signal(&db->cv);
+}
+
+void tok_db_on_replies(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_multithread_message_t *m =
+            H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+        h2o_linklist_unlink(&m->link);
+        struct tok_db_job *job = (struct tok_db_job *)m;
+        job->done(job);
+    }
+}
+
+void tok_db_close(struct tok_db **pdb)
+{
+    if (pdb == NULL || *pdb == NULL)
+        return;
+    struct tok_db *db = *pdb;
+    pthread_mutex_lock(&db->mu);
+    db->stopping = true;
+    pthread_mutex_unlock(&db->mu);
+    pthread_cond_broadcast(&db->cv);
+    for (unsigned i = 0; i < db->nconns; i++) {
+        if (db->conns[i].tid != 0)
+            pthread_join(db->conns[i].tid, NULL);
+    }
+    for (unsigned i = 0; i < db->nconns; i++) {
+        const struct tok_db_conn *c = &db->conns[i];
+        if (c->batches > 0)
+            tok_log_info("%s: database thread %u: %llu jobs (%llu run grouped) in %llu "
+                         "transactions; mean wait in queue %llu us, mean transaction %llu us, "
+                         "longest %llu us",
+                         __func__, i, (unsigned long long)c->jobs, (unsigned long long)c->grouped,
+                         (unsigned long long)c->batches, (unsigned long long)(c->wait_us / c->jobs),
+                         (unsigned long long)(c->run_us / c->batches),
+                         (unsigned long long)c->run_max_us);
+        PQfinish(db->conns[i].pg);
+    }
+    for (unsigned i = 0; i < db->nthreads; i++) {
+        free(db->conns[i].order);
+        free(db->conns[i].group);
+    }
+    sodium_free(db->conninfo);
+    pthread_cond_destroy(&db->cv);
+    pthread_mutex_destroy(&db->mu);
+    free(db);
+    *pdb = NULL;
+}

@@ -1,0 +1,674 @@
+/*
+ * keyring.c - master key, tenant keys, sealing, fingerprints, random ids and
+ * API key secrets (formats in keyring.h). Every key byte lives in
+ * sodium_malloc memory that is locked and then made read-only; stack copies
+ * of random material are wiped in the function that made them.
+ */
+#include "tokend/vault/keyring.h"
+#include "tokend/core/rand.h"
+
+#include "tokend/core/base62.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KDF_CONTEXT "tokend__"
+#define KDF_ID_API_KEY_HASH 1
+#define KDF_ID_AUDIT_MAC 2
+#define KDF_ID_REF_LOOKUP 3
+#define REF_LOOKUP_LABEL "tokend:v1:ref_lookup:"
+
+#define WRAP_AD_MAX (32 + TOK_KEYRING_ID_MAX)
+#define SEAL_AD_LABEL "tokend:aead"
+#define SEAL_AD_MAX (4 + sizeof SEAL_AD_LABEL + 1 + 4 + 4 * (4 + TOK_KEYRING_ID_MAX))
+
+struct tok_keyring {
+    uint8_t kek[TOK_KEYRING_KEY_LEN];
+    uint8_t api_hash_key[TOK_KEYRING_KEY_LEN];
+    uint8_t audit_key[TOK_KEYRING_KEY_LEN];
+    uint8_t ref_lookup_root[TOK_KEYRING_KEY_LEN];
+};
+
+struct tok_tenant_keys {
+    uint32_t version;
+    uint32_t tenant_len;
+    uint8_t dek[TOK_KEYRING_KEY_LEN];
+    uint8_t fpk[TOK_KEYRING_KEY_LEN];
+    uint8_t ref_lookup[TOK_KEYRING_KEY_LEN];
+    char tenant_id[TOK_KEYRING_ID_MAX + 1];
+};
+
+/* ---- master key ------------------------------------------------------------------------- */
+
+static _Thread_local char why_mem[TOK_KEYRING_WHY_MAX];
+
+/* A message naming the (non-secret) path, in thread-local memory; a static one if too long. */
+static const char *why_with_path(const char *msg, const char *path, const char *fallback)
+{
+    struct tok_buf b;
+    const char *s = NULL;
+    tok_buf_init(&b, why_mem, sizeof why_mem);
+    if (tok_buf_printf(&b, "%s: %s", msg, path) != TOK_OK || tok_buf_cstr(&b, &s) != TOK_OK)
+        return fallback;
+    return s;
+}
+
+static tok_status keyring_alloc(struct tok_keyring **out)
+{
+    struct tok_keyring *kr = sodium_malloc(sizeof *kr);
+    TOK_ENSURE(kr != NULL, TOK_ERR_NOMEM);
+    /* sodium_malloc locks on a best-effort basis; a KEK that can be swapped out is refused */
+    if (sodium_mlock(kr, sizeof *kr) != 0) {
+        sodium_free(kr);
+        return TOK_ERR_NOMEM;
+    }
+    sodium_memzero(kr, sizeof *kr);
+    *out = kr;
+    return TOK_OK;
+}
+
+/* Derives the sub-keys from kr->kek and makes the keyring read-only. */
+static tok_status keyring_finish(struct tok_keyring *kr)
+{
+    if (crypto_kdf_derive_from_key(kr->api_hash_key, sizeof kr->api_hash_key,
+                                   KDF_ID_API_KEY_HASH, KDF_CONTEXT, kr->kek) != 0 ||
+        crypto_kdf_derive_from_key(kr->audit_key, sizeof kr->audit_key, KDF_ID_AUDIT_MAC,
+                                   KDF_CONTEXT, kr->kek) != 0 ||
+        crypto_kdf_derive_from_key(kr->ref_lookup_root, sizeof kr->ref_lookup_root,
+                                   KDF_ID_REF_LOOKUP, KDF_CONTEXT, kr->kek) != 0)
+        return TOK_ERR_CRYPTO;
+    TOK_ENSURE(sodium_mprotect_readonly(kr) == 0, TOK_ERR_INTERNAL);
+    return TOK_OK;
+}
+
+void tok_keyring_free(struct tok_keyring **kr)
+{
+    if (kr == NULL || *kr == NULL)
+        return;
+    (void)sodium_mprotect_readwrite(*kr);
+    sodium_memzero(*kr, sizeof **kr);
+    sodium_free(*kr);
+    *kr = NULL;
+}
+
+tok_status tok_keyring_from_bytes(const uint8_t key[TOK_KEYRING_KEY_LEN], struct tok_keyring **out)
+{
+    TOK_ENSURE(key != NULL && out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    TOK_ENSURE(sodium_init() >= 0, TOK_ERR_CRYPTO);
+    struct tok_keyring *kr = NULL;
+    TOK_GUARD(keyring_alloc(&kr));
+    tok_copy(kr->kek, key, TOK_KEYRING_KEY_LEN);
+    tok_status st = keyring_finish(kr);
+    if (st != TOK_OK) {
+        tok_keyring_free(&kr);
+        return st;
+    }
+    *out = kr;
+    return TOK_OK;
+}
+
+/* Reads at most raw->cap bytes; a file that fills raw is longer than any valid key file. */
+static tok_status read_all(int fd, struct tok_buf *raw)
+{
+    while (raw->len < raw->cap) {
+        ssize_t n = read(fd, raw->data + raw->len, raw->cap - raw->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        TOK_ENSURE(n >= 0, TOK_ERR_IO);
+        if (n == 0)
+            return TOK_OK;
+        raw->len += (uint32_t)n;
+    }
+    return TOK_OK;
+}
+
+/* Fills kek from 32 raw bytes or 64 hex characters with an optional trailing newline. */
+static tok_status parse_key_file(const struct tok_buf *raw, uint8_t kek[TOK_KEYRING_KEY_LEN])
+{
+    if (raw->len == TOK_KEYRING_KEY_LEN) {
+        tok_copy(kek, raw->data, TOK_KEYRING_KEY_LEN);
+        return TOK_OK;
+    }
+    size_t hex_len = 2 * TOK_KEYRING_KEY_LEN;
+    bool hex_shape = raw->len == hex_len || (raw->len == hex_len + 1 && raw->data[hex_len] == '\n');
+    TOK_ENSURE(hex_shape, TOK_ERR_INPUT);
+    size_t bin_len = 0;
+    const char *end = NULL;
+    const char *hex = (const char *)raw->data;
+    int rc = sodium_hex2bin(kek, TOK_KEYRING_KEY_LEN, hex, hex_len, NULL, &bin_len, &end);
+    if (rc != 0 || bin_len != TOK_KEYRING_KEY_LEN || end != hex + hex_len) {
+        sodium_memzero(kek, TOK_KEYRING_KEY_LEN);
+        return TOK_ERR_INPUT;
+    }
+    return TOK_OK;
+}
+
+tok_status tok_keyring_load_file(const char *path, struct tok_keyring **out, const char **why)
+{
+    const char *why_unused = NULL;
+    if (why == NULL)
+        why = &why_unused;
+    *why = NULL;
+    TOK_ENSURE(path != NULL && out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    if (sodium_init() < 0) {
+        *why = "libsodium failed to initialise";
+        return TOK_ERR_CRYPTO;
+    }
+
+    struct tok_buf raw = {0};
+    struct tok_keyring *kr = NULL;
+    tok_status st = TOK_OK;
+    /* O_NONBLOCK: a FIFO planted at the path must not hang startup; fstat refuses it below */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        bool missing = errno == ENOENT || errno == ENOTDIR;
+        *why = missing ? why_with_path("master key file not found", path,
+                                       "master key file not found")
+                       : why_with_path("master key file cannot be opened", path,
+                                       "master key file cannot be opened");
+        return TOK_ERR_IO;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        *why = "master key file cannot be examined (fstat)";
+        st = TOK_ERR_IO;
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        *why = "master key file is not a regular file";
+        st = TOK_ERR_INPUT;
+        goto fail;
+    }
+    if ((sb.st_mode & 077) != 0) {
+        *why = "master key file is readable by group or others (chmod 600)";
+        st = TOK_ERR_INPUT;
+        goto fail;
+    }
+    if (sb.st_size > TOK_KEYRING_FILE_MAX) {
+        *why = "master key file must hold 32 raw bytes or 64 hex characters";
+        st = TOK_ERR_INPUT;
+        goto fail;
+    }
+    st = tok_buf_alloc(&raw, TOK_KEYRING_FILE_MAX + 1, true);
+    if (st != TOK_OK) {
+        *why = "out of memory reading the master key";
+        goto fail;
+    }
+    st = read_all(fd, &raw);
+    if (st != TOK_OK) {
+        *why = "master key file cannot be read";
+        goto fail;
+    }
+    st = keyring_alloc(&kr);
+    if (st != TOK_OK) {
+        *why = "cannot allocate locked memory for the master key (RLIMIT_MEMLOCK)";
+        goto fail;
+    }
+    st = parse_key_file(&raw, kr->kek);
+    if (st != TOK_OK) {
+        *why = "master key file must hold 32 raw bytes or 64 hex characters";
+        goto fail;
+    }
+    /* an all-zero key is a placeholder (head -c 32 /dev/zero), not a secret */
+    if (sodium_is_zero(kr->kek, sizeof kr->kek)) {
+        *why = "master key is all zeros";
+        st = TOK_ERR_INPUT;
+        goto fail;
+    }
+    st = keyring_finish(kr);
+    if (st != TOK_OK) {
+        *why = "cannot derive or protect the master sub-keys";
+        goto fail;
+    }
+    *out = kr;
+    kr = NULL;
+fail:
+    tok_buf_wipe(&raw);
+    tok_keyring_free(&kr);
+    (void)close(fd);
+    return st;
+}
+
+/* ---- keyed hashes on the master sub-keys ------------------------------------------------- */
+
+static tok_status keyed_hash(const uint8_t key[TOK_KEYRING_KEY_LEN], struct tok_slice msg,
+                             uint8_t out[TOK_KEYRING_HASH_LEN])
+{
+    static const uint8_t empty[1] = {0};
+    int rc = crypto_generichash(out, TOK_KEYRING_HASH_LEN, msg.len > 0 ? msg.ptr : empty, msg.len,
+                                key, TOK_KEYRING_KEY_LEN);
+    return rc == 0 ? TOK_OK : TOK_ERR_CRYPTO;
+}
+
+tok_status tok_keyring_api_key_hash(const struct tok_keyring *kr, struct tok_slice secret,
+                                    uint8_t out[TOK_KEYRING_HASH_LEN])
+{
+    TOK_ENSURE(kr != NULL && out != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(secret.ptr != NULL && secret.len > 0, TOK_ERR_INPUT);
+    TOK_ENSURE(secret.len <= TOK_KEYRING_HASH_IN_MAX, TOK_ERR_INPUT);
+    return keyed_hash(kr->api_hash_key, secret, out);
+}
+
+tok_status tok_keyring_audit_mac(const struct tok_keyring *kr, struct tok_slice msg,
+                                 uint8_t out[TOK_KEYRING_HASH_LEN])
+{
+    TOK_ENSURE(kr != NULL && out != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(msg.ptr != NULL || msg.len == 0, TOK_ERR_INTERNAL);
+    return keyed_hash(kr->audit_key, msg, out);
+}
+
+/* ---- tenant keys: wrap and unwrap -------------------------------------------------------- */
+
+/* Tenant ids appear inside ':'-separated associated data: printable, no space, no ':'. */
+static tok_status check_tenant_id(const char *tenant_id, size_t *len)
+{
+    TOK_ENSURE(tenant_id != NULL, TOK_ERR_INPUT);
+    size_t n = strnlen(tenant_id, TOK_KEYRING_ID_MAX + 1);
+    TOK_ENSURE(n >= 1 && n <= TOK_KEYRING_ID_MAX, TOK_ERR_INPUT);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)tenant_id[i];
+        TOK_ENSURE(c > 0x20 && c < 0x7f && c != ':', TOK_ERR_INPUT);
+    }
+    *len = n;
+    return TOK_OK;
+}
+
+static tok_status wrap_ad(struct tok_buf *ad, const char *role, const char *tenant_id,
+                          uint32_t version)
+{
+    return tok_buf_printf(ad, "tokend:v1:%s:%s:%" PRIu32, role, tenant_id, version);
+}
+
+/* Appends nonce || ciphertext || tag of key under the KEK; room was checked by the caller. */
+static tok_status wrap_key(const struct tok_keyring *kr, const char *role, const char *tenant_id,
+                           uint32_t version, const uint8_t key[TOK_KEYRING_KEY_LEN],
+                           struct tok_buf *out)
+{
+    uint8_t ad_mem[WRAP_AD_MAX];
+    struct tok_buf ad;
+    tok_buf_init(&ad, ad_mem, sizeof ad_mem);
+    TOK_GUARD(wrap_ad(&ad, role, tenant_id, version));
+    TOK_ENSURE(out->cap - out->len >= TOK_KEYRING_WRAPPED_LEN, TOK_ERR_BOUNDS);
+
+    uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    randombytes_buf(nonce, sizeof nonce);
+    uint32_t start = out->len;
+    TOK_GUARD(tok_buf_write(out, nonce, sizeof nonce));
+    unsigned long long clen = 0;
+    /* the library writes into the space reserved above (key + tag) */
+    int rc = crypto_aead_xchacha20poly1305_ietf_encrypt(out->data + out->len, &clen, key,
+                                                        TOK_KEYRING_KEY_LEN, ad.data, ad.len,
+                                                        NULL, nonce, kr->kek);
+    if (rc != 0 || clen != TOK_KEYRING_WRAPPED_LEN - sizeof nonce) {
+        out->len = start;
+        return TOK_ERR_CRYPTO;
+    }
+    out->len += (uint32_t)clen;
+    return TOK_OK;
+}
+
+static tok_status unwrap_key(const struct tok_keyring *kr, const char *role, const char *tenant_id,
+                             uint32_t version, struct tok_slice wrapped,
+                             uint8_t key[TOK_KEYRING_KEY_LEN])
+{
+    TOK_ENSURE(wrapped.ptr != NULL && wrapped.len == TOK_KEYRING_WRAPPED_LEN, TOK_ERR_INPUT);
+    uint8_t ad_mem[WRAP_AD_MAX];
+    struct tok_buf ad;
+    tok_buf_init(&ad, ad_mem, sizeof ad_mem);
+    TOK_GUARD(wrap_ad(&ad, role, tenant_id, version));
+
+    const size_t nlen = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+    unsigned long long mlen = 0;
+    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(key, &mlen, NULL, wrapped.ptr + nlen,
+                                                        wrapped.len - nlen, ad.data, ad.len,
+                                                        wrapped.ptr, kr->kek);
+    if (rc != 0 || mlen != TOK_KEYRING_KEY_LEN) {
+        sodium_memzero(key, TOK_KEYRING_KEY_LEN);
+        return TOK_ERR_CRYPTO;
+    }
+    return TOK_OK;
+}
+
+tok_status tok_keyring_tenant_keys_new(const struct tok_keyring *kr, const char *tenant_id,
+                                       uint32_t version, struct tok_buf *wrapped_dek_out,
+                                       struct tok_buf *wrapped_fpk_out)
+{
+    TOK_ENSURE(kr != NULL && wrapped_dek_out != NULL && wrapped_fpk_out != NULL,
+               TOK_ERR_INTERNAL);
+    TOK_ENSURE(wrapped_dek_out != wrapped_fpk_out, TOK_ERR_INTERNAL);
+    TOK_ENSURE(wrapped_dek_out->len <= wrapped_dek_out->cap, TOK_ERR_INTERNAL);
+    TOK_ENSURE(wrapped_fpk_out->len <= wrapped_fpk_out->cap, TOK_ERR_INTERNAL);
+    size_t tlen = 0;
+    TOK_GUARD(check_tenant_id(tenant_id, &tlen));
+    TOK_ENSURE(version >= 1, TOK_ERR_INPUT);
+    TOK_ENSURE(wrapped_dek_out->cap - wrapped_dek_out->len >= TOK_KEYRING_WRAPPED_LEN,
+               TOK_ERR_BOUNDS);
+    TOK_ENSURE(wrapped_fpk_out->cap - wrapped_fpk_out->len >= TOK_KEYRING_WRAPPED_LEN,
+               TOK_ERR_BOUNDS);
+
+    uint8_t *keys = sodium_malloc(2 * TOK_KEYRING_KEY_LEN);
+    TOK_ENSURE(keys != NULL, TOK_ERR_NOMEM);
+    randombytes_buf(keys, 2 * TOK_KEYRING_KEY_LEN);
+    uint32_t dek_start = wrapped_dek_out->len;
+    tok_status st = wrap_key(kr, "dek", tenant_id, version, keys, wrapped_dek_out);
+    if (st == TOK_OK) {
+        st = wrap_key(kr, "fpk", tenant_id, version, keys + TOK_KEYRING_KEY_LEN, wrapped_fpk_out);
+        if (st != TOK_OK) {
+            sodium_memzero(wrapped_dek_out->data + dek_start, TOK_KEYRING_WRAPPED_LEN);
+            wrapped_dek_out->len = dek_start;
+        }
+    }
+    sodium_free(keys); /* zeroes before releasing */
+    return st;
+}
+
+void tok_tenant_keys_free(struct tok_tenant_keys **tk)
+{
+    if (tk == NULL || *tk == NULL)
+        return;
+    (void)sodium_mprotect_readwrite(*tk);
+    sodium_memzero(*tk, sizeof **tk);
+    sodium_free(*tk);
+    *tk = NULL;
+}
+
+/* The tenant's lookup key comes from the master key and the tenant id, not from a
+ * key version: references stored under an older version still match after a rotation. */
+static tok_status ref_lookup_key(const struct tok_keyring *kr, const char *tenant_id, size_t tlen,
+                                 uint8_t out[TOK_KEYRING_KEY_LEN])
+{
+    crypto_generichash_state st;
+    int rc = crypto_generichash_init(&st, kr->ref_lookup_root, sizeof kr->ref_lookup_root,
+                                     TOK_KEYRING_KEY_LEN);
+    if (rc == 0)
+        rc = crypto_generichash_update(&st, (const uint8_t *)REF_LOOKUP_LABEL,
+                                       sizeof REF_LOOKUP_LABEL - 1);
+    if (rc == 0)
+        rc = crypto_generichash_update(&st, (const uint8_t *)tenant_id, tlen);
+    if (rc == 0)
+        rc = crypto_generichash_final(&st, out, TOK_KEYRING_KEY_LEN);
+    sodium_memzero(&st, sizeof st);
+    return rc == 0 ? TOK_OK : TOK_ERR_CRYPTO;
+}
+
+tok_status tok_keyring_tenant_keys_open(const struct tok_keyring *kr, const char *tenant_id,
+                                        uint32_t version, struct tok_slice wrapped_dek,
+                                        struct tok_slice wrapped_fpk, struct tok_tenant_keys **out)
+{
+    TOK_ENSURE(kr != NULL && out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    size_t tlen = 0;
+    TOK_GUARD(check_tenant_id(tenant_id, &tlen));
+    TOK_ENSURE(version >= 1, TOK_ERR_INPUT);
+    TOK_ENSURE(wrapped_dek.len == TOK_KEYRING_WRAPPED_LEN, TOK_ERR_INPUT);
+    TOK_ENSURE(wrapped_fpk.len == TOK_KEYRING_WRAPPED_LEN, TOK_ERR_INPUT);
+
+    struct tok_tenant_keys *tk = sodium_malloc(sizeof *tk);
+    TOK_ENSURE(tk != NULL, TOK_ERR_NOMEM);
+    if (sodium_mlock(tk, sizeof *tk) != 0) {
+        sodium_free(tk);
+        return TOK_ERR_NOMEM;
+    }
+    sodium_memzero(tk, sizeof *tk);
+    tk->version = version;
+    tk->tenant_len = (uint32_t)tlen;
+    tok_copy(tk->tenant_id, tenant_id, tlen);
+    tok_status st = unwrap_key(kr, "dek", tenant_id, version, wrapped_dek, tk->dek);
+    if (st == TOK_OK)
+        st = unwrap_key(kr, "fpk", tenant_id, version, wrapped_fpk, tk->fpk);
+    if (st == TOK_OK)
+        st = ref_lookup_key(kr, tenant_id, tlen, tk->ref_lookup);
+    if (st == TOK_OK && sodium_mprotect_readonly(tk) != 0)
+        st = TOK_ERR_INTERNAL;
+    if (st != TOK_OK) {
+        tok_tenant_keys_free(&tk);
+        return st;
+    }
+    *out = tk;
+    return TOK_OK;
+}
+
+uint32_t tok_tenant_keys_version(const struct tok_tenant_keys *tk)
+{
+    return tk == NULL ? 0 : tk->version;
+}
+
+/* ---- sealing ----------------------------------------------------------------------------- */
+
+static tok_status put_u32(struct tok_buf *b, uint32_t v)
+{
+    uint8_t be[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    return tok_buf_write(b, be, sizeof be);
+}
+
+/* Length-prefixed, so no two different field lists serialise to the same bytes. */
+static tok_status put_field(struct tok_buf *b, const char *f)
+{
+    TOK_ENSURE(f != NULL, TOK_ERR_INPUT);
+    size_t n = strnlen(f, TOK_KEYRING_ID_MAX + 1);
+    TOK_ENSURE(n >= 1 && n <= TOK_KEYRING_ID_MAX, TOK_ERR_INPUT);
+    TOK_GUARD(put_u32(b, (uint32_t)n));
+    return tok_buf_write(b, f, n);
+}
+
+static tok_status seal_ad(const struct tok_tenant_keys *tk, struct tok_aad aad, struct tok_buf *ad)
+{
+    TOK_ENSURE(aad.tenant_id != NULL, TOK_ERR_INPUT);
+    size_t tlen = strnlen(aad.tenant_id, TOK_KEYRING_ID_MAX + 1);
+    /* keys of one tenant never seal or open another tenant's values: a caller bug */
+    TOK_ENSURE(tlen == tk->tenant_len && tok_slice_eq(tok_slice_of(aad.tenant_id, tlen),
+                                                      tk->tenant_id),
+               TOK_ERR_INPUT);
+    TOK_GUARD(put_field(ad, SEAL_AD_LABEL));
+    TOK_GUARD(tok_buf_putc(ad, TOK_SEALED_FORMAT_V1));
+    TOK_GUARD(put_u32(ad, tk->version));
+    TOK_GUARD(put_field(ad, aad.tenant_id));
+    TOK_GUARD(put_field(ad, aad.table));
+    TOK_GUARD(put_field(ad, aad.column));
+    return put_field(ad, aad.row_id);
+}
+
+tok_status tok_tenant_keys_seal(const struct tok_tenant_keys *tk, struct tok_aad aad,
+                                struct tok_slice plaintext, struct tok_buf *out)
+{
+    TOK_ENSURE(tk != NULL && out != NULL && out->len <= out->cap, TOK_ERR_INTERNAL);
+    TOK_ENSURE(plaintext.ptr != NULL || plaintext.len == 0, TOK_ERR_INTERNAL);
+    TOK_ENSURE(plaintext.len <= TOK_SEALED_PLAINTEXT_MAX, TOK_ERR_INPUT);
+    uint8_t ad_mem[SEAL_AD_MAX];
+    struct tok_buf ad;
+    tok_buf_init(&ad, ad_mem, sizeof ad_mem);
+    TOK_GUARD(seal_ad(tk, aad, &ad));
+    TOK_ENSURE(plaintext.len + TOK_SEALED_OVERHEAD <= (size_t)(out->cap - out->len),
+               TOK_ERR_BOUNDS);
+
+    static const uint8_t empty[1] = {0};
+    uint8_t nonce[TOK_SEALED_NONCE_LEN];
+    tok_rand_public(nonce, sizeof nonce);
+    uint32_t start = out->len;
+    TOK_GUARD(tok_buf_putc(out, TOK_SEALED_FORMAT_V1));
+    TOK_GUARD(tok_buf_write(out, nonce, sizeof nonce));
+    unsigned long long clen = 0;
+    /* the library writes ciphertext and tag into the space checked above */
+    int rc = crypto_aead_xchacha20poly1305_ietf_encrypt(
+        out->data + out->len, &clen, plaintext.len > 0 ? plaintext.ptr : empty, plaintext.len,
+        ad.data, ad.len, NULL, nonce, tk->dek);
+    if (rc != 0 || clen != plaintext.len + TOK_SEALED_TAG_LEN) {
+        sodium_memzero(out->data + start, out->cap - start);
+        out->len = start;
+        return TOK_ERR_CRYPTO;
+    }
+    out->len += (uint32_t)clen;
+    return TOK_OK;
+}
+
+tok_status tok_tenant_keys_open(const struct tok_tenant_keys *tk, struct tok_aad aad,
+                                struct tok_slice sealed, struct tok_buf *out)
+{
+    TOK_ENSURE(tk != NULL && out != NULL && out->len <= out->cap, TOK_ERR_INTERNAL);
+    TOK_ENSURE(sealed.ptr != NULL || sealed.len == 0, TOK_ERR_INTERNAL);
+    TOK_ENSURE(sealed.len >= TOK_SEALED_OVERHEAD && sealed.len <= TOK_SEALED_MAX, TOK_ERR_INPUT);
+    TOK_ENSURE(sealed.ptr[0] == TOK_SEALED_FORMAT_V1, TOK_ERR_INPUT);
+    uint8_t ad_mem[SEAL_AD_MAX];
+    struct tok_buf ad;
+    tok_buf_init(&ad, ad_mem, sizeof ad_mem);
+    TOK_GUARD(seal_ad(tk, aad, &ad));
+    size_t plen = sealed.len - TOK_SEALED_OVERHEAD;
+    TOK_ENSURE(plen <= (size_t)(out->cap - out->len), TOK_ERR_BOUNDS);
+
+    /* an empty plaintext still needs a valid pointer for the library */
+    uint8_t scratch[1];
+    uint8_t *dst = plen > 0 ? out->data + out->len : scratch;
+    const uint8_t *nonce = sealed.ptr + 1;
+    const uint8_t *ct = nonce + TOK_SEALED_NONCE_LEN;
+    unsigned long long mlen = 0;
+    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(dst, &mlen, NULL, ct,
+                                                        sealed.len - 1 - TOK_SEALED_NONCE_LEN,
+                                                        ad.data, ad.len, nonce, tk->dek);
+    if (rc != 0 || mlen != plen) {
+        sodium_memzero(dst, plen > 0 ? plen : sizeof scratch);
+        return TOK_ERR_CRYPTO;
+    }
+    out->len += (uint32_t)plen;
+    return TOK_OK;
+}
+
+tok_status tok_tenant_keys_fingerprint(const struct tok_tenant_keys *tk, struct tok_slice digits,
+                                       uint8_t out[TOK_FINGERPRINT_LEN])
+{
+    TOK_ENSURE(tk != NULL && out != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(digits.ptr != NULL, TOK_ERR_INPUT);
+    TOK_ENSURE(digits.len >= TOK_FINGERPRINT_DIGITS_MIN && digits.len <= TOK_FINGERPRINT_DIGITS_MAX,
+               TOK_ERR_INPUT);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < digits.len; i++)
+        bad |= (uint32_t)((uint32_t)(digits.ptr[i] - '0') > 9u);
+    TOK_ENSURE(bad == 0, TOK_ERR_INPUT);
+    int rc = crypto_generichash(out, TOK_FINGERPRINT_LEN, digits.ptr, digits.len, tk->fpk,
+                                sizeof tk->fpk);
+    return rc == 0 ? TOK_OK : TOK_ERR_CRYPTO;
+}
+
+tok_status tok_tenant_keys_ref_lookup(const struct tok_tenant_keys *tk, struct tok_slice ref,
+                                      uint8_t out[TOK_KEYRING_HASH_LEN])
+{
+    TOK_ENSURE(tk != NULL && out != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(ref.ptr != NULL && ref.len > 0 && ref.len <= TOK_KEYRING_HASH_IN_MAX, TOK_ERR_INPUT);
+    int rc = crypto_generichash(out, TOK_KEYRING_HASH_LEN, ref.ptr, ref.len, tk->ref_lookup,
+                                sizeof tk->ref_lookup);
+    return rc == 0 ? TOK_OK : TOK_ERR_CRYPTO;
+}
+
+/* ---- identifiers and API key secrets ------------------------------------------------------ */
+
+tok_status tok_random_id(const char *prefix, struct tok_buf *out)
+{
+    TOK_ENSURE(prefix != NULL && out != NULL && out->len <= out->cap, TOK_ERR_INTERNAL);
+    size_t plen = strnlen(prefix, TOK_RANDOM_ID_PREFIX_MAX + 1);
+    TOK_ENSURE(plen <= TOK_RANDOM_ID_PREFIX_MAX, TOK_ERR_INPUT);
+    for (size_t i = 0; i < plen; i++) {
+        char c = prefix[i];
+        TOK_ENSURE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_', TOK_ERR_INPUT);
+    }
+    TOK_ENSURE(plen + TOK_RANDOM_ID_CHARS <= (size_t)(out->cap - out->len), TOK_ERR_BOUNDS);
+
+    uint8_t rnd[TOK_RANDOM_ID_BYTES];
+    tok_rand_public(rnd, sizeof rnd);
+    uint32_t start = out->len;
+    tok_status st = tok_buf_write(out, prefix, plen);
+    if (st == TOK_OK)
+        st = tok_base62_encode(tok_slice_of(rnd, sizeof rnd), TOK_RANDOM_ID_CHARS, out);
+    if (st != TOK_OK)
+        out->len = start;
+    sodium_memzero(rnd, sizeof rnd);
+    return st;
+}
+
+static const char *const api_key_prefixes[2][2] = {
+    /* [publishable][live] */
+    {"sk_test_", "sk_live_"},
+    {"pk_test_", "pk_live_"},
+};
+
+tok_status tok_api_key_generate(bool publishable, bool live, struct tok_buf *secret_out)
+{
+    TOK_ENSURE(secret_out != NULL, TOK_ERR_INTERNAL);
+    bool allocated = false;
+    if (secret_out->data == NULL) {
+        TOK_GUARD(tok_buf_alloc(secret_out, TOK_API_KEY_LEN + 1, true));
+        allocated = true;
+    }
+    TOK_ENSURE(secret_out->len <= secret_out->cap, TOK_ERR_INTERNAL);
+    if ((size_t)(secret_out->cap - secret_out->len) < TOK_API_KEY_LEN) {
+        if (allocated)
+            tok_buf_wipe(secret_out);
+        return TOK_ERR_BOUNDS;
+    }
+
+    uint8_t rnd[TOK_API_KEY_SECRET_BYTES];
+    randombytes_buf(rnd, sizeof rnd);
+    uint32_t start = secret_out->len;
+    tok_status st = tok_buf_puts(secret_out, api_key_prefixes[publishable][live]);
+    if (st == TOK_OK)
+        st = tok_base62_encode(tok_slice_of(rnd, sizeof rnd), TOK_API_KEY_BODY_CHARS, secret_out);
+    sodium_memzero(rnd, sizeof rnd);
+    if (st != TOK_OK) {
+        sodium_memzero(secret_out->data + start, secret_out->cap - start);
+        secret_out->len = start;
+        if (allocated)
+            tok_buf_wipe(secret_out);
+    }
+    return st;
+}
+
+tok_status tok_api_key_parse_prefix(struct tok_slice key, bool *publishable, bool *live)
+{
+    TOK_ENSURE(publishable != NULL && live != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(key.ptr != NULL && key.len > 0 && key.len <= TOK_API_KEY_MAX, TOK_ERR_INPUT);
+    TOK_ENSURE(key.len == TOK_API_KEY_LEN, TOK_ERR_INPUT);
+    struct tok_slice prefix = tok_slice_of(key.ptr, TOK_API_KEY_PREFIX_LEN);
+    int kind = -1;
+    for (int i = 0; i < 4; i++) {
+        if (tok_slice_eq(prefix, api_key_prefixes[i >> 1][i & 1]))
+            kind = i;
+    }
+    TOK_ENSURE(kind >= 0, TOK_ERR_INPUT);
+
+    /* the body must be a value generate could have made: base62 and below 2^256 */
+    uint8_t value[TOK_API_KEY_SECRET_BYTES];
+    struct tok_slice body = tok_slice_of(key.ptr + TOK_API_KEY_PREFIX_LEN, TOK_API_KEY_BODY_CHARS);
+    tok_status st = tok_base62_decode(body, value, sizeof value);
+    sodium_memzero(value, sizeof value);
+    TOK_ENSURE(st == TOK_OK, TOK_ERR_INPUT);
+    *publishable = (kind >> 1) != 0;
+    *live = (kind & 1) != 0;
+    return TOK_OK;
+}
+
+/* ---- process hardening -------------------------------------------------------------------- */
+
+tok_status tok_harden_process(const char **why)
+{
+    const char *why_unused = NULL;
+    if (why == NULL)
+        why = &why_unused;
+    *why = NULL;
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) != 0) {
+        *why = "setrlimit(RLIMIT_CORE, 0) failed: core dumps could expose keys";
+        return TOK_ERR_INTERNAL;
+    }
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        *why = "prctl(PR_SET_DUMPABLE, 0) failed: the process could be dumped or traced";
+        return TOK_ERR_INTERNAL;
+    }
+    return TOK_OK;
+}
