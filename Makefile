@@ -12,9 +12,13 @@ DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libpq-dev li
             nghttp2-client curl jq openssl procps
 BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+# Read when this Makefile is read: on a fresh machine the -dev packages are not there yet, so
+# every target that installs them (run, test, bench, asan, coverage) builds in a sub-make
+# started after `deps` (see `build`), which reads these again.
+PKG_CONFIG ?= pkg-config
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
 OPT     ?= -O2
 CFLAGS  += $(OPT) -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
@@ -32,8 +36,13 @@ TOOLS_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOLS_SRCS:tests/tools/%.c=$(BUILD)/%)
 BINS      := $(BUILD)/tokend $(BUILD)/tokenctl
 
-.PHONY: all deps e2e-deps run test unit integration asan coverage bench clean stop-db fmt
+.PHONY: all build deps e2e-deps run test unit integration asan coverage bench clean stop-db fmt
 all: $(BINS) $(BUILD)/check_unit $(TOOLS)
+
+# deps, then BUILD_GOALS in a sub-make whose pkg-config flags see what deps installed.
+BUILD_GOALS ?= all
+build: deps
+	@$(MAKE) --no-print-directory $(BUILD_GOALS)
 
 # ---- dependencies -----------------------------------------------------------
 deps:
@@ -73,6 +82,9 @@ $(BUILD)/tokenctl: $(BUILD)/obj/service/tokenctl_main.o $(LIB_OBJS)
 $(BUILD)/%: $(BUILD)/obj/tests/tools/%.o $(LIB_OBJS)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+# made through the pattern rule above, so make would delete them as intermediates and
+# rebuild the tools on every run
+.SECONDARY: $(TOOLS_SRCS:%.c=$(BUILD)/obj/%.o)
 
 # The suite list is generated from the test files, so adding a suite is one file.
 $(BUILD)/gen/suites.h: $(UNIT_SRCS)
@@ -98,7 +110,7 @@ $(BUILD)/check_unit: $(UNIT_OBJS) $(LIB_OBJS)
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 # ---- run --------------------------------------------------------------------
-run: deps all
+run: build
 	@BUILD=$(BUILD) ./scripts/dev-run.sh
 
 stop-db:
@@ -127,7 +139,7 @@ coverage: deps
 	    EXTRA_CFLAGS="--coverage" EXTRA_LDFLAGS="--coverage"
 	@BUILD=build/coverage ./tests/run-all.sh
 
-bench: deps all
+bench: build
 	@BUILD=$(BUILD) ./bench/run.sh
 
 fmt:

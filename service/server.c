@@ -36,11 +36,6 @@ struct control_msg {
     h2o_multithread_message_t super;
 };
 
-struct tok_worker *tok_server_worker(h2o_req_t *req)
-{
-    return (struct tok_worker *)req->conn->ctx;
-}
-
 static int on_req(h2o_handler_t *self_, h2o_req_t *req)
 {
     struct app_handler *self = (struct app_handler *)self_;

@@ -7,48 +7,7 @@
 #define TOKEND_SERVER_H
 
 #include "tokend/core/common.h"
-#include "tokend/core/config.h"
-#include "tokend/store/db.h"
-#include "tokend/gateways/gateway.h"
-
-#include <h2o.h>
-#include <openssl/ssl.h>
-#include <pthread.h>
-#include <semaphore.h>
-
-struct tok_keyring;
-
-/** Everything shared by all threads; read-only once the loops run. */
-struct tok_app {
-    const struct tok_config *cfg;
-    struct tok_db *db;
-    struct tok_db *reporting_db; /* tokend_reporting's pool (lists, exports); NULL = off */
-    struct tok_keyring *keyring;
-    struct tok_httpc *httpc; /* gateway HTTPS client (httpc.h), shared by every loop */
-    h2o_globalconf_t h2o;
-    SSL_CTX *ssl_ctx;
-    struct tok_worker *workers;
-    unsigned nworkers;
-    sem_t ready; /* posted by each loop thread once its h2o objects exist */
-};
-
-/** One event-loop thread. */
-struct tok_worker {
-    h2o_context_t ctx; /* first: handlers reach the worker from req->conn->ctx */
-    struct tok_app *app;
-    unsigned index;
-    pthread_t tid;
-    h2o_multithread_queue_t *queue;
-    h2o_multithread_receiver_t db_replies;
-    h2o_multithread_receiver_t control;
-    h2o_multithread_receiver_t httpc_replies; /* finished gateway HTTP requests */
-    h2o_accept_ctx_t accept_h2c, accept_tls;
-    int listen_fd[2]; /* bound on the main thread, wrapped by the loop (-1: off) */
-    h2o_socket_t *listeners[2];
-    struct tok_auth_cache *auth_cache;
-    struct tok_gateway_env gw_env; /* what remote adapters called from this loop use */
-    volatile bool stop;
-};
+#include "tokend/http/app.h"
 
 /**
  * Builds the h2o configuration, the TLS context (TLS >= 1.2, AEAD ciphers,
@@ -60,8 +19,5 @@ TOK_MUST_CHECK tok_status tok_server_init(struct tok_app *app, char *why, size_t
 
 /** Starts the loop threads, waits for SIGINT/SIGTERM, stops them, returns. */
 TOK_MUST_CHECK tok_status tok_server_run(struct tok_app *app);
-
-/** The worker that owns a request (from its h2o context). */
-struct tok_worker *tok_server_worker(h2o_req_t *req);
 
 #endif

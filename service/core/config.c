@@ -3,7 +3,6 @@
  * the help text, the parser and README's configuration table agree.
  */
 #include "tokend/core/config.h"
-#include "tokend/http/httpc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

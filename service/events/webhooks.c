@@ -9,7 +9,7 @@
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
-#include "tokend/server.h"
+#include "tokend/http/app.h"
 
 #include <sodium.h>
 #include <stdio.h>

@@ -12,7 +12,7 @@
 #include "tokend/vault/auth.h"
 #include "tokend/core/log.h"
 #include "tokend/finance/reports.h"
-#include "tokend/server.h"
+#include "tokend/http/app.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,29 +1,19 @@
 /*
- * gateway.c - the adapter registry and what the remote adapters share: idempotency
+ * gateway.c - what the remote adapters share: idempotency
  * keys, outcome rules for transport failures and common HTTP statuses (see
  * gateway_wire.h), and the exchange that runs one request through tok_httpc and
  * completes the call on the loop thread that submitted it.
  */
 #include "tokend/gateways/gateway.h"
+#include "tokend/core/rand.h"
 #include "tokend/core/encoding.h"
 #include "tokend/gateways/gateway_wire.h"
 #include "tokend/core/json.h"
-#include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
 
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-
-const struct tok_gateway_ops *tok_gateway_find(struct tok_slice name)
-{
-    const struct tok_gateway_ops *all[] = {tok_gateway_sandbox(), tok_gateway_stripe(),
-                                           tok_gateway_adyen()};
-    for (size_t i = 0; i < TOK_ARRAY_LEN(all); i++)
-        if (tok_slice_eq(name, all[i]->name))
-            return all[i];
-    return NULL;
-}
 
 static bool code_char(uint8_t c)
 {

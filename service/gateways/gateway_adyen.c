@@ -24,9 +24,10 @@
  */
 #include "tokend/core/currency.h"
 #include "tokend/gateways/gateway.h"
+#include "tokend/gateways/registry.h"
+#include "tokend/core/rand.h"
 #include "tokend/gateways/gateway_wire.h"
 #include "tokend/core/json.h"
-#include "tokend/vault/keyring.h"
 
 #include <sodium.h>
 #include <stdio.h>

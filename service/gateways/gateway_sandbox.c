@@ -5,7 +5,8 @@
  * test behaviour ("sbxpm_<behaviour>_<random>"), so charges need no PAN.
  */
 #include "tokend/gateways/gateway.h"
-#include "tokend/vault/keyring.h"
+#include "tokend/gateways/registry.h"
+#include "tokend/core/rand.h"
 
 #include <string.h>
 

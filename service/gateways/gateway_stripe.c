@@ -22,6 +22,7 @@
  */
 #include "tokend/core/currency.h"
 #include "tokend/gateways/gateway.h"
+#include "tokend/gateways/registry.h"
 #include "tokend/gateways/gateway_wire.h"
 #include "tokend/core/json.h"
 

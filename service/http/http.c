@@ -8,7 +8,7 @@
 #include "tokend/core/rand.h"
 #include "tokend/core/json.h"
 #include "tokend/core/log.h"
-#include "tokend/server.h"
+#include "tokend/http/app.h"
 
 #include <sodium.h>
 #include <stdio.h>

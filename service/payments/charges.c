@@ -15,11 +15,12 @@
 #include "tokend/core/currency.h"
 #include "tokend/events/events.h"
 #include "tokend/gateways/gateway.h"
+#include "tokend/gateways/registry.h"
 #include "tokend/payments/idempotency.h"
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
-#include "tokend/server.h"
+#include "tokend/http/app.h"
 #include "tokend/vault/tokens.h"
 
 #include <sodium.h>

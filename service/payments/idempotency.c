@@ -3,7 +3,7 @@
  */
 #include "tokend/payments/idempotency.h"
 #include "tokend/vault/keyring.h"
-#include "tokend/server.h"
+#include "tokend/http/app.h"
 
 #include <sodium.h>
 #include <stdio.h>

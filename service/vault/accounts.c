@@ -3,6 +3,7 @@
  * locked memory of the principal cache.
  */
 #include "tokend/vault/accounts.h"
+#include "tokend/gateways/registry.h"
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"

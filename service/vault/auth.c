@@ -6,7 +6,7 @@
 #include "tokend/core/encoding.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
-#include "tokend/server.h"
+#include "tokend/http/app.h"
 
 #include <sodium.h>
 #include <stdlib.h>

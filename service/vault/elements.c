@@ -9,7 +9,7 @@
  * check protects against, is in docs/elements.md.
  */
 #include "tokend/vault/elements.h"
-#include "tokend/admin/admin.h"
+#include "tokend/http/origin.h"
 #include "tokend/vault/auth.h"
 #include "tokend/vault/card.h"
 #include "tokend/core/json.h"
@@ -322,7 +322,7 @@ static bool read_origin(struct tok_req *r, struct tok_buf *norm)
                     "add ?origin= with the origin of the page that embeds the form", "origin");
         return false;
     }
-    if (st != TOK_OK || tok_admin_origin_normalize(tok_buf_slice(&rb), norm) != TOK_OK) {
+    if (st != TOK_OK || tok_origin_normalize(tok_buf_slice(&rb), norm) != TOK_OK) {
         refuse_page(r, 400, "invalid_origin",
                     "origin must be scheme://host[:port], as window.location.origin gives",
                     "origin");
@@ -392,7 +392,7 @@ void tok_elements_preflight(struct tok_req *r)
     /* Only an origin in the exact form a key can list (tokenctl normalises the same way) is
      * echoed; never '*', never Allow-Credentials: no cookie or TLS client auth is ever used. */
     if (tok_http_req_header(r, "origin", &origin) &&
-        tok_admin_origin_normalize(origin, &ob) == TOK_OK && tok_buf_cstr(&ob, &ostr) == TOK_OK &&
+        tok_origin_normalize(origin, &ob) == TOK_OK && tok_buf_cstr(&ob, &ostr) == TOK_OK &&
         tok_slice_eq(origin, ostr)) {
         tok_http_header(r, "access-control-allow-origin", ostr);
         tok_http_header(r, "access-control-allow-methods", "POST");

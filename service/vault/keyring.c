@@ -569,29 +569,6 @@ tok_status tok_tenant_keys_ref_lookup(const struct tok_tenant_keys *tk, struct t
 
 /* ---- identifiers and API key secrets ------------------------------------------------------ */
 
-tok_status tok_random_id(const char *prefix, struct tok_buf *out)
-{
-    TOK_ENSURE(prefix != NULL && out != NULL && out->len <= out->cap, TOK_ERR_INTERNAL);
-    size_t plen = strnlen(prefix, TOK_RANDOM_ID_PREFIX_MAX + 1);
-    TOK_ENSURE(plen <= TOK_RANDOM_ID_PREFIX_MAX, TOK_ERR_INPUT);
-    for (size_t i = 0; i < plen; i++) {
-        char c = prefix[i];
-        TOK_ENSURE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_', TOK_ERR_INPUT);
-    }
-    TOK_ENSURE(plen + TOK_RANDOM_ID_CHARS <= (size_t)(out->cap - out->len), TOK_ERR_BOUNDS);
-
-    uint8_t rnd[TOK_RANDOM_ID_BYTES];
-    tok_rand_public(rnd, sizeof rnd);
-    uint32_t start = out->len;
-    tok_status st = tok_buf_write(out, prefix, plen);
-    if (st == TOK_OK)
-        st = tok_base62_encode(tok_slice_of(rnd, sizeof rnd), TOK_RANDOM_ID_CHARS, out);
-    if (st != TOK_OK)
-        out->len = start;
-    sodium_memzero(rnd, sizeof rnd);
-    return st;
-}
-
 static const char *const api_key_prefixes[2][2] = {
     /* [publishable][live] */
     {"sk_test_", "sk_live_"},

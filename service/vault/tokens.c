@@ -16,12 +16,13 @@
 #include "tokend/vault/card.h"
 #include "tokend/core/encoding.h"
 #include "tokend/gateways/gateway.h"
+#include "tokend/gateways/registry.h"
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
 #include "tokend/store/pgarr.h"
 #include "tokend/core/secmem.h"
-#include "tokend/server.h"
+#include "tokend/http/app.h"
 
 #include <sodium.h>
 #include <stdio.h>

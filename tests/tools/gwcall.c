@@ -15,6 +15,7 @@
  *            "captured":..}; exit 0 when every call completed (whatever its outcome).
  */
 #include "tokend/gateways/gateway.h"
+#include "tokend/gateways/registry.h"
 #include "tokend/gateways/gateway_wire.h"
 #include "tokend/http/httpc.h"
 #include "tokend/core/json.h"

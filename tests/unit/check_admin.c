@@ -25,7 +25,7 @@ static tok_status origin(const char *in, char *out, size_t cap)
     struct tok_buf b;
     const char *s = NULL;
     tok_buf_init(&b, out, (uint32_t)cap);
-    tok_status st = tok_admin_origin_normalize(tok_slice_str(in), &b);
+    tok_status st = tok_origin_normalize(tok_slice_str(in), &b);
     if (st == TOK_OK)
         ck_assert_int_eq(tok_buf_cstr(&b, &s), TOK_OK);
     else
@@ -35,14 +35,14 @@ static tok_status origin(const char *in, char *out, size_t cap)
 
 static void expect_origin(const char *in, const char *want)
 {
-    char out[TOK_ADMIN_ORIGIN_MAX + 1];
+    char out[TOK_ORIGIN_MAX + 1];
     ck_assert_msg(origin(in, out, sizeof out) == TOK_OK, "origin %s refused", in);
     ck_assert_str_eq(out, want);
 }
 
 static void expect_origin_refused(const char *in)
 {
-    char out[TOK_ADMIN_ORIGIN_MAX + 1];
+    char out[TOK_ORIGIN_MAX + 1];
     ck_assert_msg(origin(in, out, sizeof out) == TOK_ERR_INPUT, "origin %s accepted", in);
 }
 
@@ -393,7 +393,7 @@ END_TEST
 
 START_TEST(test_origin_label_and_host_lengths)
 {
-    char label63[64], label64[65], url[TOK_ADMIN_ORIGIN_MAX + 64];
+    char label63[64], label64[65], url[TOK_ORIGIN_MAX + 64];
     memset(label63, 'a', 63);
     label63[63] = '\0';
     memset(label64, 'a', 64);
@@ -497,12 +497,12 @@ START_TEST(test_origin_malformed)
     expect_origin_refused("https://shop.example.com\r\nX: y");
     expect_origin_refused("https://sh\xc3\xb6p.example");
     expect_origin_refused("https://shop.example.com,https://evil.example");
-    char out[TOK_ADMIN_ORIGIN_MAX + 1];
+    char out[TOK_ORIGIN_MAX + 1];
     struct tok_buf b;
     tok_buf_init(&b, out, sizeof out);
-    ck_assert_int_eq(tok_admin_origin_normalize(tok_slice_of("https://a.example\0.evil", 23), &b),
+    ck_assert_int_eq(tok_origin_normalize(tok_slice_of("https://a.example\0.evil", 23), &b),
                      TOK_ERR_INPUT);
-    char huge[TOK_ADMIN_ORIGIN_MAX + 2];
+    char huge[TOK_ORIGIN_MAX + 2];
     memset(huge, 'a', sizeof huge - 1);
     memcpy(huge, "https://", 8);
     huge[sizeof huge - 1] = '\0';

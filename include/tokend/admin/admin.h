@@ -17,6 +17,7 @@
 #define TOKEND_ADMIN_H
 
 #include "tokend/core/common.h"
+#include "tokend/http/origin.h"
 #include "tokend/vault/keyring.h"
 
 #include <libpq-fe.h>
@@ -30,11 +31,8 @@
 #define TOK_ADMIN_SCOPES_MAX 5       /* the number of known scopes */
 #define TOK_ADMIN_SCOPE_LIST_MAX 128 /* "tokens:write,tokens:read,...": every scope once */
 #define TOK_ADMIN_SCOPES_IN_MAX 256  /* longest --scopes argument accepted */
-#define TOK_ADMIN_ORIGIN_MAX 300     /* "https://" + 253-byte host + ":65535" */
-#define TOK_ADMIN_HOST_MAX 253       /* RFC 1035 */
-#define TOK_ADMIN_LABEL_MAX 63
 #define TOK_ADMIN_ORIGINS_MAX 16 /* --origin may be given this many times */
-#define TOK_ADMIN_ORIGIN_LIST_MAX (TOK_ADMIN_ORIGINS_MAX * (TOK_ADMIN_ORIGIN_MAX + 1))
+#define TOK_ADMIN_ORIGIN_LIST_MAX (TOK_ADMIN_ORIGINS_MAX * (TOK_ORIGIN_MAX + 1))
 #define TOK_ADMIN_AUDIT_FETCH 10000        /* rows per FETCH while verifying the chain */
 #define TOK_ADMIN_AUDIT_FETCH_BLOCKS 16    /* blocks (up to 10,000 rows each) per FETCH */
 #define TOK_ADMIN_AUDIT_BLOCK_ROWS 10000   /* rows per block that verify chains first */
@@ -87,18 +85,6 @@ int tok_admin_exit_code(tok_status st);
  * TOK_ADMIN_SCOPES_IN_MAX. TOK_ERR_BOUNDS: out lacks room.
  */
 TOK_MUST_CHECK tok_status tok_admin_scopes_parse(struct tok_slice list, struct tok_buf *out);
-
-/**
- * Checks a browser origin and appends its normal form to out (no NUL): "https://host[:port]",
- * or "http://localhost[:port]" / "http://127.0.0.1[:port]" for development. No path, query,
- * fragment, user info or trailing slash. Scheme and host are lowercased and a default port
- * (443, 80) is dropped, because browsers send the Origin header that way. Host: dot-separated
- * labels of 1..63 letters, digits and hyphens (not at a label's ends), at most 253 bytes.
- * Port: 1..65535 without leading zeros. Nothing is appended on failure.
- * TOK_ERR_INPUT: anything else. TOK_ERR_BOUNDS: out lacks room.
- */
-TOK_MUST_CHECK tok_status tok_admin_origin_normalize(struct tok_slice origin,
-                                                     struct tok_buf *out);
 
 /**
  * Checks a tenant name: 1..TOK_ADMIN_NAME_CHARS_MAX characters (UTF-8 code points counted

@@ -8,6 +8,14 @@
 #include "tokend/core/common.h"
 #include "tokend/core/log.h"
 
+/* The gateway client's limits (httpc.h), here because the options bound them. */
+/* connections per gateway host (HTTP/2: each carries up to TOK_HTTPC_STREAMS calls) */
+#define TOK_HTTPC_MAX_CONNECTIONS_DEFAULT 64u
+#define TOK_HTTPC_MAX_CONNECTIONS_MAX 1024u
+/* calls libcurl runs at once (each costs it ~30 KiB); later ones wait in order */
+#define TOK_HTTPC_MAX_INFLIGHT_DEFAULT 512u
+#define TOK_HTTPC_MAX_INFLIGHT_MAX 65536u
+
 #define TOK_BODY_LIMIT_DEFAULT (64u * 1024u)
 #define TOK_BODY_LIMIT_MAX (16u * 1024u * 1024u)
 #define TOK_THREADS_MAX 64

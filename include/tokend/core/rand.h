@@ -12,6 +12,8 @@
 #ifndef TOKEND_RAND_H
 #define TOKEND_RAND_H
 
+#include "tokend/core/common.h"
+
 #include <stddef.h>
 
 #define TOK_RAND_POOL 1024u     /* bytes per thread, refilled by one randombytes_buf */
@@ -19,5 +21,17 @@
 
 /** Fills out with n random bytes for a public value (an id, a nonce). */
 void tok_rand_public(void *out, size_t n);
+
+#define TOK_RANDOM_ID_BYTES 16 /* 128 bits */
+#define TOK_RANDOM_ID_CHARS 22 /* base62 width of 16 bytes */
+#define TOK_RANDOM_ID_PREFIX_MAX 16
+#define TOK_RANDOM_ID_MAX (TOK_RANDOM_ID_PREFIX_MAX + TOK_RANDOM_ID_CHARS)
+
+/**
+ * Appends prefix followed by 22 base62 characters of 128 random bits ("tok_" ->
+ * "tok_4Xq..."). prefix: 0..TOK_RANDOM_ID_PREFIX_MAX bytes of [a-z0-9_]. No NUL is
+ * written. TOK_ERR_INPUT: bad prefix. TOK_ERR_BOUNDS: out lacks room.
+ */
+TOK_MUST_CHECK tok_status tok_random_id(const char *prefix, struct tok_buf *out);
 
 #endif

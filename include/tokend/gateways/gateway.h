@@ -59,11 +59,7 @@ struct tok_gateway_account {
     char merchant_account[128];         /* Adyen merchantAccount */
 };
 
-/** Where an asynchronous adapter sends its HTTP requests and gets its answers. */
-struct tok_gateway_env {
-    struct tok_httpc *httpc;
-    void *reply_to; /* h2o_multithread_receiver_t* of the calling loop thread */
-};
+struct tok_gateway_env; /* httpc.h */
 
 /**
  * One call to an adapter. The caller owns it and keeps every input valid until
@@ -98,20 +94,5 @@ struct tok_gateway_ops {
     /** Performs call->op; fills the outputs, then calls call->done exactly once. */
     void (*submit)(const struct tok_gateway_ops *self, struct tok_gateway_call *call);
 };
-
-/**
- * The sandbox adapter, in-process. Behaviour by test card number (the numbers
- * Stripe documents for its test mode):
- *   4000 0000 0000 0119  processing error at tokenisation (-> 502 gateway_error)
- *   4000 0000 0000 0002  charges are declined: card_declined / generic_decline
- *   4000 0000 0000 9995  charges are declined: card_declined / insufficient_funds
- *   4000 0000 0000 0069  charges are declined: expired_card
- *   4000 0000 0000 0127  charges are declined: incorrect_cvc
- *   anything else     tokenises and charges
- */
-const struct tok_gateway_ops *tok_gateway_sandbox(void);
-
-/** The adapter of that name, or NULL. */
-const struct tok_gateway_ops *tok_gateway_find(struct tok_slice name);
 
 #endif

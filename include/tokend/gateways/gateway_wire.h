@@ -148,14 +148,6 @@ void tok_adyen_parse(struct tok_gateway_call *call, const struct tok_gateway_wir
 void tok_adyen_refusal(struct tok_slice reason_code, struct tok_slice reason, const char **code,
                        const char **decline);
 
-/* ---- adapters ---------------------------------------------------------------------------- */
-
-/** The Stripe adapter (test_only = false). */
-const struct tok_gateway_ops *tok_gateway_stripe(void);
-
-/** The Adyen adapter (test_only = false). */
-const struct tok_gateway_ops *tok_gateway_adyen(void);
-
 /** Parser of one adapter's answers (tok_stripe_parse, tok_adyen_parse). */
 typedef void (*tok_gateway_parse_fn)(struct tok_gateway_call *call,
                                      const struct tok_gateway_wire *w, long status,

@@ -45,6 +45,7 @@
 #define TOKEND_HTTPC_H
 
 #include "tokend/core/common.h"
+#include "tokend/core/config.h" /* TOK_HTTPC_MAX_CONNECTIONS_*, TOK_HTTPC_MAX_INFLIGHT_* */
 
 #include <h2o.h>
 #include <h2o/multithread.h>
@@ -52,6 +53,15 @@
 #define TOK_HTTPC_URL_MAX 512
 /* largest request body: a gateway call's is < 1 kB (check_gateway_*: the largest we build) */
 #define TOK_HTTPC_BODY_MAX 2048u
+/**
+ * Where a gateway adapter called from a loop thread sends its HTTP requests (httpc) and
+ * gets its answers (reply_to: that thread's h2o_multithread_receiver_t).
+ */
+struct tok_gateway_env {
+    struct tok_httpc *httpc;
+    void *reply_to;
+};
+
 #define TOK_HTTPC_HEADERS_MAX 2048u             /* all extra header lines together */
 #define TOK_HTTPC_RESPONSE_MAX (256u * 1024u)   /* a larger response is TOK_HTTPC_TOO_LARGE */
 /* first response buffer (doubles as needed): body, headers and this fill one 8 KiB secmem
@@ -59,12 +69,6 @@
 #define TOK_HTTPC_RESPONSE_START (4096u - 16u)
 /* libcurl's per-transfer receive buffer (default 16 KiB): gateway answers are 0.5-3 kB */
 #define TOK_HTTPC_DOWNLOAD_BUFFER 4096L
-/* connections per gateway host (HTTP/2: each carries up to TOK_HTTPC_STREAMS calls) */
-#define TOK_HTTPC_MAX_CONNECTIONS_DEFAULT 64u
-#define TOK_HTTPC_MAX_CONNECTIONS_MAX 1024u
-/* calls libcurl runs at once (each costs it ~30 KiB); later ones wait in order */
-#define TOK_HTTPC_MAX_INFLIGHT_DEFAULT 512u
-#define TOK_HTTPC_MAX_INFLIGHT_MAX 65536u
 #define TOK_HTTPC_STREAMS 100u /* streams at once per HTTP/2 connection (the server may lower it) */
 #define TOK_HTTPC_WHY_MAX 256 /* libcurl's CURL_ERROR_SIZE: its error buffer */
 #define TOK_HTTPC_CONNECT_TIMEOUT_DEFAULT_MS 2000u

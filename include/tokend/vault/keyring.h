@@ -33,6 +33,7 @@
 #define TOKEND_KEYRING_H
 
 #include "tokend/core/common.h"
+#include "tokend/core/rand.h" /* tok_random_id, TOK_RANDOM_ID_* */
 
 #define TOK_KEYRING_KEY_LEN 32      /* KEK, DEK, FPK and sub-keys */
 #define TOK_KEYRING_FILE_MAX 65     /* 64 hex characters and a newline */
@@ -53,10 +54,6 @@
 #define TOK_FINGERPRINT_DIGITS_MIN 8 /* ISO/IEC 7812 allows 8..19 digit PANs */
 #define TOK_FINGERPRINT_DIGITS_MAX 19
 
-#define TOK_RANDOM_ID_BYTES 16 /* 128 bits */
-#define TOK_RANDOM_ID_CHARS 22 /* base62 width of 16 bytes */
-#define TOK_RANDOM_ID_PREFIX_MAX 16
-#define TOK_RANDOM_ID_MAX (TOK_RANDOM_ID_PREFIX_MAX + TOK_RANDOM_ID_CHARS)
 
 #define TOK_API_KEY_PREFIX_LEN 8 /* "sk_live_", "sk_test_", "pk_live_", "pk_test_" */
 #define TOK_API_KEY_SECRET_BYTES 32
@@ -192,13 +189,6 @@ TOK_MUST_CHECK tok_status tok_tenant_keys_fingerprint(const struct tok_tenant_ke
 TOK_MUST_CHECK tok_status tok_tenant_keys_ref_lookup(const struct tok_tenant_keys *tk,
                                                      struct tok_slice ref,
                                                      uint8_t out[TOK_KEYRING_HASH_LEN]);
-
-/**
- * Appends prefix followed by 22 base62 characters of 128 random bits ("tok_" ->
- * "tok_4Xq..."). prefix: 0..TOK_RANDOM_ID_PREFIX_MAX bytes of [a-z0-9_]. No NUL is
- * written. TOK_ERR_INPUT: bad prefix. TOK_ERR_BOUNDS: out lacks room.
- */
-TOK_MUST_CHECK tok_status tok_random_id(const char *prefix, struct tok_buf *out);
 
 /**
  * Generates an API key secret: "sk_" or "pk_" (publishable), "live_" or "test_", then 43
