@@ -75,6 +75,13 @@ out=$(api POST "/v1/charges/$CHV/void" "$KEY")
 expect_eq "void" "$(st "$out") $(js "$out" .status)" "200 canceled"
 out=$(api POST "/v1/charges/$CHV/capture" "$KEY")
 expect_eq "a voided charge cannot be captured" "$(st "$out")" "409"
+# the events API-made changes announce (docs/webhooks.md), in order, for each charge above
+evs() { pg_psql "$T_DIR/pg" -tAc "SELECT string_agg(type, ',' ORDER BY created_at, id) FROM ledger.events WHERE tenant_id = '$TEN' AND data->>'id' IN ('$1', '${2:-}')"; }
+expect_eq "events: an automatic capture announces charge.succeeded" "$(evs "$CH")" "charge.succeeded"
+expect_eq "events: refunds announce refund objects" \
+    "$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM ledger.events WHERE tenant_id = '$TEN' AND type = 'charge.refunded' AND data->>'charge' = '$CH'")" 2
+expect_eq "events: authorize then capture" "$(evs "$CHM")" "charge.authorized,charge.captured"
+expect_eq "events: authorize then void" "$(evs "$CHV")" "charge.authorized,charge.canceled"
 
 # --- declines --------------------------------------------------------------------------------
 for pair in 4000000000000002:generic_decline 4000000000009995:insufficient_funds \

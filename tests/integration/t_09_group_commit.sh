@@ -105,7 +105,7 @@ expect_eq "group commit: a batch's tokens share one transaction and one statemen
 GC_FAIL=4
 
 # --- what a batch stores is what was sent (issue #9) -------------------------------------------
-# token_store_sql takes the batch as binary arrays, one per column (service/pgarr.c): varied
+# token_store_sql takes the batch as binary arrays, one per column (service/store/pgarr.c): varied
 # tokens in one batch, each stored column read back and compared with the request. One
 # pan_shaped candidate collides (a test trigger takes it just before the insert), so its
 # token is left out of the batch's statement and retried alone, at position 1 of the retry's

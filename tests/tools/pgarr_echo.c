@@ -1,5 +1,5 @@
 /*
- * pgarr_echo.c - sends PostgreSQL one binary array (service/pgarr.c) of each element type,
+ * pgarr_echo.c - sends PostgreSQL one binary array (service/store/pgarr.c) of each element type,
  * with NULLs, extremes and empty arrays, as format-1 parameters, and prints what PostgreSQL
  * read back as text, one line per parameter: "<n> <type> <text>". Then sends a text array
  * where an int4[] is declared and prints "mismatch <SQLSTATE>". Test tooling for

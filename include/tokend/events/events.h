@@ -57,7 +57,7 @@ const char *tok_charge_event_type(enum tok_charge_state to);
  * TOK_ERR_INPUT: type not [a-z_]+(.[a-z_]+)+ or longer than TOK_EVENT_TYPE_MAX, empty
  * object; TOK_ERR_BOUNDS: object larger than TOK_EVENT_DATA_MAX; TOK_ERR_DB.
  * Where to call it for changes made outside webhooks: after each state change in
- * service/charges.c finish_exec (see docs/webhooks.md).
+ * service/payments/charges.c finish_exec (see docs/webhooks.md).
  */
 TOK_MUST_CHECK tok_status tok_events_emit(struct tok_db_conn *conn, const char *tenant_id,
                                           bool livemode, const char *type,

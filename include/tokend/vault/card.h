@@ -78,7 +78,7 @@ struct tok_iin_range {
 };
 
 /**
- * The static IIN table (service/iin_table.c). Returns its first row and stores
+ * The static IIN table (service/vault/iin_table.c). Returns its first row and stores
  * the number of rows in *n. Borrowed, read-only, lives for the whole process.
  */
 const struct tok_iin_range *tok_card_iin_table(size_t *n);

@@ -25,7 +25,7 @@
 #define TOK_ELEMENTS_CSP_MAX 512
 #define TOK_ELEMENTS_PREFLIGHT_MAX_AGE "600" /* seconds; browsers cap it at 7200 anyway */
 
-/** The embedded script and style (service/elements_assets.c, made from service/elements/). */
+/** The embedded script and style (service/vault/elements_assets.c, made from service/vault/elements/). */
 extern const char tok_elements_card_js_src[];
 extern const char tok_elements_card_css_src[];
 
