@@ -36,6 +36,99 @@ struct control_msg {
     h2o_multithread_message_t super;
 };
 
+/* ---- request metrics -------------------------------------------------------------------- */
+
+/* The statuses tokend answers, each its own series; anything else is "other". 0 is a
+ * request whose stream ended before an answer (a reset, a closed connection). */
+static const int stat_codes[] = {0,   200, 201, 204, 304, 400, 401, 402, 403, 404, 405,
+                                 409, 413, 415, 422, 429, 431, 500, 502, 503, 504};
+#define STAT_CODES_USED ((unsigned)TOK_ARRAY_LEN(stat_codes)) /* the next slot is "other" */
+_Static_assert(TOK_ARRAY_LEN(stat_codes) < TOK_STATS_STATUSES, "one slot for other");
+
+static unsigned status_slot(int status)
+{
+    for (unsigned i = 0; i < STAT_CODES_USED; i++)
+        if (stat_codes[i] == status)
+            return i;
+    return STAT_CODES_USED;
+}
+
+static unsigned route_count(void)
+{
+    unsigned n = 0;
+    for (const struct tok_route *rt = tok_routes_table(); rt->method != NULL; rt++)
+        n++;
+    return n;
+}
+
+/* Lives in the request's pool: its dispose runs when h2o frees the request (after the
+ * answer, or when the stream was reset), with the request still readable. */
+struct req_mark {
+    h2o_req_t *req;
+    struct tok_req_stats *stats;
+    unsigned route; /* index in routes.c's table; TOK_STATS_ROUTES_MAX: none matched */
+};
+
+static void on_req_done(void *p)
+{
+    struct req_mark *m = p;
+    const struct timeval *start = &m->req->timestamps.request_begin_at;
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    int64_t us = ((int64_t)now.tv_sec - start->tv_sec) * 1000000 + (now.tv_usec - start->tv_usec);
+    unsigned route = m->route <= TOK_STATS_ROUTES_MAX ? m->route : TOK_STATS_ROUTES_MAX;
+    atomic_fetch_add_explicit(&m->stats->requests[route][status_slot(m->req->res.status)], 1,
+                              memory_order_relaxed);
+    tok_hist_observe_us(&m->stats->latency[route], us > 0 ? (uint64_t)us : 0);
+}
+
+void tok_server_collect(void *ctx, struct tok_metrics_out *o)
+{
+    const struct tok_app *app = ctx;
+    const struct tok_route *routes = tok_routes_table();
+    unsigned nroutes = route_count();
+    char lab[256];
+    tok_metrics_family(o, "tokend_http_requests_total", "counter",
+                       "Requests answered, by route pattern, method and status (0: the client "
+                       "went away first; route unmatched: no route)");
+    for (unsigned r = 0; r <= nroutes; r++) {
+        unsigned slot = r < nroutes ? r : TOK_STATS_ROUTES_MAX;
+        for (unsigned k = 0; k <= STAT_CODES_USED; k++) {
+            uint64_t n = 0;
+            for (unsigned i = 0; i < app->nworkers; i++)
+                if (app->workers[i].stats != NULL)
+                    n += atomic_load_explicit(&app->workers[i].stats->requests[slot][k],
+                                              memory_order_relaxed);
+            if (n == 0)
+                continue;
+            char code[8];
+            if (k < STAT_CODES_USED)
+                snprintf(code, sizeof code, "%d", stat_codes[k]);
+            else
+                snprintf(code, sizeof code, "other");
+            snprintf(lab, sizeof lab, "route=\"%s\",method=\"%s\",status=\"%s\"",
+                     r < nroutes ? routes[r].pattern : "unmatched",
+                     r < nroutes ? routes[r].method : "any", code);
+            tok_metrics_u64(o, "tokend_http_requests_total", lab, n);
+        }
+    }
+    tok_metrics_family(o, "tokend_http_request_duration_seconds", "histogram",
+                       "From the request's first byte to the end of its answer, by route");
+    for (unsigned r = 0; r <= nroutes; r++) {
+        unsigned slot = r < nroutes ? r : TOK_STATS_ROUTES_MAX;
+        struct tok_hist h;
+        memset(&h, 0, sizeof h);
+        for (unsigned i = 0; i < app->nworkers; i++)
+            if (app->workers[i].stats != NULL)
+                tok_hist_add(&h, &app->workers[i].stats->latency[slot]);
+        if (atomic_load_explicit(&h.count, memory_order_relaxed) == 0)
+            continue;
+        snprintf(lab, sizeof lab, "route=\"%s\",method=\"%s\"",
+                 r < nroutes ? routes[r].pattern : "unmatched", r < nroutes ? routes[r].method : "any");
+        tok_metrics_hist(o, "tokend_http_request_duration_seconds", lab, &h);
+    }
+}
+
 static int on_req(h2o_handler_t *self_, h2o_req_t *req)
 {
     struct app_handler *self = (struct app_handler *)self_;
@@ -45,6 +138,10 @@ static int on_req(h2o_handler_t *self_, h2o_req_t *req)
     r->app = self->app;
     r->worker = tok_server_worker(req);
     tok_http_assign_id(r);
+    struct req_mark *mark = h2o_mem_alloc_shared(&req->pool, sizeof *mark, on_req_done);
+    mark->req = req;
+    mark->stats = r->worker->stats;
+    mark->route = TOK_STATS_ROUTES_MAX;
 
     size_t plen = req->path.len;
     if (req->query_at != SIZE_MAX && req->query_at < plen)
@@ -68,6 +165,7 @@ static int on_req(h2o_handler_t *self_, h2o_req_t *req)
         return 0;
     }
     r->route = rt->pattern;
+    mark->route = (unsigned)(rt - tok_routes_table());
     rt->fn(r);
     return 0;
 }
@@ -164,7 +262,8 @@ static tok_status prepare_worker(struct tok_app *app, struct tok_worker *w, char
     const struct tok_config *cfg = app->cfg;
     w->app = app;
     w->listen_fd[0] = w->listen_fd[1] = -1;
-    if (tok_auth_cache_new(&w->auth_cache) != TOK_OK) {
+    w->stats = calloc(1, sizeof *w->stats);
+    if (w->stats == NULL || tok_auth_cache_new(&w->auth_cache) != TOK_OK) {
         snprintf(why, why_len, "out of memory");
         return TOK_ERR_NOMEM;
     }
@@ -224,6 +323,10 @@ tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len)
     if (cfg->listen_tls[0] != '\0')
         TOK_GUARD(setup_tls(app, why, why_len));
 
+    if (route_count() > TOK_STATS_ROUTES_MAX) {
+        snprintf(why, why_len, "the route table outgrew TOK_STATS_ROUTES_MAX");
+        return TOK_ERR_INTERNAL;
+    }
     app->nworkers = cfg->threads;
     app->workers = calloc(app->nworkers, sizeof *app->workers);
     TOK_ENSURE(app->workers != NULL, TOK_ERR_NOMEM);

@@ -5,6 +5,7 @@
  */
 #include "tokend/store/audit_chain.h"
 #include "tokend/core/config.h"
+#include "tokend/http/metrics_server.h"
 #include "tokend/store/db.h"
 #include "tokend/http/httpc.h"
 #include "tokend/vault/keyring.h"
@@ -56,7 +57,7 @@ int main(int argc, char **argv)
         return refuse("cannot load the master key", cwhy);
 
     struct tok_db_config dbc = {cfg.db_conninfo, cfg.db_threads, cfg.db_batch_max,
-                                cfg.db_batch_window_us};
+                                cfg.db_batch_window_us, "primary"};
     struct tok_db *db = NULL;
     if (tok_db_open(&dbc, &db, why, sizeof why) != TOK_OK) {
         tok_keyring_free(&kr);
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
     /* reports read through their own role and pool, so a bug there cannot reach a ciphertext */
     struct tok_db *rdb = NULL;
     if (cfg.reporting_conninfo[0] != '\0') {
-        struct tok_db_config rdc = {cfg.reporting_conninfo, 2, 1, 0};
+        struct tok_db_config rdc = {cfg.reporting_conninfo, 2, 1, 0, "reporting"};
         if (tok_db_open(&rdc, &rdb, why, sizeof why) != TOK_OK) {
             tok_db_close(&db);
             tok_keyring_free(&kr);
@@ -120,7 +121,26 @@ int main(int argc, char **argv)
         tok_httpc_free(&httpc);
         return refuse("cannot start", why);
     }
+    /* /metrics: its own listener and thread (metrics_server.h), after the loops exist */
+    struct tok_db *pools[3] = {db, rdb, NULL};
+    struct tok_metrics_server *ms = NULL;
+    if (cfg.metrics_listen[0] != '\0') {
+        if (tok_metrics_register(&app.metrics, tok_server_collect, &app) != TOK_OK ||
+            tok_metrics_register(&app.metrics, tok_db_collect, pools) != TOK_OK ||
+            tok_metrics_server_start(cfg.metrics_listen, &app.metrics, &ms, why, sizeof why) !=
+                TOK_OK) {
+            tok_audit_chainer_free(&chainer);
+            tok_webhook_deliverer_free(&wd);
+            tok_db_close(&rdb);
+            tok_db_close(&db);
+            tok_keyring_free(&kr);
+            tok_httpc_free(&httpc);
+            return refuse("cannot serve metrics", why);
+        }
+        tok_log_info("%s: metrics on http://%s/metrics", __func__, cfg.metrics_listen);
+    }
     tok_status st = tok_server_run(&app);
+    tok_metrics_server_stop(&ms);
     tok_webhook_deliverer_free(&wd);
     tok_db_close(&app.db); /* every request's rows committed: the chainer's last pass takes them */
     tok_audit_chainer_free(&chainer);

@@ -17,6 +17,9 @@
  */
 TOK_MUST_CHECK tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len);
 
+/** The metrics collector of the requests every loop answered (core/metrics.h); ctx: the app. */
+void tok_server_collect(void *ctx, struct tok_metrics_out *o);
+
 /** Starts the loop threads, waits for SIGINT/SIGTERM, stops them, returns. */
 TOK_MUST_CHECK tok_status tok_server_run(struct tok_app *app);
 

@@ -33,6 +33,7 @@ struct opt {
 static const struct opt opts[] = {
     {"listen", "TOKEND_LISTEN", STR(listen_h2c), "cleartext h2c (prior knowledge) address host:port, '' = off"},
     {"listen-tls", "TOKEND_LISTEN_TLS", STR(listen_tls), "TLS (h2, http/1.1) address host:port, '' = off"},
+    {"metrics-listen", "TOKEND_METRICS_LISTEN", STR(metrics_listen), "Prometheus /metrics address host:port, its own listener, '' = off (default off)"},
     {"tls-cert", "TOKEND_TLS_CERT", STR(tls_cert), "PEM certificate chain for the TLS listener"},
     {"tls-key", "TOKEND_TLS_KEY", STR(tls_key), "PEM private key for the TLS listener"},
     {"db", "TOKEND_DB", STR(db_conninfo), "libpq connection string (service role)"},
@@ -222,6 +223,13 @@ tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t w
     }
     if (cfg->listen_h2c[0] != '\0' && tok_config_parse_addr(cfg->listen_h2c, (struct sockaddr *)&ss, &len) != TOK_OK) {
         snprintf(why, why_len, "bad --listen address '%.64s' (want host:port)", cfg->listen_h2c);
+        return TOK_ERR_INPUT;
+    }
+    len = sizeof ss;
+    if (cfg->metrics_listen[0] != '\0' &&
+        tok_config_parse_addr(cfg->metrics_listen, (struct sockaddr *)&ss, &len) != TOK_OK) {
+        snprintf(why, why_len, "bad --metrics-listen address '%.64s' (want host:port)",
+                 cfg->metrics_listen);
         return TOK_ERR_INPUT;
     }
     len = sizeof ss;

@@ -2,6 +2,7 @@
  * db.c - database threads with group commit. See db.h for the design.
  */
 #include "tokend/store/db.h"
+#include "tokend/core/metrics.h"
 #include "tokend/core/log.h"
 
 #include <pthread.h>
@@ -52,6 +53,7 @@ struct tok_db_conn {
     struct tok_db_job **group; /* batch_max entries: the jobs of one group run */
     uint64_t batches, jobs, grouped; /* statistics, for the log at close */
     uint64_t wait_us, run_us, run_max_us;
+    _Atomic bool connected; /* for /metrics: the thread's connection works */
 };
 
 struct tok_db {
@@ -65,6 +67,12 @@ struct tok_db {
     unsigned nconns;   /* connected */
     unsigned nthreads; /* conns[] entries */
     char *conninfo; /* sodium_malloc'd copy */
+    char name[16];  /* metrics label */
+    struct {
+        _Atomic uint64_t jobs, batches, failed, unavailable;
+        struct tok_hist wait; /* each job, queued to taken */
+        struct tok_hist txn;  /* each batch's transaction */
+    } stats;
     struct tok_db_conn conns[];
 };
 
@@ -493,6 +501,83 @@ static void run_batch(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n
     }
 }
 
+static void account(struct tok_db_conn *c, const struct tok_db_job *jobs, unsigned n, uint64_t run)
+{
+    uint64_t failed = 0;
+    for (const struct tok_db_job *j = jobs; j != NULL; j = j->next)
+        failed += j->status == TOK_ERR_DB;
+    bool up = c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK;
+    atomic_store_explicit(&c->connected, up, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->db->stats.jobs, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->db->stats.failed, failed, memory_order_relaxed);
+    if (!up && failed == n)
+        atomic_fetch_add_explicit(&c->db->stats.unavailable, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->db->stats.batches, 1, memory_order_relaxed);
+    tok_hist_observe_us(&c->db->stats.txn, run);
+}
+
+/* Each family once, with a sample per pool: the exposition format wants a family's
+ * samples together under one HELP/TYPE. */
+void tok_db_collect(void *ctx, struct tok_metrics_out *o)
+{
+    struct tok_db *const *pools = ctx;
+    char lab[48];
+    tok_metrics_family(o, "tokend_db_queue_depth", "gauge", "Jobs waiting for a database thread");
+    for (size_t i = 0; pools[i] != NULL; i++) {
+        struct tok_db *db = pools[i];
+        pthread_mutex_lock(&db->mu);
+        unsigned queued = db->queued;
+        pthread_mutex_unlock(&db->mu);
+        snprintf(lab, sizeof lab, "pool=\"%s\"", db->name);
+        tok_metrics_u64(o, "tokend_db_queue_depth", lab, queued);
+    }
+    tok_metrics_family(o, "tokend_db_connections_up", "gauge",
+                       "Database threads whose connection worked at their last batch");
+    for (size_t i = 0; pools[i] != NULL; i++) {
+        unsigned up = 0;
+        for (unsigned k = 0; k < pools[i]->nconns; k++)
+            up += atomic_load_explicit(&pools[i]->conns[k].connected, memory_order_relaxed);
+        snprintf(lab, sizeof lab, "pool=\"%s\"", pools[i]->name);
+        tok_metrics_u64(o, "tokend_db_connections_up", lab, up);
+    }
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } counters[] = {
+        {"tokend_db_jobs_total", "Jobs run (a request's statements, or a background task's)",
+         offsetof(struct tok_db, stats.jobs)},
+        {"tokend_db_batches_total",
+         "Transactions run; jobs_total / batches_total is the mean group-commit batch size",
+         offsetof(struct tok_db, stats.batches)},
+        {"tokend_db_job_errors_total", "Jobs that failed in PostgreSQL or on the connection",
+         offsetof(struct tok_db, stats.failed)},
+        {"tokend_db_unavailable_total", "Batches failed whole: no working connection",
+         offsetof(struct tok_db, stats.unavailable)},
+    };
+    for (size_t c = 0; c < TOK_ARRAY_LEN(counters); c++) {
+        tok_metrics_family(o, counters[c].name, "counter", counters[c].help);
+        for (size_t i = 0; pools[i] != NULL; i++) {
+            const _Atomic uint64_t *v =
+                (const _Atomic uint64_t *)((const char *)pools[i] + counters[c].off);
+            snprintf(lab, sizeof lab, "pool=\"%s\"", pools[i]->name);
+            tok_metrics_u64(o, counters[c].name, lab,
+                            atomic_load_explicit(v, memory_order_relaxed));
+        }
+    }
+    tok_metrics_family(o, "tokend_db_queue_wait_seconds", "histogram",
+                       "Each job's wait from submission until a database thread takes it");
+    for (size_t i = 0; pools[i] != NULL; i++) {
+        snprintf(lab, sizeof lab, "pool=\"%s\"", pools[i]->name);
+        tok_metrics_hist(o, "tokend_db_queue_wait_seconds", lab, &pools[i]->stats.wait);
+    }
+    tok_metrics_family(o, "tokend_db_transaction_seconds", "histogram",
+                       "Each batch's transaction, BEGIN to COMMIT's answer");
+    for (size_t i = 0; pools[i] != NULL; i++) {
+        snprintf(lab, sizeof lab, "pool=\"%s\"", pools[i]->name);
+        tok_metrics_hist(o, "tokend_db_transaction_seconds", lab, &pools[i]->stats.txn);
+    }
+}
+
 static void *db_thread(void *arg)
 {
     struct tok_db_conn *c = arg;
@@ -502,10 +587,13 @@ static void *db_thread(void *arg)
         if (jobs == NULL)
             break; /* stopping and drained */
         uint64_t t0 = now_us();
-        for (const struct tok_db_job *j = jobs; j != NULL; j = j->next)
+        for (const struct tok_db_job *j = jobs; j != NULL; j = j->next) {
             c->wait_us += t0 - j->queued_us;
+            tok_hist_observe_us(&c->db->stats.wait, t0 - j->queued_us);
+        }
         run_batch(c, jobs, n);
         uint64_t run = now_us() - t0;
+        account(c, jobs, n, run);
         c->run_us += run;
         if (run > c->run_max_us)
             c->run_max_us = run;
@@ -533,6 +621,7 @@ tok_status tok_db_open(const struct tok_db_config *cfg, struct tok_db **out, cha
     db->batch_max = cfg->batch_max;
     db->nthreads = cfg->threads;
     db->batch_window_us = cfg->batch_window_us;
+    snprintf(db->name, sizeof db->name, "%s", cfg->name != NULL ? cfg->name : "primary");
     tok_status st = TOK_OK;
     for (unsigned i = 0; i < cfg->threads && st == TOK_OK; i++) {
         db->conns[i].db = db;
@@ -549,6 +638,7 @@ tok_status tok_db_open(const struct tok_db_config *cfg, struct tok_db **out, cha
         st = tok_db_connect(db->conninfo, &db->conns[i].pg, why, why_len);
         if (st == TOK_OK) {
             set_notices(db->conns[i].pg);
+            atomic_store_explicit(&db->conns[i].connected, true, memory_order_relaxed);
             db->nconns++;
         }
     }

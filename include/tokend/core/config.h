@@ -28,6 +28,7 @@
 struct tok_config {
     char listen_h2c[TOK_ADDR_MAX]; /* "host:port", "" = off */
     char listen_tls[TOK_ADDR_MAX]; /* "host:port", "" = off */
+    char metrics_listen[TOK_ADDR_MAX]; /* /metrics, plain HTTP/1.1; "" = off */
     char tls_cert[TOK_PATH_MAX];
     char tls_key[TOK_PATH_MAX];
     char db_conninfo[TOK_CONNINFO_MAX]; /* secret: may hold a password; never logged */

@@ -9,6 +9,7 @@
 
 #include "tokend/core/common.h"
 #include "tokend/core/config.h"
+#include "tokend/core/metrics.h"
 #include "tokend/http/httpc.h"
 #include "tokend/store/db.h"
 
@@ -18,6 +19,14 @@
 #include <semaphore.h>
 
 struct tok_keyring;
+
+/* Requests by route and status (server.c's on_req); per worker, summed at scrape time. */
+#define TOK_STATS_ROUTES_MAX 64 /* routes.c's table; one more slot for "unmatched" */
+#define TOK_STATS_STATUSES 24   /* the statuses tokend answers, then "other" (server.c) */
+struct tok_req_stats {
+    _Atomic uint64_t requests[TOK_STATS_ROUTES_MAX + 1][TOK_STATS_STATUSES];
+    struct tok_hist latency[TOK_STATS_ROUTES_MAX + 1];
+};
 
 /** Everything shared by all threads; read-only once the loops run. */
 struct tok_app {
@@ -31,6 +40,7 @@ struct tok_app {
     struct tok_worker *workers;
     unsigned nworkers;
     sem_t ready; /* posted by each loop thread once its h2o objects exist */
+    struct tok_metrics_registry metrics; /* what /metrics reports (tokend_main.c fills it) */
 };
 
 /** One event-loop thread. */
@@ -47,6 +57,7 @@ struct tok_worker {
     int listen_fd[2]; /* bound on the main thread, wrapped by the loop (-1: off) */
     h2o_socket_t *listeners[2];
     struct tok_auth_cache *auth_cache;
+    struct tok_req_stats *stats; /* this loop's requests (written only by this thread) */
     struct tok_gateway_env gw_env; /* what remote adapters called from this loop use */
     volatile bool stop;
 };

@@ -81,6 +81,7 @@ struct tok_db_config {
     unsigned threads;
     unsigned batch_max;
     unsigned batch_window_us;
+    const char *name; /* the pool's label in /metrics ("primary", "reporting"); NULL: "primary" */
 };
 
 /** A prepared statement: a stable name, its SQL text and its parameter count. */
@@ -144,5 +145,9 @@ TOK_MUST_CHECK tok_status tok_db_set_tenant(struct tok_db_conn *conn, const char
 /** Connects once, synchronously, for tools (tokenctl). why as above. */
 TOK_MUST_CHECK tok_status tok_db_connect(const char *conninfo, PGconn **out, char *why,
                                          size_t why_len);
+
+/** The metrics collector of pools (core/metrics.h); ctx: a NULL-terminated struct tok_db *[]. */
+struct tok_metrics_out;
+void tok_db_collect(void *ctx, struct tok_metrics_out *o);
 
 #endif
