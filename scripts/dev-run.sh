@@ -1,28 +1,41 @@
 #!/usr/bin/env bash
-# dev-run.sh - `make run`: a development tokend on this machine, with its own
-# PostgreSQL cluster, keys and TLS certificate under ./var (created on first
-# use, reused afterwards; `rm -rf var` starts over).
+# dev-run.sh - `make run`: the whole system on this machine, for every user of tokend: its
+# own PostgreSQL cluster (service and reporting roles), keys and TLS certificate under ./var,
+# gwsim as a local "Stripe" and "Adyen" (its certificate trusted by tokend), a webhook
+# receiver subscribed to the dev tenant's events, the demo checkout page, and /metrics.
+# Created on first use, reused afterwards; `rm -rf var` starts over.
 #
-#   scripts/dev-run.sh            set up ./var if needed, start PostgreSQL,
-#                                 migrate, start tokend in the foreground
+#   scripts/dev-run.sh            set up ./var if needed, start everything, print the
+#                                 walkthrough (also in var/walkthrough.sh), wait
 #   scripts/dev-run.sh stop-db    stop the ./var cluster (make stop-db)
 #
-# Ctrl-C or SIGTERM stops tokend and then the database.
-# Environment: BUILD (default build), DEV_LISTEN (127.0.0.1:8080),
-# DEV_LISTEN_TLS (127.0.0.1:8443).
+# Ctrl-C or SIGTERM stops everything it started, the database last.
+# Environment: BUILD (default build), DEV_VAR (./var), DEV_LISTEN (127.0.0.1:8080),
+# DEV_LISTEN_TLS (127.0.0.1:8443), DEV_METRICS (127.0.0.1:9464), DEV_GWSIM_PORT (8444),
+# DEV_HOOK_PORT (8090), DEV_SHOP_PORT (8081), DEV_SHOP_OTHER_PORT (8082).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD:-build}
 DEV_LISTEN=${DEV_LISTEN:-127.0.0.1:8080}
 DEV_LISTEN_TLS=${DEV_LISTEN_TLS:-127.0.0.1:8443}
+DEV_METRICS=${DEV_METRICS:-127.0.0.1:9464}
+DEV_GWSIM_PORT=${DEV_GWSIM_PORT:-8444}
+DEV_HOOK_PORT=${DEV_HOOK_PORT:-8090}
+DEV_SHOP_PORT=${DEV_SHOP_PORT:-8081}
+DEV_SHOP_OTHER_PORT=${DEV_SHOP_OTHER_PORT:-8082}
 DEV_TENANT_NAME=dev
 DEV_KEY_SCOPES=tokens:write,tokens:read,charges:write,reports:read
+# the local gateways' credentials: gwsim checks them like the real services would
+DEV_STRIPE_KEY=sk_test_tokenddev
+DEV_ADYEN_KEY=tokend-dev-adyen-key
+DEV_ADYEN_MERCHANT=TokendDevECOM
 
 . tests/lib/pg.sh
 . tests/lib/harness.sh
 
-VAR="$ROOT/var"
+VAR=${DEV_VAR:-$ROOT/var}
+mkdir -p "$VAR" && VAR=$(cd "$VAR" && pwd)
 PG="$VAR/pg"
 
 say() { printf 'dev-run: %s\n' "$*"; }
@@ -43,7 +56,7 @@ if [ "${1:-}" = stop-db ]; then
 fi
 [ $# -eq 0 ] || die "usage: $0 [stop-db]"
 
-for b in tokend tokenctl; do
+for b in tokend tokenctl gwsim hookrecv; do
     [ -x "$BUILD/$b" ] || die "$BUILD/$b is missing: run 'make BUILD=$BUILD all' first"
 done
 if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
@@ -83,21 +96,24 @@ make_tls "$VAR" || die "cannot create a TLS certificate (openssl)"
 pg_init "$PG" on || die "cannot create the PostgreSQL cluster in $PG (see $PG/initdb.log)"
 
 # ---- PostgreSQL ------------------------------------------------------------------
+PIDS=() # everything started here, stopped in reverse order before the database
 TOKEND_PID=
 # shellcheck disable=SC2317 # runs from the EXIT trap
 cleanup() {
-    local rc=$?
+    local rc=$? i pid _
     trap - EXIT INT TERM
-    if [ -n "$TOKEND_PID" ] && kill -0 "$TOKEND_PID" 2>/dev/null; then
-        kill -TERM "$TOKEND_PID" 2>/dev/null || true
-        local _
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[$i]}
+        kill -0 "$pid" 2>/dev/null || continue
+        kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 100); do
-            kill -0 "$TOKEND_PID" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$TOKEND_PID" 2>/dev/null || true
-        wait "$TOKEND_PID" 2>/dev/null || true
-    fi
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -f "$VAR/ready"
     if [ -f "$PG/data/postmaster.pid" ]; then
         say "stopping the database"
         pg_stop "$PG"
@@ -119,6 +135,7 @@ fi
 pg_createdb "$PG" || die "cannot create the tokend database"
 ADMIN_DB=$(pg_conninfo "$PG" postgres)
 SERVICE_DB=$(pg_conninfo "$PG" tokend_service)
+REPORTING_DB=$(pg_conninfo "$PG" tokend_reporting)
 "$BUILD/tokenctl" --db "$ADMIN_DB" migrate --dir sql || die "migrations failed"
 
 # ---- dev tenant and test key, first use only -----------------------------------------
@@ -166,44 +183,149 @@ if [ ! -s "$VAR/dev-key" ]; then
 fi
 rm -f "$VAR/tokenctl.err"
 
-# ---- tokend -----------------------------------------------------------------------
+# ---- the rest of the dev tenant, first use only: every user's flow ------------------------
+# save OUT ARGS...: tokenctl's one-line answer into OUT (0600), checked against a pattern
+save() {
+    local out=$1 pattern=$2 rc=0
+    shift 2
+    ctl "$out.tmp" "$@" || rc=$?
+    if [ "$rc" -ne 0 ] || ! grep -Eqx "$pattern" "$out.tmp"; then
+        rm -f "$out.tmp"
+        die "'tokenctl $1 $2' failed (exit $rc): $(head -c 300 "$VAR/tokenctl.err" 2>/dev/null)"
+    fi
+    mv "$out.tmp" "$out"
+}
+TENANT=$(cat "$VAR/dev-tenant")
+SHOP="http://127.0.0.1:$DEV_SHOP_PORT"
+GWSIM_URL="https://localhost:$DEV_GWSIM_PORT"
+if [ ! -s "$VAR/dev-pk" ]; then
+    save "$VAR/dev-pk" 'pk_test_[0-9A-Za-z]+' key create --tenant "$TENANT" --publishable --origin "$SHOP" --test
+    say "created a publishable key for the demo shop at $SHOP"
+fi
+if [ ! -s "$VAR/gw-stripe" ]; then
+    # credentials files are read once by tokenctl, sealed under the tenant's key, then removed
+    (umask 077
+     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/whsec_dev_/' >"$VAR/stripe-whsec"
+     printf '{"api_key":"%s","webhook_secret":"%s"}' "$DEV_STRIPE_KEY" "$(cat "$VAR/stripe-whsec")" >"$VAR/cred.json")
+    save "$VAR/gw-stripe" 'gw_[0-9A-Za-z]{22}' gateway add --tenant "$TENANT" --kind stripe \
+        --credentials-file "$VAR/cred.json" --base-url "$GWSIM_URL" --priority 1 --test
+    (umask 077 && printf '{"api_key":"%s","merchant_account":"%s"}' "$DEV_ADYEN_KEY" "$DEV_ADYEN_MERCHANT" >"$VAR/cred.json")
+    save "$VAR/gw-adyen" 'gw_[0-9A-Za-z]{22}' gateway add --tenant "$TENANT" --kind adyen \
+        --credentials-file "$VAR/cred.json" --base-url "$GWSIM_URL" --priority 2 --test
+    (umask 077 && printf '{}' >"$VAR/cred.json")
+    save "$VAR/gw-sandbox" 'gw_[0-9A-Za-z]{22}' gateway add --tenant "$TENANT" --kind sandbox \
+        --credentials-file "$VAR/cred.json" --priority 3 --test
+    rm -f "$VAR/cred.json"
+    printf '%s\n' "$DEV_GWSIM_PORT" >"$VAR/gwsim-port"
+    say "added the dev tenant's gateways: stripe and adyen (gwsim at $GWSIM_URL), sandbox"
+fi
+[ "$(cat "$VAR/gwsim-port" 2>/dev/null)" = "$DEV_GWSIM_PORT" ] ||
+    warn "the dev tenant's Stripe and Adyen accounts point at port $(cat "$VAR/gwsim-port" 2>/dev/null), not DEV_GWSIM_PORT=$DEV_GWSIM_PORT: start over with 'make stop-db && rm -rf var'"
+if [ ! -s "$VAR/hook-secret" ]; then
+    save "$VAR/hook-secret" 'whsec_[0-9A-Za-z]+' webhook add --tenant "$TENANT" \
+        --url "http://127.0.0.1:$DEV_HOOK_PORT/hooks" --test
+    say "subscribed a local webhook receiver (port $DEV_HOOK_PORT) to the dev tenant's events"
+fi
+rm -f "$VAR/tokenctl.err"
+
+# ---- the local gateways, the webhook receiver, tokend, the demo shop ----------------------
+# wait_file FILE SECONDS / wait_url URL SECONDS
+wait_file() { local i; for i in $(seq 1 $(($2 * 20))); do [ -f "$1" ] && return 0; sleep 0.05; done; return 1; }
+rm -f "$VAR/gwsim.ready" "$VAR/ready"
+"$BUILD/gwsim" --listen "127.0.0.1:$DEV_GWSIM_PORT" --tls-cert "$VAR/tls.crt" --tls-key "$VAR/tls.key" \
+    --stripe-key "$DEV_STRIPE_KEY" --adyen-key "$DEV_ADYEN_KEY" --adyen-merchant "$DEV_ADYEN_MERCHANT" \
+    --ready-file "$VAR/gwsim.ready" 2>>"$VAR/gwsim.log" &
+PIDS+=($!)
+wait_file "$VAR/gwsim.ready" 10 || die "gwsim did not start (log: $VAR/gwsim.log)"
+"$BUILD/hookrecv" --port "$DEV_HOOK_PORT" --secret-file "$VAR/hook-secret" --log "$VAR/hooks.log" \
+    2>>"$VAR/hookrecv.log" &
+PIDS+=($!)
+# In the background so this shell can forward Ctrl-C/SIGTERM and then stop the rest.
+"$BUILD/tokend" --listen "$DEV_LISTEN" --listen-tls "$DEV_LISTEN_TLS" \
+    --tls-cert "$VAR/tls.crt" --tls-key "$VAR/tls.key" \
+    --master-key-file "$VAR/master.key" --db "$SERVICE_DB" --reporting-db "$REPORTING_DB" \
+    --metrics-listen "$DEV_METRICS" --gateway-ca-file "$VAR/tls.crt" \
+    --webhook-allow-http-loopback --webhook-retry-base-ms 1000 &
+TOKEND_PID=$!
+PIDS+=("$TOKEND_PID")
+wait_http "http://$DEV_LISTEN/healthz" 15 || die "tokend did not start"
+SHOP_NOTE="(node is not installed: no demo shop; the API steps below work without it)"
+if command -v node >/dev/null 2>&1; then
+    DEMO_PORT=$DEV_SHOP_PORT EVIL_PORT=$DEV_SHOP_OTHER_PORT TOKEND_URL="http://$DEV_LISTEN" \
+        TOKEND_PK="$(cat "$VAR/dev-pk")" TOKEND_SK="$(cat "$VAR/dev-key")" DEMO_LOG="$VAR/shop.log" \
+        node tests/e2e/demo/server.mjs 2>>"$VAR/shop.err" &
+    PIDS+=($!)
+    SHOP_NOTE="open $SHOP/ in a browser, pay with 4242 4242 4242 4242 (any future date, any CVC), see the token and its charge"
+fi
+
+# ---- the walkthrough: printed, and saved as a script that runs as printed ------------------
 tls_port=${DEV_LISTEN_TLS##*:}
+cat >"$VAR/walkthrough.sh" <<EOF
+# tokend walkthrough (made by 'make run'; run it whole with: bash $VAR/walkthrough.sh)
+set -euo pipefail
+V=$VAR
+TOKEND=https://localhost:$tls_port
+SK=\$(cat \$V/dev-key)
+api() { curl -sS --fail-with-body --http2 --cacert \$V/tls.crt -H "Authorization: Bearer \$SK" "\$@"; }
+Y=\$((\$(date -u +%Y) + 1))
+
+# 1. Checkout: $SHOP_NOTE
+#    The card element does this with the publishable key; here the app's server does it:
+TOK=\$(api \$TOKEND/v1/tokens -H 'Content-Type: application/json' \\
+      -d "{\\"card\\":{\\"number\\":\\"4242 4242 4242 4242\\",\\"exp_month\\":12,\\"exp_year\\":\$Y,\\"cvc\\":\\"123\\"}}" | jq -r .id)
+echo "token: \$TOK"
+
+# 2. Invoicing: charge the token (at "Stripe", gwsim), then refund part of it
+CH=\$(api \$TOKEND/v1/charges -H 'Content-Type: application/json' -H "Idempotency-Key: inv-\$TOK" \\
+      -d "{\\"token\\":\\"\$TOK\\",\\"amount\\":1999,\\"currency\\":\\"usd\\",\\"invoice_ref\\":\\"INV-1\\"}" | jq -r .id)
+api \$TOKEND/v1/charges/\$CH | jq -c '{id, status, amount, gateway}'
+api \$TOKEND/v1/refunds -H 'Content-Type: application/json' -d "{\\"charge\\":\\"\$CH\\",\\"amount\\":500}" | jq -c '{id, status, amount}'
+
+# 3. Gateway webhook: an authorised charge, then Stripe's signed event that captures it
+CH2=\$(api \$TOKEND/v1/charges -H 'Content-Type: application/json' \\
+       -d "{\\"token\\":\\"\$TOK\\",\\"amount\\":1000,\\"currency\\":\\"usd\\",\\"capture\\":false}" | jq -r .id)
+PI=\$(api \$TOKEND/v1/charges/\$CH2 | jq -r .gateway_reference)
+BODY="{\\"id\\":\\"evt_dev_\$CH2\\",\\"object\\":\\"event\\",\\"type\\":\\"payment_intent.succeeded\\",\\"data\\":{\\"object\\":{\\"id\\":\\"\$PI\\",\\"object\\":\\"payment_intent\\",\\"amount_received\\":1000}}}"
+TS=\$(date +%s)
+SIG=\$(printf '%s' "\$TS.\$BODY" | openssl dgst -sha256 -hmac "\$(cat \$V/stripe-whsec)" -r | cut -d' ' -f1)
+curl -sS --fail-with-body --http2 --cacert \$V/tls.crt \$TOKEND/v1/webhooks/stripe/\$(cat \$V/gw-stripe) \\
+     -H 'Content-Type: application/json' -H "Stripe-Signature: t=\$TS,v1=\$SIG" -d "\$BODY"; echo
+api \$TOKEND/v1/charges/\$CH2 | jq -c '{id, status, amount_captured}'
+sleep 2; tail -n 3 \$V/hooks.log   # the dev tenant's receiver got the signed events
+
+# 4. Finance: list, export, and reconcile a settlement file that names the first charge
+api "\$TOKEND/v1/charges?limit=3" | jq -c '.data[] | {id, status, amount, gateway}'
+api "\$TOKEND/v1/exports/charges?format=csv" | head -n 3
+REF=\$(api \$TOKEND/v1/charges/\$CH | jq -r .gateway_reference)
+printf 'balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id\\ntxn_dev_1,%s,usd,19.99,0.88,19.11,charge,%s\\n' \\
+       "\$(date -u '+%Y-%m-%d %H:%M:%S')" "\$REF" >\$V/settlement.csv
+RUN=\$(api "\$TOKEND/v1/reconciliations?gateway=stripe" -H 'Content-Type: text/csv' --data-binary @\$V/settlement.csv | jq -r .id)
+sleep 1; api \$TOKEND/v1/reconciliations/\$RUN | jq -c '{status, summary}'
+
+# 5. Operations: what a Prometheus server scrapes
+curl -sS http://$DEV_METRICS/metrics | grep '^tokend_http_requests_total' | head -n 5
+echo "walkthrough: done"
+EOF
+chmod 0700 "$VAR/walkthrough.sh"
 cat <<EOF
 
-tokend $("$BUILD/tokend" --version | awk '{print $2}') - development instance (data in ./var; Ctrl-C stops tokend and the database)
-  h2c (prior knowledge):  http://$DEV_LISTEN
-  TLS (h2, http/1.1):     https://localhost:$tls_port   (self-signed: var/tls.crt)
+tokend $("$BUILD/tokend" --version | awk '{print $2}') - the whole system, for development (data in $VAR; Ctrl-C stops everything)
+  tokend h2c:    http://$DEV_LISTEN        TLS (h2, http/1.1): https://localhost:$tls_port (CA: $VAR/tls.crt)
+  gwsim:         $GWSIM_URL ("Stripe" and "Adyen" for the dev tenant)
+  webhooks:      http://127.0.0.1:$DEV_HOOK_PORT/hooks (log: $VAR/hooks.log)
+  metrics:       http://$DEV_METRICS/metrics
+  demo shop:     $SHOP/
 
-Try, from $(pwd):
-  curl --http2 -k https://localhost:$tls_port/healthz
-  curl --http2-prior-knowledge http://$DEV_LISTEN/readyz
+The walkthrough, one user at a time (paste into a shell in $(pwd), or run: bash $VAR/walkthrough.sh):
 EOF
-if [ -s "$VAR/dev-key" ]; then
-    cat <<EOF
-  curl --http2 -k https://localhost:$tls_port/v1/tokens \\
-       -H "Authorization: Bearer \$(cat var/dev-key)" -H 'Content-Type: application/json' \\
-       -d '{"card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":2030,"cvc":"123"}}'
-  # then charge the token it returned:
-  curl --http2 -k https://localhost:$tls_port/v1/charges \\
-       -H "Authorization: Bearer \$(cat var/dev-key)" -H 'Content-Type: application/json' \\
-       -H 'Idempotency-Key: order-1' -d '{"token":"tok_...","amount":1999,"currency":"usd"}'
-EOF
-else
-    echo "  (no dev API key yet, so no /v1/tokens example: see the warning above)"
-fi
+sed -n '3,$p' "$VAR/walkthrough.sh"
 cat <<EOF
 
 Stop with Ctrl-C. The database alone: make stop-db. Start over: make stop-db && rm -rf var
 
 EOF
-
-# In the background so this shell can forward Ctrl-C/SIGTERM and then stop the database.
-"$BUILD/tokend" --listen "$DEV_LISTEN" --listen-tls "$DEV_LISTEN_TLS" \
-    --tls-cert "$VAR/tls.crt" --tls-key "$VAR/tls.key" \
-    --master-key-file "$VAR/master.key" --db "$SERVICE_DB" &
-TOKEND_PID=$!
+touch "$VAR/ready"
 rc=0
 wait "$TOKEND_PID" || rc=$?
-TOKEND_PID=
 [ "$rc" -eq 0 ] || warn "tokend exited with status $rc"
 exit "$rc"
