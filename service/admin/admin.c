@@ -628,9 +628,10 @@ static tok_status key_create_args(int argc, char **argv, struct key_spec *k)
         say("key create: --origin is only for publishable keys");
         return TOK_ERR_INPUT;
     }
-    /* a publishable key sits in web pages: it can only create tokens (schema CHECK too) */
+    /* a publishable key sits in web pages: it can only create tokens, never read or redact
+     * them (tokens:create, its own scope; the schema's CHECK too, sql/015) */
     if (k->publishable)
-        return tok_buf_puts(&k->scopes, "tokens:write");
+        return tok_buf_puts(&k->scopes, "tokens:create");
     if (tok_admin_scopes_parse(tok_slice_str(scopes), &k->scopes) != TOK_OK) {
         say("key create: bad --scopes '%s': a comma-separated list of tokens:write, "
             "tokens:read, charges:write, reports:read, admin",
