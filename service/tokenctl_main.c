@@ -48,6 +48,7 @@ static int usage(void)
           "  webhook disable|enable --tenant T ENDPOINT\n"
           "                               stop deliveries to a receiver (pending wait), or resume\n"
           "  audit verify                 recompute the audit log's hash chain\n"
+          "  audit dedup [--minutes N]    per key: de-duplication hits and refusals (default 60)\n"
           "  reconcile --gateway stripe|adyen --file F --tenant T [--live|--test] [--exceptions OUT]\n"
           "                               match a settlement report against the ledger\n"
           "  version                      print the version\n"
