@@ -54,7 +54,8 @@ static int usage(void)
           "  version                      print the version\n"
           "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
           "key from --master-key-file or TOKEND_MASTER_KEY_FILE. T is a tenant id or name.\n"
-          "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin.\n",
+          "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin (a publishable\n"
+          "key gets tokens:create, POST /v1/tokens only).\n",
           stderr);
     return EXIT_USAGE;
 }
