@@ -48,12 +48,14 @@ static int usage(void)
           "  webhook disable|enable --tenant T ENDPOINT\n"
           "                               stop deliveries to a receiver (pending wait), or resume\n"
           "  audit verify                 recompute the audit log's hash chain\n"
+          "  audit dedup [--minutes N]    per key: de-duplication hits and refusals (default 60)\n"
           "  reconcile --gateway stripe|adyen --file F --tenant T [--live|--test] [--exceptions OUT]\n"
           "                               match a settlement report against the ledger\n"
           "  version                      print the version\n"
           "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
           "key from --master-key-file or TOKEND_MASTER_KEY_FILE. T is a tenant id or name.\n"
-          "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin.\n",
+          "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin (a publishable\n"
+          "key gets tokens:create, POST /v1/tokens only).\n",
           stderr);
     return EXIT_USAGE;
 }

@@ -9,6 +9,7 @@
 #include "tokend/store/db.h"
 #include "tokend/http/httpc.h"
 #include "tokend/vault/keyring.h"
+#include "tokend/vault/dedup_guard.h"
 #include "tokend/core/log.h"
 #include "tokend/server.h"
 #include "tokend/events/webhooks.h"
@@ -105,6 +106,17 @@ int main(int argc, char **argv)
         tok_keyring_free(&kr);
         return refuse("cannot start the audit chainer", why);
     }
+    /* secret keys' budget of de-duplication hits: the card oracle bounded (dedup_guard.h) */
+    struct tok_dedup_guard *dg = NULL;
+    if (tok_dedup_guard_new(cfg.dedup_hits_max, cfg.dedup_window_s, &dg) != TOK_OK) {
+        tok_audit_chainer_free(&chainer);
+        tok_webhook_deliverer_free(&wd);
+        tok_db_close(&rdb);
+        tok_db_close(&db);
+        tok_keyring_free(&kr);
+        tok_httpc_free(&httpc);
+        return refuse("cannot start", "out of memory");
+    }
     tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
 
     app.cfg = &cfg;
@@ -112,7 +124,9 @@ int main(int argc, char **argv)
     app.httpc = httpc;
     app.reporting_db = rdb;
     app.keyring = kr;
+    app.dedup_guard = dg;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
+        tok_dedup_guard_free(&dg);
         tok_audit_chainer_free(&chainer);
         tok_webhook_deliverer_free(&wd);
         tok_db_close(&rdb);
@@ -147,6 +161,7 @@ int main(int argc, char **argv)
     tok_httpc_free(&app.httpc); /* the loops have stopped: no one waits for an answer */
     tok_db_close(&app.reporting_db);
     tok_keyring_free(&app.keyring);
+    tok_dedup_guard_free(&app.dedup_guard);
     tok_log_info("%s: stopped", __func__);
     return st == TOK_OK ? EXIT_SUCCESS : EXIT_FAILURE;
 }

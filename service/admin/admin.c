@@ -628,9 +628,10 @@ static tok_status key_create_args(int argc, char **argv, struct key_spec *k)
         say("key create: --origin is only for publishable keys");
         return TOK_ERR_INPUT;
     }
-    /* a publishable key sits in web pages: it can only create tokens (schema CHECK too) */
+    /* a publishable key sits in web pages: it can only create tokens, never read or redact
+     * them (tokens:create, its own scope; the schema's CHECK too, sql/015) */
     if (k->publishable)
-        return tok_buf_puts(&k->scopes, "tokens:write");
+        return tok_buf_puts(&k->scopes, "tokens:create");
     if (tok_admin_scopes_parse(tok_slice_str(scopes), &k->scopes) != TOK_OK) {
         say("key create: bad --scopes '%s': a comma-separated list of tokens:write, "
             "tokens:read, charges:write, reports:read, admin",
@@ -879,8 +880,60 @@ tok_status tok_admin_key(const struct tok_admin *a, int argc, char **argv)
 
 static tok_status audit_usage(void)
 {
-    say("usage: audit verify");
+    say("usage: audit verify | audit dedup [--minutes N]");
     return TOK_ERR_INPUT;
+}
+
+#define DEDUP_MINUTES_DEFAULT 60
+#define DEDUP_MINUTES_MAX 44640 /* 31 days */
+
+/*
+ * `audit dedup [--minutes N]`: per API key, the de-duplication hits (token.deduplicated)
+ * and the requests refused at the key's limit (token.dedup_limited) in the last N minutes,
+ * from the audit log: the figure an operator alerts on, summed over every tokend process
+ * (each one's limit is per process, dedup_guard.h). Keys with neither are not listed.
+ */
+static tok_status audit_dedup(const struct tok_admin *a, int argc, char **argv)
+{
+    const char *minutes = NULL;
+    for (int i = 0; i < argc; i++)
+        if (opt_value(argc, argv, &i, "--minutes", &minutes) <= 0)
+            return audit_usage();
+    unsigned long n = DEDUP_MINUTES_DEFAULT;
+    if (minutes != NULL) {
+        char *end = NULL;
+        errno = 0;
+        n = strtoul(minutes, &end, 10);
+        if (errno != 0 || end == minutes || *end != '\0' || minutes[0] == '-' || n < 1 ||
+            n > DEDUP_MINUTES_MAX) {
+            say("audit dedup: --minutes is a whole number from 1 to %d", DEDUP_MINUTES_MAX);
+            return TOK_ERR_INPUT;
+        }
+    }
+    static const char sql[] =
+        "SELECT e.actor, coalesce(e.tenant_id, '-'),"
+        "       count(*) FILTER (WHERE e.action = 'token.deduplicated'),"
+        "       count(*) FILTER (WHERE e.action = 'token.dedup_limited')"
+        "  FROM audit.events e"
+        " WHERE e.action IN ('token.deduplicated', 'token.dedup_limited')"
+        "   AND e.created_at > now() - make_interval(mins => $1::int)"
+        " GROUP BY 1, 2 ORDER BY 3 DESC, 4 DESC, 1";
+    char nbuf[16];
+    snprintf(nbuf, sizeof nbuf, "%lu", n);
+    const char *vals[1] = {nbuf};
+    PGconn *pg = NULL;
+    TOK_GUARD(tok_admin_connect(a, &pg));
+    PGresult *r = PQexecParams(pg, sql, 1, NULL, vals, NULL, NULL, 0);
+    tok_status st = check_result(r, PGRES_TUPLES_OK, "audit dedup");
+    if (st == TOK_OK) {
+        fputs("key\ttenant\thits\trefused\n", stdout);
+        for (int i = 0; i < PQntuples(r); i++)
+            print_row(r, i);
+        st = finish_stdout();
+    }
+    PQclear(r);
+    PQfinish(pg);
+    return st;
 }
 
 static struct tok_slice cell_bytes(const PGresult *r, int row, int col)
@@ -1055,6 +1108,8 @@ static tok_status audit_verify(const struct tok_admin *a, int argc)
 tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv)
 {
     TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
+    if (argc >= 1 && strcmp(argv[0], "dedup") == 0)
+        return audit_dedup(a, argc - 1, argv + 1);
     if (argc < 1 || strcmp(argv[0], "verify") != 0)
         return audit_usage();
     return audit_verify(a, argc - 1);

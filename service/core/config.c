@@ -52,6 +52,8 @@ static const struct opt opts[] = {
     {"webhook-allow-http-loopback", NULL, OPT_FLAG, offsetof(struct tok_config, webhook_allow_http_loopback), 0, 0, 0, "TEST ONLY: allow http:// webhook endpoints on loopback (default: https only)"},
     {"webhook-retry-base-ms", "TOKEND_WEBHOOK_RETRY_BASE_MS", UINT(webhook_retry_base_ms, 100, 3600000), "first webhook retry delay, doubled per try (default 10000)"},
     {"audit-chain-interval-ms", "TOKEND_AUDIT_CHAIN_INTERVAL_MS", UINT(audit_chain_interval_ms, 10, 60000), "how often tokend's new audit rows are hash-chained (default 100)"},
+    {"dedup-hits-max", "TOKEND_DEDUP_HITS_MAX", UINT(dedup_hits_max, 1, TOK_DEDUP_HITS_MAX), "de-duplication hits per secret key per window, then 429 (default 1000)"},
+    {"dedup-window-s", "TOKEND_DEDUP_WINDOW_S", UINT(dedup_window_s, 1, TOK_DEDUP_WINDOW_MAX_S), "that window in seconds (default 3600)"},
     {"log-level", "TOKEND_LOG_LEVEL", OPT_LEVEL, offsetof(struct tok_config, log_level), 0, 0, 0, "debug|info|warn|error"},
     {"help", NULL, OPT_FLAG, offsetof(struct tok_config, show_help), 0, 0, 0, "this text"},
     {"version", NULL, OPT_FLAG, offsetof(struct tok_config, show_version), 0, 0, 0, "print the version"},
@@ -74,6 +76,8 @@ void tok_config_defaults(struct tok_config *cfg)
     cfg->log_level = TOK_LOG_INFO;
     cfg->webhook_retry_base_ms = 10000;
     cfg->audit_chain_interval_ms = 100;
+    cfg->dedup_hits_max = TOK_DEDUP_HITS_DEFAULT;
+    cfg->dedup_window_s = TOK_DEDUP_WINDOW_DEFAULT_S;
 }
 
 static tok_status set_value(struct tok_config *cfg, const struct opt *o, const char *v, char *why,
@@ -248,7 +252,7 @@ tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t w
 
 const char *tok_config_usage(void)
 {
-    static char text[4096];
+    static char text[8192];
     if (text[0] != '\0')
         return text;
     struct tok_buf b;

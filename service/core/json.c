@@ -121,6 +121,13 @@ bool tok_json_utf8_valid(struct tok_slice s, size_t *bad_off)
     return true;
 }
 
+bool tok_json_text_storable(struct tok_slice s)
+{
+    if (s.len > 0 && (s.ptr == NULL || memchr(s.ptr, 0, s.len) != NULL))
+        return false;
+    return tok_json_utf8_valid(s, NULL);
+}
+
 static bool hex4(struct tok_slice s, size_t at, uint32_t *out)
 {
     uint32_t v = 0;

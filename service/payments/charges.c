@@ -893,8 +893,11 @@ static tok_status get_text(const struct tok_json_node *root, const char *field, 
         return TOK_OK;
     if (tok_json_string(n, &v) != TOK_OK)
         FAIL(fe, "invalid_type", field, "must be a string");
-    if (v.len > max || memchr(v.ptr, 0, v.len) != NULL)
+    if (v.len > max)
         FAIL(fe, "too_long", field, "the text is too long");
+    /* what PostgreSQL's text can hold (no NUL), checked before the gateway is called */
+    if (!tok_json_text_storable(v))
+        FAIL(fe, "invalid_text", field, "the text must be UTF-8 without NUL (\\u0000)");
     tok_copy(out, v.ptr, v.len);
     out[v.len] = '\0';
     return TOK_OK;

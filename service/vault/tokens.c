@@ -2,16 +2,23 @@
  * tokens.c - tokenise, read and redact.
  *
  * POST /v1/tokens, in order, on the request's loop thread unless noted:
- *   auth (tokens:write) -> parse the body into locked memory and wipe the
- *   request body -> validate every field (422 + code + param) -> normalise
- *   the PAN, fingerprint it with the tenant's key -> [deduplicate: look up
- *   the fingerprint on a DB thread] -> the gateway adapter tokenises ->
- *   seal its reference under the tenant DEK -> wipe PAN/CVC -> one DB job
- *   inserts token, sealed reference and audit event (group-committed) ->
- *   201. A gateway failure stores nothing.
+ *   auth (tokens:write, or a publishable key's tokens:create) -> parse the
+ *   body into locked memory and wipe the request body -> validate every
+ *   field (422 + code + param), text included as PostgreSQL will store it ->
+ *   normalise the PAN, fingerprint it with the tenant's key -> [deduplicate,
+ *   secret keys only, within the key's budget (dedup_guard.h): look up the
+ *   fingerprint on a DB thread] -> the gateway adapter tokenises -> seal its
+ *   reference under the tenant DEK -> wipe PAN/CVC -> one DB job inserts
+ *   token, sealed reference and audit event (group-committed) -> 201. A
+ *   gateway failure stores nothing.
+ *
+ * A publishable key never learns whether a card was stored before (issue #15:
+ * deduplicate was a PAN oracle): it cannot ask for deduplicate, and its answer
+ * holds the new token's display data only, no fingerprint, no metadata.
  */
 #include "tokend/vault/tokens.h"
 #include "tokend/vault/auth.h"
+#include "tokend/vault/dedup_guard.h"
 #include "tokend/core/base62.h"
 #include "tokend/vault/card.h"
 #include "tokend/core/encoding.h"
@@ -165,7 +172,13 @@ static tok_status row_from_result(PGresult *res, int i, struct token_row *row)
     return row->metadata != NULL ? TOK_OK : TOK_ERR_NOMEM;
 }
 
-static void token_json(struct tok_json_writer *w, const struct token_row *row)
+/*
+ * A token as JSON. The publishable view (a pk_ key's answer, read by a web page) holds only
+ * what the page needs about the card it just sent: no fingerprint (equal for equal cards, so
+ * comparing two would tell whether a card is one already stored), no BIN, metadata or
+ * gateway list (the tenant's data and settings, not the page's).
+ */
+static void token_json(struct tok_json_writer *w, const struct token_row *row, bool publishable)
 {
     tok_jw_obj_begin(w);
     tok_jw_kstr(w, "id", row->id);
@@ -177,6 +190,14 @@ static void token_json(struct tok_json_writer *w, const struct token_row *row)
     }
     tok_jw_kstr(w, "brand", row->brand);
     tok_jw_kstr(w, "last4", row->last4);
+    if (publishable) {
+        tok_jw_kint(w, "exp_month", row->exp_month);
+        tok_jw_kint(w, "exp_year", row->exp_year);
+        tok_jw_kstr(w, "created_at", row->created_at);
+        tok_jw_kstr(w, "expires_at", row->expires_at[0] != '\0' ? row->expires_at : NULL);
+        tok_jw_obj_end(w);
+        return;
+    }
     tok_jw_kstr(w, "bin", row->bin[0] != '\0' ? row->bin : NULL);
     tok_jw_kint(w, "exp_month", row->exp_month);
     tok_jw_kint(w, "exp_year", row->exp_year);
@@ -218,7 +239,7 @@ static void send_token(struct tok_req *r, int status, const struct token_row *ro
     }
     struct tok_json_writer w;
     tok_jw_init(&w, &b);
-    token_json(&w, row);
+    token_json(&w, row, r->principal != NULL && r->principal->publishable);
     if (tok_jw_finish(&w) != TOK_OK) {
         tok_log_err("%s: %s: token JSON does not fit", __func__, r->id);
         tok_http_problem(r, 500, "internal_error", NULL, NULL);
@@ -335,6 +356,7 @@ struct create_call {
     struct card_secret *secret;
     bool deduplicate;
     bool found_existing;
+    struct tok_dedup_guard *dedup_guard; /* set while a de-duplication hit is reserved */
     bool insert_phase;
     struct token_row row;
     char tenant_id[TOK_ID_MAX];
@@ -366,6 +388,22 @@ static void wipe_card(struct create_call *c)
     c->secret = NULL;
 }
 
+static uint64_t monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec;
+}
+
+/* Ends the de-duplication reservation, if one is open: a hit is counted, a miss given back. */
+static void dedup_settle(struct create_call *c)
+{
+    if (c->dedup_guard == NULL)
+        return;
+    tok_dedup_guard_settle(c->dedup_guard, c->actor, monotonic_s(), c->found_existing);
+    c->dedup_guard = NULL;
+}
+
 static void create_release(struct tok_call *call)
 {
     struct create_call *c = (struct create_call *)call;
@@ -373,6 +411,7 @@ static void create_release(struct tok_call *call)
         c->keep = false;
         return;
     }
+    dedup_settle(c); /* the client went away before the lookup's answer */
     wipe_card(c);
     free(c->row.metadata);
     free(c->metadata);
@@ -431,6 +470,10 @@ static tok_status validate_metadata(const struct tok_json_node *m, struct create
             if (v.len > TOK_METADATA_VALUE_MAX)
                 FAIL_FIELD(fe, "metadata_value_too_long", "metadata",
                            "metadata values are at most 500 bytes");
+            /* jsonb refuses \u0000 (22P05): refused here, before the card reaches a gateway */
+            if (!tok_json_text_storable(v))
+                FAIL_FIELD(fe, "invalid_text", "metadata",
+                           "metadata values must be UTF-8 text without NUL (\\u0000)");
             if (tok_contains_pan(v) || tok_contains_pan(k))
                 FAIL_FIELD(fe, "metadata_contains_pan", "metadata",
                            "metadata must not hold card numbers");
@@ -467,6 +510,14 @@ static tok_status validate(struct tok_req *r, const struct tok_json_node *root, 
     if (tok_json_check_keys(root, top_fields, TOK_ARRAY_LEN(top_fields), &unknown) != TOK_OK)
         FAIL_FIELD(fe, "unknown_field", tok_json_key_echoable(unknown) ? NULL : "body",
                    "the body has a field this API does not know");
+    /* before the card is read: the refusal is the same whatever card comes with it */
+    const struct tok_json_node *dd = tok_json_get(root, "deduplicate");
+    if (dd != NULL && tok_json_bool(dd, &c->deduplicate) != TOK_OK)
+        FAIL_FIELD(fe, "invalid_type", "deduplicate", "deduplicate must be true or false");
+    if (c->deduplicate && p->publishable)
+        FAIL_FIELD(fe, "deduplicate_not_allowed", "deduplicate",
+                   "a publishable key cannot de-duplicate: whether a card is stored is never "
+                   "told to a web page");
     const struct tok_json_node *card = tok_json_get(root, "card");
     if (card == NULL)
         FAIL_FIELD(fe, "missing_field", "card", "card is required");
@@ -537,10 +588,6 @@ static tok_status validate(struct tok_req *r, const struct tok_json_node *root, 
     }
 
     TOK_GUARD(validate_metadata(tok_json_get(root, "metadata"), c, fe));
-
-    n = tok_json_get(root, "deduplicate");
-    if (n != NULL && tok_json_bool(n, &c->deduplicate) != TOK_OK)
-        FAIL_FIELD(fe, "invalid_type", "deduplicate", "deduplicate must be true or false");
 
     n = tok_json_get(root, "expires_at");
     if (n != NULL && tok_json_type(n) != TOK_JSON_NULL) {
@@ -1003,6 +1050,11 @@ static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
 static void create_result(struct tok_call *call, struct tok_req *r)
 {
     struct create_call *c = (struct create_call *)call;
+    if (!c->insert_phase) {
+        if (call->job.status != TOK_OK)
+            c->found_existing = false; /* a failed lookup told nothing: give the hit back */
+        dedup_settle(c);
+    }
     if (call->job.status != TOK_OK) {
         wipe_card(c);
         tok_log_err("%s: %s: %s failed (%s)", __func__, r->id,
@@ -1033,6 +1085,46 @@ static void submit_insert(struct tok_req *r, struct create_call *c)
     c->call.on_result = create_result;
     c->call.release = create_release;
     tok_http_call(r, &c->call);
+}
+
+/*
+ * Reserves one of the key's de-duplication hits before the lookup; at the limit answers 429
+ * itself (whatever the card: the refusal tells nothing about it), audits and, once a
+ * window, logs it, and returns false.
+ */
+static bool dedup_reserve(struct tok_req *r, struct create_call *c)
+{
+    struct tok_dedup_guard *g = r->app->dedup_guard;
+    bool allowed = false, first = false;
+    uint32_t retry_after = 0;
+    if (g == NULL || tok_dedup_guard_reserve(g, c->actor, monotonic_s(), &allowed, &retry_after,
+                                             &first) != TOK_OK) {
+        tok_log_err("%s: %s: no de-duplication guard", __func__, r->id);
+        tok_http_problem(r, 500, "internal_error", NULL, NULL);
+        return false;
+    }
+    if (allowed) {
+        c->dedup_guard = g;
+        return true;
+    }
+    if (first) {
+        struct tok_dedup_stats st;
+        tok_dedup_guard_stats(g, &st);
+        tok_log_warn("%s: %s: key %s reached its de-duplication limit (%u hits per %u s); "
+                     "refused for %u s (process: %llu lookups, %llu hits, %llu refused)",
+                     __func__, r->id, c->actor, r->app->cfg->dedup_hits_max,
+                     r->app->cfg->dedup_window_s, retry_after, (unsigned long long)st.lookups,
+                     (unsigned long long)st.hits, (unsigned long long)st.refused);
+    }
+    tok_audit_async(r, c->tenant_id, c->actor, "token.dedup_limited", NULL);
+    char ra[16];
+    snprintf(ra, sizeof ra, "%u", retry_after);
+    tok_http_header(r, "retry-after", ra);
+    tok_http_problem(r, 429, "dedup_limit_exceeded",
+                     "this key used its de-duplication budget; retry after the window ends, or "
+                     "tokenise without deduplicate",
+                     "deduplicate");
+    return false;
 }
 
 static void create_authed(struct tok_req *r)
@@ -1083,6 +1175,10 @@ static void create_authed(struct tok_req *r)
         create_release(&c->call);
         return;
     }
+    if (c->deduplicate && !dedup_reserve(r, c)) {
+        create_release(&c->call);
+        return;
+    }
     if (c->deduplicate) {
         c->call.job.exec = create_exec;
         c->call.on_result = create_result;
@@ -1095,7 +1191,7 @@ static void create_authed(struct tok_req *r)
 
 void tok_tokens_create(struct tok_req *r)
 {
-    tok_auth_require(r, TOK_SCOPE_TOKENS_WRITE, create_authed);
+    tok_auth_require(r, TOK_SCOPE_TOKENS_WRITE | TOK_SCOPE_TOKENS_CREATE, create_authed);
 }
 
 /* ---- GET and DELETE /v1/tokens/{id} ------------------------------------------------- */

@@ -163,6 +163,12 @@ expect_eq "deduplicate returns the existing token (200)" "$(status_of "$out")" "
 expect_eq "deduplicate: same id" "$(json_of "$out" | jq -r .id)" "$first"
 out=$(post "$KEY_A" "{\"card\":{\"number\":\"3056930009020004\",\"exp_month\":12,\"exp_year\":$Y,\"cvc\":\"123\"},\"deduplicate\":true}")
 expect_eq "deduplicate of a new card creates it (201)" "$(status_of "$out")" "201"
+# issue #15: de-duplication tells whether a card is stored; a publishable key (a web page's)
+# never gets it, for a stored card or a new one alike
+out=$(post "$PK_A" "{\"card\":{\"number\":\"4000056655665556\",\"exp_month\":12,\"exp_year\":$Y,\"cvc\":\"123\"},\"deduplicate\":true}" -H 'origin: https://shop.example')
+expect_eq "deduplicate with a publishable key: 422 deduplicate_not_allowed" "$(status_of "$out") $(json_of "$out" | jq -r .code)" "422 deduplicate_not_allowed"
+out=$(post "$PK_A" "{\"card\":{\"number\":\"6011000990139424\",\"exp_month\":12,\"exp_year\":$Y,\"cvc\":\"123\"},\"deduplicate\":true}" -H 'origin: https://shop.example')
+expect_eq "... the same for a card never stored" "$(status_of "$out") $(json_of "$out" | jq -r .code)" "422 deduplicate_not_allowed"
 
 # --- reading and separation -----------------------------------------------------------------------
 get() { curl -s --http2-prior-knowledge -H "authorization: Bearer $1" -w '\n%{http_code}' "$H2C/v1/tokens/$2"; }
@@ -218,12 +224,16 @@ expect_eq "read-only key cannot create: 403 forbidden" "$(status_of "$out") $(js
 out=$(post "$PK_A" "$(card 4242424242424242)" -H 'origin: https://shop.example' -D "$T_DIR/pk.hdr")
 expect_eq "publishable key from its origin: 201" "$(status_of "$out")" "201"
 expect_true "CORS: the allowed origin is echoed" grep -qi '^access-control-allow-origin: https://shop.example' "$T_DIR/pk.hdr"
+expect_eq "publishable key's answer: the new token's display data, no fingerprint, bin, metadata or gateways" \
+    "$(json_of "$out" | jq -c keys)" '["brand","created_at","exp_month","exp_year","expires_at","format","id","last4","livemode","object"]'
 out=$(post "$PK_A" "$(card 4242424242424242)" -H 'origin: https://evil.example')
 expect_eq "publishable key from another origin: 403" "$(status_of "$out") $(json_of "$out" | jq -r .code)" "403 origin_not_allowed"
 out=$(post "$PK_A" "$(card 4242424242424242)")
 expect_eq "publishable key without an origin: 403" "$(status_of "$out")" "403"
 out=$(get "$PK_A" "$TOK1")
 expect_eq "publishable key cannot read tokens" "$(status_of "$out")" "403"
+out=$(curl -s --http2-prior-knowledge -X DELETE -H "authorization: Bearer $PK_A" -H 'origin: https://shop.example' -w '\n%{http_code}' "$H2C/v1/tokens/$TOK1")
+expect_eq "publishable key cannot redact tokens (tokens:create only)" "$(status_of "$out") $(json_of "$out" | jq -r .code)" "403 forbidden"
 out=$(post "$KEY_A" "$(card 4242424242424242)" -H 'origin: https://shop.example')
 expect_eq "secret key from a browser origin: 403" "$(status_of "$out") $(json_of "$out" | jq -r .code)" "403 secret_key_in_browser"
 KEY_TMP=$("${CTL[@]}" key create --tenant "$TEN_A" --scopes tokens:read --test 2>/dev/null)

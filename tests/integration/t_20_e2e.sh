@@ -88,6 +88,8 @@ tok() { curl -s --http1.1 -D "$T_DIR/h" -o "$T_DIR/b" -w '%{http_code}' -H 'cont
 expect_eq "CORS POST from an allowed origin: 201" "$(tok -H "authorization: Bearer $PK" -H "origin: https://shop.example")" 201
 expect_eq "... with Access-Control-Allow-Origin" "$(grep -i '^access-control-allow-origin:' "$T_DIR/h" | tr -d '\r' | cut -d' ' -f2)" "https://shop.example"
 expect_match "... and Vary: Origin" "$(grep -i '^vary:' "$T_DIR/h" | tr -d '\r')" 'Origin'
+expect_eq "... the answer: display data only (no fingerprint: issue #15)" "$(jq -c keys "$T_DIR/b")" \
+    '["brand","created_at","exp_month","exp_year","expires_at","format","id","last4","livemode","object"]'
 expect_eq "CORS POST from another origin: 403" "$(tok -H "authorization: Bearer $PK" -H "origin: $EVIL")" 403
 expect_eq "... no Access-Control-Allow-Origin" "$(grep -ci '^access-control-allow-origin:' "$T_DIR/h")" 0
 expect_eq "secret key with an Origin: 403 secret_key_in_browser" "$(tok -H "authorization: Bearer $SK" -H "origin: $SHOP"; echo " $(jq -r .code "$T_DIR/b")")" "403 secret_key_in_browser"
@@ -95,6 +97,12 @@ expect_eq "secret key with an Origin: 403 secret_key_in_browser" "$(tok -H "auth
 expect_eq "element POST (self origin + parent origin): 201" \
     "$(tok -H "authorization: Bearer $PK" -H "origin: $TOKEND" -H "tokend-parent-origin: $SHOP")" 201
 expect_eq "... and no CORS header (same origin)" "$(grep -ci '^access-control-allow-origin:' "$T_DIR/h")" 0
+expect_eq "... the answer holds what the element shows, no fingerprint" "$(jq -r '[.id[0:4], .last4, (has("fingerprint")|tostring)]|join(" ")' "$T_DIR/b")" "tok_ 4242 false"
+DEDUP="${CARD%?},\"deduplicate\":true}"
+expect_eq "element POST with deduplicate: 422 deduplicate_not_allowed (issue #15)" \
+    "$(curl -s --http1.1 -o "$T_DIR/b" -w '%{http_code}' -H 'content-type: application/json' --data-binary "$DEDUP" \
+        -H "authorization: Bearer $PK" -H "origin: $TOKEND" -H "tokend-parent-origin: $SHOP" "$TOKEND/v1/tokens") $(jq -r .code "$T_DIR/b")" \
+    "422 deduplicate_not_allowed"
 expect_eq "element POST without the parent origin: 403" \
     "$(tok -H "authorization: Bearer $PK" -H "origin: $TOKEND"; echo " $(jq -r .code "$T_DIR/b")")" "403 origin_not_allowed"
 expect_eq "element POST for a parent origin the key lacks: 403" \

@@ -677,6 +677,28 @@ START_TEST(test_invalid_utf8)
 }
 END_TEST
 
+/* issue #15: what a JSON string may decode to that PostgreSQL's text and jsonb refuse */
+START_TEST(test_text_storable)
+{
+    ck_assert(tok_json_text_storable(tok_slice_str("")));
+    ck_assert(tok_json_text_storable(tok_slice_str("INV-1 caf\xc3\xa9 \xf0\x9f\x98\x80")));
+    ck_assert(tok_json_text_storable(tok_slice_of("\x01\x7f", 2))); /* control bytes: storable */
+    ck_assert(!tok_json_text_storable(tok_slice_of("a\0b", 3)));
+    ck_assert(!tok_json_text_storable(tok_slice_of("\0", 1)));
+    ck_assert(!tok_json_text_storable(tok_slice_of("ab\0", 3)));
+    ck_assert(!tok_json_text_storable(tok_slice_str("\xed\xa0\x80"))); /* U+D800 as CESU bytes */
+    ck_assert(!tok_json_text_storable(tok_slice_str("\xc0\x80")));      /* overlong NUL */
+    /* what the parser hands over for "a\u0000b": a NUL inside, refused */
+    struct tok_json_doc *doc = NULL;
+    struct tok_slice v;
+    ck_assert_int_eq(tok_json_parse(tok_slice_str("\"a\\u0000b\""), NULL, &doc, NULL), TOK_OK);
+    ck_assert_int_eq(tok_json_string(tok_json_root(doc), &v), TOK_OK);
+    ck_assert_uint_eq(v.len, 3);
+    ck_assert(!tok_json_text_storable(v));
+    tok_json_doc_free(&doc);
+}
+END_TEST
+
 START_TEST(test_malformed)
 {
     static const char *const bodies[] = {
@@ -812,6 +834,7 @@ Suite *tok_json_suite(void)
     tcase_add_test(limits, test_node_and_member_limits);
     tcase_add_test(limits, test_bad_limits_are_internal);
     tcase_add_test(limits, test_writer_sticky_bounds);
+    tcase_add_test(adv, test_text_storable);
 
     tcase_add_test(adv, test_10000_open_brackets);
     tcase_add_test(adv, test_invalid_utf8);

@@ -16,6 +16,12 @@
 #define TOK_HTTPC_MAX_INFLIGHT_DEFAULT 512u
 #define TOK_HTTPC_MAX_INFLIGHT_MAX 65536u
 
+/* De-duplication hits a secret key gets per window (dedup_guard.h, SECURITY.md "PAN oracle") */
+#define TOK_DEDUP_HITS_DEFAULT 1000u
+#define TOK_DEDUP_HITS_MAX 10000000u
+#define TOK_DEDUP_WINDOW_DEFAULT_S 3600u
+#define TOK_DEDUP_WINDOW_MAX_S 604800u /* a week */
+
 #define TOK_BODY_LIMIT_DEFAULT (64u * 1024u)
 #define TOK_BODY_LIMIT_MAX (16u * 1024u * 1024u)
 #define TOK_THREADS_MAX 64
@@ -48,6 +54,8 @@ struct tok_config {
     bool webhook_allow_http_loopback; /* TEST ONLY: deliver webhooks to http://127.0.0.1 etc. */
     unsigned webhook_retry_base_ms;   /* first webhook retry delay before jitter (issue #6) */
     unsigned audit_chain_interval_ms; /* the audit chainer's period (audit_chain.h) */
+    unsigned dedup_hits_max;          /* de-duplication hits per secret key per window */
+    unsigned dedup_window_s;          /* that window, in seconds */
     bool show_help;
     bool show_version;
 };

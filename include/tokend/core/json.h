@@ -176,6 +176,14 @@ bool tok_json_key_echoable(struct tok_slice key);
  */
 bool tok_json_utf8_valid(struct tok_slice s, size_t *bad_off);
 
+/**
+ * What PostgreSQL's text and jsonb can store: strict UTF-8 (as above: a lone surrogate
+ * escape, \ud800, never gets this far, the parser refuses it) without NUL, which text cannot
+ * hold and jsonb refuses as \u0000 (SQLSTATE 22P05). Check client text with it before
+ * anything irreversible (a gateway call) happens, so the database never refuses it after.
+ */
+bool tok_json_text_storable(struct tok_slice s);
+
 /* ---- writer ------------------------------------------------------------------------------ */
 
 /**

@@ -19,6 +19,7 @@
 #include <semaphore.h>
 
 struct tok_keyring;
+struct tok_dedup_guard;
 
 /* Requests by route and status (server.c's on_req); per worker, summed at scrape time. */
 #define TOK_STATS_ROUTES_MAX 64 /* routes.c's table; one more slot for "unmatched" */
@@ -34,6 +35,7 @@ struct tok_app {
     struct tok_db *db;
     struct tok_db *reporting_db; /* tokend_reporting's pool (lists, exports); NULL = off */
     struct tok_keyring *keyring;
+    struct tok_dedup_guard *dedup_guard; /* secret keys' de-duplication budget (vault) */
     struct tok_httpc *httpc; /* gateway HTTPS client (httpc.h), shared by every loop */
     h2o_globalconf_t h2o;
     SSL_CTX *ssl_ctx;

@@ -26,6 +26,11 @@ enum tok_scope {
     TOK_SCOPE_CHARGES_WRITE = 1u << 2,
     TOK_SCOPE_REPORTS_READ = 1u << 3,
     TOK_SCOPE_ADMIN = 1u << 4,
+    /*
+     * POST /v1/tokens and nothing else: the one scope of a publishable key, which sits in
+     * web pages (issue #15). tokens:write also redacts; a page's script must not.
+     */
+    TOK_SCOPE_TOKENS_CREATE = 1u << 5,
 };
 
 struct tok_tenant_keys;

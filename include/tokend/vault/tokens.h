@@ -15,8 +15,16 @@
 #define TOK_TOKEN_JSON_MAX (32u * 1024u)
 #define TOK_PAN_SHAPED_TRIES 4
 
+/**
+ * POST /v1/tokens: tokens:write, or a publishable key's tokens:create. A publishable key
+ * cannot de-duplicate (422 deduplicate_not_allowed) and gets the public view of the new
+ * token (no fingerprint, bin, metadata, gateways); a secret key's de-duplication hits are
+ * bounded by the app's dedup guard (dedup_guard.h: 429 dedup_limit_exceeded).
+ */
 void tok_tokens_create(struct tok_req *r);
+/** GET /v1/tokens/{id}: tokens:read. */
 void tok_tokens_get(struct tok_req *r);
+/** DELETE /v1/tokens/{id}: tokens:write (never a publishable key). */
 void tok_tokens_redact(struct tok_req *r);
 
 /**
