@@ -6,6 +6,9 @@
 #include "tokend/store/audit_chain.h"
 #include "tokend/core/config.h"
 #include "tokend/store/db.h"
+#include "tokend/store/listen.h"
+#include "tokend/http/ratelimit.h"
+#include "tokend/vault/auth.h"
 #include "tokend/http/httpc.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
@@ -17,6 +20,22 @@
 #include <stdlib.h>
 
 #define EXIT_CONFIG 2
+
+/* What the limiter refused, per class, when tokend stops (the same figures a /metrics
+ * endpoint would read with tok_ratelimit_stats). */
+static void log_limits(const struct tok_ratelimit *rl)
+{
+    for (int c = 0; c < TOK_RL_CLASSES; c++) {
+        struct tok_rl_stats s;
+        if (tok_ratelimit_stats(rl, (enum tok_rl_class)c, &s) != TOK_OK)
+            continue;
+        tok_log_info("ratelimit: %s: rate %u/s burst %u: %llu allowed, %llu refused, %llu "
+                     "recorded, %u buckets, %llu evicted",
+                     tok_ratelimit_class_name((enum tok_rl_class)c), s.rate, s.burst,
+                     (unsigned long long)s.allowed, (unsigned long long)s.refused,
+                     (unsigned long long)s.recorded, s.entries, (unsigned long long)s.evicted);
+    }
+}
 
 static int refuse(const char *what, const char *why)
 {
@@ -104,6 +123,35 @@ int main(int argc, char **argv)
         tok_keyring_free(&kr);
         return refuse("cannot start the audit chainer", why);
     }
+    /* rate limits shared by every loop thread (ratelimit.h) */
+    struct tok_rl_limit limits[TOK_RL_CLASSES] = {
+        [TOK_RL_TOKENISE] = {cfg.rate_tokenise, cfg.burst_tokenise},
+        [TOK_RL_CHARGE] = {cfg.rate_charge, cfg.burst_charge},
+        [TOK_RL_AUTH_FAIL] = {cfg.rate_auth_fail, cfg.burst_auth_fail},
+    };
+    struct tok_ratelimit *rl = NULL;
+    struct tok_auth_epochs *epochs = NULL;
+    struct tok_listener *listener = NULL;
+    if (tok_ratelimit_new(limits, &rl) != TOK_OK || tok_auth_epochs_new(&epochs) != TOK_OK) {
+        tok_ratelimit_free(&rl);
+        tok_audit_chainer_free(&chainer);
+        tok_webhook_deliverer_free(&wd);
+        tok_db_close(&db);
+        tok_keyring_free(&kr);
+        return refuse("cannot set up the rate limits", NULL);
+    }
+    /* key changes reach every loop's principal cache at once (auth.h, sql/015) */
+    struct tok_listen_config lc = {cfg.db_conninfo, TOK_AUTH_NOTIFY_CHANNEL,
+                                   tok_auth_on_key_notify, tok_auth_on_listen_reset, epochs};
+    if (tok_listener_new(&lc, &listener, why, sizeof why) != TOK_OK) {
+        tok_auth_epochs_free(&epochs);
+        tok_ratelimit_free(&rl);
+        tok_audit_chainer_free(&chainer);
+        tok_webhook_deliverer_free(&wd);
+        tok_db_close(&db);
+        tok_keyring_free(&kr);
+        return refuse("cannot listen for key changes", why);
+    }
     tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
 
     app.cfg = &cfg;
@@ -111,7 +159,12 @@ int main(int argc, char **argv)
     app.httpc = httpc;
     app.reporting_db = rdb;
     app.keyring = kr;
+    app.ratelimit = rl;
+    app.auth_epochs = epochs;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
+        tok_listener_free(&listener);
+        tok_auth_epochs_free(&epochs);
+        tok_ratelimit_free(&rl);
         tok_audit_chainer_free(&chainer);
         tok_webhook_deliverer_free(&wd);
         tok_db_close(&rdb);
@@ -121,12 +174,16 @@ int main(int argc, char **argv)
         return refuse("cannot start", why);
     }
     tok_status st = tok_server_run(&app);
+    tok_listener_free(&listener); /* before the epochs it writes to */
+    log_limits(app.ratelimit);
     tok_webhook_deliverer_free(&wd);
     tok_db_close(&app.db); /* every request's rows committed: the chainer's last pass takes them */
     tok_audit_chainer_free(&chainer);
     tok_httpc_free(&app.httpc); /* the loops have stopped: no one waits for an answer */
     tok_db_close(&app.reporting_db);
     tok_keyring_free(&app.keyring);
+    tok_ratelimit_free(&app.ratelimit);
+    tok_auth_epochs_free(&app.auth_epochs);
     tok_log_info("%s: stopped", __func__);
     return st == TOK_OK ? EXIT_SUCCESS : EXIT_FAILURE;
 }

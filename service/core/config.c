@@ -51,6 +51,13 @@ static const struct opt opts[] = {
     {"webhook-allow-http-loopback", NULL, OPT_FLAG, offsetof(struct tok_config, webhook_allow_http_loopback), 0, 0, 0, "TEST ONLY: allow http:// webhook endpoints on loopback (default: https only)"},
     {"webhook-retry-base-ms", "TOKEND_WEBHOOK_RETRY_BASE_MS", UINT(webhook_retry_base_ms, 100, 3600000), "first webhook retry delay, doubled per try (default 10000)"},
     {"audit-chain-interval-ms", "TOKEND_AUDIT_CHAIN_INTERVAL_MS", UINT(audit_chain_interval_ms, 10, 60000), "how often tokend's new audit rows are hash-chained (default 100)"},
+    {"rate-tokenise", "TOKEND_RATE_TOKENISE", UINT(rate_tokenise, 0, TOK_RATE_OPT_MAX), "tokenisations per second per API key, 0 = no limit (default 100)"},
+    {"burst-tokenise", "TOKEND_BURST_TOKENISE", UINT(burst_tokenise, 1, TOK_RATE_OPT_MAX), "tokenisations a key may save up (default 500)"},
+    {"rate-charge", "TOKEND_RATE_CHARGE", UINT(rate_charge, 0, TOK_RATE_OPT_MAX), "charges, captures, voids, refunds per second per API key, 0 = no limit (default 100)"},
+    {"burst-charge", "TOKEND_BURST_CHARGE", UINT(burst_charge, 1, TOK_RATE_OPT_MAX), "charge calls a key may save up (default 500)"},
+    {"rate-auth-failures", "TOKEND_RATE_AUTH_FAILURES", UINT(rate_auth_fail, 0, TOK_RATE_OPT_MAX), "failed authentications per second per client address, 0 = no limit (default 5)"},
+    {"burst-auth-failures", "TOKEND_BURST_AUTH_FAILURES", UINT(burst_auth_fail, 1, TOK_RATE_OPT_MAX), "failed authentications an address may save up (default 100)"},
+    {"auth-cache-ttl-ms", "TOKEND_AUTH_CACHE_TTL_MS", UINT(auth_cache_ttl_ms, 100, 3600000), "how long a cached API key is trusted without a change notification (default 3000)"},
     {"log-level", "TOKEND_LOG_LEVEL", OPT_LEVEL, offsetof(struct tok_config, log_level), 0, 0, 0, "debug|info|warn|error"},
     {"help", NULL, OPT_FLAG, offsetof(struct tok_config, show_help), 0, 0, 0, "this text"},
     {"version", NULL, OPT_FLAG, offsetof(struct tok_config, show_version), 0, 0, 0, "print the version"},
@@ -73,6 +80,13 @@ void tok_config_defaults(struct tok_config *cfg)
     cfg->log_level = TOK_LOG_INFO;
     cfg->webhook_retry_base_ms = 10000;
     cfg->audit_chain_interval_ms = 100;
+    cfg->rate_tokenise = TOK_RATE_TOKENISE_DEFAULT;
+    cfg->burst_tokenise = TOK_BURST_TOKENISE_DEFAULT;
+    cfg->rate_charge = TOK_RATE_CHARGE_DEFAULT;
+    cfg->burst_charge = TOK_BURST_CHARGE_DEFAULT;
+    cfg->rate_auth_fail = TOK_RATE_AUTH_FAIL_DEFAULT;
+    cfg->burst_auth_fail = TOK_BURST_AUTH_FAIL_DEFAULT;
+    cfg->auth_cache_ttl_ms = TOK_AUTH_CACHE_TTL_DEFAULT_MS;
 }
 
 static tok_status set_value(struct tok_config *cfg, const struct opt *o, const char *v, char *why,
@@ -240,7 +254,7 @@ tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t w
 
 const char *tok_config_usage(void)
 {
-    static char text[4096];
+    static char text[8192];
     if (text[0] != '\0')
         return text;
     struct tok_buf b;

@@ -1095,7 +1095,7 @@ static void create_authed(struct tok_req *r)
 
 void tok_tokens_create(struct tok_req *r)
 {
-    tok_auth_require(r, TOK_SCOPE_TOKENS_WRITE, create_authed);
+    tok_auth_require_limited(r, TOK_SCOPE_TOKENS_WRITE, TOK_RL_TOKENISE, create_authed);
 }
 
 /* ---- GET and DELETE /v1/tokens/{id} ------------------------------------------------- */

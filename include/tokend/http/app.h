@@ -18,6 +18,8 @@
 #include <semaphore.h>
 
 struct tok_keyring;
+struct tok_ratelimit;
+struct tok_auth_epochs;
 
 /** Everything shared by all threads; read-only once the loops run. */
 struct tok_app {
@@ -26,6 +28,8 @@ struct tok_app {
     struct tok_db *reporting_db; /* tokend_reporting's pool (lists, exports); NULL = off */
     struct tok_keyring *keyring;
     struct tok_httpc *httpc; /* gateway HTTPS client (httpc.h), shared by every loop */
+    struct tok_ratelimit *ratelimit;     /* ratelimit.h, shared by every loop; NULL = none */
+    struct tok_auth_epochs *auth_epochs; /* vault/auth.h: key changes; NULL = TTL only */
     h2o_globalconf_t h2o;
     SSL_CTX *ssl_ctx;
     struct tok_worker *workers;

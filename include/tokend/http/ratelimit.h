@@ -27,7 +27,7 @@
 
 #include <sys/socket.h>
 
-#define TOK_RL_KEY_MAX 48      /* bytes of a bucket's key (an API key id and an address) */
+#define TOK_RL_KEY_MAX 64      /* bytes of a bucket's key (an API key id and an address) */
 #define TOK_RL_SLOTS 4096      /* buckets per class */
 #define TOK_RL_SHARDS 16       /* mutexes per class */
 #define TOK_RL_PROBE 8         /* slots a key may occupy (its probe window) */
@@ -62,7 +62,7 @@ struct tok_rl_stats {
 struct tok_ratelimit;
 
 /**
- * Allocates the tables (about 300 KiB per class whose rate is not 0). limits[] is copied.
+ * Allocates the tables (about 400 KiB per class whose rate is not 0). limits[] is copied.
  * TOK_ERR_INPUT when a rate or burst is above its maximum or a limited class has burst 0;
  * TOK_ERR_NOMEM.
  */
