@@ -29,9 +29,10 @@ static void log_limits(const struct tok_ratelimit *rl)
         struct tok_rl_stats s;
         if (tok_ratelimit_stats(rl, (enum tok_rl_class)c, &s) != TOK_OK)
             continue;
-        tok_log_info("ratelimit: %s: rate %u/s burst %u: %llu allowed, %llu refused, %llu "
+        tok_log_info("ratelimit: %s: rate %u.%03u/s burst %u: %llu allowed, %llu refused, %llu "
                      "recorded, %u buckets, %llu evicted",
-                     tok_ratelimit_class_name((enum tok_rl_class)c), s.rate, s.burst,
+                     tok_ratelimit_class_name((enum tok_rl_class)c), s.rate_milli / 1000,
+                     s.rate_milli % 1000, s.burst,
                      (unsigned long long)s.allowed, (unsigned long long)s.refused,
                      (unsigned long long)s.recorded, s.entries, (unsigned long long)s.evicted);
     }
@@ -125,9 +126,9 @@ int main(int argc, char **argv)
     }
     /* rate limits shared by every loop thread (ratelimit.h) */
     struct tok_rl_limit limits[TOK_RL_CLASSES] = {
-        [TOK_RL_TOKENISE] = {cfg.rate_tokenise, cfg.burst_tokenise},
-        [TOK_RL_CHARGE] = {cfg.rate_charge, cfg.burst_charge},
-        [TOK_RL_AUTH_FAIL] = {cfg.rate_auth_fail, cfg.burst_auth_fail},
+        [TOK_RL_TOKENISE] = {cfg.rate_tokenise_milli, cfg.burst_tokenise},
+        [TOK_RL_CHARGE] = {cfg.rate_charge_milli, cfg.burst_charge},
+        [TOK_RL_AUTH_FAIL] = {cfg.rate_auth_fail_milli, cfg.burst_auth_fail},
     };
     struct tok_ratelimit *rl = NULL;
     struct tok_auth_epochs *epochs = NULL;

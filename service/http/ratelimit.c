@@ -11,9 +11,10 @@
 #include <string.h>
 #include <time.h>
 
-/* A bucket counts micro-tokens, so a rate of r tokens per second is r per microsecond and
- * the arithmetic stays in integers: burst 10^6 is 10^12 micro-tokens, far inside 64 bits. */
-#define UNIT 1000000u
+/* A bucket counts nano-tokens, so a rate of m thousandths of a token per second is m
+ * nano-tokens per microsecond and the arithmetic stays in integers: the largest burst,
+ * 10^6 tokens, is 10^15 nano-tokens, far inside 64 bits. */
+#define UNIT 1000000000u
 #define SHARD_SLOTS (TOK_RL_SLOTS / TOK_RL_SHARDS)
 
 _Static_assert(TOK_RL_SLOTS % TOK_RL_SHARDS == 0, "shards split the slots evenly");
@@ -21,7 +22,7 @@ _Static_assert(TOK_RL_PROBE <= SHARD_SLOTS, "a probe window stays inside its sha
 
 struct slot {
     uint64_t hash; /* 0: empty */
-    uint64_t tokens; /* micro-tokens at `at` */
+    uint64_t tokens; /* nano-tokens at `at` */
     uint64_t at;     /* microseconds */
     uint8_t klen;
     uint8_t key[TOK_RL_KEY_MAX];
@@ -70,9 +71,10 @@ tok_status tok_ratelimit_new(const struct tok_rl_limit limits[TOK_RL_CLASSES],
 {
     TOK_ENSURE(limits != NULL && out != NULL, TOK_ERR_INTERNAL);
     for (int c = 0; c < TOK_RL_CLASSES; c++) {
-        TOK_ENSURE(limits[c].rate <= TOK_RL_RATE_MAX && limits[c].burst <= TOK_RL_BURST_MAX,
+        TOK_ENSURE(limits[c].rate_milli <= TOK_RL_RATE_MILLI_MAX &&
+                       limits[c].burst <= TOK_RL_BURST_MAX,
                    TOK_ERR_INPUT);
-        TOK_ENSURE(limits[c].rate == 0 || limits[c].burst > 0, TOK_ERR_INPUT);
+        TOK_ENSURE(limits[c].rate_milli == 0 || limits[c].burst > 0, TOK_ERR_INPUT);
     }
     struct tok_ratelimit *rl = calloc(1, sizeof *rl);
     TOK_ENSURE(rl != NULL, TOK_ERR_NOMEM);
@@ -80,7 +82,7 @@ tok_status tok_ratelimit_new(const struct tok_rl_limit limits[TOK_RL_CLASSES],
     for (int c = 0; c < TOK_RL_CLASSES; c++) {
         struct table *t = &rl->t[c];
         t->limit = limits[c];
-        if (t->limit.rate == 0)
+        if (t->limit.rate_milli == 0)
             continue;
         t->shards = calloc(TOK_RL_SHARDS, sizeof *t->shards);
         if (t->shards == NULL) {
@@ -112,7 +114,7 @@ void tok_ratelimit_free(struct tok_ratelimit **prl)
     *prl = NULL;
 }
 
-/* The bucket's micro-tokens at `now`: what it held at `at` plus what it gained since, up to
+/* The bucket's nano-tokens at `now`: what it held at `at` plus what it gained since, up to
  * the burst. A clock that went backwards gains nothing. */
 static uint64_t refilled(const struct tok_rl_limit *l, const struct slot *s, uint64_t now)
 {
@@ -122,14 +124,14 @@ static uint64_t refilled(const struct tok_rl_limit *l, const struct slot *s, uin
     if (now <= s->at)
         return s->tokens;
     uint64_t missing = cap - s->tokens, elapsed = now - s->at;
-    if (elapsed > missing / l->rate) /* elapsed * rate would reach the cap (or overflow) */
+    if (elapsed > missing / l->rate_milli) /* elapsed * rate would reach the cap (or overflow) */
         return cap;
-    return s->tokens + elapsed * l->rate;
+    return s->tokens + elapsed * l->rate_milli;
 }
 
 static uint32_t retry_after(const struct tok_rl_limit *l, uint64_t tokens)
 {
-    uint64_t wait_us = (UNIT - tokens + l->rate - 1) / l->rate;
+    uint64_t wait_us = (UNIT - tokens + l->rate_milli - 1) / l->rate_milli;
     uint64_t s = (wait_us + 999999u) / 1000000u;
     return s < 1 ? 1 : s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
@@ -236,7 +238,7 @@ tok_status tok_ratelimit_stats(const struct tok_ratelimit *rl, enum tok_rl_class
     TOK_ENSURE(rl != NULL && out != NULL && (unsigned)c < TOK_RL_CLASSES, TOK_ERR_INTERNAL);
     /* the counters are atomics: reading them through a const table is safe */
     struct table *t = (struct table *)(uintptr_t)&rl->t[c];
-    out->rate = t->limit.rate;
+    out->rate_milli = t->limit.rate_milli;
     out->burst = t->limit.burst;
     out->allowed = atomic_load_explicit(&t->allowed, memory_order_relaxed);
     out->refused = atomic_load_explicit(&t->refused, memory_order_relaxed);

@@ -18,7 +18,8 @@ static struct tok_slice k(const char *s)
 
 static void make(uint32_t rate, uint32_t burst)
 {
-    struct tok_rl_limit l[TOK_RL_CLASSES] = {{rate, burst}, {rate, burst}, {rate, burst}};
+    uint32_t m = rate * 1000; /* whole tokens per second in the tests, thousandths in the API */
+    struct tok_rl_limit l[TOK_RL_CLASSES] = {{m, burst}, {m, burst}, {m, burst}};
     ck_assert_int_eq(tok_ratelimit_new(l, &rl), TOK_OK);
 }
 
@@ -48,7 +49,7 @@ START_TEST(test_rl_burst_then_refused)
     ck_assert_uint_eq(s.allowed, 5);
     ck_assert_uint_eq(s.refused, 1);
     ck_assert_uint_eq(s.entries, 1);
-    ck_assert_uint_eq(s.rate, 2);
+    ck_assert_uint_eq(s.rate_milli, 2000);
     ck_assert_uint_eq(s.burst, 5);
 }
 END_TEST
@@ -119,7 +120,7 @@ END_TEST
 /* rate 0 turns a class off: nothing refused, no memory, no entries */
 START_TEST(test_rl_off)
 {
-    struct tok_rl_limit l[TOK_RL_CLASSES] = {{0, 0}, {3, 1}, {0, 7}};
+    struct tok_rl_limit l[TOK_RL_CLASSES] = {{0, 0}, {3000, 1}, {0, 7}};
     ck_assert_int_eq(tok_ratelimit_new(l, &rl), TOK_OK);
     uint32_t ra = 0;
     for (int i = 0; i < 1000; i++)
@@ -127,7 +128,7 @@ START_TEST(test_rl_off)
     tok_ratelimit_record(rl, TOK_RL_AUTH_FAIL, k("x"), T0);
     ck_assert_int_eq(tok_ratelimit_peek(rl, TOK_RL_AUTH_FAIL, k("x"), T0, &ra), TOK_OK);
     ck_assert_uint_eq(stats(TOK_RL_TOKENISE).entries, 0);
-    ck_assert_uint_eq(stats(TOK_RL_TOKENISE).rate, 0);
+    ck_assert_uint_eq(stats(TOK_RL_TOKENISE).rate_milli, 0);
     ck_assert_int_eq(tok_ratelimit_take(rl, TOK_RL_CHARGE, k("key_a"), T0, &ra), TOK_OK);
     ck_assert_int_eq(tok_ratelimit_take(rl, TOK_RL_CHARGE, k("key_a"), T0, &ra), TOK_ERR_BOUNDS);
 }
@@ -136,7 +137,7 @@ END_TEST
 /* Retry-After is whole seconds, rounded up */
 START_TEST(test_rl_retry_after_rounding)
 {
-    struct tok_rl_limit l[TOK_RL_CLASSES] = {{1, 1}, {0, 0}, {0, 0}};
+    struct tok_rl_limit l[TOK_RL_CLASSES] = {{1000, 1}, {0, 0}, {0, 0}};
     ck_assert_int_eq(tok_ratelimit_new(l, &rl), TOK_OK);
     uint32_t ra = 0;
     ck_assert_int_eq(tok_ratelimit_take(rl, TOK_RL_TOKENISE, k("a"), T0, &ra), TOK_OK);
@@ -148,11 +149,31 @@ START_TEST(test_rl_retry_after_rounding)
 }
 END_TEST
 
+/* rates below one per second: 0.1/s is a token every 10 s; 0.001/s (the smallest) every
+ * 1,000 s */
+START_TEST(test_rl_fractional_rates)
+{
+    struct tok_rl_limit l[TOK_RL_CLASSES] = {{100, 1}, {1, 1}, {0, 0}};
+    ck_assert_int_eq(tok_ratelimit_new(l, &rl), TOK_OK);
+    uint32_t ra = 0;
+    ck_assert_int_eq(tok_ratelimit_take(rl, TOK_RL_TOKENISE, k("a"), T0, &ra), TOK_OK);
+    ck_assert_int_eq(tok_ratelimit_take(rl, TOK_RL_TOKENISE, k("a"), T0, &ra), TOK_ERR_BOUNDS);
+    ck_assert_uint_eq(ra, 10);
+    ck_assert_int_eq(tok_ratelimit_take(rl, TOK_RL_TOKENISE, k("a"), T0 + 10 * SEC - 1, &ra),
+                     TOK_ERR_BOUNDS);
+    ck_assert_uint_eq(ra, 1);
+    ck_assert_int_eq(tok_ratelimit_take(rl, TOK_RL_TOKENISE, k("a"), T0 + 10 * SEC, &ra), TOK_OK);
+    ck_assert_int_eq(tok_ratelimit_take(rl, TOK_RL_CHARGE, k("a"), T0, &ra), TOK_OK);
+    ck_assert_int_eq(tok_ratelimit_take(rl, TOK_RL_CHARGE, k("a"), T0, &ra), TOK_ERR_BOUNDS);
+    ck_assert_uint_eq(ra, 1000);
+}
+END_TEST
+
 /* limits: burst 1, the maximum rate and burst, key lengths 0, 1, max, max + 1 */
 START_TEST(test_rl_limits)
 {
     struct tok_rl_limit l[TOK_RL_CLASSES] = {
-        {TOK_RL_RATE_MAX, TOK_RL_BURST_MAX}, {1, 1}, {TOK_RL_RATE_MAX, 1}};
+        {TOK_RL_RATE_MILLI_MAX, TOK_RL_BURST_MAX}, {1000, 1}, {TOK_RL_RATE_MILLI_MAX, 1}};
     ck_assert_int_eq(tok_ratelimit_new(l, &rl), TOK_OK);
     uint32_t ra = 0;
     char key[TOK_RL_KEY_MAX + 1];
@@ -183,12 +204,12 @@ END_TEST
 
 START_TEST(test_rl_bad_config)
 {
-    struct tok_rl_limit l[TOK_RL_CLASSES] = {{TOK_RL_RATE_MAX + 1, 1}, {0, 0}, {0, 0}};
+    struct tok_rl_limit l[TOK_RL_CLASSES] = {{TOK_RL_RATE_MILLI_MAX + 1, 1}, {0, 0}, {0, 0}};
     ck_assert_int_eq(tok_ratelimit_new(l, &rl), TOK_ERR_INPUT);
     ck_assert_ptr_null(rl);
-    struct tok_rl_limit l2[TOK_RL_CLASSES] = {{1, TOK_RL_BURST_MAX + 1}, {0, 0}, {0, 0}};
+    struct tok_rl_limit l2[TOK_RL_CLASSES] = {{1000, TOK_RL_BURST_MAX + 1}, {0, 0}, {0, 0}};
     ck_assert_int_eq(tok_ratelimit_new(l2, &rl), TOK_ERR_INPUT);
-    struct tok_rl_limit l3[TOK_RL_CLASSES] = {{0, 0}, {5, 0}, {0, 0}}; /* limited, no burst */
+    struct tok_rl_limit l3[TOK_RL_CLASSES] = {{0, 0}, {5000, 0}, {0, 0}}; /* limited, no burst */
     ck_assert_int_eq(tok_ratelimit_new(l3, &rl), TOK_ERR_INPUT);
     ck_assert_ptr_null(rl);
     struct tok_rl_stats s;
@@ -300,6 +321,7 @@ Suite *tok_ratelimit_suite(void)
     tcase_add_test(core, test_rl_addr_key);
     tcase_add_test(limits, test_rl_retry_after_rounding);
     tcase_add_test(limits, test_rl_limits);
+    tcase_add_test(limits, test_rl_fractional_rates);
     tcase_add_test(limits, test_rl_bad_config);
     tcase_add_test(adv, test_rl_clock_backwards);
     tcase_add_test(adv, test_rl_flood_bounded_and_throttled_kept);

@@ -25,15 +25,16 @@
 #define TOK_CONNINFO_MAX 2048
 #define TOK_CONFIG_WHY_MAX 256
 
-/* Rate limits (ratelimit.h), per second; a rate of 0 turns a class off. The defaults are
- * Stripe's order of magnitude for one account (100 writes/s); bench/run.sh raises them. */
-#define TOK_RATE_TOKENISE_DEFAULT 100u
+/* Rate limits (ratelimit.h): rates in thousandths of a token per second (the options take
+ * decimals: "0.5" is 500); a rate of 0 turns a class off. The defaults are Stripe's order
+ * of magnitude for one account (100 writes/s); bench/run.sh raises them. */
+#define TOK_RATE_TOKENISE_DEFAULT_MILLI 100000u
 #define TOK_BURST_TOKENISE_DEFAULT 500u
-#define TOK_RATE_CHARGE_DEFAULT 100u
+#define TOK_RATE_CHARGE_DEFAULT_MILLI 100000u
 #define TOK_BURST_CHARGE_DEFAULT 500u
-#define TOK_RATE_AUTH_FAIL_DEFAULT 5u
+#define TOK_RATE_AUTH_FAIL_DEFAULT_MILLI 5000u
 #define TOK_BURST_AUTH_FAIL_DEFAULT 100u
-#define TOK_RATE_OPT_MAX 1000000u
+#define TOK_RATE_OPT_MAX 1000000u /* per second, and the largest burst */
 /* How long a loop thread trusts a cached API key when no change notification came (the
  * backstop: revocations arrive by LISTEN/NOTIFY at once, see auth.h) */
 #define TOK_AUTH_CACHE_TTL_DEFAULT_MS 3000u
@@ -60,9 +61,10 @@ struct tok_config {
     bool webhook_allow_http_loopback; /* TEST ONLY: deliver webhooks to http://127.0.0.1 etc. */
     unsigned webhook_retry_base_ms;   /* first webhook retry delay before jitter (issue #6) */
     unsigned audit_chain_interval_ms; /* the audit chainer's period (audit_chain.h) */
-    unsigned rate_tokenise, burst_tokenise;   /* per API key (ratelimit.h); rate 0 = off */
-    unsigned rate_charge, burst_charge;       /* per API key */
-    unsigned rate_auth_fail, burst_auth_fail; /* failed authentications per client address */
+    /* per second x 1000 (ratelimit.h); rate 0 = off */
+    unsigned rate_tokenise_milli, burst_tokenise;   /* per API key */
+    unsigned rate_charge_milli, burst_charge;       /* per API key */
+    unsigned rate_auth_fail_milli, burst_auth_fail; /* failed authentications per address */
     unsigned auth_cache_ttl_ms;               /* auth.h: the cache's backstop */
     bool show_help;
     bool show_version;

@@ -31,7 +31,7 @@
 #define TOK_RL_SLOTS 4096      /* buckets per class */
 #define TOK_RL_SHARDS 16       /* mutexes per class */
 #define TOK_RL_PROBE 8         /* slots a key may occupy (its probe window) */
-#define TOK_RL_RATE_MAX 1000000u
+#define TOK_RL_RATE_MILLI_MAX 1000000000u /* 1,000,000 tokens per second */
 #define TOK_RL_BURST_MAX 1000000u
 #define TOK_RL_ADDR_KEY_MAX 9  /* tok_ratelimit_addr_key: a family byte and up to 8 bytes */
 
@@ -43,15 +43,18 @@ enum tok_rl_class {
     TOK_RL_NONE = TOK_RL_CLASSES /* "no limit" for callers that take an optional class */
 };
 
-/** One class's limit: `rate` tokens per second (0 = no limit), at most `burst` saved up. */
+/**
+ * One class's limit: `rate_milli` thousandths of a token per second (0 = no limit; 100 = one
+ * token every 10 s, 100000 = 100 per second), at most `burst` tokens saved up.
+ */
 struct tok_rl_limit {
-    uint32_t rate;
+    uint32_t rate_milli;
     uint32_t burst;
 };
 
 /** One class's counters since start (monotonic; read without stopping anyone). */
 struct tok_rl_stats {
-    uint32_t rate, burst; /* as configured */
+    uint32_t rate_milli, burst; /* as configured */
     uint64_t allowed;     /* tok_ratelimit_take answers that let a request through */
     uint64_t refused;     /* requests refused (take or peek): each was answered 429 */
     uint64_t recorded;    /* events charged with tok_ratelimit_record (failed authentications) */
