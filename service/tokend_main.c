@@ -7,6 +7,9 @@
 #include "tokend/core/config.h"
 #include "tokend/http/metrics_server.h"
 #include "tokend/store/db.h"
+#include "tokend/store/listen.h"
+#include "tokend/http/ratelimit.h"
+#include "tokend/vault/auth.h"
 #include "tokend/http/httpc.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/vault/dedup_guard.h"
@@ -19,6 +22,23 @@
 #include <stdlib.h>
 
 #define EXIT_CONFIG 2
+
+/* What the limiter refused, per class, when tokend stops (the same figures a /metrics
+ * endpoint would read with tok_ratelimit_stats). */
+static void log_limits(const struct tok_ratelimit *rl)
+{
+    for (int c = 0; c < TOK_RL_CLASSES; c++) {
+        struct tok_rl_stats s;
+        if (tok_ratelimit_stats(rl, (enum tok_rl_class)c, &s) != TOK_OK)
+            continue;
+        tok_log_info("ratelimit: %s: rate %u.%03u/s burst %u: %llu allowed, %llu refused, %llu "
+                     "recorded, %u buckets, %llu evicted",
+                     tok_ratelimit_class_name((enum tok_rl_class)c), s.rate_milli / 1000,
+                     s.rate_milli % 1000, s.burst,
+                     (unsigned long long)s.allowed, (unsigned long long)s.refused,
+                     (unsigned long long)s.recorded, s.entries, (unsigned long long)s.evicted);
+    }
+}
 
 static int refuse(const char *what, const char *why)
 {
@@ -53,115 +73,128 @@ int main(int argc, char **argv)
         return refuse("bad configuration", why);
     tok_log_set_level(cfg.log_level);
 
+    /* Everything main starts, freed in reverse on every path (NULL-safe frees). */
     struct tok_keyring *kr = NULL;
-    if (tok_keyring_load_file(cfg.master_key_file, &kr, &cwhy) != TOK_OK)
-        return refuse("cannot load the master key", cwhy);
+    struct tok_db *db = NULL, *rdb = NULL;
+    struct tok_httpc *httpc = NULL;
+    struct tok_webhook_deliverer *wd = NULL;
+    struct tok_audit_chainer *chainer = NULL;
+    struct tok_dedup_guard *dg = NULL;
+    struct tok_ratelimit *rl = NULL;
+    struct tok_auth_epochs *epochs = NULL;
+    struct tok_listener *listener = NULL;
+    struct tok_metrics_server *ms = NULL;
+    struct tok_db *pools[3] = {NULL, NULL, NULL};
+    int rc = EXIT_CONFIG;
 
+    if (tok_keyring_load_file(cfg.master_key_file, &kr, &cwhy) != TOK_OK) {
+        rc = refuse("cannot load the master key", cwhy);
+        goto out;
+    }
     struct tok_db_config dbc = {cfg.db_conninfo, cfg.db_threads, cfg.db_batch_max,
                                 cfg.db_batch_window_us, "primary"};
-    struct tok_db *db = NULL;
     if (tok_db_open(&dbc, &db, why, sizeof why) != TOK_OK) {
-        tok_keyring_free(&kr);
-        return refuse("cannot connect to the database", why);
+        rc = refuse("cannot connect to the database", why);
+        goto out;
     }
     /* reports read through their own role and pool, so a bug there cannot reach a ciphertext */
-    struct tok_db *rdb = NULL;
     if (cfg.reporting_conninfo[0] != '\0') {
         struct tok_db_config rdc = {cfg.reporting_conninfo, 2, 1, 0, "reporting"};
         if (tok_db_open(&rdc, &rdb, why, sizeof why) != TOK_OK) {
-            tok_db_close(&db);
-            tok_keyring_free(&kr);
-            return refuse("cannot connect to the reporting database", why);
+            rc = refuse("cannot connect to the reporting database", why);
+            goto out;
         }
     }
     /* gateway HTTPS client: its own thread, like the database's (httpc.h) */
     struct tok_httpc_config hc = {cfg.gateway_ca_file, cfg.gateway_connect_timeout_ms,
                                   cfg.gateway_timeout_ms, cfg.gateway_max_connections,
                                   cfg.gateway_max_inflight};
-    struct tok_httpc *httpc = NULL;
     tok_status hst = tok_httpc_new(&hc, &httpc);
     if (hst != TOK_OK) {
-        tok_db_close(&db);
-        tok_keyring_free(&kr);
-        return refuse("cannot start the gateway HTTP client",
-                      hst == TOK_ERR_INPUT ? "cannot read --gateway-ca-file" : tok_status_name(hst));
+        rc = refuse("cannot start the gateway HTTP client",
+                    hst == TOK_ERR_INPUT ? "cannot read --gateway-ca-file" : tok_status_name(hst));
+        goto out;
     }
     /* outbound webhooks: their own thread and connection (webhooks.h) */
     struct tok_webhook_deliver_config wdc = {cfg.db_conninfo, cfg.webhook_allow_http_loopback,
                                              cfg.webhook_retry_base_ms, 0, 0, 0};
-    struct tok_webhook_deliverer *wd = NULL;
     if (tok_webhook_deliverer_new(&wdc, kr, &wd, why, sizeof why) != TOK_OK) {
-        tok_db_close(&db);
-        tok_keyring_free(&kr);
-        return refuse("cannot start webhook deliveries", why);
+        rc = refuse("cannot start webhook deliveries", why);
+        goto out;
     }
     if (cfg.webhook_allow_http_loopback)
         tok_log_warn("%s: --webhook-allow-http-loopback is for tests only", __func__);
     /* tokend's audit rows are hash-chained by a thread of their own (audit_chain.h) */
-    struct tok_audit_chainer *chainer = NULL;
     if (tok_audit_chainer_new(cfg.db_conninfo, cfg.audit_chain_interval_ms, &chainer, why,
                               sizeof why) != TOK_OK) {
-        tok_webhook_deliverer_free(&wd);
-        tok_db_close(&db);
-        tok_keyring_free(&kr);
-        return refuse("cannot start the audit chainer", why);
+        rc = refuse("cannot start the audit chainer", why);
+        goto out;
     }
     /* secret keys' budget of de-duplication hits: the card oracle bounded (dedup_guard.h) */
-    struct tok_dedup_guard *dg = NULL;
     if (tok_dedup_guard_new(cfg.dedup_hits_max, cfg.dedup_window_s, &dg) != TOK_OK) {
-        tok_audit_chainer_free(&chainer);
-        tok_webhook_deliverer_free(&wd);
-        tok_db_close(&rdb);
-        tok_db_close(&db);
-        tok_keyring_free(&kr);
-        tok_httpc_free(&httpc);
-        return refuse("cannot start", "out of memory");
+        rc = refuse("cannot start", "out of memory");
+        goto out;
     }
-    tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
+    /* rate limits shared by every loop thread (ratelimit.h) */
+    struct tok_rl_limit limits[TOK_RL_CLASSES] = {
+        [TOK_RL_TOKENISE] = {cfg.rate_tokenise_milli, cfg.burst_tokenise},
+        [TOK_RL_CHARGE] = {cfg.rate_charge_milli, cfg.burst_charge},
+        [TOK_RL_AUTH_FAIL] = {cfg.rate_auth_fail_milli, cfg.burst_auth_fail},
+    };
+    if (tok_ratelimit_new(limits, &rl) != TOK_OK || tok_auth_epochs_new(&epochs) != TOK_OK) {
+        rc = refuse("cannot set up the rate limits", NULL);
+        goto out;
+    }
+    /* key changes reach every loop's principal cache at once (auth.h, sql/016) */
+    struct tok_listen_config lc = {cfg.db_conninfo, TOK_AUTH_NOTIFY_CHANNEL,
+                                   tok_auth_on_key_notify, tok_auth_on_listen_reset, epochs};
+    if (tok_listener_new(&lc, &listener, why, sizeof why) != TOK_OK) {
+        rc = refuse("cannot listen for key changes", why);
+        goto out;
+    }
 
-    app.cfg = &cfg;
     app.db = db;
     app.httpc = httpc;
     app.reporting_db = rdb;
     app.keyring = kr;
     app.dedup_guard = dg;
+    app.ratelimit = rl;
+    app.auth_epochs = epochs;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
-        tok_dedup_guard_free(&dg);
-        tok_audit_chainer_free(&chainer);
-        tok_webhook_deliverer_free(&wd);
-        tok_db_close(&rdb);
-        tok_db_close(&db);
-        tok_keyring_free(&kr);
-        tok_httpc_free(&httpc);
-        return refuse("cannot start", why);
+        rc = refuse("cannot start", why);
+        goto out;
     }
     /* /metrics: its own listener and thread (metrics_server.h), after the loops exist */
-    struct tok_db *pools[3] = {db, rdb, NULL};
-    struct tok_metrics_server *ms = NULL;
+    pools[0] = db;
+    pools[1] = rdb;
     if (cfg.metrics_listen[0] != '\0') {
         if (tok_metrics_register(&app.metrics, tok_server_collect, &app) != TOK_OK ||
             tok_metrics_register(&app.metrics, tok_db_collect, pools) != TOK_OK ||
             tok_metrics_server_start(cfg.metrics_listen, &app.metrics, &ms, why, sizeof why) !=
                 TOK_OK) {
-            tok_audit_chainer_free(&chainer);
-            tok_webhook_deliverer_free(&wd);
-            tok_db_close(&rdb);
-            tok_db_close(&db);
-            tok_keyring_free(&kr);
-            tok_httpc_free(&httpc);
-            return refuse("cannot serve metrics", why);
+            rc = refuse("cannot serve metrics", why);
+            goto out;
         }
         tok_log_info("%s: metrics on http://%s/metrics", __func__, cfg.metrics_listen);
     }
-    tok_status st = tok_server_run(&app);
+    tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
+
+    rc = tok_server_run(&app) == TOK_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+    log_limits(rl);
+out:
     tok_metrics_server_stop(&ms);
+    tok_listener_free(&listener); /* before the epochs it writes to */
     tok_webhook_deliverer_free(&wd);
-    tok_db_close(&app.db); /* every request's rows committed: the chainer's last pass takes them */
+    tok_db_close(&db); /* every request's rows committed: the chainer's last pass takes them */
     tok_audit_chainer_free(&chainer);
-    tok_httpc_free(&app.httpc); /* the loops have stopped: no one waits for an answer */
-    tok_db_close(&app.reporting_db);
-    tok_keyring_free(&app.keyring);
-    tok_dedup_guard_free(&app.dedup_guard);
-    tok_log_info("%s: stopped", __func__);
-    return st == TOK_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+    tok_httpc_free(&httpc); /* the loops have stopped: no one waits for an answer */
+    tok_db_close(&rdb);
+    tok_keyring_free(&kr);
+    tok_dedup_guard_free(&dg);
+    tok_ratelimit_free(&rl);
+    tok_auth_epochs_free(&epochs);
+    tok_config_wipe(&cfg);
+    if (rc != EXIT_CONFIG)
+        tok_log_info("%s: stopped", __func__);
+    return rc;
 }

@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum opt_kind { OPT_STR, OPT_UINT, OPT_LEVEL, OPT_FLAG };
+enum opt_kind { OPT_STR, OPT_UINT, OPT_MILLI, OPT_LEVEL, OPT_FLAG };
 
 struct opt {
     const char *flag; /* long option name */
@@ -29,6 +29,8 @@ struct opt {
 
 #define STR(field) OPT_STR, offsetof(struct tok_config, field), sizeof(((struct tok_config *)0)->field), 0, 0
 #define UINT(field, lo, hi) OPT_UINT, offsetof(struct tok_config, field), 0, lo, hi
+/* a decimal with up to 3 places ("0.25"), stored in thousandths; lo and hi in whole units */
+#define MILLI(field, lo, hi) OPT_MILLI, offsetof(struct tok_config, field), 0, lo, hi
 
 static const struct opt opts[] = {
     {"listen", "TOKEND_LISTEN", STR(listen_h2c), "cleartext h2c (prior knowledge) address host:port, '' = off"},
@@ -54,6 +56,13 @@ static const struct opt opts[] = {
     {"audit-chain-interval-ms", "TOKEND_AUDIT_CHAIN_INTERVAL_MS", UINT(audit_chain_interval_ms, 10, 60000), "how often tokend's new audit rows are hash-chained (default 100)"},
     {"dedup-hits-max", "TOKEND_DEDUP_HITS_MAX", UINT(dedup_hits_max, 1, TOK_DEDUP_HITS_MAX), "de-duplication hits per secret key per window, then 429 (default 1000)"},
     {"dedup-window-s", "TOKEND_DEDUP_WINDOW_S", UINT(dedup_window_s, 1, TOK_DEDUP_WINDOW_MAX_S), "that window in seconds (default 3600)"},
+    {"rate-tokenise", "TOKEND_RATE_TOKENISE", MILLI(rate_tokenise_milli, 0, TOK_RATE_OPT_MAX), "tokenisations per second per API key (decimals allowed), 0 = no limit (default 100)"},
+    {"burst-tokenise", "TOKEND_BURST_TOKENISE", UINT(burst_tokenise, 1, TOK_RATE_OPT_MAX), "tokenisations a key may save up (default 500)"},
+    {"rate-charge", "TOKEND_RATE_CHARGE", MILLI(rate_charge_milli, 0, TOK_RATE_OPT_MAX), "charges, captures, voids, refunds per second per API key, 0 = no limit (default 100)"},
+    {"burst-charge", "TOKEND_BURST_CHARGE", UINT(burst_charge, 1, TOK_RATE_OPT_MAX), "charge calls a key may save up (default 500)"},
+    {"rate-auth-failures", "TOKEND_RATE_AUTH_FAILURES", MILLI(rate_auth_fail_milli, 0, TOK_RATE_OPT_MAX), "failed authentications per second per client address, 0 = no limit (default 5)"},
+    {"burst-auth-failures", "TOKEND_BURST_AUTH_FAILURES", UINT(burst_auth_fail, 1, TOK_RATE_OPT_MAX), "failed authentications an address may save up (default 100)"},
+    {"auth-cache-ttl-ms", "TOKEND_AUTH_CACHE_TTL_MS", UINT(auth_cache_ttl_ms, 100, 3600000), "how long a cached API key is trusted without a change notification (default 3000)"},
     {"log-level", "TOKEND_LOG_LEVEL", OPT_LEVEL, offsetof(struct tok_config, log_level), 0, 0, 0, "debug|info|warn|error"},
     {"help", NULL, OPT_FLAG, offsetof(struct tok_config, show_help), 0, 0, 0, "this text"},
     {"version", NULL, OPT_FLAG, offsetof(struct tok_config, show_version), 0, 0, 0, "print the version"},
@@ -78,6 +87,13 @@ void tok_config_defaults(struct tok_config *cfg)
     cfg->audit_chain_interval_ms = 100;
     cfg->dedup_hits_max = TOK_DEDUP_HITS_DEFAULT;
     cfg->dedup_window_s = TOK_DEDUP_WINDOW_DEFAULT_S;
+    cfg->rate_tokenise_milli = TOK_RATE_TOKENISE_DEFAULT_MILLI;
+    cfg->burst_tokenise = TOK_BURST_TOKENISE_DEFAULT;
+    cfg->rate_charge_milli = TOK_RATE_CHARGE_DEFAULT_MILLI;
+    cfg->burst_charge = TOK_BURST_CHARGE_DEFAULT;
+    cfg->rate_auth_fail_milli = TOK_RATE_AUTH_FAIL_DEFAULT_MILLI;
+    cfg->burst_auth_fail = TOK_BURST_AUTH_FAIL_DEFAULT;
+    cfg->auth_cache_ttl_ms = TOK_AUTH_CACHE_TTL_DEFAULT_MS;
 }
 
 static tok_status set_value(struct tok_config *cfg, const struct opt *o, const char *v, char *why,
@@ -105,6 +121,27 @@ static tok_status set_value(struct tok_config *cfg, const struct opt *o, const c
             cfg->body_limit = (uint32_t)n;
         else
             *(unsigned *)(void *)field = (unsigned)n;
+        return TOK_OK;
+    }
+    case OPT_MILLI: {
+        /* digits, then optionally '.' and 1 to 3 digits: no sign, exponent or locale */
+        unsigned long long whole = 0, frac = 0;
+        size_t i = 0, nd = 0, nf = 0;
+        for (; v[i] >= '0' && v[i] <= '9' && nd < 10; i++, nd++)
+            whole = whole * 10 + (unsigned)(v[i] - '0');
+        if (v[i] == '.')
+            for (i++; v[i] >= '0' && v[i] <= '9' && nf < 3; i++, nf++)
+                frac = frac * 10 + (unsigned)(v[i] - '0');
+        for (size_t k = nf; k < 3; k++)
+            frac *= 10;
+        if (nd == 0 || v[i] != '\0' || (v[nd] == '.' && nf == 0) || whole > o->max ||
+            whole * 1000 + frac > (unsigned long long)o->max * 1000 ||
+            whole * 1000 + frac < (unsigned long long)o->min * 1000) {
+            snprintf(why, why_len, "--%s must be a number from %u to %u (up to 3 decimals)",
+                     o->flag, o->min, o->max);
+            return TOK_ERR_INPUT;
+        }
+        *(unsigned *)(void *)field = (unsigned)(whole * 1000 + frac);
         return TOK_OK;
     }
     case OPT_LEVEL:

@@ -1035,9 +1035,9 @@ static void refund_authed(struct tok_req *r) { start_post(r, OP_REFUND); }
 static void get_charge_authed(struct tok_req *r) { start_get(r, OP_GET_CHARGE); }
 static void get_refund_authed(struct tok_req *r) { start_get(r, OP_GET_REFUND); }
 
-void tok_charges_create(struct tok_req *r) { tok_auth_require(r, TOK_SCOPE_CHARGES_WRITE, charge_authed); }
-void tok_charges_capture(struct tok_req *r) { tok_auth_require(r, TOK_SCOPE_CHARGES_WRITE, capture_authed); }
-void tok_charges_void(struct tok_req *r) { tok_auth_require(r, TOK_SCOPE_CHARGES_WRITE, void_authed); }
-void tok_refunds_create(struct tok_req *r) { tok_auth_require(r, TOK_SCOPE_CHARGES_WRITE, refund_authed); }
+void tok_charges_create(struct tok_req *r) { tok_auth_require_limited(r, TOK_SCOPE_CHARGES_WRITE, TOK_RL_CHARGE, charge_authed); }
+void tok_charges_capture(struct tok_req *r) { tok_auth_require_limited(r, TOK_SCOPE_CHARGES_WRITE, TOK_RL_CHARGE, capture_authed); }
+void tok_charges_void(struct tok_req *r) { tok_auth_require_limited(r, TOK_SCOPE_CHARGES_WRITE, TOK_RL_CHARGE, void_authed); }
+void tok_refunds_create(struct tok_req *r) { tok_auth_require_limited(r, TOK_SCOPE_CHARGES_WRITE, TOK_RL_CHARGE, refund_authed); }
 void tok_charges_get(struct tok_req *r) { tok_auth_require(r, TOK_SCOPE_CHARGES_WRITE | TOK_SCOPE_REPORTS_READ, get_charge_authed); }
 void tok_refunds_get(struct tok_req *r) { tok_auth_require(r, TOK_SCOPE_CHARGES_WRITE | TOK_SCOPE_REPORTS_READ, get_refund_authed); }

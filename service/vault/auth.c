@@ -8,7 +8,11 @@
 #include "tokend/core/log.h"
 #include "tokend/http/app.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -36,6 +40,100 @@ static const struct {
     {"charges:write", TOK_SCOPE_CHARGES_WRITE}, {"reports:read", TOK_SCOPE_REPORTS_READ},
     {"admin", TOK_SCOPE_ADMIN}, {"tokens:create", TOK_SCOPE_TOKENS_CREATE},
 };
+
+/*
+ * Key changes (see auth.h). `seq` counts changes; a bucket of key ids remembers the seq of its
+ * last change, `flushed` the seq of the last flush of everything. A principal records seq
+ * before its key is looked up, so a change committed after that look-up's snapshot always
+ * has a larger seq, whatever the order in which threads see things.
+ */
+struct tok_auth_epochs {
+    _Atomic uint64_t seq;
+    _Atomic uint64_t flushed;
+    _Atomic uint64_t bucket[TOK_AUTH_EPOCH_SLOTS];
+    _Atomic uint64_t keys_changed, flushes;
+};
+
+tok_status tok_auth_epochs_new(struct tok_auth_epochs **out)
+{
+    TOK_ENSURE(out != NULL, TOK_ERR_INTERNAL);
+    *out = calloc(1, sizeof **out);
+    return *out != NULL ? TOK_OK : TOK_ERR_NOMEM;
+}
+
+void tok_auth_epochs_free(struct tok_auth_epochs **e)
+{
+    if (e == NULL || *e == NULL)
+        return;
+    free(*e);
+    *e = NULL;
+}
+
+static size_t epoch_bucket(const char *key_id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: key ids are ours, nobody picks them to collide */
+    for (const char *c = key_id; *c != '\0'; c++)
+        h = (h ^ (uint8_t)*c) * 16777619u;
+    return h % TOK_AUTH_EPOCH_SLOTS;
+}
+
+static uint64_t epoch_now(const struct tok_auth_epochs *e)
+{
+    return e == NULL ? 0 : atomic_load(&((struct tok_auth_epochs *)(uintptr_t)e)->seq);
+}
+
+/* counters only go up, whichever of two concurrent changes stores last */
+static void store_max(_Atomic uint64_t *v, uint64_t n)
+{
+    uint64_t cur = atomic_load(v);
+    while (cur < n && !atomic_compare_exchange_weak(v, &cur, n))
+        ;
+}
+
+void tok_auth_on_key_notify(void *epochs, const char *payload)
+{
+    struct tok_auth_epochs *e = epochs;
+    if (e == NULL || payload == NULL)
+        return;
+    if (strcmp(payload, "*") == 0) {
+        tok_auth_on_listen_reset(e);
+        return;
+    }
+    size_t n = strnlen(payload, TOK_ID_MAX);
+    if (n == 0 || n >= TOK_ID_MAX)
+        return;
+    uint64_t s = atomic_fetch_add(&e->seq, 1) + 1;
+    store_max(&e->bucket[epoch_bucket(payload)], s);
+    atomic_fetch_add_explicit(&e->keys_changed, 1, memory_order_relaxed);
+}
+
+void tok_auth_on_listen_reset(void *epochs)
+{
+    struct tok_auth_epochs *e = epochs;
+    if (e == NULL)
+        return;
+    uint64_t s = atomic_fetch_add(&e->seq, 1) + 1;
+    store_max(&e->flushed, s);
+    atomic_fetch_add_explicit(&e->flushes, 1, memory_order_relaxed);
+}
+
+void tok_auth_epochs_stats(const struct tok_auth_epochs *e, uint64_t *keys_changed,
+                           uint64_t *flushes)
+{
+    struct tok_auth_epochs *m = (struct tok_auth_epochs *)(uintptr_t)e;
+    *keys_changed = m == NULL ? 0 : atomic_load(&m->keys_changed);
+    *flushes = m == NULL ? 0 : atomic_load(&m->flushes);
+}
+
+/* No change to p's key and no flush since p was looked up. */
+static bool epoch_fresh(const struct tok_app *app, const struct tok_principal *p)
+{
+    struct tok_auth_epochs *e = app->auth_epochs;
+    if (e == NULL)
+        return true;
+    return atomic_load(&e->flushed) <= p->epoch &&
+           atomic_load(&e->bucket[epoch_bucket(p->key_id)]) <= p->epoch;
+}
 
 static uint64_t now_ms(void)
 {
@@ -67,6 +165,7 @@ struct auth_waiter {
     struct auth_waiter *next;
     bool lookup_only;
     uint32_t scope;
+    enum tok_rl_class cls;
     tok_authed_fn next_fn;
 };
 
@@ -74,7 +173,9 @@ struct auth_call {
     struct tok_call call; /* first */
     bool lookup_only; /* tok_auth_lookup_publishable: no scope or origin check here */
     uint32_t scope;
+    enum tok_rl_class cls;
     tok_authed_fn next;
+    uint64_t epoch; /* tok_auth_epochs' seq when the look-up started */
     uint8_t hash[32];
     bool found;
     struct tok_principal *p; /* filled on the DB thread, keys unwrapped on the loop */
@@ -88,10 +189,13 @@ struct auth_call {
     bool settled;
 };
 
-static struct auth_call *pending_find(struct tok_auth_cache *c, const uint8_t hash[32])
+/* A look-up of this key started before a key change may answer with the key as it was:
+ * a request that arrives after the change does not wait on it. */
+static struct auth_call *pending_find(struct tok_auth_cache *c, const uint8_t hash[32],
+                                      uint64_t epoch)
 {
     for (struct auth_call *a = c->pending; a != NULL; a = a->pending_next)
-        if (sodium_memcmp(a->hash, hash, 32) == 0)
+        if (sodium_memcmp(a->hash, hash, 32) == 0 && a->epoch == epoch)
             return a;
     return NULL;
 }
@@ -151,14 +255,16 @@ static size_t slot_of(const uint8_t hash[32])
     return ((size_t)hash[0] | (size_t)hash[1] << 8) % TOK_AUTH_CACHE_SLOTS;
 }
 
-static struct tok_principal *cache_get(struct tok_auth_cache *c, const uint8_t hash[32])
+static struct tok_principal *cache_get(struct tok_auth_cache *c, const struct tok_app *app,
+                                       const uint8_t hash[32])
 {
     size_t s = slot_of(hash);
     uint64_t now = now_ms();
+    uint64_t ttl = app->cfg != NULL ? app->cfg->auth_cache_ttl_ms : TOK_AUTH_CACHE_TTL_MS;
     for (size_t i = 0; i < PROBE; i++) {
         struct tok_principal *p = c->slots[(s + i) % TOK_AUTH_CACHE_SLOTS];
         if (p != NULL && sodium_memcmp(p->hash, hash, 32) == 0)
-            return now - p->loaded_ms < TOK_AUTH_CACHE_TTL_MS ? p : NULL;
+            return now - p->loaded_ms < ttl && epoch_fresh(app, p) ? p : NULL;
     }
     return NULL;
 }
@@ -263,9 +369,111 @@ static void on_principal_dispose(void *p)
     principal_unref(*slot);
 }
 
+/* ---- rate limits (ratelimit.h) ------------------------------------------------------ */
+
+/* The client's bucket key for failed authentications: its address (IPv6: its /64). */
+static bool client_key(const struct tok_req *r, uint8_t out[TOK_RL_ADDR_KEY_MAX], size_t *len)
+{
+    h2o_conn_t *conn = r->req->conn;
+    struct sockaddr_storage ss;
+    if (conn == NULL || conn->callbacks->get_peername == NULL)
+        return false;
+    socklen_t n = conn->callbacks->get_peername(conn, (struct sockaddr *)&ss);
+    return n > 0 && tok_ratelimit_addr_key((struct sockaddr *)&ss, n, out, len) == TOK_OK;
+}
+
+/* The client's address for a log line ("-" when unknown); not a secret. */
+static void client_text(const struct tok_req *r, char *out, size_t cap)
+{
+    h2o_conn_t *conn = r->req->conn;
+    struct sockaddr_storage ss;
+    socklen_t n = 0;
+    if (conn != NULL && conn->callbacks->get_peername != NULL)
+        n = conn->callbacks->get_peername(conn, (struct sockaddr *)&ss);
+    const void *a = NULL;
+    if (n > 0 && ss.ss_family == AF_INET)
+        a = &((struct sockaddr_in *)&ss)->sin_addr;
+    else if (n > 0 && ss.ss_family == AF_INET6)
+        a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (a == NULL || inet_ntop(ss.ss_family, a, out, (socklen_t)cap) == NULL)
+        snprintf(out, cap, "-");
+}
+
+static void too_many(struct tok_req *r, enum tok_rl_class cls, uint32_t retry_s,
+                     const struct tok_principal *p)
+{
+    static const char *const details[TOK_RL_CLASSES] = {
+        [TOK_RL_TOKENISE] = "too many tokenisations with this API key; retry after Retry-After "
+                            "seconds",
+        [TOK_RL_CHARGE] = "too many charge requests with this API key; retry after Retry-After "
+                          "seconds",
+        [TOK_RL_AUTH_FAIL] = "too many failed authentications from this address; retry after "
+                             "Retry-After seconds",
+    };
+    char ra[16], addr[INET6_ADDRSTRLEN];
+    snprintf(ra, sizeof ra, "%u", retry_s);
+    client_text(r, addr, sizeof addr);
+    /* the key's id, never its secret; the address is the client's */
+    tok_log_warn("%s: %s: 429 rate_limited: class %s, key %s, client %s, route %s, retry after "
+                 "%u s",
+                 __func__, r->id, tok_ratelimit_class_name(cls), p != NULL ? p->key_id : "-",
+                 addr, r->route != NULL ? r->route : "-", retry_s);
+    tok_http_header(r, "retry-after", ra);
+    tok_http_problem(r, 429, "rate_limited", (unsigned)cls < TOK_RL_CLASSES ? details[cls] : NULL,
+                     NULL);
+}
+
+/* True when r's address has spent its failed-authentication budget: r was answered 429. */
+static bool auth_throttled(struct tok_req *r)
+{
+    uint8_t k[TOK_RL_ADDR_KEY_MAX];
+    size_t kl = 0;
+    uint32_t retry_s = 0;
+    if (r->app->ratelimit == NULL || !client_key(r, k, &kl))
+        return false;
+    if (tok_ratelimit_peek(r->app->ratelimit, TOK_RL_AUTH_FAIL, tok_slice_of(k, kl),
+                           tok_ratelimit_now_us(), &retry_s) != TOK_ERR_BOUNDS)
+        return false;
+    too_many(r, TOK_RL_AUTH_FAIL, retry_s, NULL);
+    return true;
+}
+
+static void record_auth_failure(struct tok_req *r)
+{
+    uint8_t k[TOK_RL_ADDR_KEY_MAX];
+    size_t kl = 0;
+    if (r->app->ratelimit != NULL && client_key(r, k, &kl))
+        tok_ratelimit_record(r->app->ratelimit, TOK_RL_AUTH_FAIL, tok_slice_of(k, kl),
+                             tok_ratelimit_now_us());
+}
+
+/* One token of class cls for p (and, for a publishable key, the client's address); false
+ * when r was answered 429. */
+static bool take_token(struct tok_req *r, const struct tok_principal *p, enum tok_rl_class cls)
+{
+    if (cls == TOK_RL_NONE || r->app->ratelimit == NULL)
+        return true;
+    uint8_t k[TOK_RL_KEY_MAX];
+    struct tok_buf kb;
+    tok_buf_init(&kb, k, sizeof k);
+    uint8_t a[TOK_RL_ADDR_KEY_MAX];
+    size_t al = 0;
+    if (tok_buf_write(&kb, p->key_id, strnlen(p->key_id, sizeof p->key_id)) != TOK_OK ||
+        (p->publishable && client_key(r, a, &al) && tok_buf_write(&kb, a, al) != TOK_OK))
+        return true; /* cannot happen: ids are short; never refuse for our own bug */
+    uint32_t retry_s = 0;
+    if (tok_ratelimit_take(r->app->ratelimit, cls, tok_buf_slice(&kb), tok_ratelimit_now_us(),
+                           &retry_s) != TOK_ERR_BOUNDS)
+        return true;
+    too_many(r, cls, retry_s, p);
+    return false;
+}
+
 static void refuse(struct tok_req *r, int status, const char *code, const char *detail,
                    const struct tok_principal *p)
 {
+    if (status == 401)
+        record_auth_failure(r);
     tok_audit_async(r, p != NULL ? p->tenant_id : NULL, p != NULL ? p->key_id : NULL,
                     status == 401 ? "auth.refused" : "auth.forbidden", r->route);
     tok_log_info("%s: %s: %d %s", __func__, r->id, status, code);
@@ -308,7 +516,8 @@ static void attach(struct tok_req *r, struct tok_principal *p, tok_authed_fn nex
     next(r);
 }
 
-static void authorise(struct tok_req *r, struct tok_principal *p, uint32_t scope, tok_authed_fn next)
+static void authorise(struct tok_req *r, struct tok_principal *p, uint32_t scope,
+                      enum tok_rl_class cls, tok_authed_fn next)
 {
     if (p->revoked) {
         refuse(r, 401, "unauthenticated", "the API key was revoked", p);
@@ -345,6 +554,8 @@ static void authorise(struct tok_req *r, struct tok_principal *p, uint32_t scope
         refuse(r, 403, "forbidden", "the API key lacks the scope this route needs", p);
         return;
     }
+    if (!take_token(r, p, cls))
+        return;
     attach(r, p, next);
 }
 
@@ -466,13 +677,14 @@ static enum auth_outcome settle(struct auth_call *a, const struct tok_req *r,
     a->p = NULL;
     p->refs = 1;
     p->loaded_ms = now_ms();
+    p->epoch = a->epoch;
     cache_put(w->auth_cache, p);
     *out = p;
     return AUTH_OK;
 }
 
 static void respond(struct tok_req *r, enum auth_outcome o, struct tok_principal *p,
-                    bool lookup_only, uint32_t scope, tok_authed_fn next)
+                    bool lookup_only, uint32_t scope, enum tok_rl_class cls, tok_authed_fn next)
 {
     switch (o) {
     case AUTH_DB_DOWN:
@@ -488,7 +700,7 @@ static void respond(struct tok_req *r, enum auth_outcome o, struct tok_principal
         if (lookup_only)
             lookup_done(r, p, next);
         else
-            authorise(r, p, scope, next);
+            authorise(r, p, scope, cls, next);
         return;
     }
 }
@@ -502,7 +714,7 @@ static void serve_waiters(struct auth_call *a, enum auth_outcome o, struct tok_p
         struct auth_waiter *next = w->next;
         struct tok_req *r = tok_http_unwatch(&w->watch);
         if (r != NULL)
-            respond(r, o, p, w->lookup_only, w->scope, w->next_fn);
+            respond(r, o, p, w->lookup_only, w->scope, w->cls, w->next_fn);
         free(w);
         w = next;
     }
@@ -513,7 +725,7 @@ static void auth_result(struct tok_call *call, struct tok_req *r)
     struct auth_call *a = (struct auth_call *)call;
     struct tok_principal *p = NULL;
     enum auth_outcome o = settle(a, r, &p);
-    respond(r, o, p, a->lookup_only, a->scope, a->next);
+    respond(r, o, p, a->lookup_only, a->scope, a->cls, a->next);
     serve_waiters(a, o, p);
 }
 
@@ -530,13 +742,21 @@ static void auth_release(struct tok_call *call)
     free(a);
 }
 
-static void lookup(struct tok_req *r, struct tok_slice key, uint32_t scope, tok_authed_fn next,
-                   bool lookup_only);
+static void lookup(struct tok_req *r, struct tok_slice key, uint32_t scope,
+                   enum tok_rl_class cls, tok_authed_fn next, bool lookup_only);
 
 void tok_auth_require(struct tok_req *r, uint32_t scope, tok_authed_fn next)
 {
+    tok_auth_require_limited(r, scope, TOK_RL_NONE, next);
+}
+
+void tok_auth_require_limited(struct tok_req *r, uint32_t scope, enum tok_rl_class cls,
+                              tok_authed_fn next)
+{
     struct tok_slice h;
     if (!tok_http_req_header(r, "authorization", &h)) {
+        if (auth_throttled(r))
+            return;
         refuse(r, 401, "unauthenticated", "send an API key: Authorization: Bearer <key>", NULL);
         return;
     }
@@ -550,42 +770,49 @@ void tok_auth_require(struct tok_req *r, uint32_t scope, tok_authed_fn next)
     struct tok_slice key = ok ? tok_slice_of(h.ptr + bl, h.len - bl) : tok_slice_of("", 0);
     bool publishable = false, live = false;
     if (!ok || tok_api_key_parse_prefix(key, &publishable, &live) != TOK_OK) {
-        refuse(r, 401, "unauthenticated", "malformed API key", NULL);
+        if (!auth_throttled(r))
+            refuse(r, 401, "unauthenticated", "malformed API key", NULL);
         return;
     }
-    lookup(r, key, scope, next, false);
+    lookup(r, key, scope, cls, next, false);
 }
 
 void tok_auth_lookup_publishable(struct tok_req *r, struct tok_slice key, tok_authed_fn next)
 {
     bool publishable = false, live = false;
     if (tok_api_key_parse_prefix(key, &publishable, &live) != TOK_OK || !publishable) {
-        refuse(r, 401, "unauthenticated", "send a publishable key (pk_...); never a secret key",
-               NULL);
+        if (!auth_throttled(r))
+            refuse(r, 401, "unauthenticated",
+                   "send a publishable key (pk_...); never a secret key", NULL);
         return;
     }
-    lookup(r, key, 0, next, true);
+    lookup(r, key, 0, TOK_RL_NONE, next, true);
 }
 
-static void lookup(struct tok_req *r, struct tok_slice key, uint32_t scope, tok_authed_fn next,
-                   bool lookup_only)
+static void lookup(struct tok_req *r, struct tok_slice key, uint32_t scope,
+                   enum tok_rl_class cls, tok_authed_fn next, bool lookup_only)
 {
     uint8_t hash[32];
     if (tok_keyring_api_key_hash(r->app->keyring, key, hash) != TOK_OK) {
         tok_http_problem(r, 500, "internal_error", NULL, NULL);
         return;
     }
-    struct tok_principal *p = cache_get(r->worker->auth_cache, hash);
+    struct tok_principal *p = cache_get(r->worker->auth_cache, r->app, hash);
+    /* a key known good goes on; anything else from an address that spent its budget of
+     * failures stops here, before a database query or an audit row */
+    if ((p == NULL || p->revoked) && auth_throttled(r))
+        return;
     if (p != NULL && lookup_only) {
         lookup_done(r, p, next);
         return;
     }
     if (p != NULL) {
-        authorise(r, p, scope, next);
+        authorise(r, p, scope, cls, next);
         return;
     }
     struct tok_auth_cache *cache = r->worker->auth_cache;
-    struct auth_call *inflight = pending_find(cache, hash);
+    uint64_t epoch = epoch_now(r->app->auth_epochs);
+    struct auth_call *inflight = pending_find(cache, hash, epoch);
     if (inflight != NULL) {
         struct auth_waiter *w = calloc(1, sizeof *w);
         if (w == NULL) {
@@ -594,6 +821,7 @@ static void lookup(struct tok_req *r, struct tok_slice key, uint32_t scope, tok_
         }
         w->lookup_only = lookup_only;
         w->scope = scope;
+        w->cls = cls;
         w->next_fn = next;
         tok_http_watch(r, &w->watch);
         w->next = inflight->waiters;
@@ -609,6 +837,8 @@ static void lookup(struct tok_req *r, struct tok_slice key, uint32_t scope, tok_
     pending_add(cache, a);
     a->lookup_only = lookup_only;
     a->scope = scope;
+    a->cls = cls;
+    a->epoch = epoch;
     a->next = next;
     a->call.job.exec = auth_exec;
     a->call.on_result = auth_result;

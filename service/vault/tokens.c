@@ -1191,7 +1191,8 @@ static void create_authed(struct tok_req *r)
 
 void tok_tokens_create(struct tok_req *r)
 {
-    tok_auth_require(r, TOK_SCOPE_TOKENS_WRITE | TOK_SCOPE_TOKENS_CREATE, create_authed);
+    tok_auth_require_limited(r, TOK_SCOPE_TOKENS_WRITE | TOK_SCOPE_TOKENS_CREATE, TOK_RL_TOKENISE,
+                             create_authed);
 }
 
 /* ---- GET and DELETE /v1/tokens/{id} ------------------------------------------------- */

@@ -31,6 +31,20 @@
 #define TOK_CONNINFO_MAX 2048
 #define TOK_CONFIG_WHY_MAX 256
 
+/* Rate limits (ratelimit.h): rates in thousandths of a token per second (the options take
+ * decimals: "0.5" is 500); a rate of 0 turns a class off. The defaults are Stripe's order
+ * of magnitude for one account (100 writes/s); bench/run.sh raises them. */
+#define TOK_RATE_TOKENISE_DEFAULT_MILLI 100000u
+#define TOK_BURST_TOKENISE_DEFAULT 500u
+#define TOK_RATE_CHARGE_DEFAULT_MILLI 100000u
+#define TOK_BURST_CHARGE_DEFAULT 500u
+#define TOK_RATE_AUTH_FAIL_DEFAULT_MILLI 5000u
+#define TOK_BURST_AUTH_FAIL_DEFAULT 100u
+#define TOK_RATE_OPT_MAX 1000000u /* per second, and the largest burst */
+/* How long a loop thread trusts a cached API key when no change notification came (the
+ * backstop: revocations arrive by LISTEN/NOTIFY at once, see auth.h) */
+#define TOK_AUTH_CACHE_TTL_DEFAULT_MS 3000u
+
 struct tok_config {
     char listen_h2c[TOK_ADDR_MAX]; /* "host:port", "" = off */
     char listen_tls[TOK_ADDR_MAX]; /* "host:port", "" = off */
@@ -56,6 +70,11 @@ struct tok_config {
     unsigned audit_chain_interval_ms; /* the audit chainer's period (audit_chain.h) */
     unsigned dedup_hits_max;          /* de-duplication hits per secret key per window */
     unsigned dedup_window_s;          /* that window, in seconds */
+    /* per second x 1000 (ratelimit.h); rate 0 = off */
+    unsigned rate_tokenise_milli, burst_tokenise;   /* per API key */
+    unsigned rate_charge_milli, burst_charge;       /* per API key */
+    unsigned rate_auth_fail_milli, burst_auth_fail; /* failed authentications per address */
+    unsigned auth_cache_ttl_ms;               /* auth.h: the cache's backstop */
     bool show_help;
     bool show_version;
 };

@@ -28,6 +28,8 @@ struct tok_req_stats {
     _Atomic uint64_t requests[TOK_STATS_ROUTES_MAX + 1][TOK_STATS_STATUSES];
     struct tok_hist latency[TOK_STATS_ROUTES_MAX + 1];
 };
+struct tok_ratelimit;
+struct tok_auth_epochs;
 
 /** Everything shared by all threads; read-only once the loops run. */
 struct tok_app {
@@ -37,6 +39,8 @@ struct tok_app {
     struct tok_keyring *keyring;
     struct tok_dedup_guard *dedup_guard; /* secret keys' de-duplication budget (vault) */
     struct tok_httpc *httpc; /* gateway HTTPS client (httpc.h), shared by every loop */
+    struct tok_ratelimit *ratelimit;     /* ratelimit.h, shared by every loop; NULL = none */
+    struct tok_auth_epochs *auth_epochs; /* vault/auth.h: key changes; NULL = TTL only */
     h2o_globalconf_t h2o;
     SSL_CTX *ssl_ctx;
     struct tok_worker *workers;

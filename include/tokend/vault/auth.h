@@ -3,9 +3,19 @@
  * scopes, mode), checked without a database round trip on the hot path.
  *
  * Each event-loop thread keeps its own cache of principals (no lock shared
- * between threads), keyed by the keyed hash of the secret and refreshed
- * after TOK_AUTH_CACHE_TTL_MS, so a revoked key stops working within that
- * time. A miss is one call of vault.authenticate() on a database thread.
+ * between threads), keyed by the keyed hash of the secret. A miss is one call
+ * of vault.authenticate() on a database thread.
+ *
+ * Revocation (issue #15, finding 8): a change to a key row makes PostgreSQL
+ * notify channel TOK_AUTH_NOTIFY_CHANNEL with the key's id (sql/016); a
+ * listener thread (store/listen.h) hands it to tok_auth_on_key_notify, which
+ * bumps a generation counter shared by every loop (struct tok_auth_epochs).
+ * A cached principal loaded before the bump is stale on its next use, on every
+ * thread at once, with no message to the loops. When the listener's
+ * connection comes back after a drop, a notification may have been missed:
+ * tok_auth_on_listen_reset makes every cached principal stale. The TTL
+ * (--auth-cache-ttl-ms, default 3 s) is only the backstop for a notification
+ * lost without the connection dropping.
  */
 #ifndef TOKEND_AUTH_H
 #define TOKEND_AUTH_H
@@ -13,8 +23,11 @@
 #include "tokend/core/common.h"
 #include "tokend/vault/accounts.h"
 #include "tokend/http/http.h"
+#include "tokend/http/ratelimit.h"
 
-#define TOK_AUTH_CACHE_TTL_MS 3000
+#define TOK_AUTH_CACHE_TTL_MS 3000 /* when the app has no configuration (cfg->auth_cache_ttl_ms) */
+#define TOK_AUTH_EPOCH_SLOTS 256   /* generation counters, one per hash bucket of key ids */
+#define TOK_AUTH_NOTIFY_CHANNEL "tokend_keys"
 #define TOK_AUTH_CACHE_SLOTS 512
 #define TOK_AUTH_ORIGINS_MAX 8
 #define TOK_AUTH_ORIGIN_MAX 256
@@ -39,6 +52,7 @@ struct tok_tenant_keys;
 struct tok_principal {
     unsigned refs;
     uint64_t loaded_ms;
+    uint64_t epoch; /* tok_auth_epochs' generation read before the key was looked up */
     uint8_t hash[32];
     char key_id[TOK_ID_MAX];
     char tenant_id[TOK_ID_MAX];
@@ -75,6 +89,45 @@ typedef void (*tok_authed_fn)(struct tok_req *r);
  * r->principal is set before next runs.
  */
 void tok_auth_require(struct tok_req *r, uint32_t scope, tok_authed_fn next);
+
+/**
+ * tok_auth_require, then one token of class `cls` from the key's bucket (ratelimit.h):
+ * secret keys have a bucket per key, publishable keys one per key and client address (a
+ * publishable key is public: one client must not spend every other checkout's budget). When
+ * the bucket is empty it answers 429 `rate_limited` with Retry-After (whole seconds) and
+ * logs the refusal (class, key id, never the secret). TOK_RL_NONE limits nothing.
+ */
+void tok_auth_require_limited(struct tok_req *r, uint32_t scope, enum tok_rl_class cls,
+                              tok_authed_fn next);
+
+/*
+ * Failed authentications (every 401 of this module) are counted per client address in the
+ * TOK_RL_AUTH_FAIL class. Once an address has spent its budget, its requests get 429
+ * `rate_limited` before any key look-up, unless their key is cached as valid on the loop: a
+ * legitimate client behind the same address keeps working, and an attacker's unknown keys
+ * cost neither a database query nor an audit row.
+ */
+
+/** Generation counters shared by every loop thread (see the top of this file). */
+struct tok_auth_epochs;
+
+/** TOK_ERR_NOMEM. */
+TOK_MUST_CHECK tok_status tok_auth_epochs_new(struct tok_auth_epochs **out);
+void tok_auth_epochs_free(struct tok_auth_epochs **e);
+
+/**
+ * A key row changed (payload: its id; "*": any key): principals of that key cached before
+ * now are stale on every thread. Thread-safe; `epochs` is a struct tok_auth_epochs (void *
+ * so it fits store/listen.h's callback). Ignores a payload that is no key id.
+ */
+void tok_auth_on_key_notify(void *epochs, const char *payload);
+
+/** Every cached principal is stale (the listener reconnected). Thread-safe. */
+void tok_auth_on_listen_reset(void *epochs);
+
+/** Notifications and flushes seen so far, for logs and metrics. */
+void tok_auth_epochs_stats(const struct tok_auth_epochs *e, uint64_t *keys_changed,
+                           uint64_t *flushes);
 
 /**
  * The header the card element (elements.h) sends with its same-origin POST /v1/tokens: the
