@@ -153,6 +153,8 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
+    app.cfg = &cfg;
     app.db = db;
     app.httpc = httpc;
     app.reporting_db = rdb;
@@ -177,8 +179,6 @@ int main(int argc, char **argv)
         }
         tok_log_info("%s: metrics on http://%s/metrics", __func__, cfg.metrics_listen);
     }
-    tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
-
     rc = tok_server_run(&app) == TOK_OK ? EXIT_SUCCESS : EXIT_FAILURE;
     log_limits(rl);
 out:
