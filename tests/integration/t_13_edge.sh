@@ -40,9 +40,33 @@ expect_match "rapid reset: a connection resetting streams before their body ends
 expect_eq "rapid reset: nothing stored for streams reset mid-body" "$(($(stored) - base))" 0
 
 # a well-behaved connection with many requests is never cut
-urls=()
-for i in $(seq 1 300); do urls+=(-o /dev/null "http://127.0.0.1:$H2C_E/healthz"); done
-n=$(curl -s --http2-prior-knowledge -w '%{http_code}\n' "${urls[@]}" | grep -c '^200$')
+n=$($PY - 127.0.0.1 "$H2C_E" 300 <<'PY'
+import socket, sys
+import h2.connection, h2.config, h2.events
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+ok = 0
+for i in range(int(sys.argv[3])):
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, [(":method", "GET"), (":path", "/healthz"), (":scheme", "http"), (":authority", "x")], end_stream=True)
+    s.sendall(c.data_to_send())
+    done = False
+    while not done:
+        d = s.recv(65536)
+        if not d:
+            break
+        for ev in c.receive_data(d):
+            if isinstance(ev, h2.events.ResponseReceived) and dict(ev.headers).get(b":status") == b"200":
+                ok += 1
+            if isinstance(ev, h2.events.StreamEnded):
+                done = True
+        s.sendall(c.data_to_send())
+    if not done:
+        break
+print(ok)
+PY
+)
 expect_eq "rapid reset: 300 answered requests on one connection all succeed" "$n" 300
 expect_match "rapid reset: tokend still serves" \
     "$(curl -s --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://127.0.0.1:$H2C_E/healthz")" '^200$'
@@ -122,9 +146,9 @@ expect_true "deadline: an idle connection kept alive by PINGs is closed after th
 # ---- finding 4: the connection cap and memory --------------------------------------
 fds_before=$(ls /proc/"$E_PID"/fd | wc -l)
 rss_before=$(rss_kb "$E_PID")
-res=$($PY - 127.0.0.1 "$H2C_E" 200 <<'PY'
-import socket, sys, time
-host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+res=$($PY - 127.0.0.1 "$H2C_E" 200 "$E_PID" <<'PY'
+import os, socket, sys, time
+host, port, n, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 socks = []
 for i in range(n):
     s = socket.create_connection((host, port), timeout=5)
@@ -141,11 +165,10 @@ for s in socks:
         pass
     except OSError:
         closed += 1
-print(closed)
-time.sleep(0.3)
+print(closed, len(os.listdir("/proc/%s/fd" % pid)))
 PY
 )
-fds_peak=$(ls /proc/"$E_PID"/fd | wc -l)
+read -r res fds_peak <<<"$res"
 echo "  cap: 200 half-open connections against a cap of 40: $res closed at once; fds $fds_before -> $fds_peak" >&2
 expect_true "cap: past --max-connections 40, new connections are closed at once ($res of 200)" \
     test "$res" -ge 150
@@ -154,6 +177,32 @@ expect_true "cap: tokend's descriptors stay bounded by the cap ($fds_before -> $
 sleep 2
 expect_match "cap: once the half-open ones time out, new clients are served" \
     "$(curl -s --http2-prior-knowledge -o /dev/null -w '%{http_code}' "http://127.0.0.1:$H2C_E/healthz")" '^200$'
+# ---- finding 7: oversized headers; what h2o answers by itself ---------------------
+head -c 100000 /dev/zero | tr '\0' a | sed 's/^/x-big: /' >"$T_DIR/big.hdr"
+for i in $(seq 1 150); do echo "x-h$i: v"; done >"$T_DIR/many.hdr"
+H1="http://127.0.0.1:$H2C_E/healthz"
+r=$(curl -s --http1.1 -H @"$T_DIR/big.hdr" -o "$T_DIR/h7.body" -w '%{http_code} %{content_type}' "$H1")
+expect_eq "headers: a 100 KB header over HTTP/1.1 gets 431 problem+json" "$r" "431 application/problem+json"
+expect_eq "headers: ... with code headers_too_large" "$(jq -r .code "$T_DIR/h7.body")" headers_too_large
+head -c 40000 /dev/zero | tr '\0' a | sed 's/^/x-big: /' >"$T_DIR/40k.hdr"
+r=$(curl -s --http2-prior-knowledge -H @"$T_DIR/40k.hdr" -o "$T_DIR/h7.body" -w '%{http_code} %{content_type}' "$H1")
+expect_eq "headers: a 40 KB header over h2c gets 431 problem+json" "$r" "431 application/problem+json"
+# h2o's own answer (documented): a header field past ~64 KB over HTTP/2 never reaches
+# tokend; h2o resets the stream (REFUSED_STREAM), no HTTP response at all
+r=$(curl -s --http2-prior-knowledge -H @"$T_DIR/big.hdr" -o /dev/null -w '%{http_code}' "$H1")
+expect_eq "headers: a 100 KB header over h2c: h2o resets the stream, no response (documented)" "$r" "000"
+r=$(curl -s --http2-prior-knowledge -H @"$T_DIR/many.hdr" -o "$T_DIR/h7.body" -w '%{http_code} %{content_type}' "$H1")
+expect_eq "headers: 150 headers over h2c get 431 problem+json" "$r" "431 application/problem+json"
+r=$(curl -s --http2-prior-knowledge -o "$T_DIR/h7.body" -w '%{http_code} %{content_type}' \
+    "$H1?q=$(head -c 10000 /dev/zero | tr '\0' a)")
+expect_eq "headers: a 10 KB request target gets 414 problem+json" "$r" "414 application/problem+json"
+# h2o's own answer, documented in SECURITY.md: more than 100 header lines over HTTP/1.1
+# never reach tokend; h2o answers a fixed text/plain 400 and closes
+for i in $(seq 1 2000); do echo "x-h$i: v"; done >"$T_DIR/2000.hdr"
+r=$(curl -s --http1.1 -H @"$T_DIR/2000.hdr" -o "$T_DIR/h7.body" -w '%{http_code} %{content_type}' "$H1")
+expect_eq "headers: 2,000 headers over HTTP/1.1 get h2o's own 400 text/plain (documented)" \
+    "$r" "400 text/plain; charset=utf-8"
+expect_eq "headers: ... whose body is h2o's 'Bad Request'" "$(cat "$T_DIR/h7.body")" "Bad Request"
 tokend_stop E
 
 # memory: a burst of 6,000 half-open connections, then all closed
@@ -170,7 +219,7 @@ r0 = rss()
 socks = []
 for i in range(n):
     s = socket.create_connection((host, port), timeout=5)
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+    s.sendall(b"PRI * HTTP/2.0\r\n")   # half a preface, as the attack did
     socks.append(s)
 time.sleep(1)
 r1 = rss()
