@@ -54,7 +54,8 @@ static void run_route(void *arg)
         tok_http_problem(rr->r, 503, "connection_closing", "this connection is being closed", NULL);
         return;
     }
-    tok_edge_req_wipe_input(rr->r->edge);
+    if (rr->r->req->entity.len > 0)
+        tok_edge_req_wipe_input(rr->r->edge); /* the copies h2o no longer needs (edge.h) */
     rr->rt->fn(rr->r);
 }
 

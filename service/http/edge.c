@@ -87,6 +87,7 @@ struct tok_edge_req {
 };
 
 static void on_conn_close(void *p);
+static void wipe_recycled_input(void);
 
 static void cut(struct edge_conn *c, uint64_t *counter, const char *why)
 {
@@ -168,6 +169,7 @@ static void on_sweep(h2o_timeout_entry_t *entry)
         if (c != NULL)
             account_h2(c, h2);
     }
+    wipe_recycled_input(); /* bodies of streams that never reached a handler */
     if (e->closed_since_trim >= TOK_EDGE_TRIM_AFTER ||
         (e->closed_since_trim > 0 && e->stats.open == 0)) {
         /* glibc keeps freed connection buffers; a burst of connections would
@@ -345,8 +347,28 @@ bool tok_edge_req_doomed(const struct tok_edge_req *er)
     return er != NULL && er->c != NULL && er->c->doomed;
 }
 
+/*
+ * h2o keeps up to 16 freed socket buffers per thread for reuse, unwiped: a
+ * fully parsed read (an HTTP/2 DATA frame with a card, in plaintext even on
+ * TLS) goes there as soon as h2o has copied it out. Zero them, keeping only
+ * each chunk's link. Loop thread only (the list is thread-local).
+ */
+static void wipe_recycled_input(void)
+{
+    h2o_buffer_prototype_t *proto = &h2o_socket_buffer_prototype;
+    size_t size = offsetof(h2o_buffer_t, _buf) + proto->_initial_buf.capacity;
+    size_t link = sizeof(struct st_h2o_mem_recycle_chunk_t *);
+    if (size <= link)
+        return;
+    size_t n = 0;
+    for (struct st_h2o_mem_recycle_chunk_t **ch = (struct st_h2o_mem_recycle_chunk_t **)proto->allocator._link;
+         ch != NULL && n < proto->allocator.cnt; ch = (struct st_h2o_mem_recycle_chunk_t **)*ch, n++)
+        sodium_memzero((char *)ch + link, size - link);
+}
+
 void tok_edge_req_wipe_input(const struct tok_edge_req *er)
 {
+    wipe_recycled_input();
     if (er == NULL || er->c == NULL)
         return;
     h2o_buffer_t *b = er->c->sock->input;
