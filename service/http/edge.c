@@ -75,6 +75,7 @@ struct edge_conn {
     uint64_t seen_bad, seen_good;          /* HTTP/2 accounting already charged */
     int64_t budget;
     bool had_request;
+    bool extended; /* the first-request deadline was extended once for an upload */
     bool doomed;
 };
 
@@ -101,13 +102,40 @@ static void cut(struct edge_conn *c, uint64_t *counter, const char *why)
     (void)shutdown(h2o_socket_get_fd(c->sock), SHUT_RDWR);
 }
 
+static const struct h2_conn_view *h2_view(const struct tok_edge *e, const void *conn);
+
+/*
+ * At the first-request deadline: is a request arriving? h2o hands a request
+ * over only once its whole body is in, so a large upload can outlast the
+ * deadline. An HTTP/2 stream still receiving, or an HTTP/1 request with more
+ * than a preface fragment buffered (h2o's own 10 s request timeout bounds it),
+ * earns one idle period more; a partial preface, a handshake or SETTINGS and
+ * PINGs alone do not.
+ */
+static bool request_arriving(const struct edge_conn *c)
+{
+    const h2o_conn_t *hc = c->sock->data; /* accept data while in the TLS handshake */
+    if (hc == NULL || hc->ctx != c->e->ctx)
+        return false;
+    const struct h2_conn_view *h2 = h2_view(c->e, hc);
+    if (h2 != NULL)
+        return h2->num_streams.pull.open > 0;
+    return c->sock->input != NULL && c->sock->input->size >= TOK_EDGE_H1_ARRIVING;
+}
+
 static void on_deadline(h2o_timeout_entry_t *entry)
 {
     struct edge_conn *c = H2O_STRUCT_FROM_MEMBER(struct edge_conn, deadline, entry);
-    if (c->had_request)
+    if (c->had_request) {
         cut(c, &c->e->stats.idle_cut, "idle");
-    else
-        cut(c, &c->e->stats.handshake_cut, "no complete request in time");
+        return;
+    }
+    if (!c->extended && request_arriving(c)) {
+        c->extended = true;
+        h2o_timeout_link(c->e->ctx->loop, &c->e->idle_timeout, &c->deadline);
+        return;
+    }
+    cut(c, &c->e->stats.handshake_cut, "no complete request in time");
 }
 
 /*

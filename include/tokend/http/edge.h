@@ -12,8 +12,9 @@
  *   - accept4() failing with EMFILE/ENFILE/ENOBUFS/ENOMEM pauses the listener
  *     for TOK_EDGE_ACCEPT_PAUSE_MS instead of polling it again at once;
  *   - a deadline from accept to the first complete request (TLS handshake,
- *     h2c preface, SETTINGS...), and an idle deadline while no request is in
- *     flight that PINGs do not reset;
+ *     h2c preface, SETTINGS...; extended once by the idle period while a
+ *     request's body is still arriving), and an idle deadline while no
+ *     request is in flight that PINGs do not reset;
  *   - request start is deferred to the end of the loop turn, after every
  *     frame already read: a stream reset in the same read never runs its
  *     handler; each HTTP/2 request or stream that ends without a response
@@ -38,6 +39,7 @@
 #define TOK_EDGE_SWEEP_MS 1000       /* HTTP/2 stream accounting and memory trimming */
 #define TOK_EDGE_TRIM_AFTER 64       /* closed connections between two malloc_trim(0) */
 #define TOK_EDGE_FD_RESERVE 128      /* descriptors kept out of the connection cap */
+#define TOK_EDGE_H1_ARRIVING 64      /* buffered HTTP/1 bytes that show a request under way */
 
 struct tok_edge;
 struct tok_edge_req;
