@@ -95,6 +95,36 @@ make_tls "$VAR" || die "cannot create a TLS certificate (openssl)"
 # fsync on: this cluster keeps its data between runs
 pg_init "$PG" on || die "cannot create the PostgreSQL cluster in $PG (see $PG/initdb.log)"
 
+# ---- the unprivileged user tokend runs as (issue #15, finding 9) -------------------
+# Started as root (CI, containers), tokend itself runs as the system user
+# DEV_TOKEND_USER (default tokend): a compromise of the process is not root's, and
+# it owns only its key files. setpriv execs in place, so Ctrl-C still reaches it.
+RUN_AS=()
+if [ "$(id -u)" = 0 ]; then
+    TOKEND_USER=${DEV_TOKEND_USER:-tokend}
+    if ! id "$TOKEND_USER" >/dev/null 2>&1; then
+        useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+            "$TOKEND_USER" || die "cannot create the system user $TOKEND_USER"
+        say "created the system user $TOKEND_USER (tokend runs as it)"
+    fi
+    d=$ROOT
+    while [ "$d" != / ]; do
+        setpriv --reuid="$TOKEND_USER" --regid="$TOKEND_USER" --clear-groups test -x "$d" 2>/dev/null ||
+            die "the $TOKEND_USER user cannot enter $d (needed to run $BUILD/tokend)"
+        d=$(dirname "$d")
+    done
+    chown "$TOKEND_USER:" "$VAR/master.key" "$VAR/tls.key"
+    # the cluster's socket: reachable through var/pg/run by postgres and this user only
+    # (trust authentication relies on that directory, not on the socket's own mode)
+    grep -qx "unix_socket_permissions = 0777" "$PG/data/postgresql.conf" ||
+        echo "unix_socket_permissions = 0777" >>"$PG/data/postgresql.conf"
+    chgrp "$TOKEND_USER" "$PG/run"
+    chmod 0710 "$PG/run"
+    # libsodium locks card and key memory: the root shell lifts the limit the user inherits
+    ulimit -l unlimited 2>/dev/null || warn "cannot raise RLIMIT_MEMLOCK: tokend may refuse cards under load"
+    RUN_AS=(setpriv --reuid="$TOKEND_USER" --regid="$TOKEND_USER" --clear-groups --)
+fi
+
 # ---- PostgreSQL ------------------------------------------------------------------
 PIDS=() # everything started here, stopped in reverse order before the database
 TOKEND_PID=
@@ -124,6 +154,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+if pg_as "$PG_BIN/pg_ctl" -D "$PG/data" status >/dev/null 2>&1 && [ ${#RUN_AS[@]} -gt 0 ] &&
+    [ "$(stat -c %a "$PG"/run/.s.PGSQL.* 2>/dev/null | head -n 1)" != 777 ]; then
+    say "restarting the database so $TOKEND_USER can reach its socket"
+    pg_stop "$PG"
+fi
 if pg_as "$PG_BIN/pg_ctl" -D "$PG/data" status >/dev/null 2>&1; then
     say "database already running: reusing it"
 else
@@ -241,7 +276,7 @@ wait_file "$VAR/gwsim.ready" 10 || die "gwsim did not start (log: $VAR/gwsim.log
     2>>"$VAR/hookrecv.log" &
 PIDS+=($!)
 # In the background so this shell can forward Ctrl-C/SIGTERM and then stop the rest.
-"$BUILD/tokend" --listen "$DEV_LISTEN" --listen-tls "$DEV_LISTEN_TLS" \
+"${RUN_AS[@]}" "$BUILD/tokend" --listen "$DEV_LISTEN" --listen-tls "$DEV_LISTEN_TLS" \
     --tls-cert "$VAR/tls.crt" --tls-key "$VAR/tls.key" \
     --master-key-file "$VAR/master.key" --db "$SERVICE_DB" --reporting-db "$REPORTING_DB" \
     --metrics-listen "$DEV_METRICS" --gateway-ca-file "$VAR/tls.crt" \

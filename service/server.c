@@ -3,6 +3,7 @@
  */
 #include "tokend/server.h"
 #include "tokend/vault/auth.h"
+#include "tokend/http/edge.h"
 #include "tokend/http/httpc.h"
 #include "tokend/core/log.h"
 #include "tokend/routes.h"
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +28,8 @@ static const char tls12_ciphers[] =
 
 #define LISTEN_BACKLOG 1024
 #define H2_MAX_CONCURRENT 256
+#define HTTP1_REQ_TIMEOUT_MS 10000 /* h2o's: an HTTP/1 request's head and body, and keep-alive */
+#define PATH_LIMIT 8192            /* request target bytes; more is 414 */
 
 struct app_handler {
     h2o_handler_t super;
@@ -129,6 +133,37 @@ void tok_server_collect(void *ctx, struct tok_metrics_out *o)
     }
 }
 
+struct route_run {
+    struct tok_req *r;
+    const struct tok_route *rt;
+};
+
+/* The route's work, one loop turn after its request arrived (edge.h): a stream
+ * reset in the same read never gets here. */
+static void run_route(void *arg)
+{
+    struct route_run *rr = arg;
+    if (tok_req_cancelled(rr->r)) {
+        tok_http_problem(rr->r, 503, "connection_closing", "this connection is being closed", NULL);
+        return;
+    }
+    if (rr->r->req->entity.len > 0)
+        tok_edge_req_wipe_input(rr->r->edge); /* the copies h2o no longer needs (edge.h) */
+    rr->rt->fn(rr->r);
+}
+
+/* h2o 2.2.5 takes up to ~400 KB of headers, in any number over HTTP/2: the
+ * limit is ours, answered as problem+json (RFC 6585's 431). */
+static bool headers_too_large(const h2o_req_t *req, unsigned limit)
+{
+    if (req->headers.size > TOK_HEADERS_MAX)
+        return true;
+    size_t n = 0;
+    for (size_t i = 0; i < req->headers.size; i++)
+        n += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
+    return n > limit;
+}
+
 static int on_req(h2o_handler_t *self_, h2o_req_t *req)
 {
     struct app_handler *self = (struct app_handler *)self_;
@@ -137,11 +172,20 @@ static int on_req(h2o_handler_t *self_, h2o_req_t *req)
     r->req = req;
     r->app = self->app;
     r->worker = tok_server_worker(req);
+    r->edge = tok_edge_req_start(req);
     tok_http_assign_id(r);
     struct req_mark *mark = h2o_mem_alloc_shared(&req->pool, sizeof *mark, on_req_done);
     mark->req = req;
     mark->stats = r->worker->stats;
     mark->route = TOK_STATS_ROUTES_MAX;
+    if (req->path.len > PATH_LIMIT) {
+        tok_http_problem(r, 414, "uri_too_long", "the request target is too long", NULL);
+        return 0;
+    }
+    if (headers_too_large(req, r->app->cfg->header_limit)) {
+        tok_http_problem(r, 431, "headers_too_large", "the request headers are too large", NULL);
+        return 0;
+    }
 
     size_t plen = req->path.len;
     if (req->query_at != SIZE_MAX && req->query_at < plen)
@@ -166,7 +210,10 @@ static int on_req(h2o_handler_t *self_, h2o_req_t *req)
     }
     r->route = rt->pattern;
     mark->route = (unsigned)(rt - tok_routes_table());
-    rt->fn(r);
+    struct route_run *rr = h2o_mem_alloc_pool(&req->pool, sizeof *rr);
+    rr->r = r;
+    rr->rt = rt;
+    tok_edge_req_defer(r->edge, run_route, rr);
     return 0;
 }
 
@@ -179,8 +226,13 @@ static tok_status setup_tls(struct tok_app *app, char *why, size_t why_len)
         return TOK_ERR_INTERNAL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* CLEANSE_PLAINTEXT: OpenSSL decrypts records in place; without it a request
+     * body (a card) stays in its read buffer after SSL_read (issue #15, finding 9).
+     * RELEASE_BUFFERS: an idle connection holds no record buffers. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET |
+                                 SSL_OP_CLEANSE_PLAINTEXT);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1) {
         snprintf(why, why_len, "the TLS cipher list was refused by OpenSSL");
         SSL_CTX_free(ctx);
@@ -230,19 +282,6 @@ static tok_status bind_listener(const char *addr_s, int *out_fd, char *why, size
     return TOK_OK;
 }
 
-static void on_accept(h2o_socket_t *listener, const char *err)
-{
-    if (err != NULL)
-        return;
-    h2o_accept_ctx_t *actx = listener->data;
-    for (int i = 0; i < 16; i++) {
-        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-        if (sock == NULL)
-            return;
-        h2o_accept(actx, sock);
-    }
-}
-
 static void on_control(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     struct tok_worker *w = H2O_STRUCT_FROM_MEMBER(struct tok_worker, control, receiver);
@@ -288,6 +327,11 @@ static void setup_loop(struct tok_worker *w)
     w->gw_env.httpc = app->httpc;
     w->gw_env.reply_to = &w->httpc_replies;
 
+    const struct tok_config *cfg = app->cfg;
+    struct tok_edge_limits lim = {app->max_conns_per_loop, cfg->handshake_timeout_ms,
+                                  cfg->idle_timeout_ms, cfg->h2_reset_budget};
+    if (tok_edge_new(&w->ctx, &lim, &w->edge) != TOK_OK)
+        abort(); /* out of memory while starting: nothing is served yet */
     h2o_accept_ctx_t *actx[2] = {&w->accept_h2c, &w->accept_tls};
     for (int i = 0; i < 2; i++) {
         actx[i]->ctx = &w->ctx;
@@ -296,9 +340,45 @@ static void setup_loop(struct tok_worker *w)
         if (w->listen_fd[i] < 0)
             continue;
         w->listeners[i] = h2o_evloop_socket_create(loop, w->listen_fd[i], H2O_SOCKET_FLAG_DONT_READ);
-        w->listeners[i]->data = actx[i];
-        h2o_socket_read_start(w->listeners[i], on_accept);
+        if (tok_edge_listen(w->edge, w->listeners[i], actx[i]) != TOK_OK)
+            abort(); /* two listeners, TOK_EDGE_LISTENERS_MAX of them: a bug */
     }
+}
+
+/* The connection cap, shared out between the loops, kept under the
+ * descriptor limit (raised to its hard maximum first) so that accept4()
+ * failing with EMFILE stays a last resort. */
+static tok_status connection_cap(struct tok_app *app, char *why, size_t why_len)
+{
+    const struct tok_config *cfg = app->cfg;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        snprintf(why, why_len, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return TOK_ERR_IO;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    uint64_t cap = cfg->max_connections;
+    uint64_t fds = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    uint64_t reserve = TOK_EDGE_FD_RESERVE + 4u * cfg->threads + 2u * cfg->db_threads +
+                       cfg->gateway_max_connections;
+    if (fds <= reserve + cfg->threads) {
+        snprintf(why, why_len, "the file descriptor limit (%llu) is too low: raise ulimit -n",
+                 (unsigned long long)fds);
+        return TOK_ERR_INPUT;
+    }
+    if (cap > fds - reserve) {
+        tok_log_warn("%s: --max-connections %llu lowered to %llu (file descriptor limit %llu)",
+                     __func__, (unsigned long long)cap, (unsigned long long)(fds - reserve),
+                     (unsigned long long)fds);
+        cap = fds - reserve;
+    }
+    app->max_conns = (unsigned)cap;
+    app->max_conns_per_loop = (unsigned)((cap + cfg->threads - 1) / cfg->threads);
+    return TOK_OK;
 }
 
 tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len)
@@ -309,8 +389,13 @@ tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len)
     app->h2o.server_name = h2o_iovec_init(H2O_STRLIT("tokend"));
     /* h2o buffers whole bodies: cap them at our limit (see README: HTTP/2 gets RST_STREAM) */
     app->h2o.max_request_entity_size = cfg->body_limit;
-    app->h2o.http1.req_timeout = 10000;
-    app->h2o.http2.idle_timeout = 30000;
+    app->h2o.handshake_timeout = cfg->handshake_timeout_ms;
+    app->h2o.http1.req_timeout = HTTP1_REQ_TIMEOUT_MS;
+    app->h2o.http2.idle_timeout = cfg->idle_timeout_ms;
+    /* h2o moves a socket buffer past 32 MiB into a file in /tmp: a body
+     * (a card) must never reach a disk; our bodies are capped far below */
+    h2o_socket_buffer_mmap_settings.threshold = SIZE_MAX;
+    TOK_GUARD(connection_cap(app, why, why_len));
     app->h2o.http2.max_concurrent_requests_per_connection = H2_MAX_CONCURRENT;
     h2o_hostconf_t *host = h2o_config_register_host(&app->h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -365,9 +450,11 @@ tok_status tok_server_run(struct tok_app *app)
     for (unsigned i = 0; i < app->nworkers; i++)
         while (sem_wait(&app->ready) != 0)
             ;
-    tok_log_info("%s: tokend %s serving h2c on %s, TLS on %s, %u loop threads", __func__,
+    tok_log_info("%s: tokend %s serving h2c on %s, TLS on %s, %u loop threads, up to %u "
+                 "connections", __func__,
                  TOKEND_VERSION, app->cfg->listen_h2c[0] ? app->cfg->listen_h2c : "(off)",
-                 app->cfg->listen_tls[0] ? app->cfg->listen_tls : "(off)", app->nworkers);
+                 app->cfg->listen_tls[0] ? app->cfg->listen_tls : "(off)", app->nworkers,
+                 app->max_conns);
     int sig = 0;
     sigwait(&set, &sig);
     tok_log_info("%s: signal %d, stopping", __func__, sig);

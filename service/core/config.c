@@ -51,6 +51,11 @@ static const struct opt opts[] = {
     {"gateway-max-connections", "TOKEND_GATEWAY_MAX_CONNECTIONS", UINT(gateway_max_connections, 1, TOK_HTTPC_MAX_CONNECTIONS_MAX), "connections per gateway host; each HTTP/2 one carries 100 calls at once (default 64)"},
     {"gateway-max-inflight", "TOKEND_GATEWAY_MAX_INFLIGHT", UINT(gateway_max_inflight, 1, TOK_HTTPC_MAX_INFLIGHT_MAX), "gateway calls running at once; later ones wait in order (default 512)"},
     {"body-limit", "TOKEND_BODY_LIMIT", UINT(body_limit, 256, TOK_BODY_LIMIT_MAX), "largest request body in bytes"},
+    {"max-connections", "TOKEND_MAX_CONNECTIONS", UINT(max_connections, 1, TOK_MAX_CONNECTIONS_MAX), "open client connections; past it new ones are closed at once (default 10000, bounded by the file descriptor limit)"},
+    {"handshake-timeout-ms", "TOKEND_HANDSHAKE_TIMEOUT_MS", UINT(handshake_timeout_ms, 100, 600000), "accept to first complete request: TLS handshake, HTTP/2 preface (default 5000)"},
+    {"idle-timeout-ms", "TOKEND_IDLE_TIMEOUT_MS", UINT(idle_timeout_ms, 100, 3600000), "close a connection with no request in flight this long; PINGs do not count (default 60000)"},
+    {"h2-reset-budget", "TOKEND_H2_RESET_BUDGET", UINT(h2_reset_budget, 1, 100000), "HTTP/2 requests a connection may cancel beyond those it completes, then it is closed (default 100)"},
+    {"header-limit", "TOKEND_HEADER_LIMIT", UINT(header_limit, 1024, 262144), "request header bytes (names and values); more is 431 (default 32768)"},
     {"webhook-allow-http-loopback", NULL, OPT_FLAG, offsetof(struct tok_config, webhook_allow_http_loopback), 0, 0, 0, "TEST ONLY: allow http:// webhook endpoints on loopback (default: https only)"},
     {"webhook-retry-base-ms", "TOKEND_WEBHOOK_RETRY_BASE_MS", UINT(webhook_retry_base_ms, 100, 3600000), "first webhook retry delay, doubled per try (default 10000)"},
     {"audit-chain-interval-ms", "TOKEND_AUDIT_CHAIN_INTERVAL_MS", UINT(audit_chain_interval_ms, 10, 60000), "how often tokend's new audit rows are hash-chained (default 100)"},
@@ -78,6 +83,11 @@ void tok_config_defaults(struct tok_config *cfg)
     cfg->db_batch_max = 256;
     cfg->db_batch_window_us = 0;
     cfg->body_limit = TOK_BODY_LIMIT_DEFAULT;
+    cfg->max_connections = TOK_MAX_CONNECTIONS_DEFAULT;
+    cfg->handshake_timeout_ms = TOK_HANDSHAKE_TIMEOUT_MS_DEFAULT;
+    cfg->idle_timeout_ms = TOK_IDLE_TIMEOUT_MS_DEFAULT;
+    cfg->h2_reset_budget = TOK_H2_RESET_BUDGET_DEFAULT;
+    cfg->header_limit = TOK_HEADER_LIMIT_DEFAULT;
     cfg->gateway_connect_timeout_ms = 2000;
     cfg->gateway_timeout_ms = 15000;
     cfg->gateway_max_connections = TOK_HTTPC_MAX_CONNECTIONS_DEFAULT;

@@ -9,6 +9,7 @@
 #include "tokend/core/json.h"
 #include "tokend/core/log.h"
 #include "tokend/http/app.h"
+#include "tokend/http/edge.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -159,6 +160,11 @@ void tok_http_problem(struct tok_req *r, int status, const char *code, const cha
     tok_http_send(r, status, "application/problem+json", tok_buf_slice(&b));
 }
 
+bool tok_req_cancelled(const struct tok_req *r)
+{
+    return r == NULL || tok_edge_req_doomed(r->edge);
+}
+
 /* ---- the database call guard ------------------------------------------------
  * The guard lives in the request pool; h2o disposes it when the request ends.
  * Both sides run on the request's loop thread, so no lock is needed. */
@@ -171,6 +177,7 @@ static void on_guard_dispose(void *p)
 {
     struct tok_call_guard *g = p;
     if (g->call != NULL) {
+        atomic_store(&g->call->job.abandoned, true); /* db.h: a cancellable job is skipped */
         g->call->r = NULL;
         g->call->guard = NULL;
     }
@@ -205,12 +212,23 @@ struct tok_req *tok_http_unwatch(struct tok_call *call)
     return r;
 }
 
-void tok_http_call(struct tok_req *r, struct tok_call *call)
+static void call_submit(struct tok_req *r, struct tok_call *call, bool cancellable)
 {
     tok_http_watch(r, call);
+    call->job.cancellable = cancellable;
     call->job.reply_to = &r->worker->db_replies;
     call->job.done = on_call_done;
     tok_db_submit(r->app->db, &call->job);
+}
+
+void tok_http_call(struct tok_req *r, struct tok_call *call)
+{
+    call_submit(r, call, false);
+}
+
+void tok_http_call_cancellable(struct tok_req *r, struct tok_call *call)
+{
+    call_submit(r, call, true);
 }
 
 void tok_http_call_detached(struct tok_call *call)
@@ -218,6 +236,7 @@ void tok_http_call_detached(struct tok_call *call)
     struct tok_worker *w = call->worker;
     call->r = NULL;
     call->guard = NULL;
+    call->job.cancellable = false; /* its outcome must be recorded whoever waits */
     call->job.reply_to = &w->db_replies;
     call->job.done = on_call_done;
     tok_db_submit(w->app->db, &call->job);

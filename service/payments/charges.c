@@ -832,7 +832,7 @@ static void submit_begin(struct tok_req *r, struct charge_call *c)
 {
     c->call.job.exec = begin_exec;
     c->call.on_result = begin_result;
-    tok_http_call(r, &c->call);
+    tok_http_call_cancellable(r, &c->call); /* a reset stream starts no charge */
 }
 
 /* ---- request parsing (loop thread) ----------------------------------------------------- */

@@ -456,6 +456,30 @@ static void run_jobs(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n)
     }
 }
 
+/* Takes out the jobs nobody waits for any more (db.h: cancellable): they get
+ * TOK_ERR_NOTFOUND without running and are answered with the rest. */
+static struct tok_db_job *drop_abandoned(struct tok_db_job *jobs, unsigned *n,
+                                         struct tok_db_job **dropped)
+{
+    struct tok_db_job *keep = NULL, **kt = &keep, *drop = NULL, **dt = &drop;
+    while (jobs != NULL) {
+        struct tok_db_job *next = jobs->next;
+        jobs->next = NULL;
+        if (jobs->cancellable && atomic_load(&jobs->abandoned)) {
+            jobs->status = TOK_ERR_NOTFOUND;
+            *dt = jobs;
+            dt = &jobs->next;
+            (*n)--;
+        } else {
+            *kt = jobs;
+            kt = &jobs->next;
+        }
+        jobs = next;
+    }
+    *dropped = drop;
+    return keep;
+}
+
 static void run_batch(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n)
 {
     if (!ensure_connected(c) || PQenterPipelineMode(c->pg) != 1) {
@@ -591,6 +615,11 @@ static void *db_thread(void *arg)
             c->wait_us += t0 - j->queued_us;
             tok_hist_observe_us(&c->db->stats.wait, t0 - j->queued_us);
         }
+        struct tok_db_job *dropped = NULL;
+        jobs = drop_abandoned(jobs, &n, &dropped);
+        reply_all(dropped);
+        if (jobs == NULL)
+            continue;
         run_batch(c, jobs, n);
         uint64_t run = now_us() - t0;
         account(c, jobs, n, run);
@@ -661,6 +690,7 @@ void tok_db_submit(struct tok_db *db, struct tok_db_job *job)
 {
     memset(&job->super, 0, sizeof job->super);
     job->next = NULL;
+    atomic_store(&job->abandoned, false);
     job->queued_us = now_us();
     pthread_mutex_lock(&db->mu);
     if (db->tail != NULL)

@@ -718,6 +718,11 @@ static const struct tok_gateway_account implicit_sandbox = {.id = "sandbox", .pr
 static void run_gateway(struct tok_req *r, struct create_call *c)
 {
     const struct tok_principal *p = r->principal;
+    if (tok_req_cancelled(r)) { /* a connection being cut: no gateway call */
+        tok_http_problem(r, 503, "connection_closing", "this connection is being closed", NULL);
+        create_release(&c->call);
+        return;
+    }
     c->naccounts = 0;
     for (unsigned i = 0; i < p->naccounts && c->naccounts < TOK_ACCOUNTS_MAX; i++)
         c->accounts[c->naccounts++] = p->accounts[i]; /* api_key pointer stays owned by p */
@@ -1084,7 +1089,7 @@ static void submit_insert(struct tok_req *r, struct create_call *c)
     c->call.job.group_key = c->tenant_id;
     c->call.on_result = create_result;
     c->call.release = create_release;
-    tok_http_call(r, &c->call);
+    tok_http_call_cancellable(r, &c->call); /* a reset stream stores nothing */
 }
 
 /*

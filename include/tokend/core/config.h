@@ -30,6 +30,14 @@
 #define TOK_PATH_MAX 1024
 #define TOK_CONNINFO_MAX 2048
 #define TOK_CONFIG_WHY_MAX 256
+/* the edge (issue #15): connection cap, deadlines, HTTP/2 reset budget, request headers */
+#define TOK_MAX_CONNECTIONS_DEFAULT 10000u
+#define TOK_MAX_CONNECTIONS_MAX 1000000u
+#define TOK_HANDSHAKE_TIMEOUT_MS_DEFAULT 5000u
+#define TOK_IDLE_TIMEOUT_MS_DEFAULT 60000u
+#define TOK_H2_RESET_BUDGET_DEFAULT 100u
+#define TOK_HEADER_LIMIT_DEFAULT (32u * 1024u) /* bytes of request header names and values */
+#define TOK_HEADERS_MAX 100u                   /* request header fields (h2o's HTTP/1 limit) */
 
 /* Rate limits (ratelimit.h): rates in thousandths of a token per second (the options take
  * decimals: "0.5" is 500); a rate of 0 turns a class off. The defaults are Stripe's order
@@ -64,6 +72,11 @@ struct tok_config {
     unsigned db_batch_max;      /* most requests grouped into one transaction */
     unsigned db_batch_window_us; /* how long a DB thread waits to fill a batch */
     uint32_t body_limit;
+    unsigned max_connections;     /* open client connections, whole process */
+    unsigned handshake_timeout_ms; /* accept -> first complete request (TLS, h2c preface) */
+    unsigned idle_timeout_ms;      /* a connection with no request in flight */
+    unsigned h2_reset_budget;      /* HTTP/2 requests cancelled beyond those completed */
+    unsigned header_limit;         /* request header bytes; more is 431 */
     enum tok_log_level log_level;
     bool webhook_allow_http_loopback; /* TEST ONLY: deliver webhooks to http://127.0.0.1 etc. */
     unsigned webhook_retry_base_ms;   /* first webhook retry delay before jitter (issue #6) */

@@ -30,6 +30,7 @@ struct tok_req_stats {
 };
 struct tok_ratelimit;
 struct tok_auth_epochs;
+struct tok_edge;
 
 /** Everything shared by all threads; read-only once the loops run. */
 struct tok_app {
@@ -45,6 +46,8 @@ struct tok_app {
     SSL_CTX *ssl_ctx;
     struct tok_worker *workers;
     unsigned nworkers;
+    unsigned max_conns;          /* the connection cap after the descriptor limit */
+    unsigned max_conns_per_loop; /* its share for each loop (edge.h) */
     sem_t ready; /* posted by each loop thread once its h2o objects exist */
     struct tok_metrics_registry metrics; /* what /metrics reports (tokend_main.c fills it) */
 };
@@ -62,6 +65,7 @@ struct tok_worker {
     h2o_accept_ctx_t accept_h2c, accept_tls;
     int listen_fd[2]; /* bound on the main thread, wrapped by the loop (-1: off) */
     h2o_socket_t *listeners[2];
+    struct tok_edge *edge; /* connection caps and deadlines of this loop (edge.h) */
     struct tok_auth_cache *auth_cache;
     struct tok_req_stats *stats; /* this loop's requests (written only by this thread) */
     struct tok_gateway_env gw_env; /* what remote adapters called from this loop use */

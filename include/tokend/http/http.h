@@ -17,6 +17,7 @@
 struct tok_app;
 struct tok_worker;
 struct tok_principal;
+struct tok_edge_req;
 
 /** Per-request state, allocated from the request's pool (holds no secret). */
 struct tok_req {
@@ -28,7 +29,16 @@ struct tok_req {
     struct tok_slice params[TOK_PATH_PARAMS_MAX];
     size_t nparams;
     struct tok_principal *principal; /* set by tok_auth_require; a counted reference */
+    struct tok_edge_req *edge;       /* the request's connection (edge.h) */
 };
+
+/**
+ * True when the request's connection is being cut (HTTP/2 reset budget spent,
+ * a deadline passed): a handler must start no gateway call and store nothing
+ * more for it. A request whose stream was reset is gone altogether: its
+ * tok_call's r is NULL (tok_http_unwatch) and its cancellable jobs are dropped.
+ */
+bool tok_req_cancelled(const struct tok_req *r);
 
 /**
  * A database call made on behalf of a request. Embed it first in the handler's
@@ -63,6 +73,13 @@ bool tok_http_req_header(const struct tok_req *r, const char *name, struct tok_s
 
 /** Queues `call` on the database; takes ownership of it. */
 void tok_http_call(struct tok_req *r, struct tok_call *call);
+
+/**
+ * As tok_http_call, for a job done only to answer r (db.h: cancellable): if
+ * the request ends (its stream reset) before a database thread starts the
+ * job, the job is skipped; on_result is not run, release is.
+ */
+void tok_http_call_cancellable(struct tok_req *r, struct tok_call *call);
 
 /**
  * Links call to r for an asynchronous step that is not a database job (a

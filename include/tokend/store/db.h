@@ -36,6 +36,7 @@
 #include <h2o.h>
 #include <h2o/multithread.h>
 #include <libpq-fe.h>
+#include <stdatomic.h>
 
 #define TOK_DB_WHY_MAX 256
 #define TOK_DB_PREPARED_MAX 128
@@ -72,6 +73,13 @@ struct tok_db_job {
     tok_status status; /* exec's result, or TOK_ERR_DB when the commit failed */
     const struct tok_db_group *group; /* optional: may run together with its kind */
     const char *group_key;            /* with group: jobs run together only if equal */
+    /* optional: a job whose only purpose is its requester's answer (a token
+     * insert for a request the client cancelled) sets cancellable; whoever
+     * learns that nobody waits for it any more sets abandoned (any thread);
+     * a database thread that has not started it yet then skips it: exec is
+     * not called, status is TOK_ERR_NOTFOUND, done still runs (issue #15, 5) */
+    bool cancellable;
+    atomic_bool abandoned;
     uint64_t queued_us;               /* internal: when it was submitted */
     struct tok_db_job *next; /* internal: batch list */
 };
