@@ -880,7 +880,7 @@ static tok_status exc_chunk_exec(struct tok_db_job *job, struct tok_db_conn *con
     tok_buf_reset(&xs->out);
     if (!xs->header_done) {
         for (size_t i = 0; i < TOK_ARRAY_LEN(cols); i++)
-            TOK_GUARD(tok_csv_put(&xs->out, tok_slice_str(cols[i]), i == 0));
+            TOK_GUARD(tok_csv_put_text(&xs->out, tok_slice_str(cols[i]), i == 0));
         TOK_GUARD(tok_csv_end(&xs->out));
         xs->header_done = true;
     }
@@ -893,10 +893,15 @@ static tok_status exc_chunk_exec(struct tok_db_job *job, struct tok_db_conn *con
     int n = PQntuples(res);
     tok_status st = TOK_OK;
     for (int i = 0; i < n && st == TOK_OK; i++) {
-        for (int k = 0; k < (int)TOK_ARRAY_LEN(cols) && st == TOK_OK; k++)
-            st = tok_csv_put(&xs->out,
-                             tok_slice_of(PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k)),
-                             k == 0);
+        for (int k = 0; k < (int)TOK_ARRAY_LEN(cols) && st == TOK_OK; k++) {
+            /* line and the two amounts are numbers; the rest (the report's reference
+             * above all) is text from the gateway's file, neutralised (csv.h) */
+            struct tok_slice cell =
+                tok_slice_of(PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k));
+            bool number = k == 1 || k == 4 || k == 5;
+            st = number ? tok_csv_put_number(&xs->out, cell, k == 0)
+                        : tok_csv_put_text(&xs->out, cell, k == 0);
+        }
         if (st == TOK_OK)
             st = tok_csv_end(&xs->out);
     }
