@@ -6,6 +6,7 @@
 #include "tokend/store/audit_chain.h"
 #include "tokend/core/config.h"
 #include "tokend/store/db.h"
+#include "tokend/finance/recon_owner.h"
 #include "tokend/http/httpc.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
@@ -104,6 +105,16 @@ int main(int argc, char **argv)
         tok_keyring_free(&kr);
         return refuse("cannot start the audit chainer", why);
     }
+    /* reconciliation runs: this process's owner lock, and its predecessors' runs failed
+     * before any request is answered (recon_owner.h) */
+    struct tok_recon_owner *owner = NULL;
+    if (tok_recon_owner_new(cfg.db_conninfo, &owner, why, sizeof why) != TOK_OK) {
+        tok_audit_chainer_free(&chainer);
+        tok_webhook_deliverer_free(&wd);
+        tok_db_close(&db);
+        tok_keyring_free(&kr);
+        return refuse("cannot start the reconciliation owner", why);
+    }
     tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
 
     app.cfg = &cfg;
@@ -111,7 +122,9 @@ int main(int argc, char **argv)
     app.httpc = httpc;
     app.reporting_db = rdb;
     app.keyring = kr;
+    app.recon_owner = owner;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
+        tok_recon_owner_free(&owner);
         tok_audit_chainer_free(&chainer);
         tok_webhook_deliverer_free(&wd);
         tok_db_close(&rdb);
@@ -123,6 +136,9 @@ int main(int argc, char **argv)
     tok_status st = tok_server_run(&app);
     tok_webhook_deliverer_free(&wd);
     tok_db_close(&app.db); /* every request's rows committed: the chainer's last pass takes them */
+    /* after the pool, whose last jobs may be runs' final updates; a run this stop cut off is
+     * failed by the next tokend's reaper (or a running neighbour's) once the lock is gone */
+    tok_recon_owner_free(&owner);
     tok_audit_chainer_free(&chainer);
     tok_httpc_free(&app.httpc); /* the loops have stopped: no one waits for an answer */
     tok_db_close(&app.reporting_db);

@@ -18,6 +18,7 @@
 #include <semaphore.h>
 
 struct tok_keyring;
+struct tok_recon_owner;
 
 /** Everything shared by all threads; read-only once the loops run. */
 struct tok_app {
@@ -26,6 +27,7 @@ struct tok_app {
     struct tok_db *reporting_db; /* tokend_reporting's pool (lists, exports); NULL = off */
     struct tok_keyring *keyring;
     struct tok_httpc *httpc; /* gateway HTTPS client (httpc.h), shared by every loop */
+    const struct tok_recon_owner *recon_owner; /* finance/recon_owner.h: whose runs these are */
     h2o_globalconf_t h2o;
     SSL_CTX *ssl_ctx;
     struct tok_worker *workers;
