@@ -10,6 +10,7 @@
 #include "tokend/store/listen.h"
 #include "tokend/http/ratelimit.h"
 #include "tokend/vault/auth.h"
+#include "tokend/finance/recon_owner.h"
 #include "tokend/http/httpc.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/vault/dedup_guard.h"
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
     struct tok_auth_epochs *epochs = NULL;
     struct tok_listener *listener = NULL;
     struct tok_metrics_server *ms = NULL;
+    struct tok_recon_owner *owner = NULL;
     struct tok_db *pools[3] = {NULL, NULL, NULL};
     int rc = EXIT_CONFIG;
 
@@ -152,6 +154,12 @@ int main(int argc, char **argv)
         rc = refuse("cannot listen for key changes", why);
         goto out;
     }
+    /* reconciliation runs: this process's owner lock, and its predecessors' runs failed
+     * before any request is answered (recon_owner.h) */
+    if (tok_recon_owner_new(cfg.db_conninfo, &owner, why, sizeof why) != TOK_OK) {
+        rc = refuse("cannot start the reconciliation owner", why);
+        goto out;
+    }
 
     tok_config_wipe(&cfg); /* the db module keeps its own locked copy */
     app.cfg = &cfg;
@@ -160,6 +168,7 @@ int main(int argc, char **argv)
     app.reporting_db = rdb;
     app.keyring = kr;
     app.dedup_guard = dg;
+    app.recon_owner = owner;
     app.ratelimit = rl;
     app.auth_epochs = epochs;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
@@ -186,6 +195,9 @@ out:
     tok_listener_free(&listener); /* before the epochs it writes to */
     tok_webhook_deliverer_free(&wd);
     tok_db_close(&db); /* every request's rows committed: the chainer's last pass takes them */
+    /* after the pool, whose last jobs may be runs' final updates; a run this stop cut off is
+     * failed by the next tokend's reaper (or a running neighbour's) once the lock is gone */
+    tok_recon_owner_free(&owner);
     tok_audit_chainer_free(&chainer);
     tok_httpc_free(&httpc); /* the loops have stopped: no one waits for an answer */
     tok_db_close(&rdb);

@@ -147,7 +147,7 @@ static tok_status put_int(struct tok_buf *b, int64_t v, bool present)
     char s[24] = "";
     if (present)
         snprintf(s, sizeof s, "%lld", (long long)v);
-    return tok_csv_put(b, tok_slice_str(s), false);
+    return tok_csv_put_number(b, tok_slice_str(s), false);
 }
 
 static tok_status op_exception(void *ctx, const struct tok_recon_exception *e)
@@ -163,15 +163,15 @@ static tok_status op_exception(void *ctx, const struct tok_recon_exception *e)
         snprintf(line, sizeof line, "%llu", (unsigned long long)e->line);
     bool has_report = e->kind != TOK_RECON_MISSING_IN_REPORT && e->kind != TOK_RECON_MALFORMED;
     bool has_ledger = e->object_id != NULL;
-    TOK_GUARD(tok_csv_put(&b, tok_slice_str(tok_recon_kind_name(e->kind)), true));
-    TOK_GUARD(tok_csv_put(&b, tok_slice_str(line), false));
-    TOK_GUARD(tok_csv_put(&b, tok_slice_str(e->ref ? e->ref : ""), false));
-    TOK_GUARD(tok_csv_put(&b, tok_slice_str(e->object_id ? e->object_id : ""), false));
+    TOK_GUARD(tok_csv_put_text(&b, tok_slice_str(tok_recon_kind_name(e->kind)), true));
+    TOK_GUARD(tok_csv_put_number(&b, tok_slice_str(line), false));
+    TOK_GUARD(tok_csv_put_text(&b, tok_slice_str(e->ref ? e->ref : ""), false));
+    TOK_GUARD(tok_csv_put_text(&b, tok_slice_str(e->object_id ? e->object_id : ""), false));
     TOK_GUARD(put_int(&b, e->report_amount, has_report));
     TOK_GUARD(put_int(&b, e->ledger_amount, has_ledger));
-    TOK_GUARD(tok_csv_put(&b, tok_slice_str(e->report_currency ? e->report_currency : ""), false));
-    TOK_GUARD(tok_csv_put(&b, tok_slice_str(e->ledger_currency ? e->ledger_currency : ""), false));
-    TOK_GUARD(tok_csv_put(&b, tok_slice_str(e->reason ? e->reason : ""), false));
+    TOK_GUARD(tok_csv_put_text(&b, tok_slice_str(e->report_currency ? e->report_currency : ""), false));
+    TOK_GUARD(tok_csv_put_text(&b, tok_slice_str(e->ledger_currency ? e->ledger_currency : ""), false));
+    TOK_GUARD(tok_csv_put_text(&b, tok_slice_str(e->reason ? e->reason : ""), false));
     TOK_GUARD(tok_csv_end(&b));
     TOK_ENSURE(fwrite(b.data, 1, b.len, c->exceptions) == b.len, TOK_ERR_IO);
     return TOK_OK;

@@ -238,18 +238,19 @@ tok_status tok_csv_finish(struct tok_csv *p)
 
 /* ---- the writer ------------------------------------------------------------- */
 
-tok_status tok_csv_put(struct tok_buf *b, struct tok_slice v, bool first)
+bool tok_csv_formula_lead(struct tok_slice v)
 {
-    if (!first)
-        TOK_GUARD(tok_buf_putc(b, ','));
-    bool quote = false;
-    for (size_t i = 0; i < v.len && !quote; i++) {
-        uint8_t c = v.ptr[i];
-        quote = c == ',' || c == '"' || c == '\r' || c == '\n';
-    }
-    if (!quote)
-        return tok_buf_write(b, v.ptr, v.len);
+    if (v.len == 0)
+        return false;
+    uint8_t c = v.ptr[0];
+    return c == '=' || c == '+' || c == '-' || c == '@' || c == '\t' || c == '\r';
+}
+
+/* Quoted: "prefix" then v with each quote doubled, then the closing quote. */
+static tok_status put_quoted(struct tok_buf *b, const char *prefix, struct tok_slice v)
+{
     TOK_GUARD(tok_buf_putc(b, '"'));
+    TOK_GUARD(tok_buf_puts(b, prefix));
     size_t from = 0;
     for (size_t i = 0; i < v.len; i++) {
         if (v.ptr[i] != '"')
@@ -260,6 +261,46 @@ tok_status tok_csv_put(struct tok_buf *b, struct tok_slice v, bool first)
     }
     TOK_GUARD(tok_buf_write(b, v.ptr + from, v.len - from));
     return tok_buf_putc(b, '"');
+}
+
+tok_status tok_csv_put_text(struct tok_buf *b, struct tok_slice v, bool first)
+{
+    TOK_ENSURE(b != NULL && (v.ptr != NULL || v.len == 0), TOK_ERR_INTERNAL);
+    if (!first)
+        TOK_GUARD(tok_buf_putc(b, ','));
+    /* OWASP: a ' in front makes the spreadsheet take the cell as text; quoted, so no
+     * importer strips or splits it */
+    if (tok_csv_formula_lead(v))
+        return put_quoted(b, "'", v);
+    bool quote = false;
+    for (size_t i = 0; i < v.len && !quote; i++) {
+        uint8_t c = v.ptr[i];
+        quote = c == ',' || c == '"' || c == '\r' || c == '\n' || c == '\t' || c == ';';
+    }
+    if (!quote)
+        return tok_buf_write(b, v.ptr, v.len);
+    return put_quoted(b, "", v);
+}
+
+static bool plain_integer(struct tok_slice v)
+{
+    size_t i = v.len > 0 && v.ptr[0] == '-' ? 1 : 0;
+    if (i == v.len)
+        return false;
+    for (; i < v.len; i++)
+        if (v.ptr[i] < '0' || v.ptr[i] > '9')
+            return false;
+    return true;
+}
+
+tok_status tok_csv_put_number(struct tok_buf *b, struct tok_slice v, bool first)
+{
+    TOK_ENSURE(b != NULL && (v.ptr != NULL || v.len == 0), TOK_ERR_INTERNAL);
+    if (v.len > 0 && !plain_integer(v))
+        return tok_csv_put_text(b, v, first);
+    if (!first)
+        TOK_GUARD(tok_buf_putc(b, ','));
+    return tok_buf_write(b, v.ptr, v.len);
 }
 
 tok_status tok_csv_end(struct tok_buf *b)

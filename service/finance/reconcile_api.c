@@ -11,6 +11,7 @@
  * db_replies receiver) and just wakes the run thread.
  */
 #include "tokend/finance/reconcile_api.h"
+#include "tokend/finance/recon_owner.h"
 #include "tokend/vault/auth.h"
 #include "tokend/core/base62.h"
 #include "tokend/core/csv.h"
@@ -44,16 +45,16 @@ static void copy_str(char *dst, size_t cap, const char *src)
 
 static const struct tok_sql run_insert_sql = {
     "recon_run_insert",
-    "INSERT INTO ledger.reconciliation_runs (tenant_id, id, livemode, gateway, status, created_by) "
-    "VALUES ($1, $2, $3::boolean, $4, 'running', $5)",
-    5};
+    "INSERT INTO ledger.reconciliation_runs (tenant_id, id, livemode, gateway, status, created_by, "
+    "owner) VALUES ($1, $2, $3::boolean, $4, 'running', $5, $6::bigint)",
+    6};
 
 static const struct tok_sql run_finish_sql = {
     "recon_run_finish",
     "UPDATE ledger.reconciliation_runs SET status = $3, result = $4::jsonb, "
     "period_from = CASE WHEN $5::bigint = 0 THEN NULL ELSE to_timestamp($5::bigint) END, "
     "period_to = CASE WHEN $6::bigint = 0 THEN NULL ELSE to_timestamp($6::bigint) END, "
-    "finished_at = now() WHERE tenant_id = $1 AND id = $2",
+    "finished_at = now() WHERE tenant_id = $1 AND id = $2 AND status = 'running'",
     6};
 
 static const struct tok_sql run_get_sql = {
@@ -274,6 +275,7 @@ struct run {
     char tenant_id[TOK_ID_MAX];
     char id[RUN_ID_LEN + 1];
     char actor[TOK_ID_MAX];
+    char owner[TOK_RECON_OWNER_TEXT_MAX]; /* this process's owner key (recon_owner.h) */
     char gateway[8];
     enum tok_recon_gateway gw;
     bool livemode;
@@ -599,8 +601,8 @@ static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
 {
     struct create_call *c = (struct create_call *)job;
     struct run *run = c->run;
-    const char *v[5] = {run->tenant_id, run->id, run->livemode ? "t" : "f", run->gateway,
-                        run->actor};
+    const char *v[6] = {run->tenant_id, run->id, run->livemode ? "t" : "f", run->gateway,
+                        run->actor, run->owner};
     TOK_GUARD(tok_db_set_tenant(conn, run->tenant_id));
     return tok_db_exec_deferred(conn, &run_insert_sql, v, NULL, NULL);
 }
@@ -770,6 +772,7 @@ static void create_authed(struct tok_req *r)
     copy_str(run->id, sizeof run->id, id);
     copy_str(run->tenant_id, sizeof run->tenant_id, r->principal->tenant_id);
     copy_str(run->actor, sizeof run->actor, r->principal->key_id);
+    copy_str(run->owner, sizeof run->owner, tok_recon_owner_key(r->app->recon_owner));
     run->livemode = r->principal->livemode;
     c->run = run;
     c->call.job.exec = create_exec;
@@ -880,7 +883,7 @@ static tok_status exc_chunk_exec(struct tok_db_job *job, struct tok_db_conn *con
     tok_buf_reset(&xs->out);
     if (!xs->header_done) {
         for (size_t i = 0; i < TOK_ARRAY_LEN(cols); i++)
-            TOK_GUARD(tok_csv_put(&xs->out, tok_slice_str(cols[i]), i == 0));
+            TOK_GUARD(tok_csv_put_text(&xs->out, tok_slice_str(cols[i]), i == 0));
         TOK_GUARD(tok_csv_end(&xs->out));
         xs->header_done = true;
     }
@@ -893,10 +896,15 @@ static tok_status exc_chunk_exec(struct tok_db_job *job, struct tok_db_conn *con
     int n = PQntuples(res);
     tok_status st = TOK_OK;
     for (int i = 0; i < n && st == TOK_OK; i++) {
-        for (int k = 0; k < (int)TOK_ARRAY_LEN(cols) && st == TOK_OK; k++)
-            st = tok_csv_put(&xs->out,
-                             tok_slice_of(PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k)),
-                             k == 0);
+        for (int k = 0; k < (int)TOK_ARRAY_LEN(cols) && st == TOK_OK; k++) {
+            /* line and the two amounts are numbers; the rest (the report's reference
+             * above all) is text from the gateway's file, neutralised (csv.h) */
+            struct tok_slice cell =
+                tok_slice_of(PQgetvalue(res, i, k), (size_t)PQgetlength(res, i, k));
+            bool number = k == 1 || k == 4 || k == 5;
+            st = number ? tok_csv_put_number(&xs->out, cell, k == 0)
+                        : tok_csv_put_text(&xs->out, cell, k == 0);
+        }
         if (st == TOK_OK)
             st = tok_csv_end(&xs->out);
     }

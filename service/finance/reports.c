@@ -182,6 +182,17 @@ static const char *const refund_csv_cols[] = {"id", "livemode", "charge", "amoun
     "status", "gateway", "gateway_reference", "invoice_ref", "created_at"};
 static const char *const event_csv_cols[] = {"id", "livemode", "type", "data", "created_at"};
 
+/* The numeric columns tokend computes (amounts in minor units): written as numbers, so
+ * a spreadsheet sums them; every other column is text and neutralised (csv.h). */
+static bool csv_numeric(enum tok_report_kind kind, int col)
+{
+    switch (kind) {
+    case TOK_REPORT_CHARGES: return col >= 2 && col <= 4;
+    case TOK_REPORT_REFUNDS: return col == 3;
+    default: return false;
+    }
+}
+
 static const char *const *csv_cols(enum tok_report_kind kind, size_t *n)
 {
     switch (kind) {
@@ -196,7 +207,7 @@ tok_status tok_reports_csv_header(enum tok_report_kind kind, struct tok_buf *b)
     size_t n = 0;
     const char *const *cols = csv_cols(kind, &n);
     for (size_t i = 0; i < n; i++)
-        TOK_GUARD(tok_csv_put(b, tok_slice_str(cols[i]), i == 0));
+        TOK_GUARD(tok_csv_put_text(b, tok_slice_str(cols[i]), i == 0));
     return tok_csv_end(b);
 }
 
@@ -210,7 +221,8 @@ tok_status tok_reports_row_csv(enum tok_report_kind kind, PGresult *res, int i, 
         struct tok_slice v = tok_slice_of(PQgetvalue(res, i, c), (size_t)PQgetlength(res, i, c));
         if (c == 1)
             v = tok_slice_str(v.len > 0 && v.ptr[0] == 't' ? "true" : "false");
-        TOK_GUARD(tok_csv_put(b, v, c == 0));
+        TOK_GUARD(csv_numeric(kind, c) ? tok_csv_put_number(b, v, c == 0)
+                                        : tok_csv_put_text(b, v, c == 0));
     }
     return tok_csv_end(b);
 }

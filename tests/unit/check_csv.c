@@ -81,11 +81,11 @@ START_TEST(test_writer)
     uint8_t mem[128];
     struct tok_buf b;
     tok_buf_init(&b, mem, sizeof mem);
-    ck_assert_int_eq(tok_csv_put(&b, tok_slice_str("plain"), true), TOK_OK);
-    ck_assert_int_eq(tok_csv_put(&b, tok_slice_str("a,b"), false), TOK_OK);
-    ck_assert_int_eq(tok_csv_put(&b, tok_slice_str("say \"x\""), false), TOK_OK);
-    ck_assert_int_eq(tok_csv_put(&b, tok_slice_str("l1\nl2"), false), TOK_OK);
-    ck_assert_int_eq(tok_csv_put(&b, tok_slice_str(""), false), TOK_OK);
+    ck_assert_int_eq(tok_csv_put_text(&b, tok_slice_str("plain"), true), TOK_OK);
+    ck_assert_int_eq(tok_csv_put_text(&b, tok_slice_str("a,b"), false), TOK_OK);
+    ck_assert_int_eq(tok_csv_put_text(&b, tok_slice_str("say \"x\""), false), TOK_OK);
+    ck_assert_int_eq(tok_csv_put_text(&b, tok_slice_str("l1\nl2"), false), TOK_OK);
+    ck_assert_int_eq(tok_csv_put_text(&b, tok_slice_str(""), false), TOK_OK);
     ck_assert_int_eq(tok_csv_end(&b), TOK_OK);
     const char want[] = "plain,\"a,b\",\"say \"\"x\"\"\",\"l1\nl2\",\r\n";
     ck_assert_uint_eq(b.len, sizeof want - 1);
@@ -98,6 +98,104 @@ START_TEST(test_writer)
     ck_assert_int_eq(tok_csv_finish(p), TOK_OK);
     tok_csv_free(&p);
     ck_assert_str_eq(c.out, "plain|a,b|say \"x\"|l1\nl2|@1\n");
+}
+END_TEST
+
+/* One cell through put_text or put_number into a fresh buffer, compared with want. */
+static void cell_is(bool number, const char *in, size_t inlen, const char *want)
+{
+    uint8_t mem[256];
+    struct tok_buf b;
+    tok_buf_init(&b, mem, sizeof mem);
+    struct tok_slice v = tok_slice_of(in, inlen);
+    tok_status st = number ? tok_csv_put_number(&b, v, true) : tok_csv_put_text(&b, v, true);
+    ck_assert_int_eq(st, TOK_OK);
+    ck_assert_msg(b.len == strlen(want) && memcmp(b.data, want, b.len) == 0,
+                  "%s cell [%.*s]: got [%.*s] want [%s]", number ? "number" : "text", (int)inlen,
+                  in, (int)b.len, (const char *)b.data, want);
+}
+#define TEXT_IS(in, want) cell_is(false, in, sizeof(in) - 1, want)
+#define NUMBER_IS(in, want) cell_is(true, in, sizeof(in) - 1, want)
+
+START_TEST(test_text_neutralised)
+{
+    /* OWASP's six: each gets a ' and quotes, quotes inside doubled */
+    TEXT_IS("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\"");
+    TEXT_IS("+1+1", "\"'+1+1\"");
+    TEXT_IS("-2+3", "\"'-2+3\"");
+    TEXT_IS("@SUM(A1)", "\"'@SUM(A1)\"");
+    TEXT_IS("\t=1+1", "\"'\t=1+1\"");
+    TEXT_IS("\r=1+1", "\"'\r=1+1\"");
+    TEXT_IS("=", "\"'=\"");
+    /* a number in a text column is text: -5 as an invoice reference is not an amount */
+    TEXT_IS("-5", "\"'-5\"");
+    /* only the first byte counts; elsewhere = is harmless */
+    TEXT_IS("a=1+1", "a=1+1");
+    TEXT_IS("INV-7", "INV-7");
+    TEXT_IS(" =1", " =1");
+    TEXT_IS("", "");
+    /* separators of other locales and a tab inside are quoted */
+    TEXT_IS("a;=1+1", "\"a;=1+1\"");
+    TEXT_IS("a\tb", "\"a\tb\"");
+    ck_assert(tok_csv_formula_lead(tok_slice_str("@x")));
+    ck_assert(!tok_csv_formula_lead(tok_slice_str("")));
+    ck_assert(!tok_csv_formula_lead(tok_slice_str("'=x")));
+}
+END_TEST
+
+START_TEST(test_numbers_stay_numbers)
+{
+    NUMBER_IS("0", "0");
+    NUMBER_IS("1050", "1050");
+    NUMBER_IS("-300", "-300"); /* a refund line stays a negative number */
+    NUMBER_IS("", "");
+    /* not a plain integer: written as a neutralised text cell */
+    NUMBER_IS("-2+3", "\"'-2+3\"");
+    NUMBER_IS("-", "\"'-\"");
+    NUMBER_IS("=1", "\"'=1\"");
+    NUMBER_IS("1.5", "1.5");
+    NUMBER_IS("1,5", "\"1,5\"");
+    NUMBER_IS("+1", "\"'+1\"");
+}
+END_TEST
+
+START_TEST(test_neutralised_reads_back)
+{
+    uint8_t mem[256];
+    struct tok_buf b;
+    tok_buf_init(&b, mem, sizeof mem);
+    ck_assert_int_eq(tok_csv_put_text(&b, tok_slice_str("=cmd|' /C calc'!A0"), true), TOK_OK);
+    ck_assert_int_eq(tok_csv_put_number(&b, tok_slice_str("-300"), false), TOK_OK);
+    ck_assert_int_eq(tok_csv_put_text(&b, tok_slice_str("@x,\"y\""), false), TOK_OK);
+    ck_assert_int_eq(tok_csv_end(&b), TOK_OK);
+    struct collect c = {.len = 0};
+    struct tok_csv *p = NULL;
+    ck_assert_int_eq(tok_csv_new(on_rec, &c, &p), TOK_OK);
+    ck_assert_int_eq(tok_csv_feed(p, b.data, b.len), TOK_OK);
+    ck_assert_int_eq(tok_csv_finish(p), TOK_OK);
+    tok_csv_free(&p);
+    /* a CSV parser sees the ' as data; no field starts with a formula character */
+    ck_assert_str_eq(c.out, "'=cmd|' /C calc'!A0|-300|'@x,\"y\"@1\n");
+}
+END_TEST
+
+START_TEST(test_writer_limits)
+{
+    /* the ' and the quotes count against the buffer: exactly enough, then one byte short */
+    static const char v[] = "=1";
+    const char want[] = "\"'=1\"";
+    for (size_t cap = 0; cap <= sizeof want - 1; cap++) {
+        uint8_t mem[8];
+        struct tok_buf b;
+        tok_buf_init(&b, mem, cap);
+        tok_status st = tok_csv_put_text(&b, tok_slice_str(v), true);
+        ck_assert_int_eq(st, cap == sizeof want - 1 ? TOK_OK : TOK_ERR_BOUNDS);
+    }
+    uint8_t mem[4];
+    struct tok_buf b;
+    tok_buf_init(&b, mem, 3);
+    ck_assert_int_eq(tok_csv_put_number(&b, tok_slice_str("-30"), true), TOK_OK);
+    ck_assert_int_eq(tok_csv_put_number(&b, tok_slice_str("1"), false), TOK_ERR_BOUNDS);
 }
 END_TEST
 
@@ -198,6 +296,10 @@ Suite *tok_csv_suite(void)
     tcase_add_test(core, test_quoted);
     tcase_add_test(core, test_bom_and_blank_lines);
     tcase_add_test(core, test_writer);
+    tcase_add_test(core, test_text_neutralised);
+    tcase_add_test(core, test_numbers_stay_numbers);
+    tcase_add_test(core, test_neutralised_reads_back);
+    tcase_add_test(limits, test_writer_limits);
     tcase_add_test(limits, test_limits_fields);
     tcase_add_test(limits, test_limits_record_size);
     tcase_add_test(adv, test_malformed_continues);

@@ -51,12 +51,45 @@ TOK_MUST_CHECK tok_status tok_csv_finish(struct tok_csv *p);
 /** Records handed over so far (blank lines not counted). */
 uint64_t tok_csv_records(const struct tok_csv *p);
 
-/**
- * Appends one field, preceded by a comma unless first; quotes it (doubling
- * quotes) when it holds a comma, quote, CR or LF. TOK_ERR_BOUNDS when it
- * does not fit (b may then hold part of it: callers discard the record).
+/*
+ * The writer's two kinds of cell (issue #15, finding 11: CSV injection).
+ *
+ * Exports are opened in spreadsheets, and Excel, LibreOffice and Google Sheets
+ * run a cell that starts with = + - @ (or a tab or CR, which they skip before
+ * looking) as a formula: =HYPERLINK(...) exfiltrates the sheet, DDE runs
+ * commands. So, as OWASP's CSV-injection guidance says, every TEXT cell whose
+ * first byte is one of those six is written with a single quote in front and
+ * in double quotes: `=1+1` becomes `"'=1+1"`. The quote makes the spreadsheet
+ * read the cell as text; it is part of the data a CSV parser sees.
+ *
+ * NUMBER cells are the numeric columns tokend itself generates (amounts, line
+ * numbers): they stay numbers, so a refund of -300 is `-300`, not `'-300`, and
+ * sums still work. A number cell is written as is only when it is a plain
+ * integer (^-?[0-9]+$) or empty; anything else given as a number is written
+ * as a neutralised text cell, so a caller's mistake cannot open a hole.
+ *
+ * Every other column (ids, statuses, references, invoice refs, descriptions,
+ * reasons, event data) is text. There is no raw "as is" writer.
  */
-TOK_MUST_CHECK tok_status tok_csv_put(struct tok_buf *b, struct tok_slice v, bool first);
+
+/**
+ * Appends one text field, preceded by a comma unless first. A field that
+ * starts with = + - @ TAB or CR gets a leading ' and is quoted; a field that
+ * holds a comma, quote, CR, LF, TAB or semicolon (a separator in some
+ * locales) is quoted, quotes doubled. TOK_ERR_BOUNDS when it does not fit
+ * (b may then hold part of it: callers discard the record).
+ */
+TOK_MUST_CHECK tok_status tok_csv_put_text(struct tok_buf *b, struct tok_slice v, bool first);
+
+/**
+ * Appends one numeric field tokend generated: as is when v is empty or a
+ * plain integer (-?[0-9]+), else exactly as tok_csv_put_text would.
+ * TOK_ERR_BOUNDS as tok_csv_put_text.
+ */
+TOK_MUST_CHECK tok_status tok_csv_put_number(struct tok_buf *b, struct tok_slice v, bool first);
+
+/** True when a spreadsheet would read a cell starting with v as a formula (= + - @ TAB CR). */
+bool tok_csv_formula_lead(struct tok_slice v);
 
 /** Ends a record with CRLF (RFC 4180). */
 TOK_MUST_CHECK tok_status tok_csv_end(struct tok_buf *b);

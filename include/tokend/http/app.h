@@ -31,6 +31,7 @@ struct tok_req_stats {
 struct tok_ratelimit;
 struct tok_auth_epochs;
 struct tok_edge;
+struct tok_recon_owner;
 
 /** Everything shared by all threads; read-only once the loops run. */
 struct tok_app {
@@ -42,6 +43,7 @@ struct tok_app {
     struct tok_httpc *httpc; /* gateway HTTPS client (httpc.h), shared by every loop */
     struct tok_ratelimit *ratelimit;     /* ratelimit.h, shared by every loop; NULL = none */
     struct tok_auth_epochs *auth_epochs; /* vault/auth.h: key changes; NULL = TTL only */
+    const struct tok_recon_owner *recon_owner; /* finance/recon_owner.h: whose runs these are */
     h2o_globalconf_t h2o;
     SSL_CTX *ssl_ctx;
     struct tok_worker *workers;
