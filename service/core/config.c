@@ -50,6 +50,8 @@ static const struct opt opts[] = {
     {"body-limit", "TOKEND_BODY_LIMIT", UINT(body_limit, 256, TOK_BODY_LIMIT_MAX), "largest request body in bytes"},
     {"webhook-allow-http-loopback", NULL, OPT_FLAG, offsetof(struct tok_config, webhook_allow_http_loopback), 0, 0, 0, "TEST ONLY: allow http:// webhook endpoints on loopback (default: https only)"},
     {"webhook-retry-base-ms", "TOKEND_WEBHOOK_RETRY_BASE_MS", UINT(webhook_retry_base_ms, 100, 3600000), "first webhook retry delay, doubled per try (default 10000)"},
+    {"audit-key-file", "TOKEND_AUDIT_KEY_FILE", STR(audit_key_file), "32-byte audit key (block MACs, checkpoint signatures), mode 0600; '' = audit log not keyed"},
+    {"audit-checkpoints", "TOKEND_AUDIT_CHECKPOINTS", STR(audit_checkpoints), "append a signed checkpoint line per sealed audit block to this file ('-' = stdout); needs --audit-key-file"},
     {"audit-chain-interval-ms", "TOKEND_AUDIT_CHAIN_INTERVAL_MS", UINT(audit_chain_interval_ms, 10, 60000), "how often tokend's new audit rows are hash-chained (default 100)"},
     {"log-level", "TOKEND_LOG_LEVEL", OPT_LEVEL, offsetof(struct tok_config, log_level), 0, 0, 0, "debug|info|warn|error"},
     {"help", NULL, OPT_FLAG, offsetof(struct tok_config, show_help), 0, 0, 0, "this text"},
@@ -208,6 +210,10 @@ tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t w
 {
     struct sockaddr_storage ss;
     unsigned len = sizeof ss;
+    if (cfg->audit_checkpoints[0] != '\0' && cfg->audit_key_file[0] == '\0') {
+        snprintf(why, why_len, "--audit-checkpoints needs --audit-key-file (checkpoints are signed)");
+        return TOK_ERR_INPUT;
+    }
     if (cfg->master_key_file[0] == '\0') {
         snprintf(why, why_len, "no master key file: set --master-key-file or TOKEND_MASTER_KEY_FILE");
         return TOK_ERR_INPUT;
