@@ -54,6 +54,7 @@ static int usage(void)
           "  audit report --since TIME [--until TIME] [--tenant T] [--json]\n"
           "                               what was done, by which key or admin, to which\n"
           "                               tenants' objects (breach scoping)\n"
+          "  keys status [--tenant T]     key versions per tenant and the rows using each\n"
           "  reconcile --gateway stripe|adyen --file F --tenant T [--live|--test] [--exceptions OUT]\n"
           "                               match a settlement report against the ledger\n"
           "  version                      print the version\n"
@@ -136,6 +137,8 @@ int main(int argc, char **argv)
         return tok_admin_exit_code(tok_admin_webhook(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "reconcile") == 0)
         return tok_admin_exit_code(tok_admin_reconcile(&admin, ctl.argc, ctl.argv));
+    if (strcmp(cmd, "keys") == 0)
+        return tok_admin_exit_code(tok_admin_keys(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "audit") == 0)
         return tok_admin_exit_code(tok_admin_audit(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "version") == 0) {

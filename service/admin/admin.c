@@ -1418,6 +1418,69 @@ tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv)
     return audit_usage();
 }
 
+/* ---- keys ------------------------------------------------------------------------------- */
+
+/*
+ * `keys status [--tenant T]`: each tenant's key versions, their state, and how many rows use
+ * each (tokens, sealed gateway references, gateway accounts, webhook endpoints): a version
+ * may be retired and destroyed only when its counts are all zero (SECURITY.md, rotation).
+ */
+static tok_status keys_usage(void)
+{
+    say("usage: keys status [--tenant T]");
+    return TOK_ERR_INPUT;
+}
+
+static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
+{
+    const char *tenant_ref = NULL;
+    for (int i = 0; i < argc; i++)
+        if (opt_value(argc, argv, &i, "--tenant", &tenant_ref) <= 0)
+            return keys_usage();
+    static const char sql[] =
+        "SELECT k.tenant_id, t.name, k.version, k.state,"
+        " to_char(k.created_at AT TIME ZONE 'UTC', " TIME_FMT "),"
+        " (SELECT count(*) FROM vault.tokens x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
+        " (SELECT count(*) FROM vault.gateway_refs x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
+        " (SELECT count(*) FROM vault.gateways x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
+        " (SELECT count(*) FROM ledger.webhook_endpoints x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version)"
+        " FROM vault.tenant_keys k JOIN vault.tenants t ON t.id = k.tenant_id"
+        " WHERE $1::text IS NULL OR k.tenant_id = $1 ORDER BY t.created_at, k.tenant_id, k.version";
+    PGconn *pg = NULL;
+    TOK_GUARD(tok_admin_connect(a, &pg));
+    char tenant_mem[TOK_ADMIN_TENANT_MAX];
+    struct tok_buf tenant;
+    tok_buf_init(&tenant, tenant_mem, sizeof tenant_mem);
+    tok_status st = TOK_OK;
+    PGresult *r = NULL;
+    if (tenant_ref != NULL)
+        st = resolve_tenant(pg, tenant_ref, &tenant, "keys status");
+    if (st == TOK_OK) {
+        const char *vals[1] = {tenant_ref != NULL ? (const char *)tenant.data : NULL};
+        r = PQexecParams(pg, sql, 1, NULL, vals, NULL, NULL, 0);
+        st = check_result(r, PGRES_TUPLES_OK, "keys status");
+    }
+    if (st == TOK_OK) {
+        fputs("tenant\tname\tversion\tstate\tcreated_at\ttokens\tgateway_refs\tgateways\twebhooks\n",
+              stdout);
+        for (int i = 0; i < PQntuples(r); i++)
+            print_row(r, i);
+        st = finish_stdout();
+    }
+    PQclear(r);
+    PQfinish(pg);
+    return st;
+}
+
+tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv)
+{
+    TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
+    static const struct tok_admin_cmd cmds[] = {
+        {"status", keys_status},
+    };
+    return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), keys_usage);
+}
+
 /* ---- gateway ---------------------------------------------------------------------------- */
 
 #define GW_CREDENTIALS_MAX 16384

@@ -75,6 +75,13 @@ TOK_MUST_CHECK tok_status tok_admin_key(const struct tok_admin *a, int argc, cha
  */
 TOK_MUST_CHECK tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv);
 
+/**
+ * `keys status [--tenant T]`: per tenant and key version, its state and how many tokens,
+ * sealed gateway references, gateway accounts and webhook endpoints use it (tab-separated,
+ * with a header line). TOK_ERR_INPUT, TOK_ERR_NOTFOUND (tenant), TOK_ERR_DB.
+ */
+TOK_MUST_CHECK tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv);
+
 /** tokenctl's exit code for a command's status: 0 ok, 2 usage (TOK_ERR_INPUT), else 1. */
 int tok_admin_exit_code(tok_status st);
 
