@@ -47,8 +47,15 @@ static int usage(void)
           "  webhook replay EVENT         deliver an event again to every receiver\n"
           "  webhook disable|enable --tenant T ENDPOINT\n"
           "                               stop deliveries to a receiver (pending wait), or resume\n"
-          "  audit verify                 recompute the audit log's hash chain\n"
+          "  audit verify [--audit-key-file F] [--audit-pubkey HEX] [--checkpoints FILE]...\n"
+          "                               recompute the audit log's hash chain, its block MACs\n"
+          "                               and check it against signed checkpoints\n"
+          "  audit pubkey [--audit-key-file F]  the checkpoint-signing public key\n"
+          "  audit report --since TIME [--until TIME] [--tenant T] [--json]\n"
+          "                               what was done, by which key or admin, to which\n"
+          "                               tenants' objects (breach scoping)\n"
           "  audit dedup [--minutes N]    per key: de-duplication hits and refusals (default 60)\n"
+          "  keys status [--tenant T]     key versions per tenant and the rows using each\n"
           "  reconcile --gateway stripe|adyen --file F --tenant T [--live|--test] [--exceptions OUT]\n"
           "                               match a settlement report against the ledger\n"
           "  version                      print the version\n"
@@ -132,6 +139,8 @@ int main(int argc, char **argv)
         return tok_admin_exit_code(tok_admin_webhook(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "reconcile") == 0)
         return tok_admin_exit_code(tok_admin_reconcile(&admin, ctl.argc, ctl.argv));
+    if (strcmp(cmd, "keys") == 0)
+        return tok_admin_exit_code(tok_admin_keys(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "audit") == 0)
         return tok_admin_exit_code(tok_admin_audit(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "version") == 0) {

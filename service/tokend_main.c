@@ -14,6 +14,7 @@
 #include "tokend/http/httpc.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/vault/dedup_guard.h"
+#include "tokend/vault/audit_seal.h"
 #include "tokend/core/log.h"
 #include "tokend/server.h"
 #include "tokend/events/webhooks.h"
@@ -21,6 +22,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define EXIT_CONFIG 2
 
@@ -45,6 +47,25 @@ static int refuse(const char *what, const char *why)
 {
     fprintf(stderr, "tokend: %s%s%s\n", what, why != NULL && why[0] ? ": " : "", why ? why : "");
     return EXIT_CONFIG;
+}
+
+/* The chainer's hook: seals the blocks it made (block MACs and signed checkpoints). */
+static bool on_chained(void *ctx, PGconn *pg)
+{
+    static time_t last_warn;
+    int sealed = 0;
+    tok_status st = tok_audit_sealer_pass(ctx, pg, &sealed);
+    if (st == TOK_OK)
+        return sealed == TOK_AUDIT_SEAL_BATCH;
+    time_t now = time(NULL);
+    if (now - last_warn >= 10) { /* the chainer's thread only: no race on last_warn */
+        last_warn = now;
+        tok_log_err("%s: audit blocks not sealed: %s", __func__,
+                    st == TOK_ERR_CRYPTO ? "a block sealed earlier lost its MAC (audit.blocks rewritten?)"
+                    : st == TOK_ERR_IO   ? "cannot write the checkpoint file"
+                                         : tok_status_name(st));
+    }
+    return true;
 }
 
 int main(int argc, char **argv)
@@ -86,6 +107,8 @@ int main(int argc, char **argv)
     struct tok_listener *listener = NULL;
     struct tok_metrics_server *ms = NULL;
     struct tok_recon_owner *owner = NULL;
+    struct tok_audit_key *ak = NULL;
+    struct tok_audit_sealer *sealer = NULL;
     struct tok_db *pools[3] = {NULL, NULL, NULL};
     int rc = EXIT_CONFIG;
 
@@ -126,8 +149,24 @@ int main(int argc, char **argv)
     }
     if (cfg.webhook_allow_http_loopback)
         tok_log_warn("%s: --webhook-allow-http-loopback is for tests only", __func__);
+    /* the audit key (keyring.h) keys the chain's blocks and signs checkpoints (audit_seal.h) */
+    if (cfg.audit_key_file[0] != '\0') {
+        tok_status ast = tok_audit_key_load_file(cfg.audit_key_file, &ak, &cwhy);
+        if (ast == TOK_OK)
+            ast = tok_audit_sealer_new(ak, cfg.audit_checkpoints, &sealer, why, sizeof why);
+        else
+            snprintf(why, sizeof why, "%s", cwhy != NULL ? cwhy : tok_status_name(ast));
+        if (ast != TOK_OK) {
+            rc = refuse("cannot load the audit key", why);
+            goto out;
+        }
+    } else {
+        tok_log_warn("%s: no --audit-key-file: the audit chain is not keyed and no checkpoints"
+                     " are written (SECURITY.md)", __func__);
+    }
+    struct tok_audit_chain_hook hook = {sealer != NULL ? on_chained : NULL, sealer};
     /* tokend's audit rows are hash-chained by a thread of their own (audit_chain.h) */
-    if (tok_audit_chainer_new(cfg.db_conninfo, cfg.audit_chain_interval_ms, &chainer, why,
+    if (tok_audit_chainer_new(cfg.db_conninfo, cfg.audit_chain_interval_ms, &hook, &chainer, why,
                               sizeof why) != TOK_OK) {
         rc = refuse("cannot start the audit chainer", why);
         goto out;
@@ -199,6 +238,8 @@ out:
      * failed by the next tokend's reaper (or a running neighbour's) once the lock is gone */
     tok_recon_owner_free(&owner);
     tok_audit_chainer_free(&chainer);
+    tok_audit_sealer_free(&sealer);
+    tok_audit_key_free(&ak);
     tok_httpc_free(&httpc); /* the loops have stopped: no one waits for an answer */
     tok_db_close(&rdb);
     tok_keyring_free(&kr);

@@ -12,6 +12,7 @@
 
 #include "tokend/store/db.h"
 #include "tokend/core/json.h"
+#include "tokend/core/encoding.h"
 #include "tokend/vault/keyring.h"
 
 #include <errno.h>
@@ -286,6 +287,44 @@ static tok_status rows_check(struct tok_audit_walk *w, const struct tok_audit_bl
     return TOK_OK;
 }
 
+/*
+ * What the plain chain cannot show (issue #18): a block rewritten by someone who recomputed
+ * every digest and hash. The signed checkpoints come first: they were shipped away and name
+ * the block; then the MAC, which needs the audit key to forge.
+ */
+static tok_status keyed_check(struct tok_audit_walk *w, const struct tok_audit_block *b)
+{
+    uint8_t mac[TOK_ADMIN_AUDIT_HASH_LEN];
+    if (w->ak != NULL)
+        TOK_GUARD(tok_audit_block_mac(w->ak, b->block, b->first_id, b->last_id, b->hash,
+                                      tok_slice_of(w->last_mac, sizeof w->last_mac), mac));
+    while (w->cp_next < w->n_cps && w->cps[w->cp_next].block < b->block)
+        w->cp_next++; /* sorted: only a duplicate block number lands here, checked below */
+    for (; w->cp_next < w->n_cps && w->cps[w->cp_next].block == b->block; w->cp_next++) {
+        const struct tok_audit_checkpoint *cp = &w->cps[w->cp_next];
+        if (cp->first_id != b->first_id || cp->last_id != b->last_id ||
+            !hash_eq(b->hash, tok_slice_of(cp->hash, sizeof cp->hash)) ||
+            (w->ak != NULL && sodium_memcmp(cp->mac, mac, sizeof mac) != 0))
+            return broken(w, "block", b->block, "block differs from the signed checkpoint (rewritten)");
+        w->cps_checked++;
+    }
+    if (w->ak == NULL)
+        return TOK_OK;
+    if (b->mac.len == 0) {
+        if (w->unsealed_from == 0)
+            w->unsealed_from = b->block;
+    } else {
+        if (w->unsealed_from != 0)
+            return broken(w, "block", w->unsealed_from, "block's MAC removed");
+        if (b->mac.len != sizeof mac || sodium_memcmp(b->mac.ptr, mac, sizeof mac) != 0)
+            return broken(w, "block", b->block,
+                          "block altered: its MAC does not match (rewritten without the audit key)");
+        w->macs_checked++;
+    }
+    tok_copy(w->last_mac, mac, sizeof mac);
+    return TOK_OK;
+}
+
 tok_status tok_audit_walk_block(struct tok_audit_walk *w, const struct tok_audit_block *b)
 {
     TOK_ENSURE(w != NULL && b != NULL, TOK_ERR_INTERNAL);
@@ -308,6 +347,7 @@ tok_status tok_audit_walk_block(struct tok_audit_walk *w, const struct tok_audit
     if (!hash_eq(b->hash, tok_slice_of(h, sizeof h)))
         return broken(w, "block", b->block, "block altered");
     TOK_GUARD(rows_check(w, b));
+    TOK_GUARD(keyed_check(w, b));
     tok_copy(w->last_hash, h, sizeof h);
     w->count += b->digests.len / TOK_ADMIN_AUDIT_HASH_LEN;
     w->next_block++;
@@ -320,6 +360,9 @@ tok_status tok_audit_walk_end(struct tok_audit_walk *w, int64_t last_block, stru
     TOK_ENSURE(w != NULL, TOK_ERR_INTERNAL);
     if (last_block != w->next_block - 1 || !hash_eq(last_hash, last_hash_of(w)))
         return broken(w, "block", w->next_block, "chain ends early: blocks or rows removed from its end");
+    if (w->cp_next < w->n_cps)
+        return broken(w, "block", w->cps[w->cp_next].block,
+                      "block named by a signed checkpoint missing (chain cut or rewritten)");
     return TOK_OK;
 }
 
@@ -880,7 +923,10 @@ tok_status tok_admin_key(const struct tok_admin *a, int argc, char **argv)
 
 static tok_status audit_usage(void)
 {
-    say("usage: audit verify | audit dedup [--minutes N]");
+    say("usage: audit verify [--audit-key-file F] [--audit-pubkey HEX] [--checkpoints FILE]..."
+        " | audit pubkey [--audit-key-file F]"
+        " | audit report --since TIME [--until TIME] [--tenant T] [--json]"
+        " | audit dedup [--minutes N]");
     return TOK_ERR_INPUT;
 }
 
@@ -973,6 +1019,7 @@ static tok_status blocks_batch(const PGresult *r, struct tok_audit_walk *w)
             .hash = cell_bytes(r, i, 5),
             .now_digests = cell_bytes(r, i, 6),
             .now_ids = cell_bytes(r, i, 7),
+            .mac = cell_bytes(r, i, 8),
         };
         TOK_GUARD(int8_cell(r, i, 0, &b.block));
         TOK_GUARD(int8_cell(r, i, 1, &b.first_id));
@@ -1048,7 +1095,7 @@ static tok_status audit_walk_snapshot(PGconn *pg, struct tok_audit_walk *w, int6
         " WHERE seq IS NOT NULL ORDER BY seq";
     static const char blocks[] =
         "SELECT b.block, b.first_id, b.last_id, b.digests, b.prev_hash, b.hash,"
-        " coalesce(r.d, ''::bytea), coalesce(r.i, ''::bytea) FROM audit.blocks b"
+        " coalesce(r.d, ''::bytea), coalesce(r.i, ''::bytea), b.mac FROM audit.blocks b"
         " LEFT JOIN LATERAL (SELECT string_agg(audit.row_digest(e), ''::bytea ORDER BY e.id) AS d,"
         " string_agg(int8send(e.id), ''::bytea ORDER BY e.id) AS i FROM audit.events e"
         " WHERE e.id BETWEEN b.first_id AND b.last_id) r ON true ORDER BY b.block";
@@ -1081,38 +1128,413 @@ static tok_status audit_walk(PGconn *pg, struct tok_audit_walk *w, int64_t *pend
     return st != TOK_OK ? st : end;
 }
 
-static tok_status audit_verify(const struct tok_admin *a, int argc)
+#define CP_FILES_MAX 16
+#define CP_MAX 50000000 /* checkpoints read by one verify (~100 bytes of memory each) */
+
+static int cp_cmp(const void *x, const void *y)
 {
-    if (argc != 0)
+    int64_t a = ((const struct tok_audit_checkpoint *)x)->block;
+    int64_t b = ((const struct tok_audit_checkpoint *)y)->block;
+    return a < b ? -1 : a > b;
+}
+
+/* Appends the checkpoints of one file to *cps, each signature checked and made by pk. */
+static tok_status checkpoints_read(const char *path, const uint8_t pk[TOK_AUDIT_PK_LEN],
+                                   struct tok_audit_checkpoint **cps, size_t *n, size_t *cap)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        say("audit verify: cannot open the checkpoint file %s", path);
+        return TOK_ERR_IO;
+    }
+    char *line = NULL;
+    size_t line_cap = 0;
+    tok_status st = TOK_OK;
+    for (long no = 1; st == TOK_OK; no++) {
+        ssize_t len = getline(&line, &line_cap, f);
+        if (len < 0)
+            break;
+        if (*n == *cap) {
+            size_t nc = *cap == 0 ? 1024 : *cap * 2;
+            struct tok_audit_checkpoint *g = nc <= CP_MAX ? realloc(*cps, nc * sizeof *g) : NULL;
+            if (g == NULL) {
+                st = TOK_ERR_NOMEM;
+                break;
+            }
+            *cps = g;
+            *cap = nc;
+        }
+        struct tok_audit_checkpoint *cp = &(*cps)[*n];
+        st = tok_audit_checkpoint_parse(tok_slice_of(line, (size_t)len), cp);
+        if (st == TOK_ERR_INPUT) {
+            printf("audit: checkpoint file %s line %ld: not a checkpoint line\n", path, no);
+            st = TOK_ERR_CRYPTO;
+        } else if (st == TOK_ERR_CRYPTO) {
+            printf("audit: checkpoint file %s line %ld: signature does not verify\n", path, no);
+        } else if (st == TOK_OK && sodium_memcmp(cp->pk, pk, TOK_AUDIT_PK_LEN) != 0) {
+            printf("audit: checkpoint file %s line %ld: signed by another key\n", path, no);
+            st = TOK_ERR_CRYPTO;
+        } else if (st == TOK_OK) {
+            (*n)++;
+        }
+    }
+    free(line);
+    fclose(f);
+    return st;
+}
+
+struct verify_opts {
+    const char *key_file, *pubkey_hex;
+    const char *cp_files[CP_FILES_MAX];
+    size_t n_cp_files;
+};
+
+static tok_status verify_opts_parse(int argc, char **argv, struct verify_opts *o)
+{
+    o->key_file = getenv("TOKEND_AUDIT_KEY_FILE");
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int k;
+        if ((k = opt_value(argc, argv, &i, "--audit-key-file", &o->key_file)) != 0 ||
+            (k = opt_value(argc, argv, &i, "--audit-pubkey", &o->pubkey_hex)) != 0) {
+            if (k < 0)
+                return audit_usage();
+            continue;
+        }
+        k = opt_value(argc, argv, &i, "--checkpoints", &v);
+        if (k <= 0 || o->n_cp_files == CP_FILES_MAX)
+            return audit_usage();
+        o->cp_files[o->n_cp_files++] = v;
+    }
+    if (o->key_file != NULL && o->key_file[0] == '\0')
+        o->key_file = NULL;
+    if (o->n_cp_files > 0 && o->key_file == NULL && o->pubkey_hex == NULL) {
+        say("audit verify: --checkpoints needs --audit-key-file or --audit-pubkey (whose"
+            " signatures to trust)");
+        return TOK_ERR_INPUT;
+    }
+    return TOK_OK;
+}
+
+static tok_status audit_key_open(const char *path, struct tok_audit_key **ak)
+{
+    const char *why = NULL;
+    tok_status st = tok_audit_key_load_file(path, ak, &why);
+    if (st != TOK_OK) {
+        say("audit key refused: %s", why != NULL ? why : tok_status_name(st));
+        return st == TOK_ERR_INPUT ? TOK_ERR_IO : st;
+    }
+    return TOK_OK;
+}
+
+/* The trusted public key: the audit key's, or --audit-pubkey (which must agree with it). */
+static tok_status trusted_pk(const struct verify_opts *o, const struct tok_audit_key *ak,
+                             uint8_t pk[TOK_AUDIT_PK_LEN])
+{
+    if (ak != NULL)
+        tok_audit_key_public(ak, pk);
+    if (o->pubkey_hex == NULL)
+        return TOK_OK;
+    uint8_t given[TOK_AUDIT_PK_LEN];
+    struct tok_buf b;
+    tok_buf_init(&b, given, sizeof given);
+    if (tok_hex_decode(tok_slice_of(o->pubkey_hex, strlen(o->pubkey_hex)), &b) != TOK_OK ||
+        b.len != sizeof given) {
+        say("audit verify: --audit-pubkey wants 64 hex characters (tokenctl audit pubkey)");
+        return TOK_ERR_INPUT;
+    }
+    if (ak != NULL && sodium_memcmp(given, pk, sizeof given) != 0) {
+        say("audit verify: --audit-pubkey is not the audit key's public key");
+        return TOK_ERR_INPUT;
+    }
+    tok_copy(pk, given, sizeof given);
+    return TOK_OK;
+}
+
+static tok_status audit_verify(const struct tok_admin *a, int argc, char **argv)
+{
+    struct verify_opts o = {0};
+    TOK_GUARD(verify_opts_parse(argc, argv, &o));
+    struct tok_audit_key *ak = NULL;
+    if (o.key_file != NULL)
+        TOK_GUARD(audit_key_open(o.key_file, &ak));
+    uint8_t pk[TOK_AUDIT_PK_LEN];
+    struct tok_audit_checkpoint *cps = NULL;
+    size_t n_cps = 0, cap = 0;
+    tok_status st = trusted_pk(&o, ak, pk);
+    for (size_t i = 0; st == TOK_OK && i < o.n_cp_files; i++)
+        st = checkpoints_read(o.cp_files[i], pk, &cps, &n_cps, &cap);
+    if (st == TOK_OK && n_cps > 0)
+        qsort(cps, n_cps, sizeof *cps, cp_cmp);
+    PGconn *pg = NULL;
+    if (st == TOK_OK)
+        st = tok_admin_connect(a, &pg);
+    struct tok_audit_walk w;
+    tok_audit_walk_init(&w);
+    w.ak = ak;
+    w.cps = cps;
+    w.n_cps = n_cps;
+    int64_t pending = 0;
+    if (st == TOK_OK) {
+        st = audit_walk(pg, &w, &pending);
+        PQfinish(pg);
+        if (st == TOK_ERR_CRYPTO) {
+            printf("audit: chain broken at %s %" PRId64 ": %s\n", w.broken_what, w.broken_at, w.why);
+        } else if (st == TOK_OK) {
+            printf("audit: %" PRIu64 " events, chain intact\n", w.count);
+            if (pending > 0)
+                printf("audit: %" PRId64 " newer events not chained yet\n", pending);
+            if (ak != NULL)
+                printf("audit: %" PRId64 " block MACs match\n", w.macs_checked);
+            if (ak != NULL && w.unsealed_from != 0)
+                printf("audit: blocks from %" PRId64 " on not sealed yet (tokend seals them)\n",
+                       w.unsealed_from);
+            if (o.n_cp_files > 0)
+                printf("audit: %" PRId64 " signed checkpoints match%s\n", w.cps_checked,
+                       n_cps > 0 ? "" : " (the checkpoint files are empty)");
+        } else if (st == TOK_ERR_INTERNAL) {
+            say("audit verify: unexpected column format from the database");
+        }
+    } else if (st == TOK_ERR_NOMEM) {
+        say("audit verify: out of memory reading checkpoints");
+    }
+    free(cps);
+    tok_audit_key_free(&ak);
+    tok_status out = finish_stdout();
+    return st != TOK_OK ? st : out;
+}
+
+/*
+ * `audit report`: who (which API key, tokenctl, tokend itself) did what to which tenants'
+ * objects since a time: the answer an operator needs within hours of an incident, to know
+ * which customers to notify. One group per tenant, actor and action, with how many events
+ * and objects, the first and last time, and a few of the objects. Only audit rows are read:
+ * run `audit verify` with the checkpoints first to know they can be trusted.
+ */
+#define REPORT_SAMPLE 5 /* objects named per group */
+
+static const char report_sql[] =
+    "WITH g AS (SELECT e.tenant_id, t.name AS tenant_name, e.actor,"
+    "  CASE WHEN k.id IS NOT NULL THEN 'api key ' || k.prefix || '...' || k.hint"
+    "       || ' (' || array_to_string(k.scopes, ',') || ')'"
+    "       || CASE WHEN k.revoked_at IS NOT NULL THEN ', revoked' ELSE '' END"
+    "       WHEN e.actor = 'tokenctl' THEN 'admin (tokenctl)'"
+    "       ELSE 'service' END AS actor_kind,"
+    "  e.action, count(*) AS events, count(DISTINCT e.object) AS objects,"
+    "  min(e.created_at) AS first_at, max(e.created_at) AS last_at,"
+    "  (array_agg(DISTINCT e.object ORDER BY e.object) FILTER (WHERE e.object IS NOT NULL))"
+    "    [1:" STR(REPORT_SAMPLE) "] AS sample"
+    " FROM audit.events e LEFT JOIN vault.tenants t ON t.id = e.tenant_id"
+    " LEFT JOIN vault.api_keys k ON k.id = e.actor"
+    " WHERE e.created_at >= $1::timestamptz"
+    "   AND ($2::text IS NULL OR e.created_at < $2::timestamptz)"
+    "   AND ($3::text IS NULL OR e.tenant_id = $3)"
+    " GROUP BY 1, 2, 3, 4, 5)"
+    " SELECT coalesce(tenant_id, '-'), coalesce(tenant_name, ''), actor, actor_kind, action,"
+    "  events, objects, to_char(first_at AT TIME ZONE 'UTC', " TIME_FMT "),"
+    "  to_char(last_at AT TIME ZONE 'UTC', " TIME_FMT "), coalesce(array_to_string(sample, ' '), ''),"
+    "  json_build_object('tenant_id', tenant_id, 'tenant_name', tenant_name, 'actor', actor,"
+    "   'actor_kind', actor_kind, 'action', action, 'events', events, 'objects', objects,"
+    "   'first_at', first_at, 'last_at', last_at, 'sample_objects', coalesce(sample, '{}'))"
+    " FROM g ORDER BY tenant_id NULLS LAST, actor, action";
+
+static void print_safe(const char *s)
+{
+    for (const char *p = s; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        fputc(c < 0x20 || c == 0x7f ? '?' : c, stdout);
+    }
+}
+
+static void report_text(const PGresult *r, const char *since, const char *until)
+{
+    int n = PQntuples(r);
+    printf("audit report: events since %s%s%s: %d groups\n", since, until ? " until " : "",
+           until ? until : "", n);
+    const char *ten = NULL, *actor = NULL;
+    for (int i = 0; i < n; i++) {
+        if (ten == NULL || strcmp(ten, PQgetvalue(r, i, 0)) != 0) {
+            ten = PQgetvalue(r, i, 0);
+            actor = NULL;
+            fputs("tenant ", stdout);
+            print_safe(strcmp(ten, "-") == 0 ? "(none: service-wide)" : ten);
+            if (PQgetvalue(r, i, 1)[0] != '\0') {
+                fputs(" \"", stdout);
+                print_safe(PQgetvalue(r, i, 1));
+                fputc('"', stdout);
+            }
+            fputc('\n', stdout);
+        }
+        if (actor == NULL || strcmp(actor, PQgetvalue(r, i, 2)) != 0) {
+            actor = PQgetvalue(r, i, 2);
+            fputs("  by ", stdout);
+            print_safe(actor);
+            fputs(" [", stdout);
+            print_safe(PQgetvalue(r, i, 3));
+            fputs("]\n", stdout);
+        }
+        fputs("    ", stdout);
+        print_safe(PQgetvalue(r, i, 4));
+        printf(": %s events on %s objects, %s .. %s", PQgetvalue(r, i, 5), PQgetvalue(r, i, 6),
+               PQgetvalue(r, i, 7), PQgetvalue(r, i, 8));
+        if (PQgetvalue(r, i, 9)[0] != '\0') {
+            fputs("; e.g. ", stdout);
+            print_safe(PQgetvalue(r, i, 9));
+        }
+        fputc('\n', stdout);
+    }
+}
+
+static tok_status audit_report(const struct tok_admin *a, int argc, char **argv)
+{
+    const char *since = NULL, *until = NULL, *tenant_ref = NULL;
+    bool json = false;
+    for (int i = 0; i < argc; i++) {
+        int k;
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+            continue;
+        }
+        if ((k = opt_value(argc, argv, &i, "--since", &since)) == 0 &&
+            (k = opt_value(argc, argv, &i, "--until", &until)) == 0)
+            k = opt_value(argc, argv, &i, "--tenant", &tenant_ref);
+        if (k <= 0)
+            return audit_usage();
+    }
+    if (since == NULL)
         return audit_usage();
     PGconn *pg = NULL;
     TOK_GUARD(tok_admin_connect(a, &pg));
-    struct tok_audit_walk w;
-    tok_audit_walk_init(&w);
-    int64_t pending = 0;
-    tok_status st = audit_walk(pg, &w, &pending);
-    PQfinish(pg);
-    if (st == TOK_ERR_CRYPTO) {
-        printf("audit: chain broken at %s %" PRId64 ": %s\n", w.broken_what, w.broken_at, w.why);
-    } else if (st == TOK_OK) {
-        printf("audit: %" PRIu64 " events, chain intact\n", w.count);
-        if (pending > 0)
-            printf("audit: %" PRId64 " newer events not chained yet\n", pending);
-    } else if (st == TOK_ERR_INTERNAL) {
-        say("audit verify: unexpected column format from the database");
+    char tenant_mem[TOK_ADMIN_TENANT_MAX];
+    struct tok_buf tenant;
+    tok_buf_init(&tenant, tenant_mem, sizeof tenant_mem);
+    tok_status st = TOK_OK;
+    if (tenant_ref != NULL)
+        st = resolve_tenant(pg, tenant_ref, &tenant, "audit report");
+    PGresult *r = NULL;
+    if (st == TOK_OK) {
+        const char *v[3] = {since, until, tenant_ref != NULL ? (const char *)tenant.data : NULL};
+        r = PQexecParams(pg, report_sql, 3, NULL, v, NULL, NULL, 0);
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK && state != NULL && strncmp(state, "22", 2) == 0) {
+            say("audit report: --since/--until: not a time (e.g. 2024-05-01T12:00:00Z)");
+            st = TOK_ERR_INPUT;
+        } else {
+            st = check_result(r, PGRES_TUPLES_OK, "audit report");
+        }
     }
+    if (st == TOK_OK && json) {
+        fputs("[", stdout);
+        for (int i = 0; i < PQntuples(r); i++)
+            printf("%s\n%s", i > 0 ? "," : "", PQgetvalue(r, i, 10));
+        fputs("]\n", stdout);
+    } else if (st == TOK_OK) {
+        report_text(r, since, until);
+    }
+    PQclear(r);
+    PQfinish(pg);
     tok_status out = finish_stdout();
     return st != TOK_OK ? st : out;
+}
+
+/* `audit pubkey`: the checkpoint-signing public key, for whoever checks checkpoints. */
+static tok_status audit_pubkey(int argc, char **argv)
+{
+    struct verify_opts o = {0};
+    TOK_GUARD(verify_opts_parse(argc, argv, &o));
+    if (o.key_file == NULL) {
+        say("audit pubkey: set --audit-key-file or TOKEND_AUDIT_KEY_FILE");
+        return TOK_ERR_INPUT;
+    }
+    struct tok_audit_key *ak = NULL;
+    TOK_GUARD(audit_key_open(o.key_file, &ak));
+    uint8_t pk[TOK_AUDIT_PK_LEN];
+    tok_audit_key_public(ak, pk);
+    tok_audit_key_free(&ak);
+    char hex[2 * TOK_AUDIT_PK_LEN + 1];
+    struct tok_buf b;
+    tok_buf_init(&b, hex, sizeof hex);
+    TOK_GUARD(tok_hex_encode(tok_slice_of(pk, sizeof pk), &b));
+    hex[b.len] = '\0';
+    printf("%s\n", hex);
+    return finish_stdout();
 }
 
 tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv)
 {
     TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
+    if (argc >= 1 && strcmp(argv[0], "verify") == 0)
+        return audit_verify(a, argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "pubkey") == 0)
+        return audit_pubkey(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "report") == 0)
+        return audit_report(a, argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "dedup") == 0)
         return audit_dedup(a, argc - 1, argv + 1);
-    if (argc < 1 || strcmp(argv[0], "verify") != 0)
-        return audit_usage();
-    return audit_verify(a, argc - 1);
+    return audit_usage();
+}
+
+/* ---- keys ------------------------------------------------------------------------------- */
+
+/*
+ * `keys status [--tenant T]`: each tenant's key versions, their state, and how many rows use
+ * each (tokens, sealed gateway references, gateway accounts, webhook endpoints): a version
+ * may be retired and destroyed only when its counts are all zero (SECURITY.md, rotation).
+ */
+static tok_status keys_usage(void)
+{
+    say("usage: keys status [--tenant T]");
+    return TOK_ERR_INPUT;
+}
+
+static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
+{
+    const char *tenant_ref = NULL;
+    for (int i = 0; i < argc; i++)
+        if (opt_value(argc, argv, &i, "--tenant", &tenant_ref) <= 0)
+            return keys_usage();
+    static const char sql[] =
+        "SELECT k.tenant_id, t.name, k.version, k.state,"
+        " to_char(k.created_at AT TIME ZONE 'UTC', " TIME_FMT "),"
+        " (SELECT count(*) FROM vault.tokens x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
+        " (SELECT count(*) FROM vault.gateway_refs x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
+        " (SELECT count(*) FROM vault.gateways x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
+        " (SELECT count(*) FROM ledger.webhook_endpoints x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version)"
+        " FROM vault.tenant_keys k JOIN vault.tenants t ON t.id = k.tenant_id"
+        " WHERE $1::text IS NULL OR k.tenant_id = $1 ORDER BY t.created_at, k.tenant_id, k.version";
+    PGconn *pg = NULL;
+    TOK_GUARD(tok_admin_connect(a, &pg));
+    char tenant_mem[TOK_ADMIN_TENANT_MAX];
+    struct tok_buf tenant;
+    tok_buf_init(&tenant, tenant_mem, sizeof tenant_mem);
+    tok_status st = TOK_OK;
+    PGresult *r = NULL;
+    if (tenant_ref != NULL)
+        st = resolve_tenant(pg, tenant_ref, &tenant, "keys status");
+    if (st == TOK_OK) {
+        const char *vals[1] = {tenant_ref != NULL ? (const char *)tenant.data : NULL};
+        r = PQexecParams(pg, sql, 1, NULL, vals, NULL, NULL, 0);
+        st = check_result(r, PGRES_TUPLES_OK, "keys status");
+    }
+    if (st == TOK_OK) {
+        fputs("tenant\tname\tversion\tstate\tcreated_at\ttokens\tgateway_refs\tgateways\twebhooks\n",
+              stdout);
+        for (int i = 0; i < PQntuples(r); i++)
+            print_row(r, i);
+        st = finish_stdout();
+    }
+    PQclear(r);
+    PQfinish(pg);
+    return st;
+}
+
+tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv)
+{
+    TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
+    static const struct tok_admin_cmd cmds[] = {
+        {"status", keys_status},
+    };
+    return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), keys_usage);
 }
 
 /* ---- gateway ---------------------------------------------------------------------------- */

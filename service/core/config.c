@@ -58,6 +58,8 @@ static const struct opt opts[] = {
     {"header-limit", "TOKEND_HEADER_LIMIT", UINT(header_limit, 1024, 262144), "request header bytes (names and values); more is 431 (default 32768)"},
     {"webhook-allow-http-loopback", NULL, OPT_FLAG, offsetof(struct tok_config, webhook_allow_http_loopback), 0, 0, 0, "TEST ONLY: allow http:// webhook endpoints on loopback (default: https only)"},
     {"webhook-retry-base-ms", "TOKEND_WEBHOOK_RETRY_BASE_MS", UINT(webhook_retry_base_ms, 100, 3600000), "first webhook retry delay, doubled per try (default 10000)"},
+    {"audit-key-file", "TOKEND_AUDIT_KEY_FILE", STR(audit_key_file), "32-byte audit key (block MACs, checkpoint signatures), mode 0600; '' = audit log not keyed"},
+    {"audit-checkpoints", "TOKEND_AUDIT_CHECKPOINTS", STR(audit_checkpoints), "append a signed checkpoint line per sealed audit block to this file ('-' = stdout); needs --audit-key-file"},
     {"audit-chain-interval-ms", "TOKEND_AUDIT_CHAIN_INTERVAL_MS", UINT(audit_chain_interval_ms, 10, 60000), "how often tokend's new audit rows are hash-chained (default 100)"},
     {"dedup-hits-max", "TOKEND_DEDUP_HITS_MAX", UINT(dedup_hits_max, 1, TOK_DEDUP_HITS_MAX), "de-duplication hits per secret key per window, then 429 (default 1000)"},
     {"dedup-window-s", "TOKEND_DEDUP_WINDOW_S", UINT(dedup_window_s, 1, TOK_DEDUP_WINDOW_MAX_S), "that window in seconds (default 3600)"},
@@ -260,6 +262,10 @@ tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t w
 {
     struct sockaddr_storage ss;
     unsigned len = sizeof ss;
+    if (cfg->audit_checkpoints[0] != '\0' && cfg->audit_key_file[0] == '\0') {
+        snprintf(why, why_len, "--audit-checkpoints needs --audit-key-file (checkpoints are signed)");
+        return TOK_ERR_INPUT;
+    }
     if (cfg->master_key_file[0] == '\0') {
         snprintf(why, why_len, "no master key file: set --master-key-file or TOKEND_MASTER_KEY_FILE");
         return TOK_ERR_INPUT;

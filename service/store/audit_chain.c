@@ -24,6 +24,8 @@ struct tok_audit_chainer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;
+    struct tok_audit_chain_hook hook;
+    bool hook_due; /* the hook has work: after a pass that chained rows, or at start */
     uint64_t passes, rows, last_warn_ms;
 };
 
@@ -76,6 +78,10 @@ static long pass(struct tok_audit_chainer *c, unsigned wait_ms)
         c->passes++;
         c->rows += (uint64_t)n;
     }
+    if (n > 0)
+        c->hook_due = true;
+    if (n >= 0 && c->hook_due && c->hook.after_pass != NULL)
+        c->hook_due = c->hook.after_pass(c->hook.ctx, c->pg);
     return n;
 }
 
@@ -104,6 +110,7 @@ static void *chainer_main(void *arg)
 }
 
 tok_status tok_audit_chainer_new(const char *conninfo, unsigned interval_ms,
+                                 const struct tok_audit_chain_hook *hook,
                                  struct tok_audit_chainer **out, char *why, size_t why_len)
 {
     TOK_ENSURE(conninfo != NULL && out != NULL && interval_ms > 0, TOK_ERR_INTERNAL);
@@ -117,6 +124,9 @@ tok_status tok_audit_chainer_new(const char *conninfo, unsigned interval_ms,
     }
     memcpy(c->conninfo, conninfo, n);
     c->interval_ms = interval_ms;
+    if (hook != NULL)
+        c->hook = *hook;
+    c->hook_due = true;
     tok_status st = tok_db_connect(c->conninfo, &c->pg, why, why_len);
     if (st == TOK_OK) {
         pthread_mutex_init(&c->mu, NULL);

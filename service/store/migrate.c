@@ -186,10 +186,10 @@ tok_status tok_migrate_apply(PGconn *c, const char *dir, int *applied, char *why
     }
     closedir(d);
     qsort(list, n, sizeof *list, cmp_migration);
-    for (size_t i = 0; i < n && st == TOK_OK; i++) {
-        if (list[i].version != (int)i + 1) {
-            snprintf(why, why_len, "migrations must be numbered 001, 002, ... without gaps or repeats (%s)",
-                     list[i].name);
+    /* gaps are allowed (engineers working in parallel each take a number ahead), repeats not */
+    for (size_t i = 1; i < n && st == TOK_OK; i++) {
+        if (list[i].version == list[i - 1].version) {
+            snprintf(why, why_len, "two migrations share the number of %s", list[i].name);
             st = TOK_ERR_INPUT;
         }
     }

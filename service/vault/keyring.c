@@ -49,17 +49,6 @@ struct tok_tenant_keys {
 
 static _Thread_local char why_mem[TOK_KEYRING_WHY_MAX];
 
-/* A message naming the (non-secret) path, in thread-local memory; a static one if too long. */
-static const char *why_with_path(const char *msg, const char *path, const char *fallback)
-{
-    struct tok_buf b;
-    const char *s = NULL;
-    tok_buf_init(&b, why_mem, sizeof why_mem);
-    if (tok_buf_printf(&b, "%s: %s", msg, path) != TOK_OK || tok_buf_cstr(&b, &s) != TOK_OK)
-        return fallback;
-    return s;
-}
-
 static tok_status keyring_alloc(struct tok_keyring **out)
 {
     struct tok_keyring *kr = sodium_malloc(sizeof *kr);
@@ -151,6 +140,84 @@ static tok_status parse_key_file(const struct tok_buf *raw, uint8_t kek[TOK_KEYR
     return TOK_OK;
 }
 
+/* "<what> <msg>" in thread-local memory (what names the key: "master key", "audit key"). */
+static const char *why_of(const char *what, const char *msg, const char *path)
+{
+    struct tok_buf b;
+    const char *s = NULL;
+    tok_buf_init(&b, why_mem, sizeof why_mem);
+    tok_status st = path != NULL ? tok_buf_printf(&b, "%s %s: %s", what, msg, path)
+                                 : tok_buf_printf(&b, "%s %s", what, msg);
+    if (st != TOK_OK || tok_buf_cstr(&b, &s) != TOK_OK)
+        return msg;
+    return s;
+}
+
+/*
+ * Reads a 32-byte key file (a regular file, mode 0600 or tighter, 32 raw bytes or 64 hex
+ * characters, not all zeros) into key; the read buffer is wiped. what names it in *why.
+ */
+static tok_status read_key_file(const char *path, const char *what,
+                                uint8_t key[TOK_KEYRING_KEY_LEN], const char **why)
+{
+    struct tok_buf raw = {0};
+    tok_status st = TOK_OK;
+    /* O_NONBLOCK: a FIFO planted at the path must not hang startup; fstat refuses it below */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        bool missing = errno == ENOENT || errno == ENOTDIR;
+        *why = why_of(what, missing ? "file not found" : "file cannot be opened", path);
+        return TOK_ERR_IO;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        *why = why_of(what, "file cannot be examined (fstat)", NULL);
+        st = TOK_ERR_IO;
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        *why = why_of(what, "file is not a regular file", NULL);
+        st = TOK_ERR_INPUT;
+        goto fail;
+    }
+    if ((sb.st_mode & 077) != 0) {
+        *why = why_of(what, "file is readable by group or others (chmod 600)", NULL);
+        st = TOK_ERR_INPUT;
+        goto fail;
+    }
+    if (sb.st_size > TOK_KEYRING_FILE_MAX) {
+        *why = why_of(what, "file must hold 32 raw bytes or 64 hex characters", NULL);
+        st = TOK_ERR_INPUT;
+        goto fail;
+    }
+    st = tok_buf_alloc(&raw, TOK_KEYRING_FILE_MAX + 1, true);
+    if (st != TOK_OK) {
+        *why = why_of("out of memory reading the", what, NULL);
+        goto fail;
+    }
+    st = read_all(fd, &raw);
+    if (st != TOK_OK) {
+        *why = why_of(what, "file cannot be read", NULL);
+        goto fail;
+    }
+    st = parse_key_file(&raw, key);
+    if (st != TOK_OK) {
+        *why = why_of(what, "file must hold 32 raw bytes or 64 hex characters", NULL);
+        goto fail;
+    }
+    /* an all-zero key is a placeholder (head -c 32 /dev/zero), not a secret */
+    if (sodium_is_zero(key, TOK_KEYRING_KEY_LEN)) {
+        *why = why_of(what, "is all zeros", NULL);
+        st = TOK_ERR_INPUT;
+    }
+fail:
+    if (st != TOK_OK)
+        sodium_memzero(key, TOK_KEYRING_KEY_LEN);
+    tok_buf_wipe(&raw);
+    (void)close(fd);
+    return st;
+}
+
 tok_status tok_keyring_load_file(const char *path, struct tok_keyring **out, const char **why)
 {
     const char *why_unused = NULL;
@@ -163,79 +230,24 @@ tok_status tok_keyring_load_file(const char *path, struct tok_keyring **out, con
         *why = "libsodium failed to initialise";
         return TOK_ERR_CRYPTO;
     }
-
-    struct tok_buf raw = {0};
     struct tok_keyring *kr = NULL;
-    tok_status st = TOK_OK;
-    /* O_NONBLOCK: a FIFO planted at the path must not hang startup; fstat refuses it below */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        bool missing = errno == ENOENT || errno == ENOTDIR;
-        *why = missing ? why_with_path("master key file not found", path,
-                                       "master key file not found")
-                       : why_with_path("master key file cannot be opened", path,
-                                       "master key file cannot be opened");
-        return TOK_ERR_IO;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        *why = "master key file cannot be examined (fstat)";
-        st = TOK_ERR_IO;
-        goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        *why = "master key file is not a regular file";
-        st = TOK_ERR_INPUT;
-        goto fail;
-    }
-    if ((sb.st_mode & 077) != 0) {
-        *why = "master key file is readable by group or others (chmod 600)";
-        st = TOK_ERR_INPUT;
-        goto fail;
-    }
-    if (sb.st_size > TOK_KEYRING_FILE_MAX) {
-        *why = "master key file must hold 32 raw bytes or 64 hex characters";
-        st = TOK_ERR_INPUT;
-        goto fail;
-    }
-    st = tok_buf_alloc(&raw, TOK_KEYRING_FILE_MAX + 1, true);
-    if (st != TOK_OK) {
-        *why = "out of memory reading the master key";
-        goto fail;
-    }
-    st = read_all(fd, &raw);
-    if (st != TOK_OK) {
-        *why = "master key file cannot be read";
-        goto fail;
-    }
-    st = keyring_alloc(&kr);
+    tok_status st = keyring_alloc(&kr);
     if (st != TOK_OK) {
         *why = "cannot allocate locked memory for the master key (RLIMIT_MEMLOCK)";
-        goto fail;
+        return st;
     }
-    st = parse_key_file(&raw, kr->kek);
+    st = read_key_file(path, "master key", kr->kek, why);
+    if (st == TOK_OK) {
+        st = keyring_finish(kr);
+        if (st != TOK_OK)
+            *why = "cannot derive or protect the master sub-keys";
+    }
     if (st != TOK_OK) {
-        *why = "master key file must hold 32 raw bytes or 64 hex characters";
-        goto fail;
-    }
-    /* an all-zero key is a placeholder (head -c 32 /dev/zero), not a secret */
-    if (sodium_is_zero(kr->kek, sizeof kr->kek)) {
-        *why = "master key is all zeros";
-        st = TOK_ERR_INPUT;
-        goto fail;
-    }
-    st = keyring_finish(kr);
-    if (st != TOK_OK) {
-        *why = "cannot derive or protect the master sub-keys";
-        goto fail;
+        tok_keyring_free(&kr);
+        return st;
     }
     *out = kr;
-    kr = NULL;
-fail:
-    tok_buf_wipe(&raw);
-    tok_keyring_free(&kr);
-    (void)close(fd);
-    return st;
+    return TOK_OK;
 }
 
 /* ---- keyed hashes on the master sub-keys ------------------------------------------------- */
@@ -264,6 +276,130 @@ tok_status tok_keyring_audit_mac(const struct tok_keyring *kr, struct tok_slice 
     TOK_ENSURE(kr != NULL && out != NULL, TOK_ERR_INTERNAL);
     TOK_ENSURE(msg.ptr != NULL || msg.len == 0, TOK_ERR_INTERNAL);
     return keyed_hash(kr->audit_key, msg, out);
+}
+
+/* ---- the audit key ------------------------------------------------------------------------ */
+
+#define AUDIT_KDF_CONTEXT "tokaudit"
+#define AUDIT_KDF_ID_MAC 1
+#define AUDIT_KDF_ID_SIGN 2
+
+struct tok_audit_key {
+    uint8_t mac_key[TOK_KEYRING_KEY_LEN];
+    uint8_t sign_sk[crypto_sign_SECRETKEYBYTES];
+    uint8_t sign_pk[crypto_sign_PUBLICKEYBYTES];
+};
+
+/* Derives the MAC key and the signing key pair from root and makes ak read-only. */
+static tok_status audit_key_finish(struct tok_audit_key *ak, const uint8_t root[TOK_KEYRING_KEY_LEN])
+{
+    uint8_t seed[crypto_sign_SEEDBYTES];
+    int rc = crypto_kdf_derive_from_key(ak->mac_key, sizeof ak->mac_key, AUDIT_KDF_ID_MAC,
+                                        AUDIT_KDF_CONTEXT, root);
+    if (rc == 0)
+        rc = crypto_kdf_derive_from_key(seed, sizeof seed, AUDIT_KDF_ID_SIGN, AUDIT_KDF_CONTEXT,
+                                        root);
+    if (rc == 0)
+        rc = crypto_sign_seed_keypair(ak->sign_pk, ak->sign_sk, seed);
+    sodium_memzero(seed, sizeof seed);
+    TOK_ENSURE(rc == 0, TOK_ERR_CRYPTO);
+    TOK_ENSURE(sodium_mprotect_readonly(ak) == 0, TOK_ERR_INTERNAL);
+    return TOK_OK;
+}
+
+static tok_status audit_key_alloc(struct tok_audit_key **out)
+{
+    struct tok_audit_key *ak = sodium_malloc(sizeof *ak);
+    TOK_ENSURE(ak != NULL, TOK_ERR_NOMEM);
+    if (sodium_mlock(ak, sizeof *ak) != 0) {
+        sodium_free(ak);
+        return TOK_ERR_NOMEM;
+    }
+    sodium_memzero(ak, sizeof *ak);
+    *out = ak;
+    return TOK_OK;
+}
+
+void tok_audit_key_free(struct tok_audit_key **ak)
+{
+    if (ak == NULL || *ak == NULL)
+        return;
+    (void)sodium_mprotect_readwrite(*ak);
+    sodium_memzero(*ak, sizeof **ak);
+    sodium_free(*ak);
+    *ak = NULL;
+}
+
+tok_status tok_audit_key_from_bytes(const uint8_t key[TOK_KEYRING_KEY_LEN],
+                                    struct tok_audit_key **out)
+{
+    TOK_ENSURE(key != NULL && out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    TOK_ENSURE(sodium_init() >= 0, TOK_ERR_CRYPTO);
+    struct tok_audit_key *ak = NULL;
+    TOK_GUARD(audit_key_alloc(&ak));
+    tok_status st = audit_key_finish(ak, key);
+    if (st != TOK_OK) {
+        tok_audit_key_free(&ak);
+        return st;
+    }
+    *out = ak;
+    return TOK_OK;
+}
+
+tok_status tok_audit_key_load_file(const char *path, struct tok_audit_key **out, const char **why)
+{
+    const char *why_unused = NULL;
+    if (why == NULL)
+        why = &why_unused;
+    *why = NULL;
+    TOK_ENSURE(path != NULL && out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    if (sodium_init() < 0) {
+        *why = "libsodium failed to initialise";
+        return TOK_ERR_CRYPTO;
+    }
+    uint8_t *root = sodium_malloc(TOK_KEYRING_KEY_LEN);
+    TOK_ENSURE(root != NULL, TOK_ERR_NOMEM);
+    tok_status st = read_key_file(path, "audit key", root, why);
+    if (st == TOK_OK) {
+        st = tok_audit_key_from_bytes(root, out);
+        if (st != TOK_OK)
+            *why = "cannot derive or protect the audit sub-keys (RLIMIT_MEMLOCK?)";
+    }
+    sodium_free(root); /* zeroes before releasing */
+    return st;
+}
+
+tok_status tok_audit_key_mac(const struct tok_audit_key *ak, struct tok_slice msg,
+                             uint8_t out[TOK_KEYRING_HASH_LEN])
+{
+    TOK_ENSURE(ak != NULL && out != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(msg.ptr != NULL || msg.len == 0, TOK_ERR_INTERNAL);
+    return keyed_hash(ak->mac_key, msg, out);
+}
+
+tok_status tok_audit_key_sign(const struct tok_audit_key *ak, struct tok_slice msg,
+                              uint8_t sig[TOK_AUDIT_SIG_LEN])
+{
+    TOK_ENSURE(ak != NULL && sig != NULL && (msg.ptr != NULL || msg.len == 0), TOK_ERR_INTERNAL);
+    static const uint8_t empty[1] = {0};
+    int rc = crypto_sign_detached(sig, NULL, msg.len > 0 ? msg.ptr : empty, msg.len, ak->sign_sk);
+    return rc == 0 ? TOK_OK : TOK_ERR_CRYPTO;
+}
+
+void tok_audit_key_public(const struct tok_audit_key *ak, uint8_t pk[TOK_AUDIT_PK_LEN])
+{
+    tok_copy(pk, ak->sign_pk, TOK_AUDIT_PK_LEN);
+}
+
+tok_status tok_audit_signature_check(const uint8_t pk[TOK_AUDIT_PK_LEN], struct tok_slice msg,
+                                     const uint8_t sig[TOK_AUDIT_SIG_LEN])
+{
+    TOK_ENSURE(pk != NULL && sig != NULL && (msg.ptr != NULL || msg.len == 0), TOK_ERR_INTERNAL);
+    static const uint8_t empty[1] = {0};
+    int rc = crypto_sign_verify_detached(sig, msg.len > 0 ? msg.ptr : empty, msg.len, pk);
+    return rc == 0 ? TOK_OK : TOK_ERR_CRYPTO;
 }
 
 /* ---- tenant keys: wrap and unwrap -------------------------------------------------------- */

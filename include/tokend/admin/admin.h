@@ -17,6 +17,7 @@
 #define TOKEND_ADMIN_H
 
 #include "tokend/core/common.h"
+#include "tokend/vault/audit_seal.h"
 #include "tokend/http/origin.h"
 #include "tokend/vault/keyring.h"
 
@@ -74,6 +75,13 @@ TOK_MUST_CHECK tok_status tok_admin_key(const struct tok_admin *a, int argc, cha
  */
 TOK_MUST_CHECK tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv);
 
+/**
+ * `keys status [--tenant T]`: per tenant and key version, its state and how many tokens,
+ * sealed gateway references, gateway accounts and webhook endpoints use it (tab-separated,
+ * with a header line). TOK_ERR_INPUT, TOK_ERR_NOTFOUND (tenant), TOK_ERR_DB.
+ */
+TOK_MUST_CHECK tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv);
+
 /** tokenctl's exit code for a command's status: 0 ok, 2 usage (TOK_ERR_INPUT), else 1. */
 int tok_admin_exit_code(tok_status st);
 
@@ -101,6 +109,13 @@ struct tok_audit_walk {
     const char *broken_what;     /* "seq", "event" or "block" when a step fails */
     int64_t broken_at;
     const char *why; /* static text when a step fails, else NULL */
+    /* keyed checks (issue #18, audit_seal.h); all optional, all borrowed */
+    const struct tok_audit_key *ak;              /* recompute and check block MACs */
+    const struct tok_audit_checkpoint *cps;      /* signed checkpoints sorted by block */
+    size_t n_cps, cp_next;                       /* how many; the next one to meet */
+    uint8_t last_mac[TOK_ADMIN_AUDIT_HASH_LEN];  /* mac(n-1), zeros before block 1 */
+    int64_t unsealed_from;                       /* first block without a stored MAC, 0 = none */
+    int64_t macs_checked, cps_checked;
 };
 
 /** Starts a walk at the beginning of the chain (the first prev_hash must be all zeros). */
@@ -128,6 +143,7 @@ struct tok_audit_block {
     struct tok_slice prev_hash, hash;    /* stored */
     struct tok_slice now_digests;        /* audit.row_digest of the rows in the range now */
     struct tok_slice now_ids;            /* their ids, 8 bytes big-endian each, in id order */
+    struct tok_slice mac;                /* stored MAC (sql/017), empty when not sealed */
 };
 
 /**
@@ -140,6 +156,16 @@ struct tok_audit_block {
  */
 TOK_MUST_CHECK tok_status tok_audit_walk_block(struct tok_audit_walk *w,
                                                const struct tok_audit_block *b);
+
+/*
+ * With w->ak set, tok_audit_walk_block also recomputes the block's MAC (audit_seal.h) and
+ * fails with "block altered: its MAC does not match (rewritten without the audit key)" when
+ * a stored MAC differs, or "block's MAC removed" when a sealed block follows an unsealed one.
+ * With w->cps set, every checkpoint naming the block must match its range and hash (and its
+ * MAC, with w->ak): "block differs from the signed checkpoint (rewritten)".
+ * tok_audit_walk_end then fails with "block named by a signed checkpoint missing" when a
+ * checkpoint names a block past the end of the chain.
+ */
 
 /**
  * Ends the block walk against audit.chain_state: its last block number and hash must be the

@@ -15,13 +15,27 @@
 
 #include "tokend/core/common.h"
 
+#include <libpq-fe.h>
+
 struct tok_audit_chainer;
 
 /**
+ * Runs on the chainer's thread and connection after each pass that chained rows (and after
+ * the first pass, to take a backlog), e.g. to seal the new blocks (vault/audit_seal.h).
+ * Returns true when it left work for the next pass. ctx is borrowed for the chainer's life.
+ */
+struct tok_audit_chain_hook {
+    bool (*after_pass)(void *ctx, PGconn *pg);
+    void *ctx;
+};
+
+/**
  * Connects (blocking: call before the loops start) and starts the thread.
- * conninfo is copied. TOK_ERR_DB with a one-line reason (never the conninfo).
+ * conninfo is copied; hook (may be NULL) is copied. TOK_ERR_DB with a one-line reason
+ * (never the conninfo).
  */
 TOK_MUST_CHECK tok_status tok_audit_chainer_new(const char *conninfo, unsigned interval_ms,
+                                                const struct tok_audit_chain_hook *hook,
                                                 struct tok_audit_chainer **out, char *why,
                                                 size_t why_len);
 

@@ -209,6 +209,54 @@ TOK_MUST_CHECK tok_status tok_api_key_generate(bool publishable, bool live,
 TOK_MUST_CHECK tok_status tok_api_key_parse_prefix(struct tok_slice key, bool *publishable,
                                                    bool *live);
 
+/* ---- the audit key (issue #18) ------------------------------------------------------------
+ *
+ * A second 32-byte secret, from its own file (--audit-key-file), NOT derived from the master
+ * key: the audit log must stay provable when the master key is rotated (a key derived from
+ * it would change with every master version, and old blocks would need every old master key
+ * to be checked) and when the master key moves into an HSM (its bytes are then never here
+ * to derive from). Two keys come from it by crypto_kdf_derive_from_key, context "tokaudit":
+ *   id 1: the block MAC key (keyed BLAKE2b-256 over each block, chained; see audit_seal.h)
+ *   id 2: the seed of the Ed25519 key pair that signs checkpoints
+ * The public key (tok_audit_key_public) is not secret: give it to whoever checks
+ * checkpoints without holding the audit key.
+ */
+#define TOK_AUDIT_SIG_LEN 64 /* crypto_sign_BYTES */
+#define TOK_AUDIT_PK_LEN 32  /* crypto_sign_PUBLICKEYBYTES */
+
+struct tok_audit_key;
+
+/**
+ * Loads the audit key from path, with the same file rules as tok_keyring_load_file (*why
+ * names "audit key ..."). *out is owned (tok_audit_key_free). TOK_ERR_IO, TOK_ERR_INPUT,
+ * TOK_ERR_NOMEM, TOK_ERR_CRYPTO, TOK_ERR_INTERNAL.
+ */
+TOK_MUST_CHECK tok_status tok_audit_key_load_file(const char *path, struct tok_audit_key **out,
+                                                  const char **why);
+
+/** An audit key over a copy of key (borrowed). For tests. TOK_ERR_NOMEM, TOK_ERR_CRYPTO. */
+TOK_MUST_CHECK tok_status tok_audit_key_from_bytes(const uint8_t key[TOK_KEYRING_KEY_LEN],
+                                                   struct tok_audit_key **out);
+
+/** Wipes and releases *ak, sets it to NULL. NULL does nothing. */
+void tok_audit_key_free(struct tok_audit_key **ak);
+
+/** Keyed BLAKE2b-256 of msg under the block MAC key. TOK_ERR_INTERNAL on NULL arguments. */
+TOK_MUST_CHECK tok_status tok_audit_key_mac(const struct tok_audit_key *ak, struct tok_slice msg,
+                                            uint8_t out[TOK_KEYRING_HASH_LEN]);
+
+/** Ed25519 signature of msg (detached). TOK_ERR_CRYPTO, TOK_ERR_INTERNAL. */
+TOK_MUST_CHECK tok_status tok_audit_key_sign(const struct tok_audit_key *ak, struct tok_slice msg,
+                                             uint8_t sig[TOK_AUDIT_SIG_LEN]);
+
+/** The checkpoint-signing public key. */
+void tok_audit_key_public(const struct tok_audit_key *ak, uint8_t pk[TOK_AUDIT_PK_LEN]);
+
+/** TOK_OK when sig is pk's Ed25519 signature of msg, else TOK_ERR_CRYPTO. */
+TOK_MUST_CHECK tok_status tok_audit_signature_check(const uint8_t pk[TOK_AUDIT_PK_LEN],
+                                                    struct tok_slice msg,
+                                                    const uint8_t sig[TOK_AUDIT_SIG_LEN]);
+
 /**
  * Turns core dumps off (RLIMIT_CORE 0) and makes the process non-dumpable
  * (PR_SET_DUMPABLE 0, which also blocks ptrace by other same-uid processes). Call at
