@@ -637,8 +637,12 @@ static void on_all_gateways_done(struct tok_req *r, struct create_call *c)
         tok_status st = r == NULL ? TOK_ERR_INTERNAL
                                   : tok_tenant_keys_seal(r->principal->keys, aad,
                                                          tok_slice_str(gw->ref), &c->sealed_buf[i]);
+        /* the lookup hash covers the gateway's payment-method id only (before a '|': Stripe's
+         * pm_ without its cus_, Adyen's storedPaymentMethodId without the shopper), the id
+         * a card updater's webhook names */
+        size_t idlen = strcspn(gw->ref, "|");
         if (st == TOK_OK)
-            st = tok_tenant_keys_ref_lookup(r->principal->keys, tok_slice_str(gw->ref),
+            st = tok_tenant_keys_ref_lookup(r->principal->keys, tok_slice_of(gw->ref, idlen),
                                             c->ref_lookup[i]);
         sodium_memzero(gw->ref, sizeof gw->ref);
         if (st != TOK_OK) {

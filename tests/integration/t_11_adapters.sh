@@ -102,20 +102,32 @@ out=$(gw stripe "$P" --op charge --pm-ref "$PM" --amount 1050 --currency isk)
 expect_eq "stripe ISK 1050 kr is sent as 105000 (accepted)" "$(summary "$out")" "ok - - true"
 
 # --- declines and errors, by test card -------------------------------------------------------
+# each published decline card, its decline code on both adapters (Adyen names lost and stolen
+# cards "Blocked Card" and velocity "Withdrawal count exceeded": tok_adyen_refusal's codes)
 declare -A A11_WANT=(
     [4000000000000002]="declined card_declined generic_decline false"
     [4000000000009995]="declined card_declined insufficient_funds false"
     [4000000000000069]="declined expired_card expired_card false"
     [4000000000000127]="declined incorrect_cvc incorrect_cvc false"
     [4000000000000119]="error processing_error - false"
+    [4000000000009987]="declined card_declined lost_card false"
+    [4000000000009979]="declined card_declined stolen_card false"
+    [4100000000000019]="declined card_declined fraudulent false"
+    [4000000000006975]="declined card_declined card_velocity_exceeded false"
 )
-for pan in 4000000000000002 4000000000009995 4000000000000069 4000000000000127 4000000000000119; do
+declare -A A11_WANT_ADYEN=(
+    [4000000000009987]="declined card_declined restricted_card false"
+    [4000000000009979]="declined card_declined restricted_card false"
+    [4000000000006975]="declined card_declined withdrawal_count_limit_exceeded false"
+)
+for pan in "${!A11_WANT[@]}"; do
     # Stripe declines at the charge; Adyen's zero-value authorisation declines at tokenisation
     PM=$(jq -r .ref <<<"$(tokenise stripe "$P" "$pan")")
     out=$(gw stripe "$P" --op charge --pm-ref "$PM" --amount 1000 --currency usd)
     expect_eq "stripe card ${pan:12}: ${A11_WANT[$pan]}" "$(summary "$out")" "${A11_WANT[$pan]}"
+    want=${A11_WANT_ADYEN[$pan]:-${A11_WANT[$pan]}}
     out=$(tokenise adyen "$P" "$pan")
-    expect_eq "adyen card ${pan:12}: ${A11_WANT[$pan]}" "$(summary "$out")" "${A11_WANT[$pan]}"
+    expect_eq "adyen card ${pan:12}: $want" "$(summary "$out")" "$want"
 done
 out=$(tokenise adyen "$P" 5555555555554444 --name NOT_ENOUGH_BALANCE)
 expect_eq "adyen refusal by holder name" "$(summary "$out")" "declined card_declined insufficient_funds false"

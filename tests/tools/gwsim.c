@@ -132,7 +132,18 @@ struct gw_stats {
 enum gw_kind { K_PM = 1, K_PI, K_CH, K_RE, K_AP, K_AT, K_CU };
 
 /* What a test card makes the gateway do; decided when the card is first seen. */
-enum gw_outcome { OUT_OK = 0, OUT_GENERIC, OUT_FUNDS, OUT_EXPIRED, OUT_CVC, OUT_PROCESSING };
+enum gw_outcome {
+    OUT_OK = 0,
+    OUT_GENERIC,
+    OUT_FUNDS,
+    OUT_EXPIRED,
+    OUT_CVC,
+    OUT_PROCESSING,
+    OUT_LOST,
+    OUT_STOLEN,
+    OUT_FRAUD,
+    OUT_VELOCITY,
+};
 
 enum pi_status { PI_REQ_PM, PI_REQ_CONFIRM, PI_REQ_CAPTURE, PI_SUCCEEDED, PI_CANCELED };
 
@@ -226,6 +237,9 @@ static const struct {
     {"4000000000000002", OUT_GENERIC},   {"4000000000009995", OUT_FUNDS},
     {"4000000000000069", OUT_EXPIRED},   {"4000000000000127", OUT_CVC},
     {"4000000000000119", OUT_PROCESSING},
+    /* docs.stripe.com/testing#declined-payments: lost, stolen, fraudulent, velocity */
+    {"4000000000009987", OUT_LOST},      {"4000000000009979", OUT_STOLEN},
+    {"4100000000000019", OUT_FRAUD},     {"4000000000006975", OUT_VELOCITY},
 };
 
 /* Stripe's documented test PaymentMethod ids (docs.stripe.com/testing). */
@@ -240,6 +254,10 @@ static const struct {
     {"pm_card_chargeDeclinedExpiredCard", OUT_EXPIRED, "0069"},
     {"pm_card_chargeDeclinedIncorrectCvc", OUT_CVC, "0127"},
     {"pm_card_chargeDeclinedProcessingError", OUT_PROCESSING, "0119"},
+    {"pm_card_chargeDeclinedLostCard", OUT_LOST, "9987"},
+    {"pm_card_chargeDeclinedStolenCard", OUT_STOLEN, "9979"},
+    {"pm_card_chargeDeclinedFraudulent", OUT_FRAUD, "0019"},
+    {"pm_card_chargeDeclinedVelocityLimitExceeded", OUT_VELOCITY, "6975"},
 };
 
 static const struct {
@@ -250,6 +268,12 @@ static const struct {
     [OUT_FUNDS] = {"card_declined", "insufficient_funds", "Your card has insufficient funds."},
     [OUT_EXPIRED] = {"expired_card", "expired_card", "Your card has expired."},
     [OUT_CVC] = {"incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."},
+    [OUT_LOST] = {"card_declined", "lost_card", "Your card was declined."},
+    [OUT_STOLEN] = {"card_declined", "stolen_card", "Your card was declined."},
+    [OUT_FRAUD] = {"card_declined", "fraudulent", "Your card was declined."},
+    [OUT_VELOCITY] = {"card_declined", "card_velocity_exceeded",
+                      "Your card was declined for making repeated attempts too frequently or "
+                      "exceeding its amount limit."},
     [OUT_PROCESSING] = {"processing_error", "processing_error",
                         "An error occurred while processing your card. Try again in a little "
                         "bit."},
@@ -274,6 +298,7 @@ static const struct adyen_result adyen_results[] = {
     {"SHOPPER_CANCELLED", 16, "Refused", "Shopper Cancelled"},
     {"FRAUD", 20, "Refused", "FRAUD"},
     {"CVC_DECLINED", 24, "Refused", "CVC Declined"},
+    {"WITHDRAWAL_COUNT_EXCEEDED", 29, "Refused", "Withdrawal count exceeded"},
 };
 
 static const struct adyen_result *adyen_by_holder(const char *holder)
@@ -298,6 +323,8 @@ static const struct adyen_result *adyen_by_outcome(enum gw_outcome o)
         [OUT_OK] = "APPROVED",          [OUT_GENERIC] = "DECLINED",
         [OUT_FUNDS] = "NOT_ENOUGH_BALANCE", [OUT_EXPIRED] = "CARD_EXPIRED",
         [OUT_CVC] = "CVC_DECLINED",     [OUT_PROCESSING] = "ERROR",
+        [OUT_LOST] = "BLOCK_CARD",      [OUT_STOLEN] = "BLOCK_CARD",
+        [OUT_FRAUD] = "FRAUD",          [OUT_VELOCITY] = "WITHDRAWAL_COUNT_EXCEEDED",
     };
     return adyen_by_holder(names[o]);
 }
