@@ -9,12 +9,18 @@
  *             -> ref = "<additionalData.tokenization.storedPaymentMethodId>|<shopperReference>"
  *             (tokend keeps only that sealed string, and charges need both halves)
  *   CHARGE    POST /v71/payments  paymentMethod {type scheme, storedPaymentMethodId},
- *             shopperReference, shopperInteraction ContAuth, recurringProcessingModel
- *             UnscheduledCardOnFile; capture at once: captureDelayHours 0; authorise only:
+ *             shopperReference, and who starts it: merchant-initiated (off_session) ->
+ *             shopperInteraction ContAuth, recurringProcessingModel UnscheduledCardOnFile;
+ *             the shopper present -> shopperInteraction Ecommerce, recurringProcessingModel
+ *             CardOnFile (docs.adyen.com/online-payments/tokenization/create-and-use-tokens:
+ *             Ecommerce for a shopper in session, ContAuth for later payments without him);
+ *             capture at once: captureDelayHours 0; authorise only:
  *             additionalData.manualCapture "true" -> ref = pspReference
  *   CAPTURE   POST /v71/payments/{psp}/captures   amount
  *   VOID      POST /v71/payments/{psp}/cancels
  *   REFUND    POST /v71/payments/{psp}/refunds    amount -> ref = the refund's pspReference
+ *   DETACH    DELETE /v71/storedPaymentMethods/{id}?shopperReference=..&merchantAccount=..
+ *             -> 204 (the token can no longer be used with payment requests)
  * Modifications answer 201 "received": Adyen decides later and says so by webhook (CAPTURE,
  * CANCELLATION, REFUND notifications). tokend records "received" as done; a refusal that
  * arrives by webhook is for the webhook handler (not part of this adapter).
@@ -134,8 +140,9 @@ static tok_status encode_charge(const struct tok_gateway_call *call, struct tok_
     tok_jw_kstr(jw, "storedPaymentMethodId", id);
     tok_jw_obj_end(jw);
     tok_jw_kstr(jw, "shopperReference", w->shopper);
-    tok_jw_kstr(jw, "shopperInteraction", "ContAuth");
-    tok_jw_kstr(jw, "recurringProcessingModel", "UnscheduledCardOnFile");
+    tok_jw_kstr(jw, "shopperInteraction", call->off_session ? "ContAuth" : "Ecommerce");
+    tok_jw_kstr(jw, "recurringProcessingModel",
+                call->off_session ? "UnscheduledCardOnFile" : "CardOnFile");
     if (call->capture) {
         tok_jw_kint(jw, "captureDelayHours", 0);
     } else {
@@ -148,11 +155,33 @@ static tok_status encode_charge(const struct tok_gateway_call *call, struct tok_
     return TOK_OK;
 }
 
+/* DELETE /storedPaymentMethods/{id}: everything in the path and the query, no body */
+static tok_status encode_detach(const struct tok_gateway_call *call, const char *merchant,
+                                struct tok_gateway_wire *w, struct tok_buf *path)
+{
+    char id[TOK_GATEWAY_ID_MAX + 1];
+    TOK_GUARD(split_pm_ref(call->pm_ref, id, sizeof id, w));
+    tok_status st = tok_buf_printf(path, TOK_ADYEN_API "/storedPaymentMethods/%s?", id);
+    struct tok_buf q;
+    char qmem[TOK_GATEWAY_PATH_MAX];
+    tok_buf_init(&q, qmem, sizeof qmem);
+    if (st == TOK_OK)
+        st = tok_stripe_form_add(&q, "shopperReference", tok_slice_str(w->shopper));
+    if (st == TOK_OK)
+        st = tok_stripe_form_add(&q, "merchantAccount", tok_slice_str(merchant));
+    if (st == TOK_OK)
+        st = tok_buf_write(path, q.data, q.len);
+    sodium_memzero(id, sizeof id);
+    return st;
+}
+
 static tok_status encode(const struct tok_gateway_call *call, const char *merchant,
                          struct tok_gateway_wire *w, struct tok_buf *path, struct tok_buf *body)
 {
     TOK_ENSURE(merchant != NULL && merchant[0] != '\0', TOK_ERR_INPUT);
     TOK_ENSURE(w->reference[0] != '\0', TOK_ERR_INPUT);
+    if (call->op == TOK_GW_DETACH)
+        return encode_detach(call, merchant, w, path);
     struct tok_json_writer jw;
     tok_jw_init(&jw, body);
     tok_jw_obj_begin(&jw);
@@ -341,6 +370,11 @@ void tok_adyen_parse(struct tok_gateway_call *call, const struct tok_gateway_wir
         tok_gateway_set(call, TOK_GW_ERROR, "gateway_invalid_request", NULL);
         return;
     }
+    if (call->op == TOK_GW_DETACH) {
+        if (status != 204 && status != 200)
+            tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
+        return;
+    }
     bool payment = call->op == TOK_GW_TOKENISE || call->op == TOK_GW_CHARGE;
     if (status != (payment ? 200 : 201)) {
         tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
@@ -414,7 +448,8 @@ static void adyen_submit(const struct tok_gateway_ops *self, struct tok_gateway_
                                                        : "gateway_error");
         return;
     }
-    req->post = true;
+    req->post = call->op != TOK_GW_DETACH;
+    req->del = call->op == TOK_GW_DETACH;
     tok_gateway_exchange(self, call, req, &w, tok_adyen_parse);
     sodium_memzero(&w, sizeof w);
 }

@@ -108,6 +108,7 @@ static void sandbox_submit(const struct tok_gateway_ops *self, struct tok_gatewa
         break;
     case TOK_GW_CAPTURE:
     case TOK_GW_VOID:
+    case TOK_GW_DETACH: /* the sandbox stores nothing to forget */
         break;
     case TOK_GW_REFUND:
         set_ref(call, "sbxre_");

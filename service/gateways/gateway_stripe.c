@@ -1,21 +1,40 @@
 /*
  * gateway_stripe.c - the Stripe adapter (API v1: form-encoded requests, JSON answers).
  *
- *   TOKENISE  POST /v1/payment_methods          type=card, card[number|exp_month|exp_year|cvc],
- *                                               billing_details[name]    -> ref = pm_...
- *   CHARGE    POST /v1/payment_intents          amount, currency, payment_method, confirm=true,
- *                                               capture_method, off_session=true,
- *                                               payment_method_types[]=card -> ref = pi_...
+ *   TOKENISE  1. POST /v1/payment_methods       type=card, card[number|exp_month|exp_year|cvc],
+ *                                               billing_details[name]    -> pm_...
+ *             2. POST /v1/customers             payment_method=pm_...    -> cus_...
+ *                                               ref = "pm_...|cus_..."
+ *   CHARGE    POST /v1/payment_intents          amount, currency, customer, payment_method,
+ *                                               payment_method_types[]=card, confirm=true,
+ *                                               capture_method, and either off_session=true
+ *                                               (merchant-initiated) or
+ *                                               setup_future_usage=off_session (the customer
+ *                                               is present)                -> ref = pi_...
  *   CAPTURE   POST /v1/payment_intents/{pi}/capture  amount_to_capture
  *   VOID      POST /v1/payment_intents/{pi}/cancel
  *   REFUND    POST /v1/refunds                  payment_intent, amount   -> ref = re_...
+ *   DETACH    POST /v1/payment_methods/{pm}/detach
+ *
+ * Why a Customer: Stripe lets a PaymentMethod that is not attached to a Customer be used
+ * once; a second PaymentIntent with it is refused (docs.stripe.com/payments/payment-methods,
+ * "attach it to a Customer"; docs.stripe.com/api/customers/create, parameter
+ * payment_method: "The ID of the PaymentMethod to attach to the customer"). tokend keeps a
+ * card to charge it again, so tokenisation attaches it. Not a SetupIntent: confirming one
+ * asks the issuer and may demand 3-D Secure at tokenisation, which tokend's API cannot
+ * answer; instead a charge made with the customer present carries
+ * setup_future_usage=off_session, which is what Stripe documents (api/payment_methods/attach)
+ * for optimising an attached card for later merchant-initiated charges.
+ * Tokens stored before the Customer existed have a bare "pm_..." reference; their charges
+ * send no customer (Stripe charges such a PaymentMethod once).
  *
  * Every request carries Authorization: Bearer <secret key>, Stripe-Version (pinned, so a
  * dashboard upgrade cannot change the objects we parse) and Idempotency-Key (Stripe
- * saves the first answer for 24 h: a retry with the same key cannot charge twice).
- * off_session=true: tokend charges stored cards from the merchant's server, with no
- * customer present to authenticate; Stripe then answers an issuer's demand for 3-D Secure
- * with a 402 authentication_required decline instead of requires_action.
+ * saves the first answer for 24 h: a retry with the same key cannot charge twice; the
+ * Customer step uses the key + "_customer").
+ * off_session=true (docs.stripe.com/api/payment_intents/create#off_session): no customer is
+ * present to authenticate; Stripe then answers an issuer's demand for 3-D Secure with a
+ * 402 authentication_required decline instead of requires_action.
  * payment_method_types[]=card: without it, API versions from 2023-08-16 enable automatic
  * payment methods and confirming needs a return_url.
  * Amounts: tokend's ISO 4217 minor units, except ISK (Stripe keeps it two-decimal).
@@ -103,6 +122,11 @@ tok_status tok_stripe_amount(const char *currency, int64_t amount, int64_t *out)
 static tok_status encode_tokenise(const struct tok_gateway_call *call, struct tok_buf *path,
                                   struct tok_buf *body)
 {
+    if (call->step == 1) { /* the Customer the PaymentMethod is attached to */
+        TOK_ENSURE(tok_gateway_id_ok(tok_slice_str(call->step_ref)), TOK_ERR_INPUT);
+        TOK_GUARD(tok_buf_puts(path, "/v1/customers"));
+        return form_str(body, "payment_method", call->step_ref);
+    }
     const struct tok_card_data *card = call->card;
     TOK_ENSURE(card != NULL && card->pan.len >= 12 && card->pan.len <= 19, TOK_ERR_INPUT);
     TOK_ENSURE(card->exp_month >= 1 && card->exp_month <= 12 && card->exp_year >= 2000 &&
@@ -120,11 +144,28 @@ static tok_status encode_tokenise(const struct tok_gateway_call *call, struct to
     return TOK_OK;
 }
 
+tok_status tok_stripe_split_ref(const char *pm_ref, char pm[TOK_GATEWAY_ID_MAX + 1],
+                                char cus[TOK_GATEWAY_ID_MAX + 1])
+{
+    TOK_ENSURE(pm_ref != NULL && pm != NULL && cus != NULL, TOK_ERR_INPUT);
+    const char *bar = strchr(pm_ref, '|');
+    struct tok_slice p = bar != NULL ? tok_slice_of(pm_ref, (size_t)(bar - pm_ref))
+                                     : tok_slice_str(pm_ref);
+    struct tok_slice c = bar != NULL ? tok_slice_str(bar + 1) : tok_slice_of("", 0);
+    TOK_ENSURE(tok_gateway_id_ok(p) && (bar == NULL || tok_gateway_id_ok(c)), TOK_ERR_INPUT);
+    tok_copy(pm, p.ptr, p.len);
+    pm[p.len] = '\0';
+    if (c.len > 0)
+        tok_copy(cus, c.ptr, c.len);
+    cus[c.len] = '\0';
+    return TOK_OK;
+}
+
 static tok_status encode_charge(const struct tok_gateway_call *call, struct tok_buf *path,
                                 struct tok_buf *body)
 {
-    TOK_ENSURE(call->pm_ref != NULL && tok_gateway_id_ok(tok_slice_str(call->pm_ref)),
-               TOK_ERR_INPUT);
+    char pm[TOK_GATEWAY_ID_MAX + 1], cus[TOK_GATEWAY_ID_MAX + 1];
+    TOK_GUARD(tok_stripe_split_ref(call->pm_ref, pm, cus));
     char lc[4];
     int64_t amount = 0;
     TOK_GUARD(tok_currency_normalise(tok_slice_str(call->currency), lc));
@@ -133,12 +174,29 @@ static tok_status encode_charge(const struct tok_gateway_call *call, struct tok_
     TOK_GUARD(tok_buf_puts(path, "/v1/payment_intents"));
     TOK_GUARD(form_int(body, "amount", amount));
     TOK_GUARD(form_str(body, "currency", lc));
-    TOK_GUARD(form_str(body, "payment_method", call->pm_ref));
+    if (cus[0] != '\0')
+        TOK_GUARD(form_str(body, "customer", cus));
+    TOK_GUARD(form_str(body, "payment_method", pm));
     TOK_GUARD(form_str(body, "payment_method_types[]", "card"));
     TOK_GUARD(form_str(body, "confirm", "true"));
-    TOK_GUARD(form_str(body, "off_session", "true"));
+    if (call->off_session)
+        TOK_GUARD(form_str(body, "off_session", "true"));
+    else if (cus[0] != '\0')
+        TOK_GUARD(form_str(body, "setup_future_usage", "off_session"));
     TOK_GUARD(form_str(body, "capture_method", call->capture ? "automatic" : "manual"));
+    sodium_memzero(pm, sizeof pm);
+    sodium_memzero(cus, sizeof cus);
     return TOK_OK;
+}
+
+static tok_status encode_detach(const struct tok_gateway_call *call, struct tok_buf *path)
+{
+    char pm[TOK_GATEWAY_ID_MAX + 1], cus[TOK_GATEWAY_ID_MAX + 1];
+    TOK_GUARD(tok_stripe_split_ref(call->pm_ref, pm, cus));
+    tok_status st = tok_buf_printf(path, "/v1/payment_methods/%s/detach", pm);
+    sodium_memzero(pm, sizeof pm);
+    sodium_memzero(cus, sizeof cus);
+    return st;
 }
 
 static tok_status encode_followup(const struct tok_gateway_call *call, struct tok_buf *path,
@@ -183,6 +241,9 @@ tok_status tok_stripe_encode(const struct tok_gateway_call *call, struct tok_buf
     case TOK_GW_VOID:
     case TOK_GW_REFUND:
         st = encode_followup(call, path, body);
+        break;
+    case TOK_GW_DETACH:
+        st = encode_detach(call, path);
         break;
     default:
         st = TOK_ERR_INTERNAL;
@@ -309,6 +370,9 @@ static void parse_ok(struct tok_gateway_call *call, const struct tok_json_node *
             tok_gateway_set(call, TOK_GW_ERROR, "processing_error", NULL);
         }
         return;
+    case TOK_GW_DETACH:
+        sodium_memzero(call->ref, sizeof call->ref);
+        return;
     default:
         tok_gateway_set(call, TOK_GW_ERROR, "gateway_error", NULL);
         return;
@@ -339,7 +403,7 @@ void tok_stripe_parse(struct tok_gateway_call *call, const struct tok_gateway_wi
 
 /* ---- the adapter ------------------------------------------------------------------------ */
 
-static void stripe_submit(const struct tok_gateway_ops *self, struct tok_gateway_call *call)
+static void stripe_send(const struct tok_gateway_ops *self, struct tok_gateway_call *call)
 {
     tok_gateway_reset_outputs(call);
     const struct tok_gateway_account *acct = call->account;
@@ -351,9 +415,19 @@ static void stripe_submit(const struct tok_gateway_ops *self, struct tok_gateway
     }
     struct tok_gateway_wire w;
     memset(&w, 0, sizeof w);
-    if (tok_gateway_wire_key(call, TOK_STRIPE_IDEM_MAX, &w) != TOK_OK) {
+    if (tok_gateway_wire_key(call, TOK_STRIPE_IDEM_MAX - 16, &w) != TOK_OK) {
         tok_gateway_fail_now(call, "gateway_error");
         return;
+    }
+    if (call->step == 1) { /* the Customer step has its own key, derived from the call's */
+        struct tok_buf kb;
+        tok_buf_init(&kb, w.idem_key, sizeof w.idem_key - 1);
+        kb.len = (uint32_t)strlen(w.idem_key);
+        if (tok_buf_puts(&kb, "_customer") != TOK_OK) {
+            tok_gateway_fail_now(call, "gateway_error");
+            return;
+        }
+        w.idem_key[kb.len] = '\0';
     }
     struct tok_httpc_request *req = NULL;
     if (tok_httpc_request_new(&req) != TOK_OK) {
@@ -394,6 +468,46 @@ static void stripe_submit(const struct tok_gateway_ops *self, struct tok_gateway
     }
     req->post = true;
     tok_gateway_exchange(self, call, req, &w, tok_stripe_parse);
+}
+
+static const struct tok_gateway_ops stripe;
+
+/* TOKENISE's steps: the PaymentMethod, then the Customer it is attached to. */
+static void on_tokenise_step(struct tok_gateway_call *call)
+{
+    if (call->step == 0 && call->outcome == TOK_GW_OK) {
+        tok_copy(call->step_ref, call->ref, sizeof call->step_ref);
+        call->step = 1;
+        stripe_send(&stripe, call);
+        return;
+    }
+    if (call->step == 1 && call->outcome == TOK_GW_OK) {
+        char ref[TOK_GATEWAY_REF_MAX];
+        int n = snprintf(ref, sizeof ref, "%s|%s", call->step_ref, call->ref);
+        if (n <= 0 || (size_t)n >= sizeof ref ||
+            tok_gateway_set_ref(call, tok_slice_of(ref, (size_t)n)) != TOK_OK) {
+            sodium_memzero(call->ref, sizeof call->ref);
+            tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
+        }
+        sodium_memzero(ref, sizeof ref);
+    }
+    /* a failed Customer step leaves an unattached PaymentMethod at Stripe, which nothing
+     * references and Stripe never charges without a confirm */
+    sodium_memzero(call->step_ref, sizeof call->step_ref);
+    call->step = 0;
+    call->done = call->step_done;
+    call->step_done = NULL;
+    call->done(call);
+}
+
+static void stripe_submit(const struct tok_gateway_ops *self, struct tok_gateway_call *call)
+{
+    if (call->op == TOK_GW_TOKENISE) {
+        call->step = 0;
+        call->step_done = call->done;
+        call->done = on_tokenise_step;
+    }
+    stripe_send(self, call);
 }
 
 static const struct tok_gateway_ops stripe = {"stripe", false, stripe_submit};

@@ -118,7 +118,7 @@ void tok_http_json(struct tok_req *r, int status, struct tok_slice body)
 }
 
 static tok_status problem_body(struct tok_buf *b, int status, const char *code, const char *detail,
-                               const char *param, const char *request_id)
+                               const char *param, const char *request_id, const char *decline)
 {
     struct tok_json_writer w;
     tok_jw_init(&w, b);
@@ -139,6 +139,9 @@ static tok_status problem_body(struct tok_buf *b, int status, const char *code, 
     if (param != NULL) {
         tok_jw_kstr(&w, "param", param);
     }
+    if (decline != NULL) {
+        tok_jw_kstr(&w, "decline_code", decline);
+    }
     if (request_id != NULL && request_id[0] != '\0') {
         tok_jw_kstr(&w, "request_id", request_id);
     }
@@ -146,15 +149,15 @@ static tok_status problem_body(struct tok_buf *b, int status, const char *code, 
     return w.st;
 }
 
-void tok_http_problem(struct tok_req *r, int status, const char *code, const char *detail,
-                      const char *param)
+void tok_http_problem_decline(struct tok_req *r, int status, const char *code, const char *detail,
+                              const char *param, const char *decline)
 {
     uint8_t mem[PROBLEM_BODY_MAX];
     struct tok_buf b;
     tok_buf_init(&b, mem, sizeof mem);
-    if (problem_body(&b, status, code, detail, param, r->id) != TOK_OK) {
+    if (problem_body(&b, status, code, detail, param, r->id, decline) != TOK_OK) {
         tok_buf_reset(&b);
-        if (problem_body(&b, status, code, NULL, NULL, r->id) != TOK_OK)
+        if (problem_body(&b, status, code, NULL, NULL, r->id, NULL) != TOK_OK)
             b.len = 0;
     }
     tok_http_send(r, status, "application/problem+json", tok_buf_slice(&b));
@@ -163,6 +166,12 @@ void tok_http_problem(struct tok_req *r, int status, const char *code, const cha
 bool tok_req_cancelled(const struct tok_req *r)
 {
     return r == NULL || tok_edge_req_doomed(r->edge);
+}
+
+void tok_http_problem(struct tok_req *r, int status, const char *code, const char *detail,
+                      const char *param)
+{
+    tok_http_problem_decline(r, status, code, detail, param, NULL);
 }
 
 /* ---- the database call guard ------------------------------------------------
@@ -293,7 +302,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     struct tok_buf b;
     tok_buf_init(&b, mem, sizeof mem);
     if (problem_body(&b, req->res.status, tok_http_code_for_status(req->res.status), NULL, NULL,
-                     tr.id) != TOK_OK) {
+                     tr.id, NULL) != TOK_OK) {
         h2o_setup_next_ostream(req, slot);
         return;
     }

@@ -335,7 +335,10 @@ static CURLcode setup_easy(struct tok_httpc *c, struct tok_httpc_request *r)
     SET(CURLOPT_WRITEDATA, r);
     SET(CURLOPT_ERRORBUFFER, r->why);
     SET(CURLOPT_PRIVATE, r);
-    if (r->post) {
+    if (r->del) {
+        SET(CURLOPT_HTTPGET, 1L);
+        SET(CURLOPT_CUSTOMREQUEST, "DELETE");
+    } else if (r->post) {
         SET(CURLOPT_POST, 1L);
         /* POSTFIELDS, not COPYPOSTFIELDS: no copy of ours (libcurl's own: see httpc.h) */
         SET(CURLOPT_POSTFIELDS, r->body.len > 0 ? (const char *)r->body.data : "");

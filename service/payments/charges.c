@@ -76,6 +76,7 @@ struct charge_call {
     int64_t amount; /* 0 = the default (full) */
     char currency[4];
     bool capture;
+    bool off_session; /* merchant-initiated: no customer present (the default) */
     char description[TOK_DESCRIPTION_MAX + 1];
     char invoice_ref[TOK_INVOICE_REF_MAX + 1];
     char only_gateway[TOK_GATEWAY_NAME_MAX];
@@ -551,7 +552,7 @@ static tok_status finish_exec(struct tok_db_job *job, struct tok_db_conn *conn)
         bool ok = last != NULL && strcmp(last->outcome, "succeeded") == 0;
         const char *v[9] = {c->tenant_id, c->id, live_str(c), c->new_status, amount,
                             last != NULL ? last->gateway : "", ok ? last->ref : "",
-                            !ok && last != NULL && strcmp(last->outcome, "declined") != 0 ? last->code : "",
+                            !ok && last != NULL ? last->code : "",
                             c->gw.decline_code};
         TOK_GUARD(exec1(conn, &charge_finish_sql, v, NULL, NULL));
         for (int i = 0; i < c->nattempts; i++) {
@@ -733,6 +734,7 @@ static void start_attempt(struct tok_req *r, struct charge_call *c)
     c->gw.amount = c->amount;
     copy_field(c->gw.currency, sizeof c->gw.currency, c->currency);
     c->gw.capture = c->capture;
+    c->gw.off_session = c->off_session;
     snprintf(c->gw.idempotency_key, sizeof c->gw.idempotency_key, "tokend_%s_%s", c->id, g->gateway);
     tok_http_watch(r, &c->call);
     ops->submit(ops, &c->gw);
@@ -904,7 +906,8 @@ static tok_status get_text(const struct tok_json_node *root, const char *field, 
 }
 
 static const char *const charge_fields[] = {"token", "amount", "currency", "capture",
-                                            "description", "invoice_ref", "gateway"};
+                                            "description", "invoice_ref", "gateway",
+                                            "off_session"};
 static const char *const capture_fields[] = {"amount"};
 static const char *const refund_fields[] = {"charge", "amount"};
 
@@ -951,6 +954,10 @@ static tok_status parse_body(struct tok_req *r, struct charge_call *c, struct fi
         n = tok_json_get(root, "capture");
         if (st == TOK_OK && n != NULL && tok_json_bool(n, &c->capture) != TOK_OK)
             fe->code = "invalid_type", fe->param = "capture", fe->detail = "capture must be true or false", st = TOK_ERR_INPUT;
+        c->off_session = true; /* tokend charged stored cards merchant-initiated before it asked */
+        n = tok_json_get(root, "off_session");
+        if (st == TOK_OK && n != NULL && tok_json_bool(n, &c->off_session) != TOK_OK)
+            fe->code = "invalid_type", fe->param = "off_session", fe->detail = "off_session must be true or false", st = TOK_ERR_INPUT;
         if (st == TOK_OK)
             st = get_text(root, "description", c->description, TOK_DESCRIPTION_MAX, fe);
         if (st == TOK_OK)

@@ -137,6 +137,14 @@ static const struct tok_sql token_redact_sql = {
     "WHERE tenant_id = $1 AND id = $2 AND livemode = $3 RETURNING id",
     3};
 
+/* what redaction asks the gateways to forget: read in the job that destroys it */
+static const struct tok_sql refs_to_detach_sql = {
+    "gateway_refs_to_detach",
+    "SELECT gateway, ref_sealed, key_version FROM vault.gateway_refs "
+    "WHERE tenant_id = $1 AND token_id = $2 AND status = 'active' AND ref_sealed IS NOT NULL "
+    "AND gateway <> 'sandbox' ORDER BY gateway",
+    2};
+
 static const struct tok_sql refs_destroy_sql = {
     "gateway_refs_destroy",
     "UPDATE vault.gateway_refs SET ref_sealed = NULL, ref_lookup = NULL, status = 'destroyed' "
@@ -676,8 +684,12 @@ static void on_all_gateways_done(struct tok_req *r, struct create_call *c)
         tok_status st = r == NULL ? TOK_ERR_INTERNAL
                                   : tok_tenant_keys_seal(r->principal->keys, aad,
                                                          tok_slice_str(gw->ref), &c->sealed_buf[i]);
+        /* the lookup hash covers the gateway's payment-method id only (before a '|': Stripe's
+         * pm_ without its cus_, Adyen's storedPaymentMethodId without the shopper), the id
+         * a card updater's webhook names */
+        size_t idlen = strcspn(gw->ref, "|");
         if (st == TOK_OK)
-            st = tok_tenant_keys_ref_lookup(r->principal->keys, tok_slice_str(gw->ref),
+            st = tok_tenant_keys_ref_lookup(r->principal->keys, tok_slice_of(gw->ref, idlen),
                                             c->ref_lookup[i]);
         sodium_memzero(gw->ref, sizeof gw->ref);
         if (st != TOK_OK) {
@@ -698,7 +710,15 @@ static void on_all_gateways_done(struct tok_req *r, struct create_call *c)
                                ? first_failure->code
                                : "the gateway could not tokenise the card";
         tok_audit_async(r, c->tenant_id, c->actor, "token.gateway_failed", c->row.id);
-        tok_http_problem(r, 502, "gateway_error", code, "card");
+        /* the issuer refused the card (Adyen's zero-value authorisation asks it): a decline,
+         * as a charge's is, not a gateway failure */
+        if (first_failure != NULL && first_failure->outcome == TOK_GW_DECLINED)
+            tok_http_problem_decline(r, 402, "card_declined", code, "card",
+                                     first_failure->decline_code[0] != '\0'
+                                         ? first_failure->decline_code
+                                         : code);
+        else
+            tok_http_problem(r, 502, "gateway_error", code, "card");
         create_release(&c->call);
         return;
     }
@@ -1202,6 +1222,18 @@ void tok_tokens_create(struct tok_req *r)
 
 /* ---- GET and DELETE /v1/tokens/{id} ------------------------------------------------- */
 
+#define DETACH_SEALED_MAX (TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD)
+
+/* A gateway reference redaction asks its gateway to forget (Stripe detach, Adyen delete). */
+struct detach_ref {
+    char gateway[48];
+    uint8_t sealed[DETACH_SEALED_MAX];
+    size_t sealed_len;
+    uint32_t key_version;
+    char pm_ref[TOK_GATEWAY_REF_MAX + 1]; /* secret while it exists */
+    struct tok_gateway_call gw;
+};
+
 struct token_call {
     struct tok_call call; /* first */
     bool redact;
@@ -1212,7 +1244,34 @@ struct token_call {
     char token_id[TOK_ID_MAX];
     bool livemode;
     struct token_row row;
+    struct detach_ref refs[TOK_ACCOUNTS_MAX];
+    unsigned nrefs, pending;
+    bool keep; /* skip one release: the gateway calls still use it */
 };
+
+static tok_status read_refs_to_detach(struct tok_db_conn *conn, struct token_call *t)
+{
+    const char *v[2] = {t->tenant_id, t->token_id};
+    PGresult *res = NULL;
+    TOK_GUARD(tok_db_exec(conn, &refs_to_detach_sql, v, NULL, NULL, &res));
+    for (int i = 0; i < PQntuples(res) && t->nrefs < TOK_ACCOUNTS_MAX; i++) {
+        struct detach_ref *d = &t->refs[t->nrefs];
+        size_t n = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 1), &n);
+        if (raw == NULL || n > sizeof d->sealed) {
+            PQfreemem(raw);
+            continue;
+        }
+        tok_copy(d->sealed, raw, n);
+        d->sealed_len = n;
+        PQfreemem(raw);
+        copy_field(d->gateway, sizeof d->gateway, PQgetvalue(res, i, 0));
+        d->key_version = (uint32_t)strtoul(PQgetvalue(res, i, 2), NULL, 10);
+        t->nrefs++;
+    }
+    PQclear(res);
+    return TOK_OK;
+}
 
 static tok_status token_exec(struct tok_db_job *job, struct tok_db_conn *conn)
 {
@@ -1226,6 +1285,7 @@ static tok_status token_exec(struct tok_db_job *job, struct tok_db_conn *conn)
         PQclear(res);
         if (!hit)
             return TOK_OK; /* found stays false: 404 */
+        TOK_GUARD(read_refs_to_detach(conn, t));
         TOK_GUARD(tok_db_exec(conn, &refs_destroy_sql, v, NULL, NULL, &res));
         PQclear(res);
     }
@@ -1242,6 +1302,96 @@ static tok_status token_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     return st;
 }
 
+static void token_release(struct tok_call *call);
+
+/* Every gateway has answered the redaction (or the request went away): answer. */
+static void on_detach_done(struct tok_gateway_call *gw)
+{
+    struct token_call *t = gw->data;
+    struct detach_ref *d = (struct detach_ref *)((uint8_t *)gw - offsetof(struct detach_ref, gw));
+    sodium_memzero(d->pm_ref, sizeof d->pm_ref);
+    struct tok_req *r = t->call.r;
+    bool ok = gw->outcome == TOK_GW_OK;
+    if (!ok)
+        tok_log_warn("%s: %s: gateway %s did not forget the card of %s: %s", __func__,
+                     t->request_id, d->gateway, t->token_id, gw->code != NULL ? gw->code : "-");
+    if (r != NULL)
+        tok_audit_async(r, t->tenant_id, t->actor,
+                        ok ? "token.gateway_detached" : "token.gateway_detach_failed",
+                        t->token_id);
+    if (--t->pending > 0)
+        return;
+    r = tok_http_unwatch(&t->call);
+    if (r != NULL)
+        send_token(r, 200, &t->row);
+    token_release(&t->call);
+}
+
+/*
+ * Redaction asks each gateway to forget the card (Stripe: detach the PaymentMethod; Adyen:
+ * delete the stored payment method), after the references are destroyed here: the
+ * redaction never depends on a gateway. A gateway that fails is logged and audited
+ * (token.gateway_detach_failed); the reference is gone all the same.
+ */
+static bool start_detach(struct tok_req *r, struct token_call *t)
+{
+    const struct tok_principal *p = r->principal;
+    unsigned n = 0;
+    for (unsigned i = 0; i < t->nrefs; i++) {
+        struct detach_ref *d = &t->refs[i];
+        const struct tok_gateway_account *acct = NULL;
+        for (unsigned k = 0; k < p->naccounts; k++)
+            if (strcmp(p->accounts[k].id, d->gateway) == 0)
+                acct = &p->accounts[k];
+        char row_id[TOK_ID_MAX + sizeof d->gateway + 2];
+        snprintf(row_id, sizeof row_id, "%s:%s", t->token_id, d->gateway);
+        struct tok_aad aad = {t->tenant_id, "vault.gateway_refs", "ref_sealed", row_id};
+        struct tok_buf pm;
+        tok_buf_init(&pm, d->pm_ref, sizeof d->pm_ref - 1);
+        if (acct == NULL || d->key_version != tok_tenant_keys_version(p->keys) ||
+            tok_tenant_keys_open(p->keys, aad, tok_slice_of(d->sealed, d->sealed_len), &pm) !=
+                TOK_OK) {
+            tok_log_warn("%s: %s: the %s reference of %s cannot be sent for detaching", __func__,
+                         r->id, d->gateway, t->token_id);
+            tok_audit_async(r, t->tenant_id, t->actor, "token.gateway_detach_failed", t->token_id);
+            sodium_memzero(d->pm_ref, sizeof d->pm_ref);
+            d->gateway[0] = '\0';
+            continue;
+        }
+        d->pm_ref[pm.len] = '\0';
+        memset(&d->gw, 0, sizeof d->gw);
+        d->gw.op = TOK_GW_DETACH;
+        d->gw.livemode = t->livemode;
+        d->gw.account = acct;
+        d->gw.env = &r->worker->gw_env;
+        d->gw.pm_ref = d->pm_ref;
+        char key[sizeof d->gw.idempotency_key];
+        snprintf(key, sizeof key, "tokend_%s_%s_detach", t->token_id, d->gateway);
+        copy_field(d->gw.idempotency_key, sizeof d->gw.idempotency_key, key);
+        d->gw.done = on_detach_done;
+        d->gw.data = t;
+        n++;
+    }
+    if (n == 0)
+        return false;
+    t->pending = n;
+    tok_http_watch(r, &t->call);
+    /* submitted after all are set up: the last completion frees t */
+    struct tok_gateway_call *calls[TOK_ACCOUNTS_MAX];
+    const struct tok_gateway_ops *ops[TOK_ACCOUNTS_MAX];
+    unsigned m = 0;
+    for (unsigned i = 0; i < t->nrefs; i++) {
+        if (t->refs[i].gateway[0] == '\0')
+            continue;
+        calls[m] = &t->refs[i].gw;
+        ops[m] = t->refs[i].gw.account->ops;
+        m++;
+    }
+    for (unsigned i = 0; i < m; i++)
+        ops[i]->submit(ops[i], calls[i]);
+    return true;
+}
+
 static void token_result(struct tok_call *call, struct tok_req *r)
 {
     struct token_call *t = (struct token_call *)call;
@@ -1255,13 +1405,22 @@ static void token_result(struct tok_call *call, struct tok_req *r)
         tok_http_problem(r, 404, "token_not_found", "no such token", "id");
         return;
     }
+    if (t->redact && t->nrefs > 0 && start_detach(r, t)) {
+        t->keep = true; /* on_detach_done answers and releases */
+        return;
+    }
     send_token(r, 200, &t->row);
 }
 
 static void token_release(struct tok_call *call)
 {
     struct token_call *t = (struct token_call *)call;
+    if (t->keep) {
+        t->keep = false;
+        return;
+    }
     free(t->row.metadata);
+    sodium_memzero(t, sizeof *t);
     free(t);
 }
 

@@ -64,10 +64,12 @@ pm_create() { # pm_create PAN [CVC] -> output of POST /v1/payment_methods
         -d "card[exp_year]=$NEXT_YEAR" -d "card[cvc]=${2:-123}"
 }
 pi_confirm() { # pi_confirm PM AMOUNT [extra curl args] -> output of POST /v1/payment_intents
-    local pm=$1 amount=$2
+    local pm=$1 amount=$2 cus=()
     shift 2
+    # the reusable PaymentMethod goes with its Customer, as Stripe requires
+    [ -n "${CUS_OK:-}" ] && [ "$pm" = "${PM_OK:-}" ] && cus=(-d "customer=$CUS_OK")
     stripe /v1/payment_intents -d "amount=$amount" -d currency=usd -d "payment_method=$pm" \
-        -d confirm=true "$@"
+        -d confirm=true "${cus[@]}" "$@"
 }
 adyen_card() { # adyen_card PAN [HOLDER] [EXTRA JSON MEMBERS] -> /payments body
     printf '{"merchantAccount":"%s","amount":{"value":1000,"currency":"EUR"},"reference":"order-%s",%s"paymentMethod":{"type":"scheme","number":"%s","expiryMonth":"03","expiryYear":"%s","cvc":"737","holderName":"%s"}}' \
@@ -121,6 +123,36 @@ expect_eq "stripe pm_card_* test ids work" "$(status_of "$out") $(jf "$out" .err
 
 # --- Stripe: succeeded charge, refunds --------------------------------------------------------
 PM_OK=$(jf "$(pm_create 4242424242424242)" .id)
+# --- Stripe: Customers; a PaymentMethod is reused only attached to one ----------------------
+out=$(stripe /v1/customers -d "payment_method=$PM_OK" -d description=gwsim-test)
+expect_match "stripe customer: 200, id cus_, object customer" "$(status_of "$out") $(jf "$out" '.id + " " + .object + " " + .description')" \
+    '^200 cus_[0-9A-Za-z]{22} customer gwsim-test$'
+CUS_OK=$(jf "$out" .id)
+expect_eq "stripe customer: the PaymentMethod is attached" "$(jf "$(stripe "/v1/payment_methods/$PM_OK")" .customer)" "$CUS_OK"
+expect_eq "stripe customer: GET" "$(jf "$(stripe "/v1/customers/$CUS_OK")" .id)" "$CUS_OK"
+out=$(stripe /v1/customers -d "payment_method=$PM_OK")
+expect_eq "stripe customer: a PaymentMethod attached elsewhere is refused" "$(status_of "$out") $(jf "$out" .error.type)" "400 invalid_request_error"
+out=$(stripe /v1/payment_intents -d amount=1000 -d currency=usd -d "payment_method=$PM_OK" -d confirm=true)
+expect_eq "stripe: an attached PaymentMethod without its customer is refused" "$(status_of "$out") $(jf "$out" .error.param)" "400 customer"
+PM_ONCE=$(jf "$(pm_create 4242424242424242)" .id)
+expect_eq "stripe: an unattached PaymentMethod pays once" "$(status_of "$(stripe /v1/payment_intents -d amount=100 -d currency=usd -d "payment_method=$PM_ONCE" -d confirm=true)")" 200
+out=$(stripe /v1/payment_intents -d amount=100 -d currency=usd -d "payment_method=$PM_ONCE" -d confirm=true)
+expect_eq "stripe: ... and is refused the second time" "$(status_of "$out") $(jf "$out" .error.code)" "400 payment_method_unexpected_state"
+out=$(stripe "/v1/payment_methods/$PM_ONCE/attach" -d "customer=$CUS_OK")
+expect_eq "stripe: a consumed PaymentMethod cannot be attached" "$(status_of "$out") $(jf "$out" .error.code)" "400 payment_method_unexpected_state"
+PM_DET=$(jf "$(pm_create 5555555555554444)" .id)
+out=$(stripe "/v1/payment_methods/$PM_DET/attach" -d "customer=$CUS_OK")
+expect_eq "stripe attach: 200, customer set" "$(status_of "$out") $(jf "$out" .customer)" "200 $CUS_OK"
+out=$(stripe /v1/payment_intents -d amount=100 -d currency=usd -d "payment_method=$PM_DET" -d "customer=$CUS_OK" -d confirm=true -d off_session=true)
+expect_eq "stripe: attached PaymentMethod, off_session=true: succeeded" "$(status_of "$out") $(jf "$out" '.status + " " + .customer')" "200 succeeded $CUS_OK"
+out=$(stripe "/v1/payment_methods/$PM_DET/detach" -X POST)
+expect_eq "stripe detach: 200, no customer" "$(status_of "$out") $(jf "$out" .customer)" "200 null"
+out=$(stripe "/v1/payment_methods/$PM_DET/detach" -X POST)
+expect_eq "stripe detach twice: 400" "$(status_of "$out") $(jf "$out" .error.type)" "400 invalid_request_error"
+out=$(stripe /v1/payment_intents -d amount=100 -d currency=usd -d "payment_method=$PM_DET" -d confirm=true)
+expect_eq "stripe: a detached PaymentMethod is refused" "$(status_of "$out") $(jf "$out" .error.code)" "400 payment_method_unexpected_state"
+out=$(stripe /v1/payment_intents -d amount=100 -d currency=usd -d "payment_method=$PM_OK" -d "customer=$CUS_OK" -d off_session=true)
+expect_eq "stripe: off_session needs confirm=true" "$(status_of "$out") $(jf "$out" .error.param)" "400 off_session"
 out=$(pi_confirm "$PM_OK" 1000 -d description=order-1 -d 'metadata[order_id]=o-1')
 PI=$(jf "$out" .id)
 expect_eq "stripe pi: automatic capture" "$(jf "$out" '[.object,.status,.amount,.amount_received,.amount_capturable,.capture_method,.currency,.description,.metadata.order_id]|@tsv')" \
@@ -171,7 +203,7 @@ out=$(stripe /v1/payment_intents -d amount=1005 -d currency=kwd)
 expect_eq "stripe: KWD needs the last digit 0" "$(status_of "$out") $(jf "$out" .error.code)" "400 invalid_charge_amount"
 out=$(stripe /v1/payment_intents -d amount=1000 -d currency=kwd)
 expect_eq "stripe: KWD 1.000 is accepted" "$(status_of "$out") $(jf "$out" .status)" "200 requires_payment_method"
-out=$(stripe /v1/payment_intents -d amount=500 -d currency=jpy -d "payment_method=$PM_OK" -d confirm=true)
+out=$(stripe /v1/payment_intents -d amount=500 -d currency=jpy -d "payment_method=$PM_OK" -d confirm=true -d "customer=$CUS_OK")
 expect_eq "stripe: JPY 500 (zero-decimal)" "$(status_of "$out") $(jf "$out" '.amount_received|tostring') $(jf "$out" .currency)" "200 500 jpy"
 out=$(stripe /v1/payment_intents -d amount=1050 -d currency=isk)
 expect_eq "stripe: ISK must be divisible by 100" "$(status_of "$out") $(jf "$out" .error.code)" "400 invalid_charge_amount_no_decimal_compatible"
@@ -199,7 +231,7 @@ C0=$(stat .charges)
 KEY="idem-$$-1"
 out1=$(pi_confirm "$PM_OK" 2500 -H "Idempotency-Key: $KEY")
 hdrs=$("${CURL[@]}" -D - -o "$T_DIR/replay.json" -u "$SK:" -H "Idempotency-Key: $KEY" "$GW/v1/payment_intents" \
-    -d amount=2500 -d currency=usd -d "payment_method=$PM_OK" -d confirm=true)
+    -d amount=2500 -d currency=usd -d "payment_method=$PM_OK" -d confirm=true -d "customer=$CUS_OK")
 expect_eq "stripe idempotency: same key, same params -> same intent" "$(jq -r .id "$T_DIR/replay.json")" "$(jf "$out1" .id)"
 expect_match "stripe idempotency: Idempotent-Replayed: true" "$hdrs" $'idempotent-replayed: true\r'
 expect_eq "stripe idempotency: exactly one charge" "$(stat .charges)" "$((C0 + 1))"
@@ -322,7 +354,7 @@ C0=$(stat .charges)
 P0=$(stat .payment_intents_created)
 KEY="idem-$$-lost"
 "${CURL[@]}" -o /dev/null -u "$SK:" -H "Idempotency-Key: $KEY" -H 'X-Gwsim-Fault: reset-after' "$GW/v1/payment_intents" \
-    -d amount=4200 -d currency=usd -d "payment_method=$PM_OK" -d confirm=true
+    -d amount=4200 -d currency=usd -d "payment_method=$PM_OK" -d confirm=true -d "customer=$CUS_OK"
 rc=$?
 expect_true "fault reset-after: the client sees no answer (exit $rc)" test "$rc" -ne 0
 out=$(pi_confirm "$PM_OK" 4200 -H "Idempotency-Key: $KEY")

@@ -66,7 +66,7 @@ for kind in stripe adyen; do
     PM=$(jq -r .ref <<<"$out")
     expect_eq "$kind tokenise: ok" "$(summary "$out")" "ok - - false"
     if [ $kind = stripe ]; then
-        expect_match "stripe tokenise: ref is a PaymentMethod" "$PM" '^pm_[0-9A-Za-z]{22}$'
+        expect_match "stripe tokenise: ref is PaymentMethod|Customer" "$PM" '^pm_[0-9A-Za-z]{22}\|cus_[0-9A-Za-z]{22}$'
     else
         expect_match "adyen tokenise: ref is storedPaymentMethodId|shopperReference" "$PM" '^[A-Z0-9]{16}\|tokend_[0-9A-Za-z]{22}$'
     fi
@@ -102,20 +102,32 @@ out=$(gw stripe "$P" --op charge --pm-ref "$PM" --amount 1050 --currency isk)
 expect_eq "stripe ISK 1050 kr is sent as 105000 (accepted)" "$(summary "$out")" "ok - - true"
 
 # --- declines and errors, by test card -------------------------------------------------------
+# each published decline card, its decline code on both adapters (Adyen names lost and stolen
+# cards "Blocked Card" and velocity "Withdrawal count exceeded": tok_adyen_refusal's codes)
 declare -A A11_WANT=(
     [4000000000000002]="declined card_declined generic_decline false"
     [4000000000009995]="declined card_declined insufficient_funds false"
     [4000000000000069]="declined expired_card expired_card false"
     [4000000000000127]="declined incorrect_cvc incorrect_cvc false"
     [4000000000000119]="error processing_error - false"
+    [4000000000009987]="declined card_declined lost_card false"
+    [4000000000009979]="declined card_declined stolen_card false"
+    [4100000000000019]="declined card_declined fraudulent false"
+    [4000000000006975]="declined card_declined card_velocity_exceeded false"
 )
-for pan in 4000000000000002 4000000000009995 4000000000000069 4000000000000127 4000000000000119; do
+declare -A A11_WANT_ADYEN=(
+    [4000000000009987]="declined card_declined restricted_card false"
+    [4000000000009979]="declined card_declined restricted_card false"
+    [4000000000006975]="declined card_declined withdrawal_count_limit_exceeded false"
+)
+for pan in "${!A11_WANT[@]}"; do
     # Stripe declines at the charge; Adyen's zero-value authorisation declines at tokenisation
     PM=$(jq -r .ref <<<"$(tokenise stripe "$P" "$pan")")
     out=$(gw stripe "$P" --op charge --pm-ref "$PM" --amount 1000 --currency usd)
     expect_eq "stripe card ${pan:12}: ${A11_WANT[$pan]}" "$(summary "$out")" "${A11_WANT[$pan]}"
+    want=${A11_WANT_ADYEN[$pan]:-${A11_WANT[$pan]}}
     out=$(tokenise adyen "$P" "$pan")
-    expect_eq "adyen card ${pan:12}: ${A11_WANT[$pan]}" "$(summary "$out")" "${A11_WANT[$pan]}"
+    expect_eq "adyen card ${pan:12}: $want" "$(summary "$out")" "$want"
 done
 out=$(tokenise adyen "$P" 5555555555554444 --name NOT_ENOUGH_BALANCE)
 expect_eq "adyen refusal by holder name" "$(summary "$out")" "declined card_declined insufficient_funds false"
@@ -180,6 +192,52 @@ done
 expect_true "gwsim saw no request from a refused TLS connection" \
     test "$(curl -s --cacert "$T_DIR/a11-other.crt" --resolve "otherhost:$A11_PORT_OTHER:127.0.0.1" "https://otherhost:$A11_PORT_OTHER/__gwsim/stats" | jq -r .requests_total)" = 1
 
+# --- saved cards: charged again, customer present or not; refused when not stored --------------
+gs() { curl -s --cacert "$T_DIR/tls.crt" "https://localhost:$P/__gwsim/stats" | jq -r "$1"; }
+S0=$(gs .stripe.customers)
+PM=$(jq -r .ref <<<"$(tokenise stripe "$P" 4242424242424242)")
+expect_eq "stripe tokenise: one Customer, the PaymentMethod attached" \
+    "$(($(gs .stripe.customers) - S0)) $(curl -s --cacert "$T_DIR/tls.crt" -u "$A11_SK:" "https://localhost:$P/v1/payment_methods/${PM%%|*}" | jq -r .customer)" \
+    "1 ${PM#*|}"
+out=$(gw stripe "$P" --op charge --pm-ref "$PM" --amount 1500 --currency eur --off-session false)
+expect_eq "stripe saved card, 1st charge (customer present): ok" "$(summary "$out")" "ok - - true"
+out=$(gw stripe "$P" --op charge --pm-ref "$PM" --amount 1500 --currency eur --off-session true)
+expect_eq "stripe saved card, 2nd charge (off session): ok" "$(summary "$out")" "ok - - true"
+out=$(gw stripe "$P" --op charge --pm-ref "$PM" --amount 1500 --currency eur)
+expect_eq "stripe saved card, 3rd charge: ok" "$(summary "$out")" "ok - - true"
+# what Stripe refuses: a PaymentMethod without a Customer, charged a second time
+R0=$(gs .stripe.reuse_refusals)
+BARE=$(curl -s --cacert "$T_DIR/tls.crt" -u "$A11_SK:" "https://localhost:$P/v1/payment_methods" \
+    -d type=card -d 'card[number]=4242424242424242' -d 'card[exp_month]=3' -d "card[exp_year]=$A11_Y" | jq -r .id)
+out=$(gw stripe "$P" --op charge --pm-ref "$BARE" --amount 1500 --currency eur)
+expect_eq "stripe unattached PaymentMethod, 1st charge: ok" "$(summary "$out")" "ok - - true"
+out=$(gw stripe "$P" --op charge --pm-ref "$BARE" --amount 1500 --currency eur)
+expect_eq "stripe unattached PaymentMethod, 2nd charge: refused by gwsim" "$(summary "$out") $(($(gs .stripe.reuse_refusals) - R0))" \
+    "error gateway_invalid_request - false 1"
+out=$(curl -s --cacert "$T_DIR/tls.crt" -u "$A11_SK:" "https://localhost:$P/v1/payment_intents" -d amount=100 -d currency=eur \
+    -d payment_method="$BARE" -d confirm=true -w '\n%{http_code}')
+expect_eq "gwsim: reuse refused as Stripe words it" "$(tail -n1 <<<"$out") $(sed '$d' <<<"$out" | jq -r .error.code)" "400 payment_method_unexpected_state"
+# detach (redaction): the PaymentMethod is gone for good
+out=$(gw stripe "$P" --op detach --pm-ref "$PM")
+expect_eq "stripe detach: ok" "$(summary "$out")" "ok - - false"
+expect_eq "stripe detach: the PaymentMethod has no Customer" \
+    "$(curl -s --cacert "$T_DIR/tls.crt" -u "$A11_SK:" "https://localhost:$P/v1/payment_methods/${PM%%|*}" | jq -r .customer)" null
+out=$(gw stripe "$P" --op charge --pm-ref "$PM" --amount 1500 --currency eur)
+expect_eq "stripe charge after detach: refused" "$(summary "$out")" "error gateway_invalid_request - false"
+# Adyen: the shopper present (Ecommerce, CardOnFile) and not (ContAuth, UnscheduledCardOnFile)
+PM=$(jq -r .ref <<<"$(tokenise adyen "$P" 4242424242424242)")
+out=$(gw adyen "$P" --op charge --pm-ref "$PM" --amount 1500 --currency eur --off-session false)
+expect_eq "adyen saved card, shopper present: ok" "$(summary "$out")" "ok - - true"
+out=$(gw adyen "$P" --op charge --pm-ref "$PM" --amount 1500 --currency eur --off-session true)
+expect_eq "adyen saved card, merchant-initiated: ok" "$(summary "$out")" "ok - - true"
+out=$(curl -s --cacert "$T_DIR/tls.crt" -H "x-api-key: $A11_AK" -H 'content-type: application/json' "https://localhost:$P/v71/payments" \
+    -d "{\"merchantAccount\":\"$A11_MERCHANT\",\"reference\":\"r1\",\"amount\":{\"value\":100,\"currency\":\"EUR\"},\"shopperReference\":\"shopper1\",\"shopperInteraction\":\"ContAuth\",\"recurringProcessingModel\":\"UnscheduledCardOnFile\",\"paymentMethod\":{\"type\":\"scheme\",\"number\":\"4242424242424242\",\"expiryMonth\":\"03\",\"expiryYear\":\"$A11_Y\",\"cvc\":\"737\"}}" -w '\n%{http_code}')
+expect_eq "gwsim adyen: ContAuth without a stored method is refused" "$(tail -n1 <<<"$out") $(gs .adyen.contauth_refusals)" "422 1"
+out=$(gw adyen "$P" --op detach --pm-ref "$PM")
+expect_eq "adyen detach (DELETE storedPaymentMethods): ok" "$(summary "$out") $(gs '.requests["adyen.storedPaymentMethods.delete"]')" "ok - - false 1"
+out=$(gw adyen "$P" --op charge --pm-ref "$PM" --amount 1500 --currency eur)
+expect_eq "adyen charge after the stored method was deleted: refused" "$(summary "$out")" "error gateway_invalid_request - false"
+
 # --- end to end through tokend ---------------------------------------------------------------
 A11_CTL=("$BUILD/tokenctl" --db "$T_ADMIN_DB" --master-key-file "$T_DIR/master.key")
 A11_TEN=$("${A11_CTL[@]}" tenant create "adapters-$$" 2>/dev/null)
@@ -220,6 +278,29 @@ if tokend_start A11 --gateway-ca-file "$T_DIR/tls.crt" --gateway-timeout-ms 3000
         "$(for i in 1 2 3 4; do tst "$(cat "$T_DIR/a11-par-$i.out")"; done | sort | uniq -c | tr -s ' ')" " 4 201"
     out=$(tapi POST /v1/charges "{\"token\":\"$TOK\",\"amount\":1234,\"currency\":\"EUR\"}")
     expect_eq "tokend charge: stripe first (priority 1)" "$(tst "$out") $(tjs "$out" '.status + " " + (.attempts|map(.outcome)|join(","))')" "201 succeeded succeeded"
+    out=$(tapi POST /v1/charges "{\"token\":\"$TOK\",\"amount\":1234,\"currency\":\"EUR\",\"off_session\":false}")
+    expect_eq "tokend charge of the saved card, customer present: succeeded" "$(tst "$out") $(tjs "$out" .status)" "201 succeeded"
+    out=$(tapi POST /v1/charges "{\"token\":\"$TOK\",\"amount\":1234,\"currency\":\"EUR\",\"off_session\":true}")
+    expect_eq "tokend charge of the saved card again, off session: succeeded" "$(tst "$out") $(tjs "$out" .status)" "201 succeeded"
+    out=$(tapi POST /v1/charges "{\"token\":\"$TOK\",\"amount\":1234,\"currency\":\"EUR\",\"off_session\":\"yes\"}")
+    expect_eq "tokend charge: off_session must be a boolean" "$(tst "$out") $(tjs "$out" .code) $(tjs "$out" .param)" "422 invalid_type off_session"
+    # a declined charge says why: failure_code and decline_code
+    out=$(tapi POST /v1/tokens "{\"card\":{\"number\":\"4000000000009995\",\"exp_month\":3,\"exp_year\":$A11_Y,\"cvc\":\"737\"}}")
+    expect_eq "tokend tokenise 9995: stripe stores it, adyen's zero-value authorisation refuses it" \
+        "$(tst "$out") $(tjs "$out" '.gateways|map(select(.gateway == "'"$GS"'"))[0].status') $(tjs "$out" '.gateways|map(select(.gateway == "'"$GA"'"))[0].status')" \
+        "201 active failed"
+    out=$(tapi POST /v1/charges "{\"token\":\"$(tjs "$out" .id)\",\"amount\":1000,\"currency\":\"EUR\"}")
+    expect_eq "tokend declined charge: failure_code and decline_code" \
+        "$(tst "$out") $(tjs "$out" '.status + " " + .failure_code + " " + .decline_code')" "201 declined card_declined insufficient_funds"
+    # redaction: the card is forgotten at both gateways
+    out=$(tapi POST /v1/tokens "{\"card\":{\"number\":\"5555555555554444\",\"exp_month\":5,\"exp_year\":$A11_Y,\"cvc\":\"737\"}}")
+    TOK2=$(tjs "$out" .id)
+    D0=$(curl -s --cacert "$T_DIR/tls.crt" "https://localhost:$A11_PORT_S2/__gwsim/stats" | jq -r .stripe.payment_methods_detached)
+    A0=$(gs .adyen.stored_payment_methods_disabled)
+    out=$(tapi DELETE "/v1/tokens/$TOK2")
+    expect_eq "tokend redaction: 200, references destroyed" "$(tst "$out") $(tjs "$out" '.redacted|tostring') $(tjs "$out" '.gateways|map(.status)|unique|join(",")')" "200 true destroyed"
+    expect_eq "tokend redaction: stripe detached the PaymentMethod, adyen deleted the stored method" \
+        "$(($(curl -s --cacert "$T_DIR/tls.crt" "https://localhost:$A11_PORT_S2/__gwsim/stats" | jq -r .stripe.payment_methods_detached) - D0)) $(($(gs .adyen.stored_payment_methods_disabled) - A0))" "1 1"
     kill -TERM "$A11_PID_S2" 2>/dev/null
     wait "$A11_PID_S2" 2>/dev/null
     out=$(tapi POST /v1/charges "{\"token\":\"$TOK\",\"amount\":1000,\"currency\":\"EUR\"}")
@@ -233,6 +314,22 @@ if tokend_start A11 --gateway-ca-file "$T_DIR/tls.crt" --gateway-timeout-ms 3000
     tokend_stop A11
     expect_true "tokend log: no test PAN, no gateway API key" \
         bash -c "! grep -hE '4242424242424242|$A11_SK|$A11_AK' '$LOG_A11'"
+    # a card refused at tokenisation is a decline (402), not a gateway failure (502)
+    A11_TEN2=$("${A11_CTL[@]}" tenant create "adapters-adyen-$$" 2>/dev/null)
+    A11_KEY=$("${A11_CTL[@]}" key create --tenant "$A11_TEN2" --scopes tokens:write,tokens:read,charges:write --test 2>/dev/null)
+    "${A11_CTL[@]}" gateway add --tenant "$A11_TEN2" --kind adyen --credentials-file "$T_DIR/a11-adyen.json" \
+        --base-url "https://localhost:$P" --priority 1 >/dev/null 2>>"$T_DIR/a11-ctl.err"
+    if tokend_start A11B --gateway-ca-file "$T_DIR/tls.crt" --gateway-timeout-ms 3000; then
+        H2C="http://127.0.0.1:$H2C_A11B"
+        out=$(tapi POST /v1/tokens "{\"card\":{\"number\":\"4000000000000069\",\"exp_month\":3,\"exp_year\":$A11_Y,\"cvc\":\"737\"}}")
+        expect_eq "tokend tokenise refused by the issuer (adyen): 402 card_declined + decline_code" \
+            "$(tst "$out") $(tjs "$out" '.code + " " + .decline_code')" "402 card_declined expired_card"
+        out=$(tapi POST /v1/tokens "{\"card\":{\"number\":\"4000000000000119\",\"exp_month\":3,\"exp_year\":$A11_Y,\"cvc\":\"737\"}}")
+        expect_eq "tokend tokenise, gateway processing error: still 502 gateway_error" "$(tst "$out") $(tjs "$out" .code)" "502 gateway_error"
+        tokend_stop A11B
+    else
+        fail "tokend (adyen only) starts"
+    fi
 else
     fail "tokend starts with --gateway-ca-file"
 fi

@@ -4,7 +4,7 @@
  * end against gwsim before (and besides) going through tokend. Test tooling: test cards only.
  *
  *   gwcall --kind stripe|adyen --base-url https://localhost:PORT --op OP [options]
- *     --op tokenise|charge|capture|void|refund
+ *     --op tokenise|charge|capture|void|refund|detach  [--off-session true|false]
  *     --pan DIGITS --exp-month M --exp-year YYYY [--cvc C] [--name N]    (tokenise)
  *     --pm-ref REF (charge)   --charge-ref REF (capture, void, refund)
  *     --amount N --currency C --capture true|false --idempotency-key K
@@ -80,7 +80,7 @@ static void on_done(struct tok_gateway_call *call)
 static void usage(void)
 {
     fprintf(stderr, "usage: gwcall --kind stripe|adyen --base-url URL --op "
-                    "tokenise|charge|capture|void|refund [options] (see gwcall.c)\n");
+                    "tokenise|charge|capture|void|refund|detach [options] (see gwcall.c)\n");
     exit(2);
 }
 
@@ -102,7 +102,7 @@ int main(int argc, char **argv)
     const char *ca = NULL;
     int month = 0, year = 0, repeat = 1;
     long long amount = 0;
-    bool capture = true;
+    bool capture = true, off_session = true;
     unsigned ct = 0, tt = 0;
     static const struct option lopts[] = {
         {"kind", required_argument, NULL, 'k'},        {"base-url", required_argument, NULL, 'b'},
@@ -115,6 +115,7 @@ int main(int argc, char **argv)
         {"merchant", required_argument, NULL, 'M'},    {"ca-file", required_argument, NULL, 'f'},
         {"connect-timeout-ms", required_argument, NULL, 'T'},
         {"timeout-ms", required_argument, NULL, 't'},  {"repeat", required_argument, NULL, 'r'},
+        {"off-session", required_argument, NULL, 'O'},
         {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
@@ -138,6 +139,7 @@ int main(int argc, char **argv)
         case 'T': ct = (unsigned)parse_int(optarg); break;
         case 't': tt = (unsigned)parse_int(optarg); break;
         case 'r': repeat = parse_int(optarg); break;
+        case 'O': off_session = strcmp(optarg, "false") != 0; break;
         default: usage();
         }
     }
@@ -157,6 +159,8 @@ int main(int argc, char **argv)
         gop = TOK_GW_VOID;
     else if (strcmp(op, "refund") == 0)
         gop = TOK_GW_REFUND;
+    else if (strcmp(op, "detach") == 0)
+        gop = TOK_GW_DETACH;
     else
         usage();
 
@@ -205,6 +209,7 @@ int main(int argc, char **argv)
         c->amount = amount;
         snprintf(c->currency, sizeof c->currency, "%s", currency);
         c->capture = capture;
+        c->off_session = off_session;
         snprintf(c->idempotency_key, sizeof c->idempotency_key, "%s", idem);
         c->done = on_done;
         ops->submit(ops, c);

@@ -121,15 +121,29 @@ struct gw_stats {
     uint64_t adyen_payments, adyen_authorised, adyen_refused, adyen_tokens, adyen_captures,
         adyen_cancels, adyen_refunds;
     uint64_t replays, idem_conflicts, idem_mismatch_replays;
+    uint64_t r_customer_create, r_pm_attach, r_pm_detach, r_adyen_stored_delete;
+    uint64_t customers, pm_attached, pm_detached, reuse_refusals, adyen_tokens_disabled,
+        adyen_contauth_refusals;
     uint64_t auth_failures, full_refusals;
     uint64_t f500, f429, ftimeout, freset, flatency;
     uint64_t connections, requests_h1, requests_h2;
 };
 
-enum gw_kind { K_PM = 1, K_PI, K_CH, K_RE, K_AP, K_AT };
+enum gw_kind { K_PM = 1, K_PI, K_CH, K_RE, K_AP, K_AT, K_CU };
 
 /* What a test card makes the gateway do; decided when the card is first seen. */
-enum gw_outcome { OUT_OK = 0, OUT_GENERIC, OUT_FUNDS, OUT_EXPIRED, OUT_CVC, OUT_PROCESSING };
+enum gw_outcome {
+    OUT_OK = 0,
+    OUT_GENERIC,
+    OUT_FUNDS,
+    OUT_EXPIRED,
+    OUT_CVC,
+    OUT_PROCESSING,
+    OUT_LOST,
+    OUT_STOLEN,
+    OUT_FRAUD,
+    OUT_VELOCITY,
+};
 
 enum pi_status { PI_REQ_PM, PI_REQ_CONFIRM, PI_REQ_CAPTURE, PI_SUCCEEDED, PI_CANCELED };
 
@@ -166,6 +180,12 @@ struct gw_obj {
     int64_t canceled_at;
     char reason[32]; /* PI: cancellation_reason; RE: reason */
     const struct adyen_result *ares;
+    /* K_PM: confirmed once without a Customer, or detached: Stripe refuses it from then on.
+     * K_AT: disabled (DELETE /storedPaymentMethods/{id}) */
+    bool consumed;
+    char customer[GW_ID_MAX]; /* K_PM: the Customer it is attached to; K_PI: customer */
+    bool manual_sfu;          /* K_PI: setup_future_usage was given */
+    bool off_session;         /* K_PI: off_session=true */
 };
 
 struct gw_idem {
@@ -217,6 +237,9 @@ static const struct {
     {"4000000000000002", OUT_GENERIC},   {"4000000000009995", OUT_FUNDS},
     {"4000000000000069", OUT_EXPIRED},   {"4000000000000127", OUT_CVC},
     {"4000000000000119", OUT_PROCESSING},
+    /* docs.stripe.com/testing#declined-payments: lost, stolen, fraudulent, velocity */
+    {"4000000000009987", OUT_LOST},      {"4000000000009979", OUT_STOLEN},
+    {"4100000000000019", OUT_FRAUD},     {"4000000000006975", OUT_VELOCITY},
 };
 
 /* Stripe's documented test PaymentMethod ids (docs.stripe.com/testing). */
@@ -231,6 +254,10 @@ static const struct {
     {"pm_card_chargeDeclinedExpiredCard", OUT_EXPIRED, "0069"},
     {"pm_card_chargeDeclinedIncorrectCvc", OUT_CVC, "0127"},
     {"pm_card_chargeDeclinedProcessingError", OUT_PROCESSING, "0119"},
+    {"pm_card_chargeDeclinedLostCard", OUT_LOST, "9987"},
+    {"pm_card_chargeDeclinedStolenCard", OUT_STOLEN, "9979"},
+    {"pm_card_chargeDeclinedFraudulent", OUT_FRAUD, "0019"},
+    {"pm_card_chargeDeclinedVelocityLimitExceeded", OUT_VELOCITY, "6975"},
 };
 
 static const struct {
@@ -241,6 +268,12 @@ static const struct {
     [OUT_FUNDS] = {"card_declined", "insufficient_funds", "Your card has insufficient funds."},
     [OUT_EXPIRED] = {"expired_card", "expired_card", "Your card has expired."},
     [OUT_CVC] = {"incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."},
+    [OUT_LOST] = {"card_declined", "lost_card", "Your card was declined."},
+    [OUT_STOLEN] = {"card_declined", "stolen_card", "Your card was declined."},
+    [OUT_FRAUD] = {"card_declined", "fraudulent", "Your card was declined."},
+    [OUT_VELOCITY] = {"card_declined", "card_velocity_exceeded",
+                      "Your card was declined for making repeated attempts too frequently or "
+                      "exceeding its amount limit."},
     [OUT_PROCESSING] = {"processing_error", "processing_error",
                         "An error occurred while processing your card. Try again in a little "
                         "bit."},
@@ -265,6 +298,7 @@ static const struct adyen_result adyen_results[] = {
     {"SHOPPER_CANCELLED", 16, "Refused", "Shopper Cancelled"},
     {"FRAUD", 20, "Refused", "FRAUD"},
     {"CVC_DECLINED", 24, "Refused", "CVC Declined"},
+    {"WITHDRAWAL_COUNT_EXCEEDED", 29, "Refused", "Withdrawal count exceeded"},
 };
 
 static const struct adyen_result *adyen_by_holder(const char *holder)
@@ -289,6 +323,8 @@ static const struct adyen_result *adyen_by_outcome(enum gw_outcome o)
         [OUT_OK] = "APPROVED",          [OUT_GENERIC] = "DECLINED",
         [OUT_FUNDS] = "NOT_ENOUGH_BALANCE", [OUT_EXPIRED] = "CARD_EXPIRED",
         [OUT_CVC] = "CVC_DECLINED",     [OUT_PROCESSING] = "ERROR",
+        [OUT_LOST] = "BLOCK_CARD",      [OUT_STOLEN] = "BLOCK_CARD",
+        [OUT_FRAUD] = "FRAUD",          [OUT_VELOCITY] = "WITHDRAWAL_COUNT_EXCEEDED",
     };
     return adyen_by_holder(names[o]);
 }
@@ -795,8 +831,7 @@ static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
     tok_jw_kstr(w, "last4", pm->last4);
     tok_jw_obj_end(w);
     tok_jw_kint(w, "created", pm->created);
-    tok_jw_key(w, "customer");
-    tok_jw_null(w);
+    tok_jw_kstr(w, "customer", pm->customer[0] != '\0' ? pm->customer : NULL);
     tok_jw_kbool(w, "livemode", false);
     tok_jw_key(w, "metadata");
     tok_jw_obj_begin(w);
@@ -833,6 +868,7 @@ static void write_pi(struct tok_json_writer *w, const struct gw_obj *pi)
     tok_jw_kstr(w, "confirmation_method", "automatic");
     tok_jw_kint(w, "created", pi->created);
     tok_jw_kstr(w, "currency", pi->currency);
+    tok_jw_kstr(w, "customer", pi->customer[0] != '\0' ? pi->customer : NULL);
     tok_jw_kstr(w, "description", pi->text1);
     tok_jw_key(w, "last_payment_error");
     if (pi->err_code[0] != '\0') {
@@ -877,7 +913,54 @@ static void write_refund(struct tok_json_writer *w, const struct gw_obj *re)
     tok_jw_obj_end(w);
 }
 
-enum stripe_obj_kind { SO_PM, SO_PI, SO_RE };
+static void write_customer(struct tok_json_writer *w, const struct gw_obj *cu)
+{
+    tok_jw_obj_begin(w);
+    tok_jw_kstr(w, "id", cu->id);
+    tok_jw_kstr(w, "object", "customer");
+    tok_jw_key(w, "address");
+    tok_jw_null(w);
+    tok_jw_kint(w, "balance", 0);
+    tok_jw_kint(w, "created", cu->created);
+    tok_jw_key(w, "currency");
+    tok_jw_null(w);
+    tok_jw_key(w, "default_source");
+    tok_jw_null(w);
+    tok_jw_kbool(w, "delinquent", false);
+    tok_jw_kstr(w, "description", cu->text1);
+    tok_jw_key(w, "email");
+    tok_jw_null(w);
+    tok_jw_kstr(w, "invoice_prefix", "GWSIM");
+    tok_jw_key(w, "invoice_settings");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "custom_fields");
+    tok_jw_null(w);
+    tok_jw_key(w, "default_payment_method");
+    tok_jw_null(w);
+    tok_jw_key(w, "footer");
+    tok_jw_null(w);
+    tok_jw_key(w, "rendering_options");
+    tok_jw_null(w);
+    tok_jw_obj_end(w);
+    tok_jw_kbool(w, "livemode", false);
+    tok_jw_key(w, "metadata");
+    write_meta(w, cu->meta);
+    tok_jw_key(w, "name");
+    tok_jw_null(w);
+    tok_jw_key(w, "phone");
+    tok_jw_null(w);
+    tok_jw_key(w, "preferred_locales");
+    tok_jw_arr_begin(w);
+    tok_jw_arr_end(w);
+    tok_jw_key(w, "shipping");
+    tok_jw_null(w);
+    tok_jw_kstr(w, "tax_exempt", "none");
+    tok_jw_key(w, "test_clock");
+    tok_jw_null(w);
+    tok_jw_obj_end(w);
+}
+
+enum stripe_obj_kind { SO_PM, SO_PI, SO_RE, SO_CU };
 
 static void stripe_ok(struct gw_call *c, enum stripe_obj_kind kind, const struct gw_obj *o)
 {
@@ -888,6 +971,8 @@ static void stripe_ok(struct gw_call *c, enum stripe_obj_kind kind, const struct
         write_pm(&w, o);
     else if (kind == SO_PI)
         write_pi(&w, o);
+    else if (kind == SO_CU)
+        write_customer(&w, o);
     else
         write_refund(&w, o);
     c->status = w.st == TOK_OK ? 200 : 500;
@@ -1086,13 +1171,52 @@ static struct gw_obj *stripe_pm_lookup(struct gw *g, struct tok_slice id)
     return NULL;
 }
 
+/*
+ * Whether Stripe would let pm pay for a PaymentIntent of customer cu (NULL: none given):
+ * a consumed PaymentMethod never again, an attached one only with its own Customer
+ * (docs.stripe.com/payments/payment-methods: reuse needs a Customer). Sets the error.
+ */
+static bool stripe_pm_usable(struct gw_call *c, const struct gw_obj *pm, const struct gw_obj *cu)
+{
+    if (pm->consumed) {
+        c->g->st.reuse_refusals++;
+        stripe_error(c, 400, "invalid_request_error", "payment_method_unexpected_state",
+                     "payment_method",
+                     "The provided PaymentMethod was previously used with a PaymentIntent "
+                     "without Customer attachment, shared with a connected account without "
+                     "Customer attachment, or was detached from a Customer. It may not be used "
+                     "again. To use a PaymentMethod multiple times, you must attach it to a "
+                     "Customer first.");
+        return false;
+    }
+    if (pm->customer[0] != '\0' && (cu == NULL || strcmp(pm->customer, cu->id) != 0)) {
+        stripe_error(c, 400, "invalid_request_error", NULL,
+                     cu == NULL ? "customer" : "payment_method",
+                     cu == NULL ? "The provided PaymentMethod is attached to a Customer; pass "
+                                  "that Customer's id in the customer parameter."
+                                : "The provided PaymentMethod belongs to another Customer.");
+        return false;
+    }
+    return true;
+}
+
 /* Confirms pi with its payment method: the card's outcome decides. Sets the response. */
-static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, const struct gw_obj *pm)
+static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, struct gw_obj *pm)
 {
     struct gw *g = c->g;
     struct gw_obj *ch = obj_new(g, K_CH, "ch_");
     if (ch == NULL)
         return stripe_full(c);
+    /* a PaymentMethod without a Customer is good for one use (a pm_card_* test id stands
+     * for a fresh PaymentMethod each time); with setup_future_usage and a customer, a
+     * successful payment attaches it */
+    if (pm->customer[0] == '\0' && pi->customer[0] != '\0' && pi->manual_sfu &&
+        pm->outcome == OUT_OK) {
+        snprintf(pm->customer, sizeof pm->customer, "%s", pi->customer);
+        g->st.pm_attached++;
+    }
+    if (pm->customer[0] == '\0' && strncmp(pm->id, "pm_card_", 8) != 0)
+        pm->consumed = true;
     snprintf(ch->ref1, sizeof ch->ref1, "%s", pi->id);
     snprintf(pi->ref2, sizeof pi->ref2, "%s", ch->id);
     if (pm->outcome == OUT_OK) {
@@ -1223,7 +1347,7 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
         return stripe_error(c, 400, "invalid_request_error", NULL, "description",
                             "Invalid string: must be at most 1000 characters");
     bool has_pm = form_get(f, "payment_method", &pm_id);
-    const struct gw_obj *pm = NULL;
+    struct gw_obj *pm = NULL;
     if (has_pm) {
         pm = stripe_pm_lookup(c->g, pm_id);
         if (pm == NULL)
@@ -1231,6 +1355,29 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
     }
     if (confirm && pm == NULL)
         return stripe_missing(c, "payment_method");
+    struct tok_slice cus_id = {0};
+    const struct gw_obj *cu = NULL;
+    if (form_get(f, "customer", &cus_id) && (cu = obj_find(c->g, cus_id, K_CU)) == NULL)
+        return stripe_no_such(c, 400, "customer", cus_id, "customer");
+    bool off_session = false, sfu = false;
+    if (form_get(f, "off_session", &v)) {
+        if (!slice_is(v, "true") && !slice_is(v, "false"))
+            return stripe_error(c, 400, "invalid_request_error", NULL, "off_session",
+                                "Invalid boolean: must be true or false.");
+        off_session = slice_is(v, "true");
+        if (!confirm)
+            return stripe_error(c, 400, "invalid_request_error", NULL, "off_session",
+                                "You may only specify `off_session` when `confirm=true`.");
+    }
+    if (form_get(f, "setup_future_usage", &v)) {
+        if (!slice_is(v, "on_session") && !slice_is(v, "off_session"))
+            return stripe_error(c, 400, "invalid_request_error", NULL, "setup_future_usage",
+                                "Invalid setup_future_usage: must be one of on_session or "
+                                "off_session");
+        sfu = true;
+    }
+    if (pm != NULL && confirm && !stripe_pm_usable(c, pm, cu))
+        return;
     char *meta = NULL;
     if (!stripe_metadata(c, f, &meta))
         return;
@@ -1247,6 +1394,10 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
     pi->status = pm != NULL ? PI_REQ_CONFIRM : PI_REQ_PM;
     if (pm != NULL)
         snprintf(pi->ref1, sizeof pi->ref1, "%s", pm->id);
+    if (cu != NULL)
+        snprintf(pi->customer, sizeof pi->customer, "%s", cu->id);
+    pi->manual_sfu = sfu;
+    pi->off_session = off_session;
     c->g->st.payment_intents++;
     if (confirm)
         return stripe_confirm(c, pi, pm);
@@ -1275,9 +1426,13 @@ static void stripe_pi_confirm(struct gw_call *c, struct gw_obj *pi, const struct
             return stripe_no_such(c, 400, "PaymentMethod", pm_id, "payment_method");
         snprintf(pi->ref1, sizeof pi->ref1, "%s", pm->id);
     }
-    const struct gw_obj *pm = obj_find(c->g, tok_slice_str(pi->ref1), K_PM);
+    struct gw_obj *pm = obj_find(c->g, tok_slice_str(pi->ref1), K_PM);
     if (pm == NULL)
         return stripe_missing(c, "payment_method");
+    const struct gw_obj *cu =
+        pi->customer[0] != '\0' ? obj_find(c->g, tok_slice_str(pi->customer), K_CU) : NULL;
+    if (!stripe_pm_usable(c, pm, cu))
+        return;
     stripe_confirm(c, pi, pm);
 }
 
@@ -1433,6 +1588,88 @@ static void stripe_refund_create(struct gw_call *c, const struct gw_form *f)
 }
 
 /* Authorization: Bearer <key>, or Basic base64("<key>:") as curl -u sends it. */
+static void stripe_attach_to(struct gw_call *c, struct gw_obj *pm, const struct gw_obj *cu)
+{
+    if (pm->consumed)
+        return (void)stripe_pm_usable(c, pm, NULL);
+    if (pm->customer[0] != '\0' && strcmp(pm->customer, cu->id) != 0)
+        return stripe_error(c, 400, "invalid_request_error", NULL, "payment_method",
+                            "The payment method you provided has already been attached to a "
+                            "customer.");
+    if (pm->customer[0] == '\0')
+        c->g->st.pm_attached++;
+    snprintf(pm->customer, sizeof pm->customer, "%s", cu->id);
+}
+
+static void stripe_customer_create(struct gw_call *c, const struct gw_form *f)
+{
+    static const char *const allowed[] = {"payment_method", "description", "email", "name",
+                                          "metadata[", "invoice_settings["};
+    if (!stripe_check_params(c, f, allowed, TOK_ARRAY_LEN(allowed)))
+        return;
+    struct tok_slice pm_id, desc;
+    struct gw_obj *pm = NULL;
+    if (form_get(f, "payment_method", &pm_id)) {
+        pm = stripe_pm_lookup(c->g, pm_id);
+        if (pm == NULL)
+            return stripe_no_such(c, 400, "PaymentMethod", pm_id, "payment_method");
+        if (pm->consumed || pm->customer[0] != '\0')
+            return stripe_attach_to(c, pm, &(struct gw_obj){.id = ""});
+    }
+    bool has_desc = form_get(f, "description", &desc);
+    if (has_desc && desc.len > GW_TEXT_MAX)
+        return stripe_error(c, 400, "invalid_request_error", NULL, "description",
+                            "Invalid string: must be at most 1000 characters");
+    char *meta = NULL;
+    if (!stripe_metadata(c, f, &meta))
+        return;
+    struct gw_obj *cu = obj_new(c->g, K_CU, "cus_");
+    if (cu == NULL) {
+        free(meta);
+        return stripe_full(c);
+    }
+    cu->meta = meta;
+    cu->text1 = has_desc ? dup_slice(desc) : NULL;
+    c->g->st.customers++;
+    if (pm != NULL)
+        stripe_attach_to(c, pm, cu);
+    stripe_ok(c, SO_CU, cu);
+    c->saveable = true;
+}
+
+static void stripe_pm_attach(struct gw_call *c, struct gw_obj *pm, const struct gw_form *f)
+{
+    static const char *const allowed[] = {"customer"};
+    if (!stripe_check_params(c, f, allowed, TOK_ARRAY_LEN(allowed)))
+        return;
+    struct tok_slice cus_id;
+    if (!form_get(f, "customer", &cus_id))
+        return stripe_missing(c, "customer");
+    const struct gw_obj *cu = obj_find(c->g, cus_id, K_CU);
+    if (cu == NULL)
+        return stripe_no_such(c, 400, "customer", cus_id, "customer");
+    stripe_attach_to(c, pm, cu);
+    if (c->status != 0)
+        return;
+    stripe_ok(c, SO_PM, pm);
+    c->saveable = true;
+}
+
+static void stripe_pm_detach(struct gw_call *c, struct gw_obj *pm, const struct gw_form *f)
+{
+    if (!stripe_check_params(c, f, NULL, 0))
+        return;
+    if (pm->customer[0] == '\0')
+        return stripe_error(c, 400, "invalid_request_error", NULL, NULL,
+                            "The payment method you provided is not attached to a customer so "
+                            "detachment is impossible.");
+    pm->customer[0] = '\0';
+    pm->consumed = true; /* a detached PaymentMethod cannot be used again */
+    c->g->st.pm_detached++;
+    stripe_ok(c, SO_PM, pm);
+    c->saveable = true;
+}
+
 static bool stripe_auth(struct gw_call *c)
 {
     struct tok_slice h;
@@ -1501,6 +1738,39 @@ static void stripe_dispatch(struct gw_call *c, struct tok_slice method, struct t
         c->route = "stripe.payment_intents.create";
         g->st.r_pi_create++;
         return stripe_pi_create(c, &f);
+    }
+    if (post && slice_is(path, "/v1/customers")) {
+        c->route = "stripe.customers.create";
+        g->st.r_customer_create++;
+        return stripe_customer_create(c, &f);
+    }
+    if (get && slice_prefix(path, "/v1/customers/")) {
+        c->route = "stripe.customers.get";
+        struct tok_slice id = tok_slice_of(path.ptr + 14, path.len - 14);
+        const struct gw_obj *cu = obj_find(g, id, K_CU);
+        if (cu == NULL)
+            return stripe_no_such(c, 404, "customer", id, "id");
+        return stripe_ok(c, SO_CU, cu);
+    }
+    if (post && slice_prefix(path, "/v1/payment_methods/")) {
+        rest = tok_slice_of(path.ptr + 20, path.len - 20);
+        size_t slash = 0;
+        while (slash < rest.len && rest.ptr[slash] != '/')
+            slash++;
+        struct tok_slice id = tok_slice_of(rest.ptr, slash);
+        struct tok_slice verb = tok_slice_of(rest.ptr + slash, rest.len - slash);
+        bool attach = slice_is(verb, "/attach");
+        if (!attach && !slice_is(verb, "/detach"))
+            goto unknown;
+        c->route = attach ? "stripe.payment_methods.attach" : "stripe.payment_methods.detach";
+        if (attach)
+            g->st.r_pm_attach++;
+        else
+            g->st.r_pm_detach++;
+        struct gw_obj *pm = stripe_pm_lookup(g, id);
+        if (pm == NULL)
+            return stripe_no_such(c, 404, "PaymentMethod", id, "payment_method");
+        return attach ? stripe_pm_attach(c, pm, &f) : stripe_pm_detach(c, pm, &f);
     }
     if (post && slice_is(path, "/v1/refunds")) {
         c->route = "stripe.refunds.create";
@@ -1787,12 +2057,21 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
             return adyen_error(c, 422, "000", "validation",
                                "Recurring payments require a shopperReference");
         token = obj_find(g, tok_slice_str(stored_id), K_AT);
-        if (token == NULL || token->text1 == NULL || strcmp(token->text1, shopper) != 0)
+        if (token == NULL || token->consumed || token->text1 == NULL ||
+            strcmp(token->text1, shopper) != 0)
             return adyen_error(c, 422, "800", "validation", "Contract not found");
         card = *token;
         card.next = NULL;
         card.text1 = NULL;
     } else {
+        /* a merchant-initiated payment refers to details stored earlier: without them there
+         * is no shopper to enter a card and no earlier consent to point to */
+        if (strcmp(inter, "ContAuth") == 0) {
+            g->st.adyen_contauth_refusals++;
+            return adyen_error(c, 422, "000", "validation",
+                               "shopperInteraction ContAuth requires a stored payment method "
+                               "(paymentMethod.storedPaymentMethodId).");
+        }
         if (!adyen_card(c, pmn, &card, &res, &expired))
             return;
         if (store && !has_shopper)
@@ -1953,6 +2232,36 @@ static void adyen_stored(struct gw_call *c, const struct tok_json_node *root)
     c->saveable = true;
 }
 
+/* DELETE /storedPaymentMethods/{id}?shopperReference=&merchantAccount= -> 204 */
+static void adyen_stored_delete(struct gw_call *c, struct tok_slice id)
+{
+    struct gw *g = c->g;
+    struct gw_form f;
+    f.n = 0;
+    tok_buf_reset(&g->scratch);
+    size_t q = c->req->query_at;
+    struct tok_slice query = {0};
+    if (q != SIZE_MAX && q + 1 < c->req->path.len)
+        query = tok_slice_of(c->req->path.base + q + 1, c->req->path.len - q - 1);
+    struct tok_slice shopper, merchant;
+    if (form_parse(query, &g->scratch, &f) != TOK_OK)
+        return adyen_error(c, 400, "000", "validation", "Unable to parse the query.");
+    if (!form_get(&f, "merchantAccount", &merchant))
+        return adyen_required(c, "000", "field", "merchantAccount");
+    if (!tok_slice_eq(merchant, g->merchant))
+        return adyen_error(c, 403, "901", "security", "Invalid Merchant Account");
+    if (!form_get(&f, "shopperReference", &shopper))
+        return adyen_required(c, "000", "field", "shopperReference");
+    struct gw_obj *t = obj_find(g, id, K_AT);
+    if (t == NULL || t->consumed || t->text1 == NULL || !tok_slice_eq(shopper, t->text1))
+        return adyen_error(c, 422, "800", "validation", "Contract not found");
+    t->consumed = true; /* "The token can no longer be used with payment requests." */
+    g->st.adyen_tokens_disabled++;
+    resp_reset(c);
+    c->status = 204;
+    c->code = "deleted";
+}
+
 enum adyen_mod { MOD_CAPTURE, MOD_CANCEL, MOD_REFUND };
 
 static void adyen_modify(struct gw_call *c, enum adyen_mod mod, struct tok_slice psp,
@@ -2080,6 +2389,11 @@ static void adyen_dispatch(struct gw_call *c, struct tok_slice method, struct to
             }
         }
     }
+    if (slice_is(method, "DELETE") && slice_prefix(path, "/v71/storedPaymentMethods/")) {
+        c->route = "adyen.storedPaymentMethods.delete";
+        g->st.r_adyen_stored_delete++;
+        return adyen_stored_delete(c, tok_slice_of(path.ptr + 26, path.len - 26));
+    }
     if (r == R_NONE) {
         c->route = "adyen.unknown";
         g->st.r_unknown++;
@@ -2133,6 +2447,10 @@ static void control_stats(struct gw_call *c)
     KV("adyen.captures", s->r_adyen_captures);
     KV("adyen.cancels", s->r_adyen_cancels);
     KV("adyen.refunds", s->r_adyen_refunds);
+    KV("adyen.storedPaymentMethods.delete", s->r_adyen_stored_delete);
+    KV("stripe.customers.create", s->r_customer_create);
+    KV("stripe.payment_methods.attach", s->r_pm_attach);
+    KV("stripe.payment_methods.detach", s->r_pm_detach);
     KV("control", s->r_control);
     KV("unknown", s->r_unknown);
     tok_jw_obj_end(&w);
@@ -2148,6 +2466,10 @@ static void control_stats(struct gw_call *c)
     KV("captures", s->captures);
     KV("cancels", s->cancels);
     KV("refunds", s->refunds - s->adyen_refunds);
+    KV("customers", s->customers);
+    KV("payment_methods_attached", s->pm_attached);
+    KV("payment_methods_detached", s->pm_detached);
+    KV("reuse_refusals", s->reuse_refusals);
     tok_jw_obj_end(&w);
     tok_jw_key(&w, "adyen");
     tok_jw_obj_begin(&w);
@@ -2155,6 +2477,8 @@ static void control_stats(struct gw_call *c)
     KV("authorised", s->adyen_authorised);
     KV("refused", s->adyen_refused);
     KV("stored_payment_methods", s->adyen_tokens);
+    KV("stored_payment_methods_disabled", s->adyen_tokens_disabled);
+    KV("contauth_refusals", s->adyen_contauth_refusals);
     KV("captures", s->adyen_captures);
     KV("cancels", s->adyen_cancels);
     KV("refunds", s->adyen_refunds);

@@ -109,6 +109,7 @@ START_TEST(test_encode_charge)
     call.pm_ref = "ABCDEF0123456789|tokend_abc";
     call.amount = 1999;
     call.capture = true;
+    call.off_session = true;
     wire.shopper[0] = '\0';
     ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
     ck_assert_str_eq(wire.shopper, "tokend_abc");
@@ -130,6 +131,32 @@ START_TEST(test_encode_charge)
     r = sent();
     ck_assert_ptr_null(tok_json_get(r, "captureDelayHours"));
     ck_assert(str_is(tok_json_get(tok_json_get(r, "additionalData"), "manualCapture"), "true"));
+    /* the shopper present: Ecommerce, CardOnFile */
+    tok_buf_reset(&body);
+    path.len = 0;
+    call.off_session = false;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    r = sent();
+    ck_assert(str_is(tok_json_get(r, "shopperInteraction"), "Ecommerce"));
+    ck_assert(str_is(tok_json_get(r, "recurringProcessingModel"), "CardOnFile"));
+}
+END_TEST
+
+START_TEST(test_encode_detach)
+{
+    call.op = TOK_GW_DETACH;
+    call.pm_ref = "ABCDEF0123456789|tokend_abc";
+    ck_assert_int_eq(tok_adyen_encode(&call, "Merchant ECOM", &wire, &path, &body), TOK_OK);
+    path.data[path.len] = '\0';
+    ck_assert_str_eq((const char *)path.data, "/v71/storedPaymentMethods/ABCDEF0123456789?"
+                                              "shopperReference=tokend_abc&"
+                                              "merchantAccount=Merchant%20ECOM");
+    ck_assert_uint_eq(body.len, 0);
+    call.outcome = TOK_GW_ERROR;
+    tok_adyen_parse(&call, &wire, 204, tok_slice_of("", 0));
+    ck_assert_int_eq(call.outcome, TOK_GW_OK);
+    tok_adyen_parse(&call, &wire, 422, tok_slice_str("{\"errorCode\":\"800\"}"));
+    ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
 }
 END_TEST
 
@@ -352,6 +379,7 @@ Suite *tok_gateway_adyen_suite(void)
     tcase_add_checked_fixture(adv, setup, teardown);
     tcase_add_test(core, test_encode_tokenise);
     tcase_add_test(core, test_encode_charge);
+    tcase_add_test(core, test_encode_detach);
     tcase_add_test(core, test_encode_modifications);
     tcase_add_test(core, test_amounts);
     tcase_add_test(core, test_parse_payments);

@@ -90,11 +90,61 @@ START_TEST(test_encode_charge)
     call.amount = 1999;
     strcpy(call.currency, "USD");
     call.capture = false;
+    call.off_session = true;
+    /* a reference from before the Customer step: no customer */
     ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
     ck_assert_str_eq(path_str(), "/v1/payment_intents");
     ck_assert_str_eq(body_str(), "amount=1999&currency=usd&payment_method=pm_123abc&"
                                  "payment_method_types[]=card&confirm=true&off_session=true&"
                                  "capture_method=manual");
+    /* merchant-initiated, with the Customer the card is attached to */
+    setup();
+    call.op = TOK_GW_CHARGE;
+    call.pm_ref = "pm_123abc|cus_9xY";
+    call.amount = 1999;
+    strcpy(call.currency, "USD");
+    call.capture = true;
+    call.off_session = true;
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
+    ck_assert_str_eq(body_str(), "amount=1999&currency=usd&customer=cus_9xY&"
+                                 "payment_method=pm_123abc&payment_method_types[]=card&"
+                                 "confirm=true&off_session=true&capture_method=automatic");
+    /* the customer present: no off_session, the card set up for later off-session use */
+    setup();
+    call.op = TOK_GW_CHARGE;
+    call.pm_ref = "pm_123abc|cus_9xY";
+    call.amount = 1999;
+    strcpy(call.currency, "USD");
+    call.capture = true;
+    call.off_session = false;
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
+    ck_assert_str_eq(body_str(), "amount=1999&currency=usd&customer=cus_9xY&"
+                                 "payment_method=pm_123abc&payment_method_types[]=card&"
+                                 "confirm=true&setup_future_usage=off_session&"
+                                 "capture_method=automatic");
+}
+END_TEST
+
+START_TEST(test_encode_customer_and_detach)
+{
+    call.op = TOK_GW_TOKENISE;
+    call.step = 1;
+    strcpy(call.step_ref, "pm_123abc");
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
+    ck_assert_str_eq(path_str(), "/v1/customers");
+    ck_assert_str_eq(body_str(), "payment_method=pm_123abc");
+    setup();
+    call.op = TOK_GW_DETACH;
+    call.pm_ref = "pm_123abc|cus_9xY";
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
+    ck_assert_str_eq(path_str(), "/v1/payment_methods/pm_123abc/detach");
+    ck_assert_str_eq(body_str(), "");
+    setup();
+    call.op = TOK_GW_DETACH;
+    call.pm_ref = "pm_123abc|cus/../x";
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_ERR_INPUT);
+    call.pm_ref = "pm_1|";
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_ERR_INPUT);
 }
 END_TEST
 
@@ -364,6 +414,7 @@ Suite *tok_gateway_stripe_suite(void)
     tcase_add_test(core, test_encode_tokenise);
     tcase_add_test(core, test_encode_charge);
     tcase_add_test(core, test_encode_followups);
+    tcase_add_test(core, test_encode_customer_and_detach);
     tcase_add_test(core, test_parse_ok);
     tcase_add_test(core, test_parse_declines);
     tcase_add_test(core, test_parse_errors);

@@ -36,6 +36,9 @@ enum tok_gateway_op {
     TOK_GW_CAPTURE,  /* charge reference + amount */
     TOK_GW_VOID,     /* charge reference */
     TOK_GW_REFUND,   /* charge reference + amount -> refund reference */
+    TOK_GW_DETACH,   /* payment-method reference: the gateway forgets the stored card
+                        (redaction: Stripe detaches the PaymentMethod, Adyen deletes the
+                        stored payment method) */
 };
 
 #define TOK_CURRENCY_LEN 3
@@ -77,6 +80,10 @@ struct tok_gateway_call {
     int64_t amount;                   /* minor units */
     char currency[TOK_CURRENCY_LEN + 1];
     bool capture;                               /* CHARGE: capture at once */
+    bool off_session; /* CHARGE: merchant-initiated, no customer present to authenticate
+                         (Stripe off_session=true; Adyen ContAuth + UnscheduledCardOnFile).
+                         false: the customer is present (Stripe setup_future_usage;
+                         Adyen Ecommerce + CardOnFile) */
     char idempotency_key[TOK_GATEWAY_IDEM_MAX]; /* sent as the gateway's own key */
     /* outputs */
     enum tok_gateway_outcome outcome;
@@ -86,6 +93,11 @@ struct tok_gateway_call {
     bool captured;                 /* CHARGE: the gateway captured the amount */
     tok_gateway_done_fn done;
     void *data; /* the caller's */
+    /* the adapter's own, for operations that take more than one request (Stripe's
+     * TOKENISE: PaymentMethod, then Customer); callers leave them zeroed */
+    unsigned step;
+    tok_gateway_done_fn step_done;
+    char step_ref[TOK_GATEWAY_REF_MAX];
 };
 
 struct tok_gateway_ops {

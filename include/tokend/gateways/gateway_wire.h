@@ -110,6 +110,14 @@ TOK_MUST_CHECK tok_status tok_stripe_amount(const char *currency, int64_t amount
 TOK_MUST_CHECK tok_status tok_stripe_encode(const struct tok_gateway_call *call,
                                             struct tok_buf *path, struct tok_buf *body);
 
+/**
+ * Splits a Stripe payment-method reference, "pm_...|cus_..." (since the Customer step) or a
+ * bare "pm_..." (tokens stored before it), into its PaymentMethod and Customer ids (cus is
+ * "" for a bare one). TOK_ERR_INPUT: a part is not a plain id.
+ */
+TOK_MUST_CHECK tok_status tok_stripe_split_ref(const char *pm_ref, char pm[TOK_GATEWAY_ID_MAX + 1],
+                                               char cus[TOK_GATEWAY_ID_MAX + 1]);
+
 /** Maps Stripe's answer (HTTP status and JSON body) onto the call's outputs. */
 void tok_stripe_parse(struct tok_gateway_call *call, const struct tok_gateway_wire *w,
                       long status, struct tok_slice body);
@@ -117,7 +125,8 @@ void tok_stripe_parse(struct tok_gateway_call *call, const struct tok_gateway_wi
 /* ---- Adyen ----------------------------------------------------------------------------- */
 
 /**
- * Builds the Checkout API v71 request for call->op: path and JSON body (secret buffer).
+ * Builds the Checkout API v71 request for call->op: path and JSON body (secret buffer;
+ * DETACH has none: DELETE /storedPaymentMethods/{id}?shopperReference=&merchantAccount=).
  * merchant_account is the account's. w must hold reference and, for TOKENISE, a fresh
  * shopper reference; for CHARGE the shopper reference is read from call->pm_ref
  * ("<storedPaymentMethodId>|<shopperReference>") into w->shopper.

@@ -59,6 +59,13 @@ struct tok_call {
 void tok_http_problem(struct tok_req *r, int status, const char *code, const char *detail,
                       const char *param);
 
+/**
+ * tok_http_problem with a "decline_code" member (a card the gateway refused: 402
+ * card_declined). decline may be NULL (no member), borrowed.
+ */
+void tok_http_problem_decline(struct tok_req *r, int status, const char *code, const char *detail,
+                              const char *param, const char *decline);
+
 /** Sends a JSON body (copied into the request pool) with the given status. */
 void tok_http_json(struct tok_req *r, int status, struct tok_slice body);
 

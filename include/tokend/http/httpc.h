@@ -106,6 +106,7 @@ struct tok_httpc_request {
     void *data; /* the caller's */
     /* request */
     bool post;                      /* POST (with body) or GET */
+    bool del;                       /* DELETE (no body; wins over post) */
     char url[TOK_HTTPC_URL_MAX];    /* "https://host[:port]/path" */
     struct tok_buf body;            /* secret; wiped when the transfer ends */
     struct tok_buf headers;         /* secret: "Name: value" lines, each NUL-terminated */
