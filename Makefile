@@ -178,7 +178,7 @@ $(BUILD)/obj/tests/fuzz/%.o: CFLAGS += -Itests/fuzz
 .SECONDARY: $(FUZZ_SRCS:%.c=$(BUILD)/obj/%.o)
 
 fuzz: fuzz-build
-	@BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh --seconds $(FUZZ_S)
+	@FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh --seconds $(FUZZ_S)
 
 fmt:
 	clang-format -i service/*.c service/*/*.c include/tokend/*.h include/tokend/*/*.h tests/unit/*.c

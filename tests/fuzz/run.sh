@@ -4,14 +4,16 @@
 #   run.sh --seconds N [name...]   fuzz each target N seconds; new inputs are kept in
 #                                  $BUILD/corpus/<name>, the checked-in seeds stay as they are
 #   run.sh --runs N [name...]      the CI smoke: each target over its seeds, then N more
-#                                  inputs with a fixed seed (-seed=1), nothing kept
+#                                  inputs with a fixed seed (-seed=1), at most
+#                                  FUZZ_SMOKE_MAX_S (8) seconds each; nothing kept
 #
+# FUZZ_BUILD: where the targets are (build/fuzz).
 # A crash (sanitizer report, a broken property, a leak, a timeout) fails the target: its
 # input is saved as $BUILD/crashes/<name>-crash-<sha1> and the log's end is printed.
 # One line per target, then 'fuzz: N passed, M failed'; exit status 1 when any failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-build/fuzz}
+BUILD=${FUZZ_BUILD:-build/fuzz}
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 cd "$ROOT"
 
@@ -33,7 +35,7 @@ for name in "${names[@]}"; do
     fi
     if [ "$mode" = --runs ]; then
         work=$(mktemp -d "${TMPDIR:-/tmp}/tokend-fuzz.XXXXXX")
-        args=(-runs="$n" -seed=1 "$work" "$seeds")
+        args=(-runs="$n" -seed=1 -max_total_time="${FUZZ_SMOKE_MAX_S:-8}" "$work" "$seeds")
     else
         work="$BUILD/corpus/$name"
         mkdir -p "$work"
