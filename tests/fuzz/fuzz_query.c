@@ -20,6 +20,7 @@
 #include "tokend/vault/elements.h"
 
 #include <sodium.h>
+#include <strings.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -150,8 +151,9 @@ static void check_url(struct tok_slice in)
         if (st != TOK_OK)
             continue;
         FUZZ_ASSERT(in.len <= TOK_WEBHOOK_URL_MAX);
-        bool https = in.len > 8 && memcmp(in.ptr, "https://", 8) == 0;
-        bool http = in.len > 7 && memcmp(in.ptr, "http://", 7) == 0;
+        /* the scheme is case-insensitive (RFC 3986 section 3.1) */
+        bool https = in.len > 8 && strncasecmp((const char *)in.ptr, "https://", 8) == 0;
+        bool http = in.len > 7 && strncasecmp((const char *)in.ptr, "http://", 7) == 0;
         FUZZ_ASSERT(https || (loop && http));
         for (size_t i = 0; i < in.len; i++)
             FUZZ_ASSERT(in.ptr[i] > 0x20 && in.ptr[i] != 0x7f && in.ptr[i] != '@' &&
