@@ -6,10 +6,14 @@ BUILD   ?= build
 PKGS    := libh2o-evloop libsodium yajl libpq libcurl openssl
 VERSION := 0.1.0
 
+# libFuzzer targets (tests/fuzz): clang's -fsanitize=fuzzer; `make test` runs them over their
+# seed corpora (t_22_fuzz.sh), so they are part of DEB_PKGS.
+FUZZ_DEB_PKGS := clang-14 libfuzzer-14-dev
 # Debian packages the build, `make run` and `make test` need (checked with dpkg -s).
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libpq-dev libyajl-dev \
             libsodium-dev check libcurl4-openssl-dev postgresql postgresql-contrib \
-            nghttp2-client curl jq openssl procps prometheus python3-h2 gdb util-linux
+            nghttp2-client curl jq openssl procps prometheus python3-h2 gdb util-linux \
+            $(FUZZ_DEB_PKGS)
 BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
 
 # Read when this Makefile is read: on a fresh machine the -dev packages are not there yet, so
@@ -36,7 +40,8 @@ TOOLS_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOLS_SRCS:tests/tools/%.c=$(BUILD)/%)
 BINS      := $(BUILD)/tokend $(BUILD)/tokenctl
 
-.PHONY: all build deps e2e-deps run test unit integration asan coverage bench clean stop-db fmt
+.PHONY: all build deps e2e-deps run test unit integration asan coverage bench clean stop-db fmt \
+        fuzz fuzz-deps fuzz-build fuzz-targets
 all: $(BINS) $(BUILD)/check_unit $(TOOLS)
 
 # deps, then BUILD_GOALS in a sub-make whose pkg-config flags see what deps installed.
@@ -141,6 +146,40 @@ coverage: deps
 
 bench: build
 	@BUILD=$(BUILD) ./bench/run.sh
+
+# ---- fuzzing (tests/fuzz/README.md) ------------------------------------------
+# One libFuzzer binary per tests/fuzz/fuzz_<name>.c, linked against the library compiled
+# with clang-14 and the fuzzer's coverage instrumentation in its own tree (build/fuzz).
+# `make fuzz FUZZ_S=N` runs each target N seconds over its corpus (new inputs go to
+# build/fuzz/corpus/<name>, the checked-in seeds stay as they are).
+FUZZ_CC    ?= clang-14
+FUZZ_BUILD ?= build/fuzz
+FUZZ_S     ?= 60
+FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/%)
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+fuzz-deps:
+	@$(MAKE) --no-print-directory DEB_PKGS="$(FUZZ_DEB_PKGS)" deps
+
+fuzz-build: fuzz-deps
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 \
+	    EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" EXTRA_LDFLAGS="$(FUZZ_SAN)" fuzz-targets
+
+fuzz-targets: $(FUZZ_BINS)
+
+# the library as an archive, so each target links only the objects it reaches
+$(BUILD)/libtokend.a: $(LIB_OBJS)
+	@echo "  AR      $@"
+	@rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/libtokend.a
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+$(BUILD)/obj/tests/fuzz/%.o: CFLAGS += -Itests/fuzz
+.SECONDARY: $(FUZZ_SRCS:%.c=$(BUILD)/obj/%.o)
+
+fuzz: fuzz-build
+	@FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh --seconds $(FUZZ_S)
 
 fmt:
 	clang-format -i service/*.c service/*/*.c include/tokend/*.h include/tokend/*/*.h tests/unit/*.c

@@ -224,6 +224,28 @@ START_TEST(test_base64_malformed)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_encoding.c (corpus/encoding/crash-base64-high-bytes): libsodium
+ * 1.0.18 read bytes 0x80..0xff as '/', so "Zm9\xff" decoded like "Zm9/" and an Adyen
+ * hmacSignature could be spelt with any of them (e.g. a UTF-8 "\u00e9" for "//"). */
+START_TEST(test_base64_high_bytes)
+{
+    uint8_t mem[16];
+    struct tok_buf b;
+    tok_buf_init(&b, mem, sizeof mem);
+    ck_assert_int_eq(tok_base64_decode(tok_slice_str("Zm9/"), &b), TOK_OK);
+    tok_buf_reset(&b);
+    for (unsigned c = 0x80; c <= 0xff; c++) {
+        uint8_t text[4] = {'Z', 'm', '9', (uint8_t)c};
+        ck_assert_int_eq(tok_base64_decode(tok_slice_of(text, 4), &b), TOK_ERR_INPUT);
+        uint8_t first[8] = {(uint8_t)c, 'm', '9', 'v', 'Y', 'g', '=', '='};
+        ck_assert_int_eq(tok_base64_decode(tok_slice_of(first, 8), &b), TOK_ERR_INPUT);
+    }
+    ck_assert_int_eq(tok_base64_decode(tok_slice_str("Zm9vYmFy\xc3\xa9"), &b), TOK_ERR_INPUT);
+    ck_assert_int_eq(tok_base64_decode(tok_slice_str("Zm9vYm\xc3\xa9"), &b), TOK_ERR_INPUT);
+    ck_assert_uint_eq(b.len, 0);
+}
+END_TEST
+
 START_TEST(test_encoding_input_max)
 {
     static uint8_t in[TOK_ENCODING_IN_MAX + 1];
@@ -259,6 +281,7 @@ Suite *tok_encoding_suite(void)
     tcase_add_test(limits, test_encoding_input_max);
     tcase_add_test(adversarial, test_hex_malformed);
     tcase_add_test(adversarial, test_base64_malformed);
+    tcase_add_test(adversarial, test_base64_high_bytes);
     suite_add_tcase(s, core);
     suite_add_tcase(s, limits);
     suite_add_tcase(s, adversarial);
