@@ -9,7 +9,7 @@ VERSION := 0.1.0
 # Debian packages the build, `make run` and `make test` need (checked with dpkg -s).
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libpq-dev libyajl-dev \
             libsodium-dev check libcurl4-openssl-dev postgresql postgresql-contrib \
-            nghttp2-client curl jq openssl procps python3-yaml
+            nghttp2-client curl jq openssl procps python3-yaml systemd
 BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
 
 # Read when this Makefile is read: on a fresh machine the -dev packages are not there yet, so

@@ -37,3 +37,29 @@ mk_root && sed -i 's#^  tokend:#  tokend_x:#' "$P_DIR/r/docker/compose.yaml"
 expect_match "compose without tokend fails" "$(python3 tests/docker/check_docker.py "$P_DIR/r" $needed)" 'no service tokend'
 mk_root && printf 'services: [\n' >"$P_DIR/r/docker/compose.yaml"
 expect_match "invalid YAML fails" "$(python3 tests/docker/check_docker.py "$P_DIR/r" $needed 2>&1)" 'yaml'
+
+# --- packaging/tokend.service ---------------------------------------------------------------------
+UNIT=packaging/tokend.service
+for want in 'User=tokend' 'Group=tokend' 'NoNewPrivileges=yes' 'ProtectSystem=strict' 'PrivateTmp=yes' \
+    'MemoryDenyWriteExecute=yes' 'CapabilityBoundingSet=' 'SystemCallFilter=@system-service' \
+    'LimitCORE=0' 'ProtectHome=yes' 'PrivateDevices=yes' 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' \
+    'AmbientCapabilities=' 'SystemCallArchitectures=native'; do
+    expect_true "unit: $want" grep -qxF "$want" "$UNIT"
+done
+expect_eq "unit: no other User= or capability line" \
+    "$(grep -cE '^(User|CapabilityBoundingSet|AmbientCapabilities)=' "$UNIT")" "3"
+if command -v systemd-analyze >/dev/null; then
+    # the binary must exist for verify: the built one ($BUILD is absolute in run.sh)
+    sed "s#^ExecStart=/usr/local/bin/tokend#ExecStart=$BUILD/tokend#" "$UNIT" >"$P_DIR/tokend.service"
+    out=$(systemd-analyze verify "$P_DIR/tokend.service" 2>&1)
+    expect_eq "systemd-analyze verify: clean" "$?:$out" "0:"
+    printf 'NoSuchSetting=1\n' >>"$P_DIR/tokend.service"
+    out=$(systemd-analyze verify "$P_DIR/tokend.service" 2>&1)
+    expect_match "systemd-analyze verify: an unknown key is reported" "$out" "Unknown key 'NoSuchSetting'"
+    out=$(systemd-analyze security --offline=yes "$UNIT" 2>&1)
+    score=$(sed -nE 's/.*Overall exposure level for tokend\.service: ([0-9.]+).*/\1/p' <<<"$out")
+    expect_true "systemd-analyze security: exposure $score <= 1.5" awk -v s="${score:-99}" 'BEGIN { exit !(s <= 1.5) }'
+    expect_match "packaging/README.md records that score" "$(cat packaging/README.md)" "reports \*\*$score OK\*\*"
+else
+    fail "systemd-analyze is installed (Debian: systemd)"
+fi
