@@ -13,7 +13,7 @@ FUZZ_DEB_PKGS := clang-14 libfuzzer-14-dev
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libpq-dev libyajl-dev \
             libsodium-dev check libcurl4-openssl-dev postgresql postgresql-contrib \
             nghttp2-client curl jq openssl procps prometheus python3-h2 gdb util-linux \
-            $(FUZZ_DEB_PKGS)
+            python3-yaml systemd $(FUZZ_DEB_PKGS)
 BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
 
 # Read when this Makefile is read: on a fresh machine the -dev packages are not there yet, so
@@ -40,8 +40,8 @@ TOOLS_SRCS := $(wildcard tests/tools/*.c)
 TOOLS     := $(TOOLS_SRCS:tests/tools/%.c=$(BUILD)/%)
 BINS      := $(BUILD)/tokend $(BUILD)/tokenctl
 
-.PHONY: all build deps e2e-deps run test unit integration asan coverage bench clean stop-db fmt \
-        fuzz fuzz-deps fuzz-build fuzz-targets
+.PHONY: all build deps e2e-deps lint-deps run test unit integration asan coverage bench clean stop-db \
+        fmt fuzz fuzz-deps fuzz-build fuzz-targets
 all: $(BINS) $(BUILD)/check_unit $(TOOLS)
 
 # deps, then BUILD_GOALS in a sub-make whose pkg-config flags see what deps installed.
@@ -69,6 +69,14 @@ e2e-deps:
 	    --no-install-recommends $(E2E_DEB_PKGS) || echo "e2e-deps: WARNING: chromium cannot be installed: the browser test will be SKIPPED"; }
 	@[ tests/e2e/node_modules/.package-lock.json -nt tests/e2e/package-lock.json ] || \
 	    (cd tests/e2e && npm ci --no-audit --no-fund)
+
+# The contract and packaging linters (@redocly/cli, ajv, dockerfilelint) from the committed
+# package-lock.json files; `npm ci` installs exactly those versions (from npm's cache when offline).
+LINT_NODE_DIRS := tests/openapi tests/docker
+lint-deps:
+	@for d in $(LINT_NODE_DIRS); do \
+	    [ $$d/node_modules/.package-lock.json -nt $$d/package-lock.json ] || \
+	    (cd $$d && npm ci --no-audit --no-fund) || exit 1; done
 
 # ---- build ------------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c
@@ -103,8 +111,17 @@ $(BUILD)/gen/schema_version.h: $(wildcard sql/*.sql)
 	@v=$$(ls sql/ | sed -nE 's/^([0-9]{3})_.*\.sql$$/\1/p' | sort -n | tail -n 1); \
 	    printf '#define TOK_SCHEMA_VERSION %d\n' "$$((10#$${v:-0}))" > $@.tmp && mv $@.tmp $@
 
+# The OpenAPI document as a C string, so GET /v1/openapi.json does no file I/O. '?' is escaped
+# because -std=c11 reads trigraphs.
+$(BUILD)/gen/openapi_json.h: docs/openapi.json
+	@mkdir -p $(dir $@)
+	@{ printf 'static const char tok_openapi_json[] =\n'; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; \
+	   printf '    "";\n'; } > $@.tmp && mv $@.tmp $@
+
 $(LIB_OBJS): | $(BUILD)/gen/schema_version.h
 $(BUILD)/obj/service/http/health.o: $(BUILD)/gen/schema_version.h
+$(BUILD)/obj/service/http/openapi.o: $(BUILD)/gen/openapi_json.h
 $(BUILD)/obj/tests/unit/check_main.o: $(BUILD)/gen/suites.h
 $(BUILD)/obj/tests/unit/%.o: CFLAGS += -I$(BUILD)/gen -Wno-missing-prototypes
 
@@ -122,7 +139,7 @@ stop-db:
 	@BUILD=$(BUILD) ./scripts/dev-run.sh stop-db
 
 # ---- tests ------------------------------------------------------------------
-test: deps e2e-deps
+test: deps e2e-deps lint-deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) ./tests/run-all.sh
 

@@ -6,6 +6,7 @@
 #include "tokend/vault/elements.h"
 #include "tokend/finance/exports.h"
 #include "tokend/http/health.h"
+#include "tokend/http/openapi.h"
 #include "tokend/finance/reconcile_api.h"
 #include "tokend/finance/reports.h"
 #include "tokend/vault/tokens.h"
@@ -16,6 +17,7 @@
 static const struct tok_route routes[] = {
     {"GET", "/healthz", tok_health_live},
     {"GET", "/readyz", tok_health_ready},
+    {"GET", "/v1/openapi.json", tok_openapi_get},
     {"POST", "/v1/tokens", tok_tokens_create},
     {"OPTIONS", "/v1/tokens", tok_elements_preflight},
     {"GET", "/v1/tokens/{id}", tok_tokens_get},

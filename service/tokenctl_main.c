@@ -10,6 +10,7 @@
 #include "tokend/store/migrate.h"
 
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,9 @@ struct ctl {
     char **argv;
 };
 
-static int usage(void)
+static void usage_to(FILE *out)
 {
-    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE] COMMAND ...\n"
+    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE] [--json] COMMAND ...\n"
           "  migrate [--dir sql]          apply pending migrations\n"
           "  tenant create NAME [--bin 0|6|8] [--cvc-optional]\n"
           "                               create a tenant and its keys; prints its id\n"
@@ -62,9 +63,50 @@ static int usage(void)
           "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
           "key from --master-key-file or TOKEND_MASTER_KEY_FILE. T is a tenant id or name.\n"
           "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin (a publishable\n"
-          "key gets tokens:create, POST /v1/tokens only).\n",
-          stderr);
+          "key gets tokens:create, POST /v1/tokens only).\n"
+          "--json (anywhere on the line): the list and create commands print JSON for scripts.\n",
+          out);
+}
+
+static int usage(void)
+{
+    usage_to(stderr);
     return EXIT_USAGE;
+}
+
+/* A mistyped word gets one line that names it, not the whole usage. */
+static int unknown(const char *what, const char *word)
+{
+    fprintf(stderr, "tokenctl: unknown %s '%s' (see tokenctl --help)\n", what, word);
+    return EXIT_USAGE;
+}
+
+/* --json may appear anywhere; it is taken out of argv so no command's parser sees it. */
+static bool take_json_flag(int *argc, char **argv)
+{
+    bool json = false;
+    int n = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (i > 0 && strcmp(argv[i], "--json") == 0)
+            json = true;
+        else
+            argv[n++] = argv[i];
+    }
+    *argc = n;
+    return json;
+}
+
+/* The commands that print JSON with --json: every list and every create. */
+static bool json_supported(const char *cmd, int argc, char **argv)
+{
+    static const char *const ok[][2] = {
+        {"tenant", "create"}, {"tenant", "list"}, {"key", "create"},  {"key", "list"},
+        {"gateway", "add"},   {"gateway", "list"}, {"webhook", "add"}, {"webhook", "list"},
+    };
+    for (size_t i = 0; argc > 0 && i < sizeof ok / sizeof ok[0]; i++)
+        if (strcmp(cmd, ok[i][0]) == 0 && strcmp(argv[0], ok[i][1]) == 0)
+            return true;
+    return false;
 }
 
 static int connect_or_die(const struct ctl *ctl, PGconn **out)
@@ -112,23 +154,38 @@ int main(int argc, char **argv)
         return EXIT_FAIL;
     }
     struct ctl ctl = {getenv("TOKEND_ADMIN_DB"), getenv("TOKEND_MASTER_KEY_FILE"), "sql", 0, NULL};
+    bool json = take_json_flag(&argc, argv);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
             ctl.db = argv[++i];
         else if (strcmp(argv[i], "--master-key-file") == 0 && i + 1 < argc)
             ctl.master_key_file = argv[++i];
-        else
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage_to(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--db") == 0 || strcmp(argv[i], "--master-key-file") == 0)
             return usage();
+        else
+            return unknown("option", argv[i]);
     }
     if (i >= argc)
         return usage();
     const char *cmd = argv[i];
     ctl.argc = argc - i - 1;
     ctl.argv = argv + i + 1;
+    if (strcmp(cmd, "help") == 0) {
+        usage_to(stdout);
+        return 0;
+    }
+    if (json && !json_supported(cmd, ctl.argc, ctl.argv)) {
+        fprintf(stderr, "tokenctl: --json is for the list and create commands, not '%s%s%s'\n",
+                cmd, ctl.argc > 0 ? " " : "", ctl.argc > 0 ? ctl.argv[0] : "");
+        return EXIT_USAGE;
+    }
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(&ctl);
-    struct tok_admin admin = {ctl.db, ctl.master_key_file};
+    struct tok_admin admin = {ctl.db, ctl.master_key_file, json};
     if (strcmp(cmd, "tenant") == 0)
         return tok_admin_exit_code(tok_admin_tenant(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "key") == 0)
@@ -147,5 +204,5 @@ int main(int argc, char **argv)
         printf("tokenctl %s\n", TOKEND_VERSION);
         return 0;
     }
-    return usage();
+    return unknown("command", cmd);
 }

@@ -8,6 +8,7 @@
  * row, which for api_keys holds the secret's hash.
  */
 #include "tokend/admin/admin.h"
+#include "tokend/admin/admin_json.h"
 #include "tokend/http/origin.h"
 
 #include "tokend/store/db.h"
@@ -554,8 +555,18 @@ static tok_status tenant_create(const struct tok_admin *a, int argc, char **argv
     st = tenant_insert(pg, id_s, name, bin, cvc_optional, &dek, &fpk);
     if (st != TOK_OK)
         goto done;
-    printf("%s\n", id_s);
-    st = finish_stdout();
+    if (a->json) {
+        const struct tok_admin_json_field f[] = {
+            {"id", TOK_AJ_STR, 0, tok_slice_str(id_s)},
+            {"name", TOK_AJ_STR, 0, tok_slice_str(name)},
+            {"bin_mode", TOK_AJ_INT, 0, tok_slice_str(bin)},
+            {"cvc_optional", TOK_AJ_BOOL, 0, tok_slice_str(cvc_optional ? "true" : "false")},
+        };
+        st = tok_admin_json_object(f, TOK_ARRAY_LEN(f));
+    } else {
+        printf("%s\n", id_s);
+        st = finish_stdout();
+    }
     if (st != TOK_OK)
         say("tenant create: cannot write to stdout (tenant %s was created)", id_s);
 done:
@@ -580,7 +591,14 @@ static tok_status tenant_list(const struct tok_admin *a, int argc, char **argv)
     TOK_GUARD(tok_admin_connect(a, &pg));
     PGresult *r = PQexecParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
     tok_status st = check_result(r, PGRES_TUPLES_OK, "tenant list");
-    if (st == TOK_OK) {
+    if (st == TOK_OK && a->json) {
+        static const struct tok_admin_json_field f[] = {
+            {"id", TOK_AJ_STR, 0, {0}}, {"name", TOK_AJ_STR, 1, {0}},
+            {"bin_mode", TOK_AJ_INT, 2, {0}}, {"cvc_optional", TOK_AJ_BOOL, 3, {0}},
+            {"created_at", TOK_AJ_STR, 4, {0}},
+        };
+        st = tok_admin_json_rows(r, f, TOK_ARRAY_LEN(f));
+    } else if (st == TOK_OK) {
         fputs("id\tname\tbin_mode\tcvc_optional\tcreated_at\n", stdout);
         for (int i = 0; i < PQntuples(r); i++)
             print_row(r, i);
@@ -793,11 +811,26 @@ static tok_status key_create(const struct tok_admin *a, int argc, char **argv)
     if (st != TOK_OK)
         goto done;
     /* the one time the secret is shown: straight from its locked buffer to fd 1 */
-    st = finish_stdout();
-    if (st == TOK_OK)
-        st = write_all(STDOUT_FILENO, secret.data, secret.len);
-    if (st == TOK_OK)
-        st = write_all(STDOUT_FILENO, (const uint8_t *)"\n", 1);
+    if (a->json) {
+        const struct tok_admin_json_field f[] = {
+            {"id", TOK_AJ_STR, 0, tok_slice_str(row.id)},
+            {"tenant", TOK_AJ_STR, 0, tok_slice_str(row.tenant_id)},
+            {"secret", TOK_AJ_STR, 0, tok_buf_slice(&secret)},
+            {"prefix", TOK_AJ_STR, 0, tok_slice_str(row.prefix)},
+            {"hint", TOK_AJ_STR, 0, tok_slice_str(row.hint)},
+            {"publishable", TOK_AJ_BOOL, 0, tok_slice_str(k.publishable ? "true" : "false")},
+            {"livemode", TOK_AJ_BOOL, 0, tok_slice_str(k.live ? "true" : "false")},
+            {"scopes", TOK_AJ_LIST, 0, tok_buf_slice(&k.scopes)},
+            {"origins", TOK_AJ_LIST, 0, tok_buf_slice(&k.origins)},
+        };
+        st = tok_admin_json_object(f, TOK_ARRAY_LEN(f));
+    } else {
+        st = finish_stdout();
+        if (st == TOK_OK)
+            st = write_all(STDOUT_FILENO, secret.data, secret.len);
+        if (st == TOK_OK)
+            st = write_all(STDOUT_FILENO, (const uint8_t *)"\n", 1);
+    }
     if (st != TOK_OK) {
         say("key create: cannot write the secret to stdout; revoke key %s", row.id);
         goto done;
@@ -842,6 +875,17 @@ static tok_status key_list(const struct tok_admin *a, int argc, char **argv)
     st = check_result(r, PGRES_TUPLES_OK, "key list");
     if (st != TOK_OK)
         goto done;
+    if (a->json) {
+        static const struct tok_admin_json_field f[] = {
+            {"id", TOK_AJ_STR, 0, {0}}, {"tenant", TOK_AJ_STR, 1, {0}},
+            {"prefix", TOK_AJ_STR, 2, {0}}, {"hint", TOK_AJ_STR, 3, {0}},
+            {"scopes", TOK_AJ_LIST, 4, {0}}, {"origins", TOK_AJ_LIST, 5, {0}},
+            {"livemode", TOK_AJ_BOOL, 6, {0}}, {"revoked_at", TOK_AJ_STR, 7, {0}},
+            {"created_at", TOK_AJ_STR, 8, {0}},
+        };
+        st = tok_admin_json_rows(r, f, TOK_ARRAY_LEN(f));
+        goto done;
+    }
     fputs("id\ttenant\tkey\tscopes\torigins\tlivemode\trevoked_at\tcreated_at\n", stdout);
     for (int i = 0; i < PQntuples(r); i++) {
         char key[TOK_API_KEY_PREFIX_LEN + API_KEY_HINT_LEN + 8];
@@ -1770,9 +1814,21 @@ static tok_status gateway_add(const struct tok_admin *a, int argc, char **argv)
         r = PQexecParams(pg, sql_gateway_add, 8, types, vals, lens, fmts, 0);
         st = check_result(r, PGRES_COMMAND_OK, "gateway add");
     }
-    if (st == TOK_OK) {
+    if (st == TOK_OK && a->json) {
+        const struct tok_admin_json_field f[] = {
+            {"id", TOK_AJ_STR, 0, tok_slice_str(id)},
+            {"tenant", TOK_AJ_STR, 0, tok_slice_str(tenant)},
+            {"kind", TOK_AJ_STR, 0, tok_slice_str(kind)},
+            {"livemode", TOK_AJ_BOOL, 0, tok_slice_str(live ? "true" : "false")},
+            {"priority", TOK_AJ_INT, 0, tok_slice_str(prio)},
+            {"base_url", TOK_AJ_STR, 0, base != NULL ? tok_slice_str(base) : tok_slice_of(NULL, 0)},
+        };
+        st = tok_admin_json_object(f, TOK_ARRAY_LEN(f));
+    } else if (st == TOK_OK) {
         printf("%s\n", id);
         st = finish_stdout();
+    }
+    if (st == TOK_OK) {
         say("added %s gateway %s (%s mode, priority %s)", kind, id, live ? "live" : "test", prio);
     }
     PQclear(r);
@@ -1809,7 +1865,14 @@ static tok_status gateway_list(const struct tok_admin *a, int argc, char **argv)
         r = PQexecParams(pg, sql, 1, NULL, vals, NULL, NULL, 0);
         st = check_result(r, PGRES_TUPLES_OK, "gateway list");
     }
-    if (st == TOK_OK) {
+    if (st == TOK_OK && a->json) {
+        static const struct tok_admin_json_field f[] = {
+            {"id", TOK_AJ_STR, 0, {0}}, {"tenant", TOK_AJ_STR, 1, {0}}, {"kind", TOK_AJ_STR, 2, {0}},
+            {"livemode", TOK_AJ_BOOL, 3, {0}}, {"priority", TOK_AJ_INT, 4, {0}},
+            {"base_url", TOK_AJ_STR, 5, {0}}, {"created_at", TOK_AJ_STR, 6, {0}},
+        };
+        st = tok_admin_json_rows(r, f, TOK_ARRAY_LEN(f));
+    } else if (st == TOK_OK) {
         fputs("id\ttenant\tkind\tlivemode\tpriority\tbase_url\tcreated_at\n", stdout);
         for (int i = 0; i < PQntuples(r); i++)
             for (int c = 0; c < 7; c++)

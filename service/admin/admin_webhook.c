@@ -3,6 +3,7 @@
  * Runs as the owner role, like the rest of tokenctl.
  */
 #include "tokend/admin/admin_webhook.h"
+#include "tokend/admin/admin_json.h"
 #include "tokend/store/db.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/events/webhooks.h"
@@ -106,11 +107,22 @@ static tok_status webhook_add(const struct tok_admin *a, int argc, char **argv)
                          6, types, v, lens, fmts, 0);
         st = check(r, PGRES_COMMAND_OK, "webhook add");
     }
-    if (st == TOK_OK) {
+    if (st == TOK_OK && a->json) {
+        const struct tok_admin_json_field f[] = {
+            {"id", TOK_AJ_STR, 0, tok_slice_str(idmem)},
+            {"tenant", TOK_AJ_STR, 0, tok_slice_str(tenant)},
+            {"url", TOK_AJ_STR, 0, tok_slice_str(url)},
+            {"livemode", TOK_AJ_BOOL, 0, tok_slice_str(live ? "true" : "false")},
+            {"secret", TOK_AJ_STR, 0, tok_buf_slice(&secret)},
+        };
+        st = tok_admin_json_object(f, TOK_ARRAY_LEN(f));
+    } else if (st == TOK_OK) {
         fwrite(secret.data, 1, secret.len, stdout);
         fputc('\n', stdout);
         if (fflush(stdout) != 0)
             st = TOK_ERR_IO;
+    }
+    if (st == TOK_OK) {
         say("added webhook endpoint %s for %s (%s mode); the secret above is shown only once",
             idmem, url, live ? "live" : "test");
     }
@@ -143,7 +155,14 @@ static tok_status webhook_list(const struct tok_admin *a, int argc, char **argv)
         "WHERE $1::text IS NULL OR t.id = $1 OR t.name = $1 ORDER BY e.tenant_id, e.created_at",
         1, NULL, v, NULL, NULL, 0);
     tok_status st = check(r, PGRES_TUPLES_OK, "webhook list");
-    if (st == TOK_OK) {
+    if (st == TOK_OK && a->json) {
+        static const struct tok_admin_json_field f[] = {
+            {"id", TOK_AJ_STR, 0, {0}}, {"tenant", TOK_AJ_STR, 1, {0}},
+            {"livemode", TOK_AJ_BOOL, 2, {0}}, {"url", TOK_AJ_STR, 3, {0}},
+            {"disabled_at", TOK_AJ_STR, 4, {0}},
+        };
+        st = tok_admin_json_rows(r, f, TOK_ARRAY_LEN(f));
+    } else if (st == TOK_OK) {
         fputs("id\ttenant\tlivemode\turl\tdisabled_at\n", stdout);
         for (int i = 0; i < PQntuples(r); i++)
             printf("%s\t%s\t%s\t%s\t%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),

@@ -1375,6 +1375,9 @@ static bool start_detach(struct tok_req *r, struct token_call *t)
     if (n == 0)
         return false;
     t->pending = n;
+    /* set before any submit: an adapter may complete at once (the sandbox does), and then
+     * the last on_detach_done must leave t to the db job's release */
+    t->keep = true;
     tok_http_watch(r, &t->call);
     /* submitted after all are set up: the last completion frees t */
     struct tok_gateway_call *calls[TOK_ACCOUNTS_MAX];
@@ -1405,10 +1408,8 @@ static void token_result(struct tok_call *call, struct tok_req *r)
         tok_http_problem(r, 404, "token_not_found", "no such token", "id");
         return;
     }
-    if (t->redact && t->nrefs > 0 && start_detach(r, t)) {
-        t->keep = true; /* on_detach_done answers and releases */
-        return;
-    }
+    if (t->redact && t->nrefs > 0 && start_detach(r, t))
+        return; /* on_detach_done answers; the job's release or the last detach frees t */
     send_token(r, 200, &t->row);
 }
 
