@@ -64,7 +64,7 @@ static void usage_to(FILE *out)
           "key from --master-key-file or TOKEND_MASTER_KEY_FILE. T is a tenant id or name.\n"
           "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin (a publishable\n"
           "key gets tokens:create, POST /v1/tokens only).\n"
-          "--json (anywhere on the line): the list and create commands print JSON for scripts.\n",
+          "--json (anywhere on the line): the list and create commands and audit report print JSON.\n",
           out);
 }
 
@@ -96,12 +96,13 @@ static bool take_json_flag(int *argc, char **argv)
     return json;
 }
 
-/* The commands that print JSON with --json: every list and every create. */
+/* The commands that print JSON with --json: every list, every create and audit report. */
 static bool json_supported(const char *cmd, int argc, char **argv)
 {
     static const char *const ok[][2] = {
         {"tenant", "create"}, {"tenant", "list"}, {"key", "create"},  {"key", "list"},
         {"gateway", "add"},   {"gateway", "list"}, {"webhook", "add"}, {"webhook", "list"},
+        {"audit", "report"},
     };
     for (size_t i = 0; argc > 0 && i < sizeof ok / sizeof ok[0]; i++)
         if (strcmp(cmd, ok[i][0]) == 0 && strcmp(argv[0], ok[i][1]) == 0)
@@ -179,7 +180,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (json && !json_supported(cmd, ctl.argc, ctl.argv)) {
-        fprintf(stderr, "tokenctl: --json is for the list and create commands, not '%s%s%s'\n",
+        fprintf(stderr,
+                "tokenctl: --json is for the list and create commands and audit report, "
+                "not '%s%s%s'\n",
                 cmd, ctl.argc > 0 ? " " : "", ctl.argc > 0 ? ctl.argv[0] : "");
         return EXIT_USAGE;
     }

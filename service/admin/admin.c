@@ -1432,13 +1432,9 @@ static void report_text(const PGresult *r, const char *since, const char *until)
 static tok_status audit_report(const struct tok_admin *a, int argc, char **argv)
 {
     const char *since = NULL, *until = NULL, *tenant_ref = NULL;
-    bool json = false;
+    bool json = a->json; /* tokenctl_main takes --json out of argv wherever it was */
     for (int i = 0; i < argc; i++) {
         int k;
-        if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-            continue;
-        }
         if ((k = opt_value(argc, argv, &i, "--since", &since)) == 0 &&
             (k = opt_value(argc, argv, &i, "--until", &until)) == 0)
             k = opt_value(argc, argv, &i, "--tenant", &tenant_ref);

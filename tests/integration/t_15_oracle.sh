@@ -138,12 +138,13 @@ out=$(o_req POST /v1/charges "$O_SK" "{\"token\":\"$O_VICTIM\",\"amount\":500,\"
 O_CH=$(o_js "$out" | jq -r .id)
 expect_match "(a charge to aim at)" "$O_CH" '^ch_'
 ROUTE_TABLE="$T_DIR/o15-routes.txt"
-# METHOD PATH STATUS CODE (CODE - : not problem+json, a success). /healthz, /readyz and the
-# element's assets are public; the inbound webhook route takes no API key at all (the
+# METHOD PATH STATUS CODE (CODE - : not problem+json, a success). /healthz, /readyz, the
+# OpenAPI document and the element's assets are public; the inbound webhook route takes no API key at all (the
 # gateway's signature is its authentication), so a key changes nothing there.
 cat >"$ROUTE_TABLE" <<TABLE
 GET /healthz 200 -
 GET /readyz 200 -
+GET /v1/openapi.json 200 -
 POST /v1/tokens 201 -
 OPTIONS /v1/tokens 204 -
 GET /v1/tokens/$O_VICTIM 403 forbidden

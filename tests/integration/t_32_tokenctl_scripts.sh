@@ -95,4 +95,4 @@ expect_eq "tenant list --json: names are escaped" "$("${CTL[@]}" --json tenant l
 # --json where it means nothing is refused, naming the command
 "${CTL[@]}" --json audit verify >/dev/null 2>"$ERR"
 expect_eq "--json on audit verify: exit 2" "$?" 2
-expect_eq "--json on audit verify: says why" "$(cat "$ERR")" "tokenctl: --json is for the list and create commands, not 'audit verify'"
+expect_eq "--json on audit verify: says why" "$(cat "$ERR")" "tokenctl: --json is for the list and create commands and audit report, not 'audit verify'"
