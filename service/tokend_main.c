@@ -18,6 +18,7 @@
 #include "tokend/core/log.h"
 #include "tokend/server.h"
 #include "tokend/events/webhooks.h"
+#include "tokend/gateways/gateway_metrics.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -72,6 +73,7 @@ int main(int argc, char **argv)
 {
     static struct tok_config cfg;
     static struct tok_app app;
+    static struct tok_gateway_stats gateway_stats;
     char why[TOK_CONFIG_WHY_MAX] = "";
     const char *cwhy = NULL;
 
@@ -210,6 +212,7 @@ int main(int argc, char **argv)
     app.recon_owner = owner;
     app.ratelimit = rl;
     app.auth_epochs = epochs;
+    app.gateway_stats = &gateway_stats;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
         rc = refuse("cannot start", why);
         goto out;
@@ -220,6 +223,10 @@ int main(int argc, char **argv)
     if (cfg.metrics_listen[0] != '\0') {
         if (tok_metrics_register(&app.metrics, tok_server_collect, &app) != TOK_OK ||
             tok_metrics_register(&app.metrics, tok_db_collect, pools) != TOK_OK ||
+            tok_metrics_register(&app.metrics, tok_gateway_collect, &gateway_stats) != TOK_OK ||
+            tok_metrics_register(&app.metrics, tok_webhook_collect, wd) != TOK_OK ||
+            tok_metrics_register(&app.metrics, tok_audit_chain_collect, chainer) != TOK_OK ||
+            tok_metrics_register(&app.metrics, tok_ratelimit_collect, rl) != TOK_OK ||
             tok_metrics_server_start(cfg.metrics_listen, &app.metrics, &ms, why, sizeof why) !=
                 TOK_OK) {
             rc = refuse("cannot serve metrics", why);

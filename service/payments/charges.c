@@ -15,6 +15,7 @@
 #include "tokend/core/currency.h"
 #include "tokend/events/events.h"
 #include "tokend/gateways/gateway.h"
+#include "tokend/gateways/gateway_metrics.h"
 #include "tokend/gateways/registry.h"
 #include "tokend/payments/idempotency.h"
 #include "tokend/core/json.h"
@@ -737,7 +738,7 @@ static void start_attempt(struct tok_req *r, struct charge_call *c)
     c->gw.off_session = c->off_session;
     snprintf(c->gw.idempotency_key, sizeof c->gw.idempotency_key, "tokend_%s_%s", c->id, g->gateway);
     tok_http_watch(r, &c->call);
-    ops->submit(ops, &c->gw);
+    tok_gateway_submit(ops, &c->gw);
 }
 
 static void start_followup(struct tok_req *r, struct charge_call *c)
@@ -764,7 +765,7 @@ static void start_followup(struct tok_req *r, struct charge_call *c)
     snprintf(c->gw.idempotency_key, sizeof c->gw.idempotency_key, "tokend_%s_%s", c->id,
              c->op == OP_CAPTURE ? "capture" : c->op == OP_VOID ? "void" : "refund");
     tok_http_watch(r, &c->call);
-    ops->submit(ops, &c->gw);
+    tok_gateway_submit(ops, &c->gw);
 }
 
 static void begin_result(struct tok_call *call, struct tok_req *r)

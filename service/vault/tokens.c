@@ -23,6 +23,7 @@
 #include "tokend/vault/card.h"
 #include "tokend/core/encoding.h"
 #include "tokend/gateways/gateway.h"
+#include "tokend/gateways/gateway_metrics.h"
 #include "tokend/gateways/registry.h"
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
@@ -786,7 +787,7 @@ static void run_gateway(struct tok_req *r, struct create_call *c)
         calls[i] = &c->gw[i];
     }
     for (unsigned i = 0; i < n; i++)
-        ops[i]->submit(ops[i], calls[i]);
+        tok_gateway_submit(ops[i], calls[i]);
 }
 
 /*
@@ -1391,7 +1392,7 @@ static bool start_detach(struct tok_req *r, struct token_call *t)
         m++;
     }
     for (unsigned i = 0; i < m; i++)
-        ops[i]->submit(ops[i], calls[i]);
+        tok_gateway_submit(ops[i], calls[i]);
     return true;
 }
 

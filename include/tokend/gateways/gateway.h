@@ -63,6 +63,7 @@ struct tok_gateway_account {
 };
 
 struct tok_gateway_env; /* httpc.h */
+struct tok_gateway_stats; /* gateway_metrics.h */
 
 /**
  * One call to an adapter. The caller owns it and keeps every input valid until
@@ -98,6 +99,11 @@ struct tok_gateway_call {
     unsigned step;
     tok_gateway_done_fn step_done;
     char step_ref[TOK_GATEWAY_REF_MAX];
+    /* the meter's own (gateway_metrics.h: tok_gateway_submit); callers leave them zeroed */
+    struct tok_gateway_stats *meter_stats;
+    const struct tok_gateway_ops *meter_ops;
+    uint64_t meter_t0_us;
+    tok_gateway_done_fn meter_done;
 };
 
 struct tok_gateway_ops {
