@@ -448,8 +448,8 @@ tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len)
     struct app_handler *h = (struct app_handler *)h2o_create_handler(path, sizeof *h);
     h->super.on_req = on_req;
     h->app = app;
-    tok_http_register_filters(path);
-    tok_http_register_filters(&host->fallback_path);
+    tok_http_register_filters(path, cfg->access_log, cfg->access_log_sample);
+    tok_http_register_filters(&host->fallback_path, cfg->access_log, cfg->access_log_sample);
 
     if (cfg->listen_tls[0] != '\0')
         TOK_GUARD(setup_tls(app, why, why_len));

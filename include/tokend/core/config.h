@@ -53,6 +53,11 @@
  * backstop: revocations arrive by LISTEN/NOTIFY at once, see auth.h) */
 #define TOK_AUTH_CACHE_TTL_DEFAULT_MS 3000u
 
+/* The access log (http.c): every answer, 1 in N, errors only, or none. Errors (5xx, and the
+ * 401/403 of failed authentication and authorisation) are written in every mode but off. */
+enum tok_access_log { TOK_ACCESS_ALL = 0, TOK_ACCESS_SAMPLE, TOK_ACCESS_ERRORS, TOK_ACCESS_OFF };
+#define TOK_ACCESS_SAMPLE_MAX 1000000u
+
 struct tok_config {
     char listen_h2c[TOK_ADDR_MAX]; /* "host:port", "" = off */
     char listen_tls[TOK_ADDR_MAX]; /* "host:port", "" = off */
@@ -80,6 +85,8 @@ struct tok_config {
     unsigned h2_reset_budget;      /* HTTP/2 requests cancelled beyond those completed */
     unsigned header_limit;         /* request header bytes; more is 431 */
     enum tok_log_level log_level;
+    enum tok_access_log access_log;
+    unsigned access_log_sample; /* TOK_ACCESS_SAMPLE: one ordinary answer in this many */
     bool webhook_allow_http_loopback; /* TEST ONLY: deliver webhooks to http://127.0.0.1 etc. */
     unsigned webhook_retry_base_ms;   /* first webhook retry delay before jitter (issue #6) */
     unsigned audit_chain_interval_ms; /* the audit chainer's period (audit_chain.h) */

@@ -7,6 +7,7 @@
 #define TOKEND_HTTP_H
 
 #include "tokend/core/common.h"
+#include "tokend/core/config.h"
 #include "tokend/store/db.h"
 
 #include <h2o.h>
@@ -113,9 +114,12 @@ const char *tok_http_code_for_status(int status);
 /**
  * Registers tokend's per-request machinery on a path: the filter that turns
  * h2o's own error pages (413, 400, 408...) into problem+json, and the access
- * logger (one JSON line per request, never a body).
+ * logger (one JSON line per request, never a body), which writes what `mode`
+ * (--access-log) asks: every answer, one ordinary answer in sample_every (each
+ * such line carries "sampled": N) plus every 5xx, 401 and 403, those alone, or nothing.
  */
-void tok_http_register_filters(h2o_pathconf_t *pathconf);
+void tok_http_register_filters(h2o_pathconf_t *pathconf, enum tok_access_log mode,
+                               unsigned sample_every);
 
 /** Fills r->id with a fresh request id and sets the X-Request-Id response header. */
 void tok_http_assign_id(struct tok_req *r);
