@@ -212,7 +212,7 @@ expect_match "access log: ... naming the option" "$out" 'access-log must be all,
 # tokenctl help's commands, one a line: "tenant create", "webhook disable", "webhook enable"...
 help=$("$BUILD/tokenctl" help 2>&1 | awk '/^  [a-z]/ { print $1; if ($2 ~ /^[a-z][a-z|-]*$/) {
     n = split($2, a, "|"); for (k = 1; k <= n; k++) print $1 " " a[k] } }' | sort -u)
-cmds=$(awk '/^```/ { code = !code; next } code && /tokenctl/' docs/operations.md |
+cmds=$(awk '/^ *```/ { code = !code; next } code && /tokenctl/' docs/operations.md |
     sed -E 's/.*tokenctl//; s/\$\{?CTL\}?//' |
     awk '{ i = 1; while (i <= NF && $i ~ /^--/) { if ($i !~ /=/ && $i != "--json") i++; i++ }
            c = $i; if ($(i + 1) ~ /^[a-z][a-z-]*$/ && c ~ /^(tenant|key|gateway|webhook|audit|keys)$/) c = c " " $(i + 1)
