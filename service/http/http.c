@@ -368,8 +368,9 @@ struct access_logger {
 };
 
 /* Answers an operator always wants: the server failed, or someone failed to authenticate or
- * was refused a scope (the trail of a key being guessed or misused). 429s are not: a storm
- * of them would flood the log; tokend_ratelimit_refused_total counts them. */
+ * was refused a scope (the trail of a key being guessed or misused). 429s are not: each
+ * refusal writes its own warning line (vault/auth.c), and tokend_ratelimit_refused_total
+ * counts them. */
 static bool always_logged(int status)
 {
     return status >= 500 || status == 401 || status == 403;
