@@ -227,6 +227,8 @@ int main(int argc, char **argv)
             tok_metrics_register(&app.metrics, tok_webhook_collect, wd) != TOK_OK ||
             tok_metrics_register(&app.metrics, tok_audit_chain_collect, chainer) != TOK_OK ||
             tok_metrics_register(&app.metrics, tok_ratelimit_collect, rl) != TOK_OK ||
+            (sealer != NULL &&
+             tok_metrics_register(&app.metrics, tok_audit_sealer_collect, sealer) != TOK_OK) ||
             tok_metrics_server_start(cfg.metrics_listen, &app.metrics, &ms, why, sizeof why) !=
                 TOK_OK) {
             rc = refuse("cannot serve metrics", why);
