@@ -148,7 +148,8 @@ expect_true "metrics: the last pass was less than 10 s ago" \
 expect_eq "metrics: no pass failed" "$(series tokend_audit_chain_passes_total 'result="failed"')" 0
 v=$(wait_series tokend_audit_blocks_sealed_total '' 1)
 expect_true "metrics: the blocks were sealed under the audit key ($v)" test "$v" -ge 1
-expect_eq "metrics: ... one checkpoint line each" "$(wc -l <"$O_DIR/checkpoints")" "$v"
+expect_true "metrics: ... each with its checkpoint line (written before it is counted)" \
+    test "$(wc -l <"$O_DIR/checkpoints")" -ge "$v"
 expect_eq "metrics: no sealing pass failed" "$(series tokend_audit_seal_failures_total '')" 0
 
 # --- connections ----------------------------------------------------------------------------------
