@@ -30,6 +30,11 @@
 #define SIG_MAX 128
 #define ERR_MAX 200
 
+/* What one attempt came to; the label values of tokend_webhook_attempts_total. */
+enum attempt_outcome { AO_DELIVERED = 0, AO_HTTP_ERROR, AO_TRANSPORT_ERROR, AO_NOT_SENT, AO_COUNT };
+static const char *const attempt_outcome_names[AO_COUNT] = {"delivered", "http_error",
+                                                            "transport_error", "not_sent"};
+
 struct tok_webhook_deliverer {
     char *conninfo; /* sodium_malloc */
     const struct tok_keyring *kr;
@@ -39,17 +44,13 @@ struct tok_webhook_deliverer {
     PGconn *pg;
     /* written by the delivery thread, read by /metrics' thread */
     struct {
-        _Atomic uint64_t attempts[4]; /* enum attempt_outcome */
+        _Atomic uint64_t attempts[AO_COUNT]; /* by enum attempt_outcome */
         _Atomic uint64_t retried, gave_up, unrecorded;
         _Atomic uint64_t claimed_last; /* rows the last claim took (CLAIM_MAX: more are due) */
         _Atomic uint64_t lag_ms;       /* the last batch's longest wait for a first try */
     } stats;
 };
 
-/* What one attempt came to; the label values of tokend_webhook_attempts_total. */
-enum attempt_outcome { AO_DELIVERED = 0, AO_HTTP_ERROR, AO_TRANSPORT_ERROR, AO_NOT_SENT };
-static const char *const attempt_outcome_names[] = {"delivered", "http_error",
-                                                    "transport_error", "not_sent"};
 
 static void bump(_Atomic uint64_t *v)
 {
@@ -226,10 +227,13 @@ static void record(struct tok_webhook_deliverer *d, struct delivery *dl)
                                "SELECT ledger.delivery_record($1, $2, $3::integer, $4::integer, $5, "
                                "$6::integer, $7::double precision)",
                                7, NULL, v, NULL, NULL, 0);
-    enum attempt_outcome ao = !dl->sent                          ? AO_NOT_SENT
-                              : dl->transport_failed              ? AO_TRANSPORT_ERROR
-                              : dl->status >= 200 && dl->status <= 299 ? AO_DELIVERED
-                                                                  : AO_HTTP_ERROR;
+    enum attempt_outcome ao = AO_HTTP_ERROR;
+    if (!dl->sent)
+        ao = AO_NOT_SENT;
+    else if (dl->transport_failed)
+        ao = AO_TRANSPORT_ERROR;
+    else if (dl->status >= 200 && dl->status <= 299)
+        ao = AO_DELIVERED;
     bump(&d->stats.attempts[ao]);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         bump(&d->stats.unrecorded);

@@ -84,7 +84,6 @@ static void warn_once_in_a_while(struct tok_audit_chainer *c, const char *what)
 static long pass(struct tok_audit_chainer *c, unsigned wait_ms)
 {
     if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
-        atomic_fetch_add_explicit(&c->stats.failed, 1, memory_order_relaxed);
         char why[TOK_DB_WHY_MAX];
         if (c->pg != NULL)
             PQreset(c->pg);
@@ -92,6 +91,7 @@ static long pass(struct tok_audit_chainer *c, unsigned wait_ms)
             c->pg = NULL;
         if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
             warn_once_in_a_while(c, "cannot connect to the database");
+            atomic_fetch_add_explicit(&c->stats.failed, 1, memory_order_relaxed);
             return -1;
         }
     }
