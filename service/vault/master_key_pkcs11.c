@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -180,6 +181,7 @@ static tok_status uri_attr(struct p11_uri *u, const char *a, size_t n, bool quer
         dup = u->has_id;
         u->has_id = true;
         st = pct_decode(v, vlen, u->id, sizeof u->id, &u->id_len, false);
+        len = u->id_len;
     } else if (!query && name_is(a, nlen, "type")) {
         dup = u->has_type;
         u->has_type = true;
@@ -221,7 +223,8 @@ static tok_status uri_parse(const char *uri, struct p11_uri *u, const char **why
 {
     memset(u, 0, sizeof *u);
     size_t n = strnlen(uri, TOK_PKCS11_URI_MAX + 1);
-    if (n > TOK_PKCS11_URI_MAX || strncmp(uri, P11_SCHEME, sizeof P11_SCHEME - 1) != 0) {
+    /* the scheme is case-insensitive (RFC 3986 section 3.1) */
+    if (n > TOK_PKCS11_URI_MAX || strncasecmp(uri, P11_SCHEME, sizeof P11_SCHEME - 1) != 0) {
         *why = "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=...";
         return TOK_ERR_INPUT;
     }

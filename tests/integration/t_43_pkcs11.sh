@@ -144,6 +144,10 @@ refused "missing object" \
     "tokend: cannot load the master key: PKCS#11 token 'tokend-t43' has no secret key 'other'" \
     --master-key-pkcs11 "pkcs11:token=tokend-t43;object=other?module-path=$SOFTHSM_MODULE" \
     --master-key-pin-file "$HSM/pin"
+refused "object with another id" \
+    "tokend: cannot load the master key: PKCS#11 token 'tokend-t43' has no secret key 'master' with that id" \
+    --master-key-pkcs11 "pkcs11:token=tokend-t43;object=master;id=%01?module-path=$SOFTHSM_MODULE" \
+    --master-key-pin-file "$HSM/pin"
 refused "unloadable module" \
     "tokend: cannot load the master key: PKCS#11 module cannot be loaded: $HSM/none.so: cannot open shared object file: No such file or directory" \
     --master-key-pkcs11 "pkcs11:token=tokend-t43;object=master?module-path=$HSM/none.so" \
