@@ -161,6 +161,9 @@ refused "PIN in the URI" \
 refused "file and token both" \
     "tokend: bad configuration: give --master-key-file or --master-key-pkcs11, not both" \
     --master-key-file "$T_DIR/master.key" --master-key-pkcs11 "$URI" --master-key-pin-file "$HSM/pin"
+refused "a PIN file without a token" \
+    "tokend: bad configuration: --master-key-pin-file is for --master-key-pkcs11" \
+    --master-key-file "$T_DIR/master.key" --master-key-pin-file "$HSM/pin"
 # an extractable key (made with pkcs11-tool's defaults plus --extractable) is refused
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label tokend-t43 --login --pin "$PIN" --keygen \
     --key-type AES:32 --label loose --extractable >/dev/null 2>&1
