@@ -57,6 +57,7 @@
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
+#include "gwsim_record.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -110,6 +111,7 @@ struct gw_cfg {
     double rate500, rate429;
     const char *ready_file;
     uint32_t max_objects;
+    const char *record_dir;
 };
 
 struct gw_stats {
@@ -221,6 +223,7 @@ struct gw {
     int port_fd[GW_PORTS]; /* peer port -> fd, to reset a connection on request */
     struct gw_timer timers[GW_TIMERS_MAX];
     size_t ntimers;
+    struct gw_recorder rec; /* --record */
 };
 
 struct gw_handler {
@@ -2755,6 +2758,33 @@ static void wipe_body(h2o_req_t *req)
         sodium_memzero(req->entity.base, req->entity.len);
 }
 
+/* --record: the exchange as answered (an answer withheld by timeout-after is not one) */
+static void record(const struct gw_call *c, struct tok_slice method, struct tok_slice path,
+                   struct tok_slice body)
+{
+    if (c->g->rec.dir == NULL || (c->fault.after && c->fault.timeout))
+        return;
+    h2o_req_t *req = c->req;
+    struct gw_rec_exchange x = {
+        .api = c->api == API_STRIPE ? "stripe" : "adyen",
+        .route = c->route,
+        .method = method,
+        .path = path,
+        .status = c->status,
+        .replayed = c->replayed,
+        .resp_ctype = c->api == API_ADYEN ? "application/json;charset=UTF-8" : "application/json",
+        .resp_body = tok_buf_slice(&c->g->out),
+        .req_body = body,
+    };
+    if (req->query_at != SIZE_MAX && req->query_at < req->path.len)
+        x.query = tok_slice_of(req->path.base + req->query_at + 1,
+                               req->path.len - req->query_at - 1);
+    (void)header_get(req, "content-type", &x.req_ctype);
+    (void)header_get(req, "idempotency-key", &x.idem_key);
+    (void)header_get(req, "stripe-version", &x.stripe_version);
+    gw_record(&c->g->rec, &x);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct gw *g = ((struct gw_handler *)self)->g;
@@ -2932,6 +2962,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         idem_save(g, c.idem_key, mac, c.status, tok_buf_slice(&g->out));
 
 send:
+    if (c.api == API_STRIPE || c.api == API_ADYEN)
+        record(&c, method, path, body);
     wipe_body(req);
     log_request(&c, method, fault_name, delay);
     h2o_iovec_t out = h2o_strdup(&req->pool, (const char *)g->out.data, g->out.len);
@@ -3082,6 +3114,7 @@ static void usage(void)
             "             [--latency-ms N] [--stripe-key sk_test_...] [--adyen-key KEY]\n"
             "             [--adyen-merchant NAME] [--fault-rate-500 P] [--fault-rate-429 P]\n"
             "             [--ready-file F] [--max-objects N] [--log-level debug|info|warn|error]\n"
+            "             [--record DIR]\n"
             "See docs/gwsim.md.\n");
     exit(2);
 }
@@ -3120,7 +3153,7 @@ int main(int argc, char **argv)
         {"fault-rate-500", required_argument, NULL, '5'}, {"fault-rate-429", required_argument, NULL, '4'},
         {"ready-file", required_argument, NULL, 'r'},   {"max-objects", required_argument, NULL, 'o'},
         {"log-level", required_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
-        {"http1-only", no_argument, NULL, '1'},
+        {"http1-only", no_argument, NULL, '1'},      {"record", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
     int opt;
     enum tok_log_level level;
@@ -3164,6 +3197,9 @@ int main(int argc, char **argv)
         case 'r':
             g->cfg.ready_file = optarg;
             break;
+        case 'R':
+            g->cfg.record_dir = optarg;
+            break;
         case 'o':
             g->cfg.max_objects = parse_u32(optarg, "--max-objects", 10000000u);
             break;
@@ -3180,6 +3216,8 @@ int main(int argc, char **argv)
         usage();
     if (!g->cfg.plain && (g->cfg.tls_cert == NULL || g->cfg.tls_key == NULL))
         die("TLS needs --tls-cert and --tls-key (or pass --plain for cleartext)");
+    if (g->cfg.record_dir != NULL && gw_record_init(&g->rec, g->cfg.record_dir) != TOK_OK)
+        die("--record: out of memory");
 
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
@@ -3230,6 +3268,7 @@ int main(int argc, char **argv)
     tok_buf_wipe(&g->adyen_key);
     tok_buf_wipe(&g->scratch);
     tok_buf_wipe(&g->out);
+    gw_record_wipe(&g->rec);
     sodium_memzero(g->mac_key, sizeof g->mac_key);
     return 0;
 }
