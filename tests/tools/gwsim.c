@@ -187,6 +187,7 @@ struct gw_obj {
     bool consumed;
     char customer[GW_ID_MAX]; /* K_PM: the Customer it is attached to; K_PI: customer */
     bool manual_sfu;          /* K_PI: setup_future_usage was given */
+    bool sfu_on_session;      /* K_PI: ... and it was on_session */
     bool off_session;         /* K_PI: off_session=true */
 };
 
@@ -800,6 +801,86 @@ static void stripe_full(struct gw_call *c)
                  "gwsim: the object store is full (see --max-objects); POST /__gwsim/reset");
 }
 
+/*
+ * Members of Stripe's objects that gwsim has no behaviour for, present so that its objects
+ * carry every field of Stripe's published fixtures (tests/contracts/stripe/fixtures3.json;
+ * t_45_contracts.sh compares the key sets): null, or the value Stripe gives an object made
+ * the way gwsim's are.
+ */
+static void write_nulls(struct tok_json_writer *w, const char *const keys[], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tok_jw_key(w, keys[i]);
+        tok_jw_null(w);
+    }
+}
+
+/* PaymentMethod.card: display_brand (Stripe's display names), networks, 3DS support */
+static void write_pm_card_more(struct tok_json_writer *w, const struct gw_obj *pm)
+{
+    const char *brand = stripe_brand(pm->brand);
+    static const struct {
+        const char *brand, *display;
+    } names[] = {{"amex", "american_express"}, {"diners", "diners_club"},
+                 {"unionpay", "union_pay"}, {"unknown", "other"}};
+    const char *display = brand;
+    for (size_t i = 0; i < TOK_ARRAY_LEN(names); i++)
+        if (strcmp(brand, names[i].brand) == 0)
+            display = names[i].display;
+    tok_jw_kstr(w, "display_brand", display);
+    tok_jw_key(w, "generated_from");
+    tok_jw_null(w);
+    tok_jw_key(w, "networks");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "available");
+    tok_jw_arr_begin(w);
+    tok_jw_str(w, brand);
+    tok_jw_arr_end(w);
+    tok_jw_key(w, "preferred");
+    tok_jw_null(w);
+    tok_jw_obj_end(w);
+    tok_jw_key(w, "regulated_status");
+    tok_jw_null(w);
+    tok_jw_key(w, "three_d_secure_usage");
+    tok_jw_obj_begin(w);
+    tok_jw_kbool(w, "supported", true);
+    tok_jw_obj_end(w);
+    tok_jw_key(w, "wallet");
+    tok_jw_null(w);
+}
+
+/* PaymentIntent: the fixture's members gwsim does not model (Connect, shipping, wallets...) */
+static void write_pi_more(struct tok_json_writer *w, const struct gw_obj *pi)
+{
+    static const char *const nulls[] = {
+        "application", "application_fee_amount", "automatic_payment_methods",
+        "customer_account", "excluded_payment_method_types", "managed_payments",
+        "on_behalf_of", "payment_method_configuration_details", "processing", "receipt_email",
+        "review", "shipping", "source", "statement_descriptor", "statement_descriptor_suffix",
+        "transfer_data", "transfer_group"};
+    write_nulls(w, nulls, TOK_ARRAY_LEN(nulls));
+    tok_jw_key(w, "amount_details");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "tip");
+    tok_jw_obj_begin(w);
+    tok_jw_obj_end(w);
+    tok_jw_obj_end(w);
+    char secret[GW_ID_MAX + 16];
+    snprintf(secret, sizeof secret, "%s_secret_gwsim", pi->id);
+    tok_jw_kstr(w, "client_secret", secret);
+    tok_jw_key(w, "next_action");
+    tok_jw_null(w);
+    tok_jw_key(w, "payment_method_options");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "card");
+    tok_jw_obj_begin(w);
+    tok_jw_kstr(w, "request_three_d_secure", "automatic");
+    tok_jw_obj_end(w);
+    tok_jw_obj_end(w);
+    tok_jw_kstr(w, "setup_future_usage",
+                !pi->manual_sfu ? NULL : pi->sfu_on_session ? "on_session" : "off_session");
+}
+
 static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
 {
     tok_jw_obj_begin(w);
@@ -814,6 +895,8 @@ static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
     tok_jw_kstr(w, "name", pm->text1);
     tok_jw_key(w, "phone");
     tok_jw_null(w);
+    tok_jw_key(w, "tax_id");
+    tok_jw_null(w);
     tok_jw_obj_end(w);
     tok_jw_key(w, "card");
     tok_jw_obj_begin(w);
@@ -827,14 +910,18 @@ static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
     tok_jw_kstr(w, "cvc_check", "unchecked");
     tok_jw_obj_end(w);
     tok_jw_kstr(w, "country", "US");
+    write_pm_card_more(w, pm);
     tok_jw_kint(w, "exp_month", pm->exp_month);
     tok_jw_kint(w, "exp_year", pm->exp_year);
     tok_jw_kstr(w, "fingerprint", pm->fingerprint);
     tok_jw_kstr(w, "funding", "credit");
     tok_jw_kstr(w, "last4", pm->last4);
     tok_jw_obj_end(w);
+    tok_jw_kstr(w, "allow_redisplay", "unspecified");
     tok_jw_kint(w, "created", pm->created);
     tok_jw_kstr(w, "customer", pm->customer[0] != '\0' ? pm->customer : NULL);
+    tok_jw_key(w, "customer_account");
+    tok_jw_null(w);
     tok_jw_kbool(w, "livemode", false);
     tok_jw_key(w, "metadata");
     tok_jw_obj_begin(w);
@@ -894,6 +981,7 @@ static void write_pi(struct tok_json_writer *w, const struct gw_obj *pi)
     tok_jw_str(w, "card");
     tok_jw_arr_end(w);
     tok_jw_kstr(w, "status", pi_status_name(pi->status));
+    write_pi_more(w, pi);
     tok_jw_obj_end(w);
 }
 
@@ -908,6 +996,18 @@ static void write_refund(struct tok_json_writer *w, const struct gw_obj *re)
     tok_jw_kstr(w, "charge", re->ref2);
     tok_jw_kint(w, "created", re->created);
     tok_jw_kstr(w, "currency", re->currency);
+    static const char *const nulls[] = {"customer", "customer_account", "payment_method",
+                                        "receipt_number", "source_transfer_reversal",
+                                        "transfer_reversal"};
+    write_nulls(w, nulls, TOK_ARRAY_LEN(nulls));
+    tok_jw_key(w, "destination_details");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "card");
+    tok_jw_obj_begin(w);
+    tok_jw_kstr(w, "type", "refund");
+    tok_jw_obj_end(w);
+    tok_jw_kstr(w, "type", "card");
+    tok_jw_obj_end(w);
     tok_jw_key(w, "metadata");
     write_meta(w, re->meta);
     tok_jw_kstr(w, "payment_intent", re->ref1);
@@ -931,6 +1031,8 @@ static void write_customer(struct tok_json_writer *w, const struct gw_obj *cu)
     tok_jw_null(w);
     tok_jw_kbool(w, "delinquent", false);
     tok_jw_kstr(w, "description", cu->text1);
+    tok_jw_key(w, "discount");
+    tok_jw_null(w);
     tok_jw_key(w, "email");
     tok_jw_null(w);
     tok_jw_kstr(w, "invoice_prefix", "GWSIM");
@@ -950,6 +1052,7 @@ static void write_customer(struct tok_json_writer *w, const struct gw_obj *cu)
     write_meta(w, cu->meta);
     tok_jw_key(w, "name");
     tok_jw_null(w);
+    tok_jw_kint(w, "next_invoice_sequence", 1);
     tok_jw_key(w, "phone");
     tok_jw_null(w);
     tok_jw_key(w, "preferred_locales");
@@ -1362,7 +1465,7 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
     const struct gw_obj *cu = NULL;
     if (form_get(f, "customer", &cus_id) && (cu = obj_find(c->g, cus_id, K_CU)) == NULL)
         return stripe_no_such(c, 400, "customer", cus_id, "customer");
-    bool off_session = false, sfu = false;
+    bool off_session = false, sfu = false, sfu_on = false;
     if (form_get(f, "off_session", &v)) {
         if (!slice_is(v, "true") && !slice_is(v, "false"))
             return stripe_error(c, 400, "invalid_request_error", NULL, "off_session",
@@ -1378,6 +1481,7 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
                                 "Invalid setup_future_usage: must be one of on_session or "
                                 "off_session");
         sfu = true;
+        sfu_on = slice_is(v, "on_session");
     }
     if (pm != NULL && confirm && !stripe_pm_usable(c, pm, cu))
         return;
@@ -1400,6 +1504,7 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
     if (cu != NULL)
         snprintf(pi->customer, sizeof pi->customer, "%s", cu->id);
     pi->manual_sfu = sfu;
+    pi->sfu_on_session = sfu_on;
     pi->off_session = off_session;
     c->g->st.payment_intents++;
     if (confirm)

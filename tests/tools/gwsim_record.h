@@ -15,8 +15,9 @@
  *   - in every other string value, any run of 12 to 19 digits that passes the Luhn check (a
  *     card number sent where it does not belong) is masked the same way.
  * The masked values keep their type and length, so they stay valid against the documents'
- * schemas (Adyen's CardDetails.number and .cvc are plain strings). Responses are written as
- * they were sent: gwsim never puts card data in an answer (docs/gwsim.md).
+ * schemas (Adyen's CardDetails.number and .cvc are plain strings). Answers get the last rule
+ * too: gwsim never puts the card it was given in an answer, but it echoes what a client put
+ * in free text (Stripe metadata, descriptions), which may be a card number.
  *
  * A record: {"seq", "api" ("stripe"|"adyen"), "route", "method", "path", "query",
  * "request_content_type", "idempotency_key", "stripe_version", "request_body" (text),
@@ -318,6 +319,8 @@ static tok_status rec_write_file(struct gw_recorder *r, const struct gw_rec_exch
 static tok_status rec_exchange(struct gw_recorder *r, const struct gw_rec_exchange *x)
 {
     TOK_GUARD(rec_request_body(r, x->req_ctype, x->req_body));
+    struct tok_slice resp;
+    TOK_GUARD(rec_masked(r, x->resp_body, REC_PLAIN, &resp));
     struct tok_json_writer w;
     tok_jw_init(&w, &r->rec);
     tok_jw_obj_begin(&w);
@@ -342,7 +345,7 @@ static tok_status rec_exchange(struct gw_recorder *r, const struct gw_rec_exchan
     tok_jw_kbool(&w, "replayed", x->replayed);
     tok_jw_kstr(&w, "response_content_type", x->resp_ctype);
     tok_jw_key(&w, "response_body");
-    tok_jw_strn(&w, x->resp_body);
+    tok_jw_strn(&w, resp);
     tok_jw_obj_end(&w);
     TOK_GUARD(tok_jw_finish(&w));
     TOK_GUARD(tok_buf_putc(&r->rec, '\n'));
