@@ -5,7 +5,7 @@
  *             storing a card): paymentMethod {type scheme, number, expiryMonth "MM",
  *             expiryYear "YYYY", cvc, holderName}, storePaymentMethod true,
  *             shopperReference (random, ours), recurringProcessingModel
- *             UnscheduledCardOnFile, shopperInteraction Ecommerce
+ *             UnscheduledCardOnFile, shopperInteraction Ecommerce, returnUrl
  *             -> ref = "<additionalData.tokenization.storedPaymentMethodId>|<shopperReference>"
  *             (tokend keeps only that sealed string, and charges need both halves)
  *   CHARGE    POST /v71/payments  paymentMethod {type scheme, storedPaymentMethodId},
