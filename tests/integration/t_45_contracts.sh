@@ -80,6 +80,40 @@ curl -s --cacert "$T_DIR/tls.crt" -o /dev/null -H "X-API-Key: $C45_AK" -H 'conte
     --data-binary "{\"merchantAccount\":\"$C45_MERCHANT\",\"shopperReference\":\"tokend_contracts\",\"recurringProcessingModel\":\"UnscheduledCardOnFile\",\"paymentMethod\":{\"type\":\"scheme\",\"number\":\"5555555555554444\",\"expiryMonth\":\"03\",\"expiryYear\":\"$C45_Y\",\"cvc\":\"737\",\"holderName\":\"J Smith\"}}" \
     "https://localhost:$C45_PORT/v71/storedPaymentMethods"
 
+# --- and through tokend: its gateway calls go into the same records -------------------------------
+C45_CTL=("$BUILD/tokenctl" --db "$T_ADMIN_DB" --master-key-file "$T_DIR/master.key")
+C45_TEN=$("${C45_CTL[@]}" tenant create "contracts-$$" 2>/dev/null)
+C45_KEY=$("${C45_CTL[@]}" key create --tenant "$C45_TEN" --scopes tokens:write,tokens:read,charges:write --test 2>/dev/null)
+(umask 077 && printf '{"api_key":"%s"}' "$C45_SK" >"$T_DIR/c45-stripe.json" &&
+    printf '{"api_key":"%s","merchant_account":"%s"}' "$C45_AK" "$C45_MERCHANT" >"$T_DIR/c45-adyen.json")
+# Adyen first, so that charges go there; tokenisation stores the card at both
+"${C45_CTL[@]}" gateway add --tenant "$C45_TEN" --kind adyen --credentials-file "$T_DIR/c45-adyen.json" \
+    --base-url "https://localhost:$C45_PORT" --priority 1 >/dev/null 2>>"$T_DIR/c45-ctl.err"
+"${C45_CTL[@]}" gateway add --tenant "$C45_TEN" --kind stripe --credentials-file "$T_DIR/c45-stripe.json" \
+    --base-url "https://localhost:$C45_PORT" --priority 2 >/dev/null 2>>"$T_DIR/c45-ctl.err"
+if tokend_start C45 --gateway-ca-file "$T_DIR/tls.crt" --gateway-timeout-ms 5000; then
+    api45() { # METHOD PATH [BODY] -> "<json>\n<status>"
+        local a=(-s --http2-prior-knowledge -X "$1" -H "authorization: Bearer $C45_KEY" -w '\n%{http_code}')
+        [ -n "${3:-}" ] && a+=(-H 'content-type: application/json' --data-binary "$3")
+        curl "${a[@]}" "http://127.0.0.1:$H2C_C45$2"
+    }
+    out=$(api45 POST /v1/tokens "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":3,\"exp_year\":$C45_Y,\"cvc\":\"737\",\"name\":\"J Smith\"}}")
+    expect_eq "tokend tokenise at adyen and stripe: 201" "$(tail -n 1 <<<"$out")" 201
+    TOK=$(sed '$d' <<<"$out" | jq -r .id)
+    for os in false true; do
+        out=$(api45 POST /v1/charges "{\"token\":\"$TOK\",\"amount\":1234,\"currency\":\"EUR\",\"off_session\":$os}")
+        expect_eq "tokend charge (off_session $os) at adyen: succeeded" "$(tail -n 1 <<<"$out") $(sed '$d' <<<"$out" | jq -r .status)" "201 succeeded"
+    done
+    CH=$(sed '$d' <<<"$out" | jq -r .id)
+    out=$(api45 POST /v1/refunds "{\"charge\":\"$CH\",\"amount\":400}")
+    expect_eq "tokend refund at adyen: succeeded" "$(tail -n 1 <<<"$out") $(sed '$d' <<<"$out" | jq -r .status)" "201 succeeded"
+    out=$(api45 DELETE "/v1/tokens/$TOK")
+    expect_eq "tokend redaction: detached at both" "$(tail -n 1 <<<"$out") $(sed '$d' <<<"$out" | jq -r '.gateways|map(.status)|unique|join(",")')" "200 destroyed"
+    tokend_stop C45
+else
+    fail "tokend starts (gateways at the recording gwsim)"
+fi
+
 out=$(cd "$C45" && node adyen.mjs adyen/CheckoutService-v71.json "$C45_REC" 2>&1)
 rc=$?
 printf '%s\n' "$out" | sed 's/^/    /' >&2
