@@ -4,7 +4,8 @@
 // payment_method, customer, payment_intent, refund, setup_intent, event, charge, ... wherever one
 // appears in an answer, nested ones included), the set of member names must be the fixture's:
 // a member the fixture has and gwsim lacks is "missing", one gwsim has and the fixture lacks is
-// "extra". A few sub-objects are compared the same way (NESTED). Differences that are expected
+// "extra"; a member both have with a non-null value must be of the fixture's JSON type (string,
+// number, boolean, object, array). A few sub-objects are compared the same way (NESTED). Differences that are expected
 // are listed in EXPECTED with their reason and reported as notes, not failures.
 // Prints one line per object type, then 'stripe-fixtures: N objects, M failed'; exits 1 if any
 // failed or no object was seen.
@@ -30,7 +31,8 @@ const NESTED = {
 const EXPECTED = {
 };
 
-const seen = new Map(); // type -> {n, missing:Set, extra:Set, expected:Set}
+const seen = new Map(); // type -> {n, missing:Set, extra:Set, types:Set, expected:Set}
+const kind = (v) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
 let objects = 0;
 const keysDiff = (type, label, fixture, ours, s) => {
     for (const k of Object.keys(fixture)) {
@@ -40,7 +42,11 @@ const keysDiff = (type, label, fixture, ours, s) => {
         else s.missing.add(id);
     }
     for (const k of Object.keys(ours)) {
-        if (k in fixture) continue;
+        if (k in fixture) {
+            const a = kind(fixture[k]), b = kind(ours[k]);
+            if (a !== 'null' && b !== 'null' && a !== b) s.types.add(`${label}.${k} is ${b}, the fixture's ${a}`);
+            continue;
+        }
         const id = `${label}.${k}`;
         if (EXPECTED[id]) s.expected.add(`${id} extra: ${EXPECTED[id]}`);
         else s.extra.add(id);
@@ -52,7 +58,7 @@ const visit = (v) => {
     const type = typeof v.object === 'string' ? v.object : null;
     if (type && fixtures[type] && typeof v.id === 'string') {
         objects++;
-        const s = seen.get(type) ?? { n: 0, missing: new Set(), extra: new Set(), expected: new Set() };
+        const s = seen.get(type) ?? { n: 0, missing: new Set(), extra: new Set(), types: new Set(), expected: new Set() };
         seen.set(type, s);
         s.n++;
         keysDiff(type, type, fixtures[type], v, s);
@@ -71,11 +77,12 @@ for (const f of readdirSync(dir).filter((n) => n.endsWith('.json')).sort()) {
 }
 let failed = 0;
 for (const [type, s] of [...seen.entries()].sort()) {
-    const bad = s.missing.size + s.extra.size > 0;
+    const bad = s.missing.size + s.extra.size + s.types.size > 0;
     if (bad) failed++;
     console.log(`${bad ? 'FAIL' : 'ok  '} ${type}: ${s.n} objects` +
         (s.missing.size ? `; missing: ${[...s.missing].join(', ')}` : '') +
-        (s.extra.size ? `; extra: ${[...s.extra].join(', ')}` : ''));
+        (s.extra.size ? `; extra: ${[...s.extra].join(', ')}` : '') +
+        (s.types.size ? `; types: ${[...s.types].join(', ')}` : ''));
     for (const e of s.expected) console.log(`     expected: ${e}`);
 }
 console.log(`stripe-fixtures: ${objects} objects of ${seen.size} types, ${failed} types failed`);
