@@ -75,6 +75,16 @@ expect_eq "adyen declining card: declined" "$(sum45 "$(tok45 adyen 4000000000000
 expect_eq "adyen insufficient funds: declined" "$(sum45 "$(tok45 adyen 4000000000009995)")" "declined card_declined insufficient_funds"
 expect_eq "adyen acquirer error: error" "$(sum45 "$(tok45 adyen 4000000000000119)")" "error processing_error -"
 expect_eq "adyen refusal by holder name" "$(sum45 "$(tok45 adyen 5555555555554444 --name CVC_DECLINED)")" "declined incorrect_cvc incorrect_cvc"
+# gwsim's error answers: a wrong API key (401), injected 500 and 429, to the adapter's own request
+C45_BODY=$(jq -r 'select(.path == "/v71/payments") | .request_body
+    | select(fromjson | .paymentMethod.storedPaymentMethodId != null)' "$C45_REC"/*-adyen.json | head -n 1)
+for h in "X-API-Key: wrong_$$" "X-Gwsim-Fault: 500" "X-Gwsim-Fault: 429"; do
+    key=$C45_AK
+    [ "${h%%:*}" = X-API-Key ] && key=${h#*: } && h="X-Gwsim-None: 1"
+    curl -s --cacert "$T_DIR/tls.crt" -o /dev/null -w '%{http_code} ' -H "X-API-Key: $key" -H "$h" \
+        -H 'content-type: application/json' --data-binary "$C45_BODY" "https://localhost:$C45_PORT/v71/payments"
+done >"$T_DIR/c45-errors.out"
+expect_eq "adyen errors answered: 401, 500, 429" "$(cat "$T_DIR/c45-errors.out")" "401 500 429 "
 # gwsim's tokenisation without a payment (/storedPaymentMethods), which the adapter does not use
 curl -s --cacert "$T_DIR/tls.crt" -o /dev/null -H "X-API-Key: $C45_AK" -H 'content-type: application/json' \
     --data-binary "{\"merchantAccount\":\"$C45_MERCHANT\",\"shopperReference\":\"tokend_contracts\",\"recurringProcessingModel\":\"UnscheduledCardOnFile\",\"paymentMethod\":{\"type\":\"scheme\",\"number\":\"5555555555554444\",\"expiryMonth\":\"03\",\"expiryYear\":\"$C45_Y\",\"cvc\":\"737\",\"holderName\":\"J Smith\"}}" \
@@ -123,7 +133,7 @@ for op in "POST /payments:" "POST /payments/{paymentPspReference}/captures:" \
     "DELETE /storedPaymentMethods/{storedPaymentMethodId}:" "POST /storedPaymentMethods:"; do
     expect_match "adyen.mjs checked $op" "$(grep -F -- " $op" <<<"$out")" '^ok '
 done
-expect_match "adyen.mjs saw refusals and errors too" "$(grep -F ' POST /payments:' <<<"$out")" '422x'
+expect_match "adyen.mjs saw refusals and errors too" "$(grep -F ' POST /payments:' <<<"$out")" '401x1 422x1 429x1 500x1'
 
 # the validator has teeth: a request without returnUrl (what the adapter sent before the
 # contract tests), an answer with a resultCode Adyen does not define, an undeclared query parameter

@@ -3258,7 +3258,8 @@ int main(int argc, char **argv)
         {"fault-rate-500", required_argument, NULL, '5'}, {"fault-rate-429", required_argument, NULL, '4'},
         {"ready-file", required_argument, NULL, 'r'},   {"max-objects", required_argument, NULL, 'o'},
         {"log-level", required_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
-        {"http1-only", no_argument, NULL, '1'},      {"record", required_argument, NULL, 'R'},
+        {"http1-only", no_argument, NULL, '1'},
+        {"record", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
     int opt;
     enum tok_log_level level;

@@ -240,7 +240,8 @@ static tok_status rec_form(struct gw_recorder *r, struct tok_slice body)
         for (eq = i; eq < j && body.ptr[eq] != '='; eq++)
             ;
         struct tok_slice rk = tok_slice_of(body.ptr + i, eq - i);
-        struct tok_slice rv = tok_slice_of(body.ptr + (eq < j ? eq + 1 : j), eq < j ? j - eq - 1 : 0);
+        struct tok_slice rv = eq < j ? tok_slice_of(body.ptr + eq + 1, j - eq - 1)
+                                     : tok_slice_of(body.ptr + j, 0);
         struct tok_slice k, v, m;
         TOK_GUARD(rec_form_decode(r, rk, &k));
         TOK_GUARD(rec_form_decode(r, rv, &v));
