@@ -182,6 +182,8 @@ rm -rf "$C45_BAD"
 PI=$(curl -s --cacert "$T_DIR/tls.crt" -u "$C45_SK:" "https://localhost:$C45_PORT/v1/payment_intents" \
     -d amount=100 -d currency=usd -d "metadata[note]=card 4000000000000002 given by phone" | jq -r .id)
 expect_match "a PaymentIntent with a card number in its metadata" "$PI" '^pi_'
+curl -s --cacert "$T_DIR/tls.crt" -u "$C45_SK:" -o /dev/null \
+    "https://localhost:$C45_PORT/v1/payment_intents/$PI?card%5Bnumber%5D=4000000000009995&note=5555555555554444"
 total=$(curl -s --cacert "$T_DIR/tls.crt" "https://localhost:$C45_PORT/__gwsim/stats" | jq '.requests_total - .requests["control"]')
 expect_eq "gwsim recorded every Stripe and Adyen exchange" "$(ls "$C45_REC" | wc -l)" "$total"
 expect_eq "no recording failed" "$(grep -c 'not recorded' "$T_DIR/c45-gwsim.log")" "0"
@@ -192,6 +194,7 @@ expect_match "card numbers are masked to their last 4" "$(cat "$C45_REC"/*)" '\*
 expect_match "CVCs are masked" "$(cat "$C45_REC"/*)" '\\"cvc\\":\\"\*\*\*\\"'
 expect_match "a card number in another field is masked" "$(cat "$C45_REC"/*)" 'card%20\*{12}0002%20given'
 expect_match "... and in the answer that echoes it" "$(cat "$C45_REC"/*)" 'card \*{12}0002 given'
+expect_match "... and in a query string" "$(cat "$C45_REC"/*)" '"query":"card%5Bnumber%5D=\*{12}9995&note=\*{12}4444"'
 expect_eq "records are private to their owner" "$(stat -c %a "$(ls -d "$C45_REC"/* | head -n 1)")" "600"
 
 rm -rf "$C45_REC"

@@ -14,6 +14,7 @@
  *   - the values of CVC fields ("cvc", "cvv", "encryptedSecurityCode"; "[cvc]") become all '*';
  *   - in every other string value, any run of 12 to 19 digits that passes the Luhn check (a
  *     card number sent where it does not belong) is masked the same way.
+ * The query string is read as a form and masked the same way.
  * The masked values keep their type and length, so they stay valid against the documents'
  * schemas (Adyen's CardDetails.number and .cvc are plain strings). Answers get the last rule
  * too: gwsim never puts the card it was given in an answer, but it echoes what a client put
@@ -45,6 +46,7 @@ struct gw_recorder {
     struct tok_buf secret; /* decoded request values (may hold card data): sodium_malloc'd */
     struct tok_buf rec;    /* the record being written (redacted) */
     struct tok_buf body;   /* the redacted request body */
+    struct tok_buf query;  /* the redacted query string */
 };
 
 /* What a field holds, by its name. */
@@ -228,9 +230,9 @@ static tok_status rec_form_encode(struct tok_buf *b, struct tok_slice v)
     return TOK_OK;
 }
 
-/* Form bodies: keys re-encoded (decoded first, so %5B and [ read alike); a value as sent,
- * or re-encoded when masking changed it. */
-static tok_status rec_form(struct gw_recorder *r, struct tok_slice body)
+/* Form bodies and query strings, into out: keys re-encoded (decoded first, so %5B and [ read
+ * alike); a value as sent, or re-encoded when masking changed it. */
+static tok_status rec_form(struct gw_recorder *r, struct tok_slice body, struct tok_buf *out)
 {
     size_t i = 0;
     while (i < body.len) {
@@ -246,15 +248,15 @@ static tok_status rec_form(struct gw_recorder *r, struct tok_slice body)
         TOK_GUARD(rec_form_decode(r, rk, &k));
         TOK_GUARD(rec_form_decode(r, rv, &v));
         TOK_GUARD(rec_masked(r, v, rec_field_form(k), &m));
-        if (r->body.len > 0)
-            TOK_GUARD(tok_buf_putc(&r->body, '&'));
-        TOK_GUARD(rec_form_encode(&r->body, k));
+        if (out->len > 0)
+            TOK_GUARD(tok_buf_putc(out, '&'));
+        TOK_GUARD(rec_form_encode(out, k));
         if (eq < j)
-            TOK_GUARD(tok_buf_putc(&r->body, '='));
+            TOK_GUARD(tok_buf_putc(out, '='));
         if (sodium_memcmp(m.ptr, v.ptr, v.len) == 0)
-            TOK_GUARD(tok_buf_write(&r->body, rv.ptr, rv.len));
+            TOK_GUARD(tok_buf_write(out, rv.ptr, rv.len));
         else
-            TOK_GUARD(rec_form_encode(&r->body, m));
+            TOK_GUARD(rec_form_encode(out, m));
         i = j + 1;
     }
     return TOK_OK;
@@ -284,7 +286,7 @@ static tok_status rec_request_body(struct gw_recorder *r, struct tok_slice ctype
         TOK_GUARD(rec_masked(r, body, REC_PLAIN, &m));
         return tok_buf_write(&r->body, m.ptr, m.len);
     }
-    return rec_form(r, body);
+    return rec_form(r, body, &r->body);
 }
 
 /* One exchange; each part borrowed. */
@@ -320,6 +322,7 @@ static tok_status rec_write_file(struct gw_recorder *r, const struct gw_rec_exch
 static tok_status rec_exchange(struct gw_recorder *r, const struct gw_rec_exchange *x)
 {
     TOK_GUARD(rec_request_body(r, x->req_ctype, x->req_body));
+    TOK_GUARD(rec_form(r, x->query, &r->query));
     struct tok_slice resp;
     TOK_GUARD(rec_masked(r, x->resp_body, REC_PLAIN, &resp));
     struct tok_json_writer w;
@@ -333,7 +336,7 @@ static tok_status rec_exchange(struct gw_recorder *r, const struct gw_rec_exchan
     tok_jw_key(&w, "path");
     tok_jw_strn(&w, x->path);
     tok_jw_key(&w, "query");
-    tok_jw_strn(&w, x->query);
+    tok_jw_strn(&w, tok_buf_slice(&r->query));
     tok_jw_key(&w, "request_content_type");
     tok_jw_strn(&w, x->req_ctype);
     tok_jw_key(&w, "idempotency_key");
@@ -365,6 +368,7 @@ static void gw_record(struct gw_recorder *r, const struct gw_rec_exchange *x)
                     (unsigned long long)r->seq, x->route, (int)st);
     tok_buf_reset(&r->secret);
     tok_buf_reset(&r->body);
+    tok_buf_reset(&r->query);
     tok_buf_reset(&r->rec);
 }
 
@@ -373,6 +377,7 @@ static tok_status gw_record_init(struct gw_recorder *r, const char *dir)
 {
     TOK_GUARD(tok_buf_alloc(&r->secret, 4u * GW_REC_MAX, true));
     TOK_GUARD(tok_buf_alloc(&r->body, GW_REC_MAX, false));
+    TOK_GUARD(tok_buf_alloc(&r->query, GW_REC_MAX / 4, false));
     TOK_GUARD(tok_buf_alloc(&r->rec, 2u * GW_REC_MAX, false));
     r->dir = dir;
     return TOK_OK;
@@ -384,6 +389,7 @@ static void gw_record_wipe(struct gw_recorder *r)
         return;
     tok_buf_wipe(&r->secret);
     tok_buf_wipe(&r->body);
+    tok_buf_wipe(&r->query);
     tok_buf_wipe(&r->rec);
     r->dir = NULL;
 }
