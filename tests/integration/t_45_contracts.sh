@@ -2,7 +2,7 @@
 # (issue #16): the adapters and gwsim are checked against the gateways' own published
 # descriptions (tests/contracts/README.md):
 # - Adyen: every request the Adyen adapter sends here (build/gwcall drives it through tok_httpc,
-#   as tokend does) validates against the request schema of its path in Adyen's OpenAPI 3.1
+#   and tokend itself for tokenise, charges, refund and redaction) validates against the request schema of its path in Adyen's OpenAPI 3.1
 #   document for Checkout v71, and every answer gwsim gives against the response schema
 #   (tests/contracts/adyen.mjs, ajv with JSON Schema 2020-12);
 # - Stripe: the objects gwsim answers carry the members of Stripe's published fixtures

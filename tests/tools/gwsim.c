@@ -868,7 +868,7 @@ static void write_pi_more(struct tok_json_writer *w, const struct gw_obj *pi)
     char secret[GW_ID_MAX + 16];
     snprintf(secret, sizeof secret, "%s_secret_gwsim", pi->id);
     tok_jw_kstr(w, "client_secret", secret);
-    tok_jw_key(w, "next_action");
+    tok_jw_key(w, "next_action"); /* null until gwsim models requires_action (3-D Secure) */
     tok_jw_null(w);
     tok_jw_key(w, "payment_method_options");
     tok_jw_obj_begin(w);
