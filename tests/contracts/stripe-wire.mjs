@@ -215,6 +215,36 @@ await op('void', ['--op', 'void', '--charge-ref', ref(auth2.outA)],
     report('retrieve PaymentMethod, Customer, PaymentIntent (stripe-node parses them)', problems);
 }
 
+// error answers: stripe-node maps each to its error class, with gwsim's code and status
+{
+    const problems = [];
+    const expectError = async (what, fn, cls, status, code) => {
+        try {
+            await fn();
+            problems.push(`${what}: stripe-node did not throw`);
+        } catch (e) {
+            if (!(e instanceof Stripe.errors[cls])) problems.push(`${what}: stripe-node threw ${e.type}, expected ${cls}`);
+            if (e.statusCode !== status || (code && e.code !== code))
+                problems.push(`${what}: ${e.statusCode} ${e.code}, expected ${status} ${code}`);
+            if (!e.requestId) problems.push(`${what}: no request id`);
+        }
+        newRecords();
+    };
+    await expectError('unknown PaymentIntent', () => stripe.paymentIntents.retrieve('pi_nosuch000000000000000000'),
+        'StripeInvalidRequestError', 404, 'resource_missing');
+    await expectError('missing parameter', () => stripe.refunds.create({}, io()),
+        'StripeInvalidRequestError', 400, 'parameter_missing');
+    const key = { idempotencyKey: `stripe_node_contract_${process.pid}_conflict` };
+    await stripe.customers.create({ description: 'first' }, key).catch(() => {});
+    newRecords();
+    await expectError('Idempotency-Key reused with other parameters',
+        () => stripe.customers.create({ description: 'second' }, key), 'StripeIdempotencyError', 400, undefined);
+    const bad = new Stripe('sk_test_wrong', { apiVersion: API_VERSION, host: 'localhost', port: Number(opt.port),
+        protocol: 'https', maxNetworkRetries: 0, telemetry: false });
+    await expectError('wrong secret key', () => bad.customers.retrieve(cuB), 'StripeAuthenticationError', 401, undefined);
+    report('stripe-node parses gwsim\'s error answers (404, 400, idempotency, 401) into its error classes', problems);
+}
+
 await op('detach at redaction', ['--op', 'detach', '--pm-ref', tok.outA?.ref ?? ''],
     async () => ({ resources: [[await stripe.paymentMethods.detach(pmB, {}, io()), 'payment_method']] }),
     (a, b, problems) => {

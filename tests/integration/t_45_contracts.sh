@@ -160,12 +160,12 @@ out=$(cd "$C45" && NODE_EXTRA_CA_CERTS="$T_DIR/tls.crt" GWCALL_API_KEY=$C45_SK n
 rc=$?
 printf '%s\n' "$out" | sed 's/^/    /' >&2
 expect_eq "stripe: stripe-node and the adapter put the same parameters on the wire; stripe-node parses every answer (stripe-wire.mjs)" "$rc" "0"
-expect_eq "stripe-wire.mjs: 11 operations compared" "$(tail -n 1 <<<"$out")" "stripe-wire: 11 operations, 0 failed"
+expect_eq "stripe-wire.mjs: 12 operations compared" "$(tail -n 1 <<<"$out")" "stripe-wire: 12 operations, 0 failed"
 # ... and a parameter only one side sends fails the comparison
 out=$(cd "$C45" && STRIPE_WIRE_SELFTEST=1 NODE_EXTRA_CA_CERTS="$T_DIR/tls.crt" GWCALL_API_KEY=$C45_SK \
     node stripe-wire.mjs --port "$C45_PORT" --dir "$C45_REC" --gwcall "$BUILD/gwcall" --ca "$T_DIR/tls.crt" 2>&1)
 expect_eq "stripe-wire.mjs refuses a difference on the wire (exit 1, 2 failed)" "$?:$(tail -n 1 <<<"$out")" \
-    "1:stripe-wire: 11 operations, 2 failed"
+    "1:stripe-wire: 12 operations, 2 failed"
 expect_match "stripe-wire.mjs names the parameter" "$out" 'POST /v1/payment_intents: only stripe-node sends description=selftest'
 
 out=$(cd "$C45" && node stripe-fixtures.mjs stripe/fixtures3.json "$C45_REC" 2>&1)
