@@ -79,7 +79,7 @@ e2e-deps:
 
 # The contract and packaging linters (@redocly/cli, ajv, dockerfilelint) from the committed
 # package-lock.json files; `npm ci` installs exactly those versions (from npm's cache when offline).
-LINT_NODE_DIRS := tests/openapi tests/docker
+LINT_NODE_DIRS := tests/openapi tests/docker tests/contracts
 lint-deps:
 	@for d in $(LINT_NODE_DIRS); do \
 	    [ $$d/node_modules/.package-lock.json -nt $$d/package-lock.json ] || \
