@@ -9,11 +9,14 @@ VERSION := 0.1.0
 # libFuzzer targets (tests/fuzz): clang's -fsanitize=fuzzer; `make test` runs them over their
 # seed corpora (t_22_fuzz.sh), so they are part of DEB_PKGS.
 FUZZ_DEB_PKGS := clang-14 libfuzzer-14-dev
+# The PKCS#11 master key provider: p11-kit's header and proxy module, SoftHSM2 for the tests
+# (t_43_pkcs11.sh) and pkcs11-tool (opensc) to check the key's attributes from outside.
+P11_DEB_PKGS := libp11-kit-dev p11-kit-modules softhsm2 opensc
 # Debian packages the build, `make run` and `make test` need (checked with dpkg -s).
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libpq-dev libyajl-dev \
             libsodium-dev check libcurl4-openssl-dev postgresql postgresql-contrib \
             nghttp2-client curl jq openssl procps prometheus python3-h2 gdb util-linux \
-            python3-yaml systemd $(FUZZ_DEB_PKGS)
+            python3-yaml systemd $(P11_DEB_PKGS) $(FUZZ_DEB_PKGS)
 BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
 
 # Read when this Makefile is read: on a fresh machine the -dev packages are not there yet, so
@@ -22,13 +25,17 @@ BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
 PKG_CONFIG ?= pkg-config
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# PKCS#11 (--master-key-pkcs11): p11-kit's pkcs11.h and its proxy module as the default
+# module; the module itself is dlopen()ed, nothing is linked (master_key_pkcs11.c).
+P11_CFLAGS := $(shell $(PKG_CONFIG) --cflags p11-kit-1 2>/dev/null) \
+              -DTOK_PKCS11_PROXY='"$(or $(shell $(PKG_CONFIG) --variable=proxy_module p11-kit-1 2>/dev/null),p11-kit-proxy.so)"'
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
 OPT     ?= -O2
 CFLAGS  += $(OPT) -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -fstack-protector-strong -U_FORTIFY_SOURCE \
            -D_FORTIFY_SOURCE=2 -fPIE -MMD -MP -D_GNU_SOURCE -DH2O_USE_LIBUV=0 \
-           -DTOKEND_VERSION='"$(VERSION)"' -Iinclude -I$(BUILD)/gen $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+           -DTOKEND_VERSION='"$(VERSION)"' -Iinclude -I$(BUILD)/gen $(PKG_CFLAGS) $(P11_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
 LDLIBS  += $(PKG_LIBS) -lpthread
 
@@ -72,7 +79,7 @@ e2e-deps:
 
 # The contract and packaging linters (@redocly/cli, ajv, dockerfilelint) from the committed
 # package-lock.json files; `npm ci` installs exactly those versions (from npm's cache when offline).
-LINT_NODE_DIRS := tests/openapi tests/docker
+LINT_NODE_DIRS := tests/openapi tests/docker tests/contracts
 lint-deps:
 	@for d in $(LINT_NODE_DIRS); do \
 	    [ $$d/node_modules/.package-lock.json -nt $$d/package-lock.json ] || \

@@ -13,6 +13,7 @@
 #include "tokend/finance/recon_owner.h"
 #include "tokend/http/httpc.h"
 #include "tokend/vault/keyring.h"
+#include "tokend/vault/master_key.h"
 #include "tokend/vault/dedup_guard.h"
 #include "tokend/vault/audit_seal.h"
 #include "tokend/core/log.h"
@@ -114,7 +115,10 @@ int main(int argc, char **argv)
     struct tok_db *pools[3] = {NULL, NULL, NULL};
     int rc = EXIT_CONFIG;
 
-    if (tok_keyring_load_file(cfg.master_key_file, &kr, &cwhy) != TOK_OK) {
+    /* a file, or a PKCS#11 token that keeps the KEK's bytes to itself (master_key.h) */
+    struct tok_master_key_config mkc = {cfg.master_key_file, cfg.master_key_pkcs11,
+                                        cfg.master_key_pin_file};
+    if (tok_keyring_load(&mkc, &kr, &cwhy) != TOK_OK) {
         rc = refuse("cannot load the master key", cwhy);
         goto out;
     }

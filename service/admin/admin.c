@@ -15,6 +15,7 @@
 #include "tokend/core/json.h"
 #include "tokend/core/encoding.h"
 #include "tokend/vault/keyring.h"
+#include "tokend/vault/master_key.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -386,15 +387,21 @@ tok_status tok_admin_connect(const struct tok_admin *a, PGconn **out)
 tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out)
 {
     const char *why = NULL;
-    if (a->master_key_file == NULL || a->master_key_file[0] == '\0') {
-        say("no master key: set --master-key-file or TOKEND_MASTER_KEY_FILE");
+    bool file = a->master_key_file != NULL && a->master_key_file[0] != '\0';
+    bool p11 = a->master_key_pkcs11 != NULL && a->master_key_pkcs11[0] != '\0';
+    if (!file && !p11) {
+        say("no master key: set --master-key-file or TOKEND_MASTER_KEY_FILE"
+            " (or --master-key-pkcs11)");
         return TOK_ERR_INPUT;
     }
     if (tok_harden_process(&why) != TOK_OK) {
         say("%s", why != NULL ? why : "cannot harden the process");
         return TOK_ERR_INTERNAL;
     }
-    if (tok_keyring_load_file(a->master_key_file, out, &why) != TOK_OK) {
+    /* a file, or a PKCS#11 token that keeps the KEK's bytes to itself (master_key.h) */
+    struct tok_master_key_config mkc = {a->master_key_file, a->master_key_pkcs11,
+                                        a->master_key_pin_file};
+    if (tok_keyring_load(&mkc, out, &why) != TOK_OK) {
         say("master key refused: %s", why != NULL ? why : "unknown reason");
         return TOK_ERR_IO;
     }
@@ -1523,8 +1530,40 @@ tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv)
  */
 static tok_status keys_usage(void)
 {
-    say("usage: keys status [--tenant T]");
+    say("usage: keys status [--tenant T] | keys hsm-init (with --master-key-pkcs11 URI)");
     return TOK_ERR_INPUT;
+}
+
+/* Makes the master key inside the token the URI names, then opens it the way tokend will
+ * (attributes checked, one wrap and unwrap, the sub-key root), so a key that tokend would
+ * refuse is reported here. */
+static tok_status keys_hsm_init(const struct tok_admin *a, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0)
+        return keys_usage();
+    if (a->master_key_pkcs11 == NULL || a->master_key_pkcs11[0] == '\0') {
+        say("keys hsm-init: give --master-key-pkcs11 'pkcs11:token=...;object=...' and"
+            " --master-key-pin-file F");
+        return TOK_ERR_INPUT;
+    }
+    const char *why = NULL;
+    if (tok_harden_process(&why) != TOK_OK) {
+        say("%s", why != NULL ? why : "cannot harden the process");
+        return TOK_ERR_INTERNAL;
+    }
+    tok_status st = tok_master_key_pkcs11_create(a->master_key_pkcs11, a->master_key_pin_file,
+                                                  &why);
+    struct tok_master_key *mk = NULL;
+    if (st == TOK_OK)
+        st = tok_master_key_pkcs11_open(a->master_key_pkcs11, a->master_key_pin_file, &mk, &why);
+    tok_master_key_free(&mk);
+    if (st != TOK_OK) {
+        say("keys hsm-init: %s", why != NULL ? why : tok_status_name(st));
+        return st;
+    }
+    printf("keys hsm-init: made a non-extractable AES-256 master key in the token\n");
+    return finish_stdout();
 }
 
 static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
@@ -1573,6 +1612,7 @@ tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv)
     TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
     static const struct tok_admin_cmd cmds[] = {
         {"status", keys_status},
+        {"hsm-init", keys_hsm_init},
     };
     return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), keys_usage);
 }

@@ -41,6 +41,8 @@ static const struct opt opts[] = {
     {"db", "TOKEND_DB", STR(db_conninfo), "libpq connection string (service role)"},
     {"reporting-db", "TOKEND_REPORTING_DB", STR(reporting_conninfo), "libpq connection string (reporting role), '' = reports off"},
     {"master-key-file", "TOKEND_MASTER_KEY_FILE", STR(master_key_file), "32-byte master key, mode 0600"},
+    {"master-key-pkcs11", "TOKEND_MASTER_KEY_PKCS11", STR(master_key_pkcs11), "the master key in a PKCS#11 token instead: pkcs11:token=...;object=...[?module-path=...] (RFC 7512)"},
+    {"master-key-pin-file", "TOKEND_MASTER_KEY_PIN_FILE", STR(master_key_pin_file), "that token's user PIN, mode 0600 (or pin-source=file:... in the URI)"},
     {"threads", "TOKEND_THREADS", UINT(threads, 1, TOK_THREADS_MAX), "event-loop threads (default: CPUs)"},
     {"db-threads", "TOKEND_DB_THREADS", UINT(db_threads, 1, TOK_DB_THREADS_MAX), "database connections/threads"},
     {"db-batch-max", "TOKEND_DB_BATCH_MAX", UINT(db_batch_max, 1, 4096), "most requests grouped into one commit"},
@@ -302,8 +304,17 @@ tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t w
         snprintf(why, why_len, "--audit-checkpoints needs --audit-key-file (checkpoints are signed)");
         return TOK_ERR_INPUT;
     }
-    if (cfg->master_key_file[0] == '\0') {
-        snprintf(why, why_len, "no master key file: set --master-key-file or TOKEND_MASTER_KEY_FILE");
+    if (cfg->master_key_file[0] == '\0' && cfg->master_key_pkcs11[0] == '\0') {
+        snprintf(why, why_len, "no master key file: set --master-key-file or TOKEND_MASTER_KEY_FILE"
+                               " (or --master-key-pkcs11)");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->master_key_file[0] != '\0' && cfg->master_key_pkcs11[0] != '\0') {
+        snprintf(why, why_len, "give --master-key-file or --master-key-pkcs11, not both");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->master_key_pin_file[0] != '\0' && cfg->master_key_pkcs11[0] == '\0') {
+        snprintf(why, why_len, "--master-key-pin-file is for --master-key-pkcs11");
         return TOK_ERR_INPUT;
     }
     if (cfg->db_conninfo[0] == '\0') {

@@ -5,7 +5,7 @@
  *             storing a card): paymentMethod {type scheme, number, expiryMonth "MM",
  *             expiryYear "YYYY", cvc, holderName}, storePaymentMethod true,
  *             shopperReference (random, ours), recurringProcessingModel
- *             UnscheduledCardOnFile, shopperInteraction Ecommerce
+ *             UnscheduledCardOnFile, shopperInteraction Ecommerce, returnUrl
  *             -> ref = "<additionalData.tokenization.storedPaymentMethodId>|<shopperReference>"
  *             (tokend keeps only that sealed string, and charges need both halves)
  *   CHARGE    POST /v71/payments  paymentMethod {type scheme, storedPaymentMethodId},
@@ -40,6 +40,16 @@
 #include <string.h>
 
 /* ---- encoding --------------------------------------------------------------------------- */
+
+/*
+ * Checkout v71 requires returnUrl on every /payments request (PaymentRequest "required" in
+ * Adyen's OpenAPI document; t_45_contracts.sh checks the adapter's requests against it): the
+ * page a shopper sent away to authenticate comes back to. tokend redirects no shopper yet (a
+ * RedirectShopper answer is an authentication_required decline), so the URL names a host that
+ * cannot exist (RFC 6761 .invalid): a redirect made anyway ends in the shopper's browser and
+ * reaches no one, instead of a real site.
+ */
+#define TOK_ADYEN_RETURN_URL "https://return.tokend.invalid/"
 
 tok_status tok_adyen_amount(const char *currency, int64_t amount, int64_t *out, char cur_upper[4])
 {
@@ -103,6 +113,7 @@ static tok_status encode_tokenise(const struct tok_gateway_call *call,
     tok_jw_kstr(jw, "shopperReference", w->shopper);
     tok_jw_kstr(jw, "recurringProcessingModel", "UnscheduledCardOnFile");
     tok_jw_kstr(jw, "shopperInteraction", "Ecommerce");
+    tok_jw_kstr(jw, "returnUrl", TOK_ADYEN_RETURN_URL);
     return TOK_OK;
 }
 
@@ -143,6 +154,7 @@ static tok_status encode_charge(const struct tok_gateway_call *call, struct tok_
     tok_jw_kstr(jw, "shopperInteraction", call->off_session ? "ContAuth" : "Ecommerce");
     tok_jw_kstr(jw, "recurringProcessingModel",
                 call->off_session ? "UnscheduledCardOnFile" : "CardOnFile");
+    tok_jw_kstr(jw, "returnUrl", TOK_ADYEN_RETURN_URL);
     if (call->capture) {
         tok_jw_kint(jw, "captureDelayHours", 0);
     } else {

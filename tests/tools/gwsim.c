@@ -57,6 +57,7 @@
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
+#include "gwsim_record.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -110,6 +111,7 @@ struct gw_cfg {
     double rate500, rate429;
     const char *ready_file;
     uint32_t max_objects;
+    const char *record_dir;
 };
 
 struct gw_stats {
@@ -185,6 +187,7 @@ struct gw_obj {
     bool consumed;
     char customer[GW_ID_MAX]; /* K_PM: the Customer it is attached to; K_PI: customer */
     bool manual_sfu;          /* K_PI: setup_future_usage was given */
+    bool sfu_on_session;      /* K_PI: ... and it was on_session */
     bool off_session;         /* K_PI: off_session=true */
 };
 
@@ -221,6 +224,7 @@ struct gw {
     int port_fd[GW_PORTS]; /* peer port -> fd, to reset a connection on request */
     struct gw_timer timers[GW_TIMERS_MAX];
     size_t ntimers;
+    struct gw_recorder rec; /* --record */
 };
 
 struct gw_handler {
@@ -797,6 +801,86 @@ static void stripe_full(struct gw_call *c)
                  "gwsim: the object store is full (see --max-objects); POST /__gwsim/reset");
 }
 
+/*
+ * Members of Stripe's objects that gwsim has no behaviour for, present so that its objects
+ * carry every field of Stripe's published fixtures (tests/contracts/stripe/fixtures3.json;
+ * t_45_contracts.sh compares the key sets): null, or the value Stripe gives an object made
+ * the way gwsim's are.
+ */
+static void write_nulls(struct tok_json_writer *w, const char *const keys[], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tok_jw_key(w, keys[i]);
+        tok_jw_null(w);
+    }
+}
+
+/* PaymentMethod.card: display_brand (Stripe's display names), networks, 3DS support */
+static void write_pm_card_more(struct tok_json_writer *w, const struct gw_obj *pm)
+{
+    const char *brand = stripe_brand(pm->brand);
+    static const struct {
+        const char *brand, *display;
+    } names[] = {{"amex", "american_express"}, {"diners", "diners_club"},
+                 {"unionpay", "union_pay"}, {"unknown", "other"}};
+    const char *display = brand;
+    for (size_t i = 0; i < TOK_ARRAY_LEN(names); i++)
+        if (strcmp(brand, names[i].brand) == 0)
+            display = names[i].display;
+    tok_jw_kstr(w, "display_brand", display);
+    tok_jw_key(w, "generated_from");
+    tok_jw_null(w);
+    tok_jw_key(w, "networks");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "available");
+    tok_jw_arr_begin(w);
+    tok_jw_str(w, brand);
+    tok_jw_arr_end(w);
+    tok_jw_key(w, "preferred");
+    tok_jw_null(w);
+    tok_jw_obj_end(w);
+    tok_jw_key(w, "regulated_status");
+    tok_jw_null(w);
+    tok_jw_key(w, "three_d_secure_usage");
+    tok_jw_obj_begin(w);
+    tok_jw_kbool(w, "supported", true);
+    tok_jw_obj_end(w);
+    tok_jw_key(w, "wallet");
+    tok_jw_null(w);
+}
+
+/* PaymentIntent: the fixture's members gwsim does not model (Connect, shipping, wallets...) */
+static void write_pi_more(struct tok_json_writer *w, const struct gw_obj *pi)
+{
+    static const char *const nulls[] = {
+        "application", "application_fee_amount", "automatic_payment_methods",
+        "customer_account", "excluded_payment_method_types", "managed_payments",
+        "on_behalf_of", "payment_method_configuration_details", "processing", "receipt_email",
+        "review", "shipping", "source", "statement_descriptor", "statement_descriptor_suffix",
+        "transfer_data", "transfer_group"};
+    write_nulls(w, nulls, TOK_ARRAY_LEN(nulls));
+    tok_jw_key(w, "amount_details");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "tip");
+    tok_jw_obj_begin(w);
+    tok_jw_obj_end(w);
+    tok_jw_obj_end(w);
+    char secret[GW_ID_MAX + 16];
+    snprintf(secret, sizeof secret, "%s_secret_gwsim", pi->id);
+    tok_jw_kstr(w, "client_secret", secret);
+    tok_jw_key(w, "next_action"); /* null until gwsim models requires_action (3-D Secure) */
+    tok_jw_null(w);
+    tok_jw_key(w, "payment_method_options");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "card");
+    tok_jw_obj_begin(w);
+    tok_jw_kstr(w, "request_three_d_secure", "automatic");
+    tok_jw_obj_end(w);
+    tok_jw_obj_end(w);
+    tok_jw_kstr(w, "setup_future_usage",
+                !pi->manual_sfu ? NULL : pi->sfu_on_session ? "on_session" : "off_session");
+}
+
 static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
 {
     tok_jw_obj_begin(w);
@@ -811,6 +895,8 @@ static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
     tok_jw_kstr(w, "name", pm->text1);
     tok_jw_key(w, "phone");
     tok_jw_null(w);
+    tok_jw_key(w, "tax_id");
+    tok_jw_null(w);
     tok_jw_obj_end(w);
     tok_jw_key(w, "card");
     tok_jw_obj_begin(w);
@@ -824,14 +910,18 @@ static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
     tok_jw_kstr(w, "cvc_check", "unchecked");
     tok_jw_obj_end(w);
     tok_jw_kstr(w, "country", "US");
+    write_pm_card_more(w, pm);
     tok_jw_kint(w, "exp_month", pm->exp_month);
     tok_jw_kint(w, "exp_year", pm->exp_year);
     tok_jw_kstr(w, "fingerprint", pm->fingerprint);
     tok_jw_kstr(w, "funding", "credit");
     tok_jw_kstr(w, "last4", pm->last4);
     tok_jw_obj_end(w);
+    tok_jw_kstr(w, "allow_redisplay", "unspecified");
     tok_jw_kint(w, "created", pm->created);
     tok_jw_kstr(w, "customer", pm->customer[0] != '\0' ? pm->customer : NULL);
+    tok_jw_key(w, "customer_account");
+    tok_jw_null(w);
     tok_jw_kbool(w, "livemode", false);
     tok_jw_key(w, "metadata");
     tok_jw_obj_begin(w);
@@ -891,6 +981,7 @@ static void write_pi(struct tok_json_writer *w, const struct gw_obj *pi)
     tok_jw_str(w, "card");
     tok_jw_arr_end(w);
     tok_jw_kstr(w, "status", pi_status_name(pi->status));
+    write_pi_more(w, pi);
     tok_jw_obj_end(w);
 }
 
@@ -905,6 +996,18 @@ static void write_refund(struct tok_json_writer *w, const struct gw_obj *re)
     tok_jw_kstr(w, "charge", re->ref2);
     tok_jw_kint(w, "created", re->created);
     tok_jw_kstr(w, "currency", re->currency);
+    static const char *const nulls[] = {"customer", "customer_account", "payment_method",
+                                        "receipt_number", "source_transfer_reversal",
+                                        "transfer_reversal"};
+    write_nulls(w, nulls, TOK_ARRAY_LEN(nulls));
+    tok_jw_key(w, "destination_details");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "card");
+    tok_jw_obj_begin(w);
+    tok_jw_kstr(w, "type", "refund");
+    tok_jw_obj_end(w);
+    tok_jw_kstr(w, "type", "card");
+    tok_jw_obj_end(w);
     tok_jw_key(w, "metadata");
     write_meta(w, re->meta);
     tok_jw_kstr(w, "payment_intent", re->ref1);
@@ -928,6 +1031,8 @@ static void write_customer(struct tok_json_writer *w, const struct gw_obj *cu)
     tok_jw_null(w);
     tok_jw_kbool(w, "delinquent", false);
     tok_jw_kstr(w, "description", cu->text1);
+    tok_jw_key(w, "discount");
+    tok_jw_null(w);
     tok_jw_key(w, "email");
     tok_jw_null(w);
     tok_jw_kstr(w, "invoice_prefix", "GWSIM");
@@ -947,6 +1052,7 @@ static void write_customer(struct tok_json_writer *w, const struct gw_obj *cu)
     write_meta(w, cu->meta);
     tok_jw_key(w, "name");
     tok_jw_null(w);
+    tok_jw_kint(w, "next_invoice_sequence", 1);
     tok_jw_key(w, "phone");
     tok_jw_null(w);
     tok_jw_key(w, "preferred_locales");
@@ -1359,7 +1465,7 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
     const struct gw_obj *cu = NULL;
     if (form_get(f, "customer", &cus_id) && (cu = obj_find(c->g, cus_id, K_CU)) == NULL)
         return stripe_no_such(c, 400, "customer", cus_id, "customer");
-    bool off_session = false, sfu = false;
+    bool off_session = false, sfu = false, sfu_on = false;
     if (form_get(f, "off_session", &v)) {
         if (!slice_is(v, "true") && !slice_is(v, "false"))
             return stripe_error(c, 400, "invalid_request_error", NULL, "off_session",
@@ -1375,6 +1481,7 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
                                 "Invalid setup_future_usage: must be one of on_session or "
                                 "off_session");
         sfu = true;
+        sfu_on = slice_is(v, "on_session");
     }
     if (pm != NULL && confirm && !stripe_pm_usable(c, pm, cu))
         return;
@@ -1397,6 +1504,7 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
     if (cu != NULL)
         snprintf(pi->customer, sizeof pi->customer, "%s", cu->id);
     pi->manual_sfu = sfu;
+    pi->sfu_on_session = sfu_on;
     pi->off_session = off_session;
     c->g->st.payment_intents++;
     if (confirm)
@@ -2755,6 +2863,33 @@ static void wipe_body(h2o_req_t *req)
         sodium_memzero(req->entity.base, req->entity.len);
 }
 
+/* --record: the exchange as answered (an answer withheld by timeout-after is not one) */
+static void record(const struct gw_call *c, struct tok_slice method, struct tok_slice path,
+                   struct tok_slice body)
+{
+    if (c->g->rec.dir == NULL || (c->fault.after && c->fault.timeout))
+        return;
+    h2o_req_t *req = c->req;
+    struct gw_rec_exchange x = {
+        .api = c->api == API_STRIPE ? "stripe" : "adyen",
+        .route = c->route,
+        .method = method,
+        .path = path,
+        .status = c->status,
+        .replayed = c->replayed,
+        .resp_ctype = c->api == API_ADYEN ? "application/json;charset=UTF-8" : "application/json",
+        .resp_body = tok_buf_slice(&c->g->out),
+        .req_body = body,
+    };
+    if (req->query_at != SIZE_MAX && req->query_at < req->path.len)
+        x.query = tok_slice_of(req->path.base + req->query_at + 1,
+                               req->path.len - req->query_at - 1);
+    (void)header_get(req, "content-type", &x.req_ctype);
+    (void)header_get(req, "idempotency-key", &x.idem_key);
+    (void)header_get(req, "stripe-version", &x.stripe_version);
+    gw_record(&c->g->rec, &x);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct gw *g = ((struct gw_handler *)self)->g;
@@ -2932,6 +3067,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         idem_save(g, c.idem_key, mac, c.status, tok_buf_slice(&g->out));
 
 send:
+    if (c.api == API_STRIPE || c.api == API_ADYEN)
+        record(&c, method, path, body);
     wipe_body(req);
     log_request(&c, method, fault_name, delay);
     h2o_iovec_t out = h2o_strdup(&req->pool, (const char *)g->out.data, g->out.len);
@@ -3082,6 +3219,7 @@ static void usage(void)
             "             [--latency-ms N] [--stripe-key sk_test_...] [--adyen-key KEY]\n"
             "             [--adyen-merchant NAME] [--fault-rate-500 P] [--fault-rate-429 P]\n"
             "             [--ready-file F] [--max-objects N] [--log-level debug|info|warn|error]\n"
+            "             [--record DIR]\n"
             "See docs/gwsim.md.\n");
     exit(2);
 }
@@ -3121,6 +3259,7 @@ int main(int argc, char **argv)
         {"ready-file", required_argument, NULL, 'r'},   {"max-objects", required_argument, NULL, 'o'},
         {"log-level", required_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
         {"http1-only", no_argument, NULL, '1'},
+        {"record", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
     int opt;
     enum tok_log_level level;
@@ -3164,6 +3303,9 @@ int main(int argc, char **argv)
         case 'r':
             g->cfg.ready_file = optarg;
             break;
+        case 'R':
+            g->cfg.record_dir = optarg;
+            break;
         case 'o':
             g->cfg.max_objects = parse_u32(optarg, "--max-objects", 10000000u);
             break;
@@ -3180,6 +3322,8 @@ int main(int argc, char **argv)
         usage();
     if (!g->cfg.plain && (g->cfg.tls_cert == NULL || g->cfg.tls_key == NULL))
         die("TLS needs --tls-cert and --tls-key (or pass --plain for cleartext)");
+    if (g->cfg.record_dir != NULL && gw_record_init(&g->rec, g->cfg.record_dir) != TOK_OK)
+        die("--record: out of memory");
 
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
@@ -3230,6 +3374,7 @@ int main(int argc, char **argv)
     tok_buf_wipe(&g->adyen_key);
     tok_buf_wipe(&g->scratch);
     tok_buf_wipe(&g->out);
+    gw_record_wipe(&g->rec);
     sodium_memzero(g->mac_key, sizeof g->mac_key);
     return 0;
 }

@@ -100,6 +100,8 @@ START_TEST(test_encode_tokenise)
     ck_assert(str_is(tok_json_get(r, "shopperReference"), "tokend_shopper1"));
     ck_assert(str_is(tok_json_get(r, "recurringProcessingModel"), "UnscheduledCardOnFile"));
     ck_assert(str_is(tok_json_get(r, "shopperInteraction"), "Ecommerce"));
+    /* required by Checkout v71's PaymentRequest (tests/contracts/adyen) */
+    ck_assert(str_is(tok_json_get(r, "returnUrl"), "https://return.tokend.invalid/"));
 }
 END_TEST
 
@@ -123,6 +125,7 @@ START_TEST(test_encode_charge)
     ck_assert(str_is(tok_json_get(r, "recurringProcessingModel"), "UnscheduledCardOnFile"));
     ck_assert_int_eq(int_of(tok_json_get(r, "captureDelayHours")), 0);
     ck_assert_ptr_null(tok_json_get(r, "additionalData"));
+    ck_assert(str_is(tok_json_get(r, "returnUrl"), "https://return.tokend.invalid/"));
     /* authorise only */
     tok_buf_reset(&body);
     path.len = 0;
@@ -139,6 +142,7 @@ START_TEST(test_encode_charge)
     r = sent();
     ck_assert(str_is(tok_json_get(r, "shopperInteraction"), "Ecommerce"));
     ck_assert(str_is(tok_json_get(r, "recurringProcessingModel"), "CardOnFile"));
+    ck_assert(str_is(tok_json_get(r, "returnUrl"), "https://return.tokend.invalid/"));
 }
 END_TEST
 

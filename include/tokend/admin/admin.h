@@ -45,6 +45,8 @@ struct tok_admin {
     const char *db;              /* conninfo for the owner role; secret, never printed */
     const char *master_key_file; /* path; NULL when not given */
     bool json;                   /* --json: list and create commands print JSON (admin_json.h) */
+    const char *master_key_pkcs11;   /* RFC 7512 URI instead of the file; NULL when not given */
+    const char *master_key_pin_file; /* the token's PIN file; NULL when not given */
 };
 
 /**

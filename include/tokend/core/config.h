@@ -29,6 +29,7 @@
 #define TOK_ADDR_MAX 128
 #define TOK_PATH_MAX 1024
 #define TOK_CONNINFO_MAX 2048
+#define TOK_PKCS11_URI_CFG_MAX 1025 /* TOK_PKCS11_URI_MAX (vault/master_key.h) and a NUL */
 #define TOK_CONFIG_WHY_MAX 256
 /* the edge (issue #15): connection cap, deadlines, HTTP/2 reset budget, request headers */
 #define TOK_MAX_CONNECTIONS_DEFAULT 10000u
@@ -67,6 +68,8 @@ struct tok_config {
     char db_conninfo[TOK_CONNINFO_MAX]; /* secret: may hold a password; never logged */
     char reporting_conninfo[TOK_CONNINFO_MAX]; /* tokend_reporting; "" = reports answer 503 */
     char master_key_file[TOK_PATH_MAX];
+    char master_key_pkcs11[TOK_PKCS11_URI_CFG_MAX]; /* RFC 7512 URI, instead of the file */
+    char master_key_pin_file[TOK_PATH_MAX];         /* the token's PIN (master_key.h) */
     char audit_key_file[TOK_PATH_MAX];    /* "" = audit blocks not keyed (audit_seal.h) */
     char audit_checkpoints[TOK_PATH_MAX]; /* signed checkpoint sink, "-" = stdout, "" = none */
     char gateway_ca_file[TOK_PATH_MAX]; /* CA bundle for gateway TLS; "" = system store */

@@ -2,8 +2,10 @@
  * keyring.h - the only module that sees key bytes (STYLE.md section 1).
  *
  * Hierarchy (DESIGN.md, "Key hierarchy"):
- *   master key (KEK, 32 bytes, from a file)
- *     -> sub-keys by crypto_kdf_derive_from_key, context "tokend__":
+ *   master key (KEK, 32 bytes, from a file; or an AES-256 key that stays in a PKCS#11
+ *   token: the keyring reaches it only through a provider, master_key.h)
+ *     -> sub-keys by crypto_kdf_derive_from_key, context "tokend__", from the provider's
+ *        root (the KEK itself for a file; computed in the token for PKCS#11):
  *          id 1: API-key hashing key, id 2: audit MAC key, id 3: reference-lookup root
  *     -> per tenant, BLAKE2b(reference-lookup root, "tokend:v1:ref_lookup:" tenant_id):
  *          the tenant's reference-lookup key (the same for every key version)
@@ -12,7 +14,8 @@
  *          FPK  (fingerprints PANs; guarded like the KEK: with last 4 and BIN
  *                stored, a stolen FPK lets an attacker brute-force the PAN)
  *
- * Wrapped key format (TOK_KEYRING_WRAPPED_LEN = 72 bytes):
+ * Wrapped key format (TOK_KEYRING_WRAPPED_LEN = 72 bytes; the file provider's, the PKCS#11
+ * one is in master_key.h):
  *   nonce (24) || XChaCha20-Poly1305-IETF(KEK, key (32)) || tag (16)
  *   associated data "tokend:v1:dek:<tenant_id>:<version>" (or ":fpk:"), so a wrapped
  *   key moved to another tenant, version or role does not open.
