@@ -176,6 +176,10 @@ coverage: deps
 bench: build
 	@BUILD=$(BUILD) ./bench/run.sh
 
+# bench/run.sh's ratio on a Patroni cluster whose commits wait for a synchronous standby
+bench-ha: build ha-deps
+	@BUILD=$(BUILD) ./bench/ha.sh
+
 # ---- fuzzing (tests/fuzz/README.md) ------------------------------------------
 # One libFuzzer binary per tests/fuzz/fuzz_<name>.c, linked against the library compiled
 # with clang-14 and the fuzzer's coverage instrumentation in its own tree (build/fuzz).
