@@ -52,7 +52,8 @@ L=$(ha_leader)
 S=$(ha_standby)
 lp="HA_PORT_$L"
 ADMIN_DB="host=127.0.0.1 port=${!lp} user=postgres dbname=tokend"
-ha_psql "$L" -qc "ALTER SYSTEM SET max_wal_size = '4GB'; SELECT pg_reload_conf();" >/dev/null
+ha_psql "$L" -qc "ALTER SYSTEM SET max_wal_size = '4GB'" -c "SELECT pg_reload_conf()" >/dev/null ||
+    die "cannot raise max_wal_size"
 "$BUILD/tokenctl" --db "$ADMIN_DB" migrate --dir sql >"$B_DIR/migrate.log" 2>&1 ||
     die "migrations failed: $(tail -n 3 "$B_DIR/migrate.log")"
 make_master_key "$B_DIR/master.key"
@@ -75,7 +76,7 @@ wait_http "http://127.0.0.1:$PORT/healthz" 15 || die "tokend did not start: $(ta
 
 # ---- 1. pgbench on the same cluster ------------------------------------------------------
 say "1/2 pgbench -c $CLIENTS -T $SECS, one single-row INSERT per transaction, sync standby"
-ha_psql "$L" -qc "CREATE SCHEMA IF NOT EXISTS bench; DROP TABLE IF EXISTS bench.tokens;
+PGOPTIONS='-c client_min_messages=warning' ha_psql "$L" -qc "CREATE SCHEMA IF NOT EXISTS bench; DROP TABLE IF EXISTS bench.tokens;
     CREATE TABLE bench.tokens (LIKE vault.tokens INCLUDING ALL);" || die "cannot create bench.tokens"
 cat >"$B_DIR/insert.sql" <<SQL
 INSERT INTO bench.tokens (tenant_id, id, livemode, format, fingerprint, brand, last4, bin,
