@@ -304,16 +304,18 @@ static tok_status sync_pending(struct tok_db_conn *c, PGresult **kept)
     return st;
 }
 
-/* Queues a statement without parameters (BEGIN, SAVEPOINT ...), as the batch's item. */
-static void send_batch_command(struct tok_db_conn *c, const char *sql)
+/* Queues a statement without parameters (BEGIN, SAVEPOINT ...), as the batch's item; false
+ * when it could not be sent. */
+static bool send_batch_command(struct tok_db_conn *c, const char *sql)
 {
     if (c->npending >= PENDING_MAX)
         (void)sync_pending(c, NULL);
     if (PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0) != 1) {
         c->batch_failed = true;
-        return;
+        return false;
     }
     pending_add(c, true, false, NULL);
+    return true;
 }
 
 tok_status tok_db_command(struct tok_db_conn *c, const char *sql)
@@ -558,8 +560,8 @@ static struct tok_db_job *drop_abandoned(struct tok_db_job *jobs, unsigned *n,
 /* Queues COMMIT, marked so that sync_pending can tell an unanswered one. */
 static void send_commit(struct tok_db_conn *c)
 {
-    send_batch_command(c, "COMMIT");
-    if (c->npending > 0)
+    /* not sent (the connection broke): then it did not run */
+    if (send_batch_command(c, "COMMIT"))
         c->pending[c->npending - 1].commit = true;
 }
 
@@ -850,6 +852,7 @@ void tok_db_submit(struct tok_db *db, struct tok_db_job *job)
     memset(&job->super, 0, sizeof job->super);
     job->next = NULL;
     atomic_store(&job->abandoned, false);
+    job->commit_unknown = job->delivered = job->retried = false; /* a job may be submitted again */
     job->queued_us = now_us();
     pthread_mutex_lock(&db->mu);
     if (db->tail != NULL)
