@@ -84,6 +84,15 @@ api() { # api KEY METHOD PATH [BODY] [curl args...] -> "<json>\n<status>"
         -H 'content-type: application/json' ${b:+--data-binary "$b"} -w '\n%{http_code}' "$@" "$H2C$p"
 }
 now() { date +%s.%N; }
+# status RES: the HTTP status, with the problem code after a 5xx (503:database_unavailable)
+status() {
+    local code
+    code=$(tail -n 1 <<<"$1")
+    case $code in
+    5*) echo "$code:$(sed '$d' <<<"$1" | jq -r '.code // "none"' 2>/dev/null)" ;;
+    *) echo "$code" ;;
+    esac
+}
 
 # ---- the load: each worker tokenises, charges the token, refunds half; logs every answer ------
 # log line: start end status kind id
@@ -95,21 +104,21 @@ load_worker() {
         t0=$(now)
         res=$(api "$KEY" POST /v1/tokens \
             "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":5,\"exp_year\":$H_Y,\"cvc\":\"123\"}}")
-        code=$(tail -n 1 <<<"$res")
+        code=$(status "$res")
         id=$(sed '$d' <<<"$res" | jq -r '.id // empty' 2>/dev/null)
         echo "$t0 $(now) $code token $id" >>"$out"
         [ "$code" = 201 ] || { sleep 0.05; continue; }
         t0=$(now)
         body="{\"token\":\"$id\",\"amount\":1000,\"currency\":\"eur\"}"
         res=$(api "$KEY" POST /v1/charges "$body" -H "idempotency-key: ha-$tag-$w-$k")
-        code=$(tail -n 1 <<<"$res")
+        code=$(status "$res")
         id=$(sed '$d' <<<"$res" | jq -r 'select(.status == "succeeded") | .id // empty' 2>/dev/null)
         [ "$code" = 201 ] && [ -z "$id" ] && code=201x # answered, but not a succeeded charge
         echo "$t0 $(now) $code charge $id" >>"$out"
         [ "$code" = 201 ] || continue
         t0=$(now)
         res=$(api "$KEY" POST /v1/refunds "{\"charge\":\"$id\",\"amount\":400}" -H "idempotency-key: ha-r-$tag-$w-$k")
-        code=$(tail -n 1 <<<"$res")
+        code=$(status "$res")
         id=$(sed '$d' <<<"$res" | jq -r 'select(.status == "succeeded") | .id // empty' 2>/dev/null)
         [ "$code" = 201 ] && [ -z "$id" ] && code=201x
         echo "$t0 $(now) $code refund $id" >>"$out"
