@@ -18,6 +18,9 @@ DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libpq-dev li
             nghttp2-client curl jq openssl procps prometheus python3-h2 gdb util-linux \
             python3-yaml systemd $(P11_DEB_PKGS) $(FUZZ_DEB_PKGS)
 BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
+# `make test-ha` and `make bench-ha` (issue #17, tests/ha/): Patroni with one etcd member, and
+# pgBackRest for the backup test. Not in DEB_PKGS: `make test` and `make run` do not need them.
+HA_DEB_PKGS := patroni etcd-server pgbackrest python3-etcd python3-psycopg2
 
 # Read when this Makefile is read: on a fresh machine the -dev packages are not there yet, so
 # every target that installs them (run, test, bench, asan, coverage) builds in a sub-make
@@ -48,6 +51,7 @@ TOOLS     := $(TOOLS_SRCS:tests/tools/%.c=$(BUILD)/%)
 BINS      := $(BUILD)/tokend $(BUILD)/tokenctl
 
 .PHONY: all build deps e2e-deps lint-deps run test unit integration asan coverage bench clean stop-db \
+        ha-deps test-ha bench-ha \
         fmt fuzz fuzz-deps fuzz-build fuzz-targets
 all: $(BINS) $(BUILD)/check_unit $(TOOLS)
 
@@ -156,6 +160,14 @@ unit: all
 integration: all
 	@BUILD=$(BUILD) ./tests/integration/run.sh
 
+# Replication and failover (issue #17, docs/replication.md): a Patroni cluster (primary and
+# synchronous standby, one etcd) in a temp dir, fault tests under load, backup and restore.
+ha-deps:
+	@$(MAKE) --no-print-directory DEB_PKGS="$(HA_DEB_PKGS)" deps
+
+test-ha: build ha-deps
+	@BUILD=$(BUILD) ./tests/ha/run.sh
+
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan all OPT="-O1" \
@@ -170,6 +182,10 @@ coverage: deps
 
 bench: build
 	@BUILD=$(BUILD) ./bench/run.sh
+
+# bench/run.sh's ratio on a Patroni cluster whose commits wait for a synchronous standby
+bench-ha: build ha-deps
+	@BUILD=$(BUILD) ./bench/ha.sh
 
 # ---- fuzzing (tests/fuzz/README.md) ------------------------------------------
 # One libFuzzer binary per tests/fuzz/fuzz_<name>.c, linked against the library compiled

@@ -175,6 +175,18 @@ void tok_http_problem(struct tok_req *r, int status, const char *code, const cha
     tok_http_problem_decline(r, status, code, detail, param, NULL);
 }
 
+void tok_http_problem_db(struct tok_req *r, const struct tok_db_job *job, const char *detail)
+{
+    if (job != NULL && job->commit_unknown) {
+        tok_http_problem(r, 503, "commit_outcome_unknown",
+                         "the database connection broke while the change was being committed: "
+                         "it may or may not be stored; retry with the same Idempotency-Key",
+                         NULL);
+        return;
+    }
+    tok_http_problem(r, 503, "database_unavailable", detail, NULL);
+}
+
 /* ---- the database call guard ------------------------------------------------
  * The guard lives in the request pool; h2o disposes it when the request ends.
  * Both sides run on the request's loop thread, so no lock is needed. */

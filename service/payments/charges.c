@@ -601,8 +601,8 @@ static void finish_result(struct tok_call *call, struct tok_req *r)
     if (call->job.status != TOK_OK) {
         tok_log_err("%s: %s: recording %s failed (%s); the gateway outcome was %d", __func__, r->id,
                     c->id, tok_status_name(call->job.status), (int)c->gw.outcome);
-        tok_http_problem(r, 503, "database_unavailable",
-                         "the outcome could not be recorded; retry with the same Idempotency-Key", NULL);
+        tok_http_problem_db(r, &call->job,
+                            "the outcome could not be recorded; retry with the same Idempotency-Key");
         return;
     }
     tok_http_json(r, c->http_status, tok_buf_slice(&c->body));
@@ -773,7 +773,7 @@ static void begin_result(struct tok_call *call, struct tok_req *r)
     struct charge_call *c = (struct charge_call *)call;
     if (call->job.status != TOK_OK) {
         tok_log_err("%s: %s: %s failed (%s)", __func__, r->id, c->id, tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", NULL, NULL);
+        tok_http_problem_db(r, &call->job, NULL);
         return;
     }
     if (c->op == OP_GET_CHARGE || c->op == OP_GET_REFUND) {

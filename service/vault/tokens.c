@@ -1085,7 +1085,7 @@ static void create_result(struct tok_call *call, struct tok_req *r)
         wipe_card(c);
         tok_log_err("%s: %s: %s failed (%s)", __func__, r->id,
                     c->insert_phase ? "token insert" : "dedup lookup", tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", "the token could not be stored", NULL);
+        tok_http_problem_db(r, &call->job, "the token could not be stored");
         return;
     }
     if (c->insert_phase) {
@@ -1402,7 +1402,7 @@ static void token_result(struct tok_call *call, struct tok_req *r)
     if (call->job.status != TOK_OK) {
         tok_log_err("%s: %s: token %s failed (%s)", __func__, r->id, t->redact ? "redaction" : "read",
                     tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", NULL, NULL);
+        tok_http_problem_db(r, &call->job, NULL);
         return;
     }
     if (!t->found) {

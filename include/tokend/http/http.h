@@ -61,6 +61,14 @@ void tok_http_problem(struct tok_req *r, int status, const char *code, const cha
                       const char *param);
 
 /**
+ * 503 for a database job that failed: `commit_outcome_unknown` when the connection broke
+ * after its COMMIT was sent (job->commit_unknown: the change may or may not be stored; a
+ * retry with the same Idempotency-Key is safe), else `database_unavailable` with detail
+ * (borrowed, may be NULL).
+ */
+void tok_http_problem_db(struct tok_req *r, const struct tok_db_job *job, const char *detail);
+
+/**
  * tok_http_problem with a "decline_code" member (a card the gateway refused: 402
  * card_declined). decline may be NULL (no member), borrowed.
  */
