@@ -16,7 +16,7 @@
 #include "tokend/events/events.h"
 #include "tokend/gateways/gateway.h"
 #include "tokend/gateways/registry.h"
-#include "tokend/payments/idempotency.h"
+#include "tokend/vault/idempotency.h"
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
