@@ -331,6 +331,10 @@ static void parse_payment(struct tok_gateway_call *call, const struct tok_gatewa
         (void)str_of(root, "refusalReason", &reason);
         const char *code = NULL, *decline = NULL;
         tok_adyen_refusal(rc, reason, &code, &decline);
+        /* refused after the shopper's challenge: the authentication failed, as Stripe's
+         * payment_intent_authentication_failure is reported */
+        if (call->op == TOK_GW_COMPLETE && strcmp(code, "authentication_required") == 0)
+            code = decline = "authentication_failed";
         tok_gateway_set(call, TOK_GW_DECLINED, code, decline);
         return;
     }
