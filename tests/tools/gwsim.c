@@ -43,6 +43,17 @@
  *                                              first response returned, key echoed
  *     docs.adyen.com/online-payments/tokenization: storePaymentMethod, shopperReference,
  *                                              recurringProcessingModel, storedPaymentMethodId
+ *   3-D Secure (issue #16; docs/gwsim.md lists the cards and where each is documented)
+ *     docs.stripe.com/testing#regulatory-cards  3184 and 3220 always authenticate, 3155 unless
+ *                                              set up; off_session -> 402 authentication_required
+ *     docs.stripe.com/api/payment_intents/object next_action {type redirect_to_url,
+ *                                              redirect_to_url {url, return_url}}
+ *     docs.adyen.com/development-resources/testing/3d-secure-2-authentication: the 3DS2 cards
+ *     docs.adyen.com/online-payments/3d-secure/redirect-3ds2, CheckoutService-v71.json:
+ *                                              RedirectShopper + action {type redirect, url,
+ *                                              method GET}, then /payments/details
+ *                                              {details {redirectResult}}
+ *   The simulated issuer page (/__gwsim/acs/{id}) stands in for both gateways' ACS.
  * Where those documents leave a behaviour open, docs/gwsim.md says what the simulator does.
  *
  * Card data: a card number is read once, turned into an outcome class, brand, last 4 and a
