@@ -646,9 +646,10 @@ static tok_status finish_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     } else if (c->op == OP_COMPLETE) {
         bool decided = c->gw.outcome == TOK_GW_OK || c->gw.outcome == TOK_GW_DECLINED;
         if (decided) {
+            bool paid = c->gw.outcome == TOK_GW_OK;
+            const char *code = c->gw.code != NULL ? c->gw.code : "card_declined";
             const char *v[7] = {c->tenant_id, c->id, live_str(c), c->new_status, amount,
-                                c->gw.outcome == TOK_GW_OK ? "" : (c->gw.code != NULL ? c->gw.code : "card_declined"),
-                                c->gw.outcome == TOK_GW_OK ? "" : c->gw.decline_code};
+                                paid ? "" : code, paid ? "" : c->gw.decline_code};
             PGresult *res = NULL;
             TOK_GUARD(tok_db_exec(conn, &charge_decide_sql, v, NULL, NULL, &res));
             if (PQntuples(res) != 1)
@@ -1056,7 +1057,8 @@ static tok_status get_url(const struct tok_json_node *root, const char *field, c
     for (size_t i = 0; i < v.len; i++)
         if (v.ptr[i] <= 0x20 || v.ptr[i] >= 0x7f || v.ptr[i] == '"' || v.ptr[i] == '<' ||
             v.ptr[i] == '>')
-            FAIL(fe, "invalid_return_url", field, "the URL must be printable ASCII (percent-encode the rest)");
+            FAIL(fe, "invalid_return_url", field,
+                 "the URL must be printable ASCII (percent-encode the rest)");
     if (tok_contains_pan(v))
         FAIL(fe, "text_contains_pan", field, "a URL must not hold card numbers");
     tok_copy(out, v.ptr, v.len);

@@ -123,6 +123,15 @@ expect_eq "another secret key of the tenant, same key and body: a new token, not
     "$(st "$out") $(replayed) $([ "$(jf "$out" .id)" != "$TOK" ] && echo new)" "201 fresh new"
 expect_eq "... which called the gateway" "$(($(pms) - P0))" 1
 
+# --- deduplicate: the existing token's 200 is what the key replays ---------------------------------------
+P0=$(pms)
+DB=$(card 4242424242424242 3 123 '"deduplicate":true')
+d1=$(treq "$I_SK1" "dedup-$$" "$DB")
+d2=$(treq "$I_SK1" "dedup-$$" "$DB")
+expect_eq "deduplicate with a key: 200 (the stored token), then the same 200 replayed" \
+    "$(st "$d1") $(st "$d2") $(replayed) $([ "$(sed '$d' <<<"$d1")" = "$(sed '$d' <<<"$d2")" ] && echo same)" "200 200 replayed same"
+expect_eq "... and no gateway call for either" "$(($(pms) - P0))" 0
+
 # --- publishable keys: the replay is the publishable answer, and no door into other records ------------
 P0=$(pms)
 PB=$(card 4242424242424242 3 123)

@@ -161,7 +161,14 @@ enum gw_outcome {
     OUT_DISPUTE,    /* Stripe 4000000000000259: succeeds (the dispute that follows is not played) */
 };
 
-enum pi_status { PI_REQ_PM, PI_REQ_CONFIRM, PI_REQ_CAPTURE, PI_SUCCEEDED, PI_CANCELED, PI_REQ_ACTION };
+enum pi_status {
+    PI_REQ_PM,
+    PI_REQ_CONFIRM,
+    PI_REQ_CAPTURE,
+    PI_SUCCEEDED,
+    PI_CANCELED,
+    PI_REQ_ACTION,
+};
 
 enum ap_status { AP_AUTHORISED = 1, AP_REFUSED, AP_CANCELLED, AP_REDIRECT };
 
@@ -1280,8 +1287,8 @@ static char *acs_url(const struct gw_call *c, const char *id)
 {
     h2o_iovec_t a = c->req->authority;
     char url[512];
-    int n = snprintf(url, sizeof url, "%s://%.*s/__gwsim/acs/%s", c->g->cfg.plain ? "http" : "https",
-                     (int)a.len, a.base, id);
+    int n = snprintf(url, sizeof url, "%s://%.*s/__gwsim/acs/%s",
+                     c->g->cfg.plain ? "http" : "https", (int)a.len, a.base, id);
     if (n <= 0 || (size_t)n >= sizeof url)
         return NULL;
     return strdup(url);
@@ -1308,7 +1315,8 @@ static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, struct gw_obj *
     /* docs.stripe.com/testing#regulatory-cards: 3184 and 3220 authenticate every payment,
      * 3155 unless it was set up (authenticated with setup_future_usage=off_session); with
      * off_session=true nobody can, and Stripe declines with authentication_required */
-    bool needs_auth = pm->outcome == OUT_3DS_ALWAYS || (pm->outcome == OUT_3DS_SETUP && !pm->setup_done);
+    bool needs_auth = pm->outcome == OUT_3DS_ALWAYS ||
+                      (pm->outcome == OUT_3DS_SETUP && !pm->setup_done);
     if (needs_auth && !pi->off_session) {
         if (pm->customer[0] == '\0' && strncmp(pm->id, "pm_card_", 8) != 0)
             pm->consumed = true;

@@ -244,14 +244,16 @@ START_TEST(test_three_ds)
     ck_assert(str_is(tok_json_get(sent(), "returnUrl"), "https://shop.example/r"));
     ck_assert(str_is(tok_json_get(sent(), "shopperInteraction"), "Ecommerce"));
     parse(200, "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"RedirectShopper\","
-               "\"action\":{\"paymentMethodType\":\"scheme\",\"url\":\"https://checkoutshopper-test.adyen.com/x\","
+               "\"action\":{\"paymentMethodType\":\"scheme\","
+               "\"url\":\"https://checkoutshopper-test.adyen.com/x\","
                "\"method\":\"GET\",\"type\":\"redirect\"}}");
     ck_assert_int_eq(call.outcome, TOK_GW_ACTION);
     ck_assert_str_eq(call.ref, "JLCMPCQ8HXSKGK82");
     ck_assert_str_eq(call.action_url, "https://checkoutshopper-test.adyen.com/x");
     /* a POST redirect cannot be a link: not followed */
     parse(200, "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"RedirectShopper\","
-               "\"action\":{\"url\":\"https://a.example/x\",\"method\":\"POST\",\"type\":\"redirect\"}}");
+               "\"action\":{\"url\":\"https://a.example/x\",\"method\":\"POST\","
+               "\"type\":\"redirect\"}}");
     ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
     call.return_url = NULL; /* nowhere to send the shopper back: a decline */
     parse(200, "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"RedirectShopper\"}");

@@ -1,5 +1,6 @@
 /*
- * idempotency.h - the Idempotency-Key contract of every POST that moves money.
+ * idempotency.h - the Idempotency-Key contract of every POST that moves money, and of
+ * POST /v1/tokens (scoped to the API key, hashed without the CVC: tok_idem_key_scoped).
  *
  * The same key with the same request replays the first response (status and
  * body) for 24 hours; with another request it is refused (422
