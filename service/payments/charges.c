@@ -931,11 +931,6 @@ static void begin_result(struct tok_call *call, struct tok_req *r)
         tok_http_problem(r, 404, "charge_not_found", "no such charge", refund ? "charge" : "id");
         return;
     case R_BAD_STATE:
-        if (c->op == OP_COMPLETE) {
-            tok_http_problem(r, 409, "charge_not_completable",
-                             "the charge is not waiting for customer authentication", NULL);
-            return;
-        }
         tok_http_problem(r, 409, refund ? "charge_not_refundable" : "charge_not_capturable",
                          refund ? "the charge has nothing left to refund"
                                 : "only a charge in requires_capture can be captured or voided",
