@@ -233,6 +233,49 @@ for pan in "${!WANT[@]}"; do
     expect_eq "adyen ${pan}: ${WANT[$pan]#*|}" "$(st "$out") $(js "$out" '[(.code // "-"), (.decline_code // "-")]|join(" ")')" "${WANT[$pan]#*|}"
 done
 
+# --- gwsim's 3-D Secure answers against Adyen's published schemas (Checkout v71) -------------------------
+# ajv from tests/openapi (make lint-deps installs it, as t_30 needs)
+acurl() { curl -s --cacert "$T_DIR/tls.crt" -H "x-api-key: $D_AK" -H 'content-type: application/json' "$GWURL$1" -d "$2"; }
+SPM=$(acurl /v71/payments "{\"merchantAccount\":\"$D_MERCHANT\",\"reference\":\"c0\",\"amount\":{\"value\":0,\"currency\":\"EUR\"},\"storePaymentMethod\":true,\"shopperReference\":\"shopper_c\",\"shopperInteraction\":\"Ecommerce\",\"recurringProcessingModel\":\"UnscheduledCardOnFile\",\"paymentMethod\":{\"type\":\"scheme\",\"number\":\"4212345678901237\",\"expiryMonth\":\"03\",\"expiryYear\":\"$D_Y\",\"cvc\":\"737\"}}" |
+    jq -r '.additionalData["tokenization.storedPaymentMethodId"]')
+acurl /v71/payments "{\"merchantAccount\":\"$D_MERCHANT\",\"reference\":\"c1\",\"amount\":{\"value\":100,\"currency\":\"EUR\"},\"shopperReference\":\"shopper_c\",\"shopperInteraction\":\"Ecommerce\",\"recurringProcessingModel\":\"CardOnFile\",\"returnUrl\":\"$D_RET\",\"paymentMethod\":{\"type\":\"scheme\",\"storedPaymentMethodId\":\"$SPM\"}}" >"$T_DIR/d44-redirect.json"
+back=$(acs "$(jq -r .action.url "$T_DIR/d44-redirect.json")" complete)
+acurl /v71/payments/details "{\"details\":{\"redirectResult\":\"$(qparam "$back" redirectResult)\"}}" >"$T_DIR/d44-details.json"
+expect_eq "gwsim adyen (the contract's example card 4212...1237): RedirectShopper, then Authorised" \
+    "$(jq -r .resultCode "$T_DIR/d44-redirect.json") $(jq -r .resultCode "$T_DIR/d44-details.json")" "RedirectShopper Authorised"
+cat >"$T_DIR/d44-contract.mjs" <<'MJS'
+import fs from "fs";
+const nm = process.argv[2] + "/node_modules/";
+const Ajv2020 = (await import(nm + "ajv/dist/2020.js")).default;
+const addFormats = (await import(nm + "ajv-formats/dist/index.js")).default;
+const doc = JSON.parse(fs.readFileSync(process.argv[3]));
+const ajv = new Ajv2020({strict: false, allErrors: true});
+addFormats(ajv);
+ajv.addSchema({$id: "adyen", components: doc.components});
+let bad = 0;
+for (const arg of process.argv.slice(4)) {
+  const [file, schema] = arg.split(":");
+  const v = ajv.compile({$ref: "adyen#/components/schemas/" + schema});
+  if (!v(JSON.parse(fs.readFileSync(file)))) { bad++; console.log(schema, JSON.stringify(v.errors)); }
+}
+console.log(bad === 0 ? "conform" : "differ");
+MJS
+printf '{"details":{"redirectResult":"%s"}}' "$(qparam "$back" redirectResult)" >"$T_DIR/d44-details-req.json"
+D_CONTRACT=""
+for c in "${TOKEND_CONTRACTS:-}" "$PWD/../shared/contracts" /work/shared/contracts; do
+    [ -n "$c" ] && [ -f "$c/adyen/CheckoutService-v71.json" ] && { D_CONTRACT="$c/adyen/CheckoutService-v71.json"; break; }
+done
+if [ -z "$D_CONTRACT" ]; then
+    echo "  note  Adyen's OpenAPI document not found (TOKEND_CONTRACTS, ../shared/contracts): contract check not run" >&2
+elif [ -d tests/openapi/node_modules/ajv ]; then
+    out=$(node "$T_DIR/d44-contract.mjs" "$PWD/tests/openapi" "$D_CONTRACT" \
+        "$T_DIR/d44-redirect.json:PaymentResponse" "$T_DIR/d44-details.json:PaymentDetailsResponse" \
+        "$T_DIR/d44-details-req.json:PaymentDetailsRequest" 2>&1)
+    expect_eq "gwsim's RedirectShopper and /payments/details answers (and the request) match Adyen's schemas" "$(tail -n1 <<<"$out")" conform
+else
+    fail "ajv is installed for the Adyen contract check (run: make lint-deps)"
+fi
+
 tokend_stop D44
 expect_true "tokend log: no test PAN, no gateway key" \
     bash -c "! grep -hE '4000002760003184|5454545454545454|$D_SK|$D_AK' '$LOG_D44'"
