@@ -12,6 +12,7 @@ D_SK=sk_test_threeds_$$
 D_AK=adyen_threeds_key_$$
 D_MERCHANT=TokendThreeDSECOM
 D_WHSEC=whsec_threeds_$$
+D_HMAC=$(openssl rand -hex 32)
 D_Y=$(($(date -u +%Y) + 1))
 D_RET=https://shop.example/checkout/return
 D_CTL=("$BUILD/tokenctl" --db "$T_ADMIN_DB" --master-key-file "$T_DIR/master.key")
@@ -28,7 +29,7 @@ GWURL="https://localhost:$D_PORT"
 gs() { curl -s --cacert "$T_DIR/tls.crt" "$GWURL/__gwsim/stats" | jq -r "$1"; }
 
 (umask 077 && printf '{"api_key":"%s","webhook_secret":"%s"}' "$D_SK" "$D_WHSEC" >"$T_DIR/d44-stripe.json" &&
-    printf '{"api_key":"%s","merchant_account":"%s"}' "$D_AK" "$D_MERCHANT" >"$T_DIR/d44-adyen.json")
+    printf '{"api_key":"%s","merchant_account":"%s","hmac_key":"%s"}' "$D_AK" "$D_MERCHANT" "$D_HMAC" >"$T_DIR/d44-adyen.json")
 D_TS=$("${D_CTL[@]}" tenant create "threeds-stripe-$$" 2>/dev/null)
 D_KS=$("${D_CTL[@]}" key create --tenant "$D_TS" --scopes tokens:write,tokens:read,charges:write --test 2>/dev/null)
 D_GS=$("${D_CTL[@]}" gateway add --tenant "$D_TS" --kind stripe --credentials-file "$T_DIR/d44-stripe.json" \
@@ -201,6 +202,18 @@ expect_eq "adyen failed challenge: declined authentication_failed (refusal 11 af
     "declined authentication_failed authentication_failed"
 out=$(charge "$D_KA" "$TOKA" true)
 expect_eq "adyen 5454 merchant-initiated (ContAuth): 201 succeeded (out of scope for SCA)" "$(st "$out") $(js "$out" .status)" "201 succeeded"
+# Adyen's AUTHORISATION webhook decides a waiting charge (HMAC over Adyen's signing string)
+out=$(charge "$D_KA" "$TOKA" false "\"return_url\":\"$D_RET\"")
+CHA3=$(js "$out" .id)
+PSP3=$(js "$out" .gateway_reference)
+SIGN="$PSP3::$D_MERCHANT:tokend_${CHA3}_$D_GA:2500:EUR:AUTHORISATION:true"
+HS=$(printf '%s' "$SIGN" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$D_HMAC" -binary | base64)
+AEV="{\"live\":\"false\",\"notificationItems\":[{\"NotificationRequestItem\":{\"additionalData\":{\"hmacSignature\":\"$HS\"},\"amount\":{\"currency\":\"EUR\",\"value\":2500},\"eventCode\":\"AUTHORISATION\",\"eventDate\":\"2026-01-01T00:00:00+01:00\",\"merchantAccountCode\":\"$D_MERCHANT\",\"merchantReference\":\"tokend_${CHA3}_$D_GA\",\"paymentMethod\":\"mc\",\"pspReference\":\"$PSP3\",\"success\":\"true\"}}]}"
+out=$(curl -s --http2-prior-knowledge -X POST -H 'content-type: application/json' --data-binary "$AEV" \
+    -w '\n%{http_code}' "$D_H2C/v1/webhooks/adyen/$D_GA")
+expect_eq "adyen AUTHORISATION webhook for a requires_action charge: accepted" "$(st "$out")" 200
+out=$(dapi "$D_KA" GET "/v1/charges/$CHA3")
+expect_eq "... the charge is succeeded, next_action gone" "$(js "$out" '.status + " " + (.next_action|tostring)')" "succeeded null"
 TOKA84=$(tokenise "$D_KA" 4000002760003184)
 out=$(charge "$D_KA" "$TOKA84" true)
 expect_eq "adyen, an always-authenticate card off session: declined authentication_required (refusal 11)" \
