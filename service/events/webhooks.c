@@ -91,7 +91,8 @@ static const struct tok_sql event_record_sql = {
 static const struct tok_sql charge_apply_sql = {
     "webhook_charge_apply",
     "UPDATE ledger.charges c SET status = $4, captured_amount = $5::bigint, "
-    "refunded_amount = $6::bigint, updated_at = now() WHERE c.tenant_id = $1 AND c.id = $2 "
+    "refunded_amount = $6::bigint, next_action_url = NULL, updated_at = now() "
+    "WHERE c.tenant_id = $1 AND c.id = $2 "
     "AND c.livemode = $3::boolean RETURNING ledger.charge_object(c)::text",
     6};
 

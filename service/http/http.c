@@ -118,8 +118,9 @@ void tok_http_json(struct tok_req *r, int status, struct tok_slice body)
     tok_http_send(r, status, "application/json", body);
 }
 
-static tok_status problem_body(struct tok_buf *b, int status, const char *code, const char *detail,
-                               const char *param, const char *request_id, const char *decline)
+tok_status tok_http_problem_body(struct tok_buf *b, int status, const char *code,
+                                 const char *detail, const char *param, const char *request_id,
+                                 const char *decline)
 {
     struct tok_json_writer w;
     tok_jw_init(&w, b);
@@ -156,9 +157,9 @@ void tok_http_problem_decline(struct tok_req *r, int status, const char *code, c
     uint8_t mem[PROBLEM_BODY_MAX];
     struct tok_buf b;
     tok_buf_init(&b, mem, sizeof mem);
-    if (problem_body(&b, status, code, detail, param, r->id, decline) != TOK_OK) {
+    if (tok_http_problem_body(&b, status, code, detail, param, r->id, decline) != TOK_OK) {
         tok_buf_reset(&b);
-        if (problem_body(&b, status, code, NULL, NULL, r->id, NULL) != TOK_OK)
+        if (tok_http_problem_body(&b, status, code, NULL, NULL, r->id, NULL) != TOK_OK)
             b.len = 0;
     }
     tok_http_send(r, status, "application/problem+json", tok_buf_slice(&b));
@@ -314,7 +315,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     uint8_t mem[PROBLEM_BODY_MAX];
     struct tok_buf b;
     tok_buf_init(&b, mem, sizeof mem);
-    if (problem_body(&b, req->res.status, tok_http_code_for_status(req->res.status), NULL, NULL,
+    if (tok_http_problem_body(&b, req->res.status, tok_http_code_for_status(req->res.status), NULL, NULL,
                      tr.id, NULL) != TOK_OK) {
         h2o_setup_next_ostream(req, slot);
         return;

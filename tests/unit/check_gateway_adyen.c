@@ -236,6 +236,58 @@ START_TEST(test_parse_payments)
 }
 END_TEST
 
+/* 3-D Secure: returnUrl with the shopper present; RedirectShopper -> ACTION; COMPLETE sends
+ * only details.redirectResult to /payments/details */
+START_TEST(test_three_ds)
+{
+    call.op = TOK_GW_CHARGE;
+    call.pm_ref = "ABCDEF0123456789|tokend_shopper1";
+    call.amount = 1000;
+    call.return_url = "https://shop.example/r";
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert(str_is(tok_json_get(sent(), "returnUrl"), "https://shop.example/r"));
+    ck_assert(str_is(tok_json_get(sent(), "shopperInteraction"), "Ecommerce"));
+    parse(200, "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"RedirectShopper\","
+               "\"action\":{\"paymentMethodType\":\"scheme\","
+               "\"url\":\"https://checkoutshopper-test.adyen.com/x\","
+               "\"method\":\"GET\",\"type\":\"redirect\"}}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ACTION);
+    ck_assert_str_eq(call.ref, "JLCMPCQ8HXSKGK82");
+    ck_assert_str_eq(call.action_url, "https://checkoutshopper-test.adyen.com/x");
+    /* a POST redirect cannot be a link: not followed */
+    parse(200, "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"RedirectShopper\","
+               "\"action\":{\"url\":\"https://a.example/x\",\"method\":\"POST\","
+               "\"type\":\"redirect\"}}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
+    call.return_url = NULL; /* nowhere to send the shopper back: a decline */
+    parse(200, "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"RedirectShopper\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.code, "authentication_required");
+    call.op = TOK_GW_COMPLETE;
+    call.return_data = "X6XtfGC3!Y";
+    tok_buf_reset(&body);
+    tok_buf_reset(&path);
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert_str_eq(path_str(), "/v71/payments/details");
+    const struct tok_json_node *root = sent();
+    ck_assert(str_is(tok_json_get(tok_json_get(root, "details"), "redirectResult"), "X6XtfGC3!Y"));
+    ck_assert_ptr_null(tok_json_get(root, "merchantAccount"));
+    ck_assert_ptr_null(tok_json_get(root, "reference"));
+    call.capture = true;
+    parse(200, "{\"resultCode\":\"Authorised\",\"pspReference\":\"V4HZ4RBFJGXXGN82\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_OK);
+    ck_assert_str_eq(call.ref, "V4HZ4RBFJGXXGN82");
+    ck_assert(call.captured);
+    parse(200, "{\"resultCode\":\"Refused\",\"refusalReason\":\"3D Not Authenticated\","
+               "\"refusalReasonCode\":\"11\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.code, "authentication_failed");
+    call.return_data = NULL;
+    tok_buf_reset(&body);
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_ERR_INPUT);
+}
+END_TEST
+
 START_TEST(test_refusals)
 {
     const char *code = NULL, *dec = NULL;
@@ -382,6 +434,7 @@ Suite *tok_gateway_adyen_suite(void)
     tcase_add_checked_fixture(limits, setup, teardown);
     tcase_add_checked_fixture(adv, setup, teardown);
     tcase_add_test(core, test_encode_tokenise);
+    tcase_add_test(core, test_three_ds);
     tcase_add_test(core, test_encode_charge);
     tcase_add_test(core, test_encode_detach);
     tcase_add_test(core, test_encode_modifications);

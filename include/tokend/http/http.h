@@ -75,6 +75,15 @@ void tok_http_problem_db(struct tok_req *r, const struct tok_db_job *job, const 
 void tok_http_problem_decline(struct tok_req *r, int status, const char *code, const char *detail,
                               const char *param, const char *decline);
 
+/**
+ * Writes the body tok_http_problem_decline sends into b (for a response that is also stored:
+ * an Idempotency-Key replay). request_id and decline may be NULL. TOK_ERR_BOUNDS when it does
+ * not fit.
+ */
+TOK_MUST_CHECK tok_status tok_http_problem_body(struct tok_buf *b, int status, const char *code,
+                                                const char *detail, const char *param,
+                                                const char *request_id, const char *decline);
+
 /** Sends a JSON body (copied into the request pool) with the given status. */
 void tok_http_json(struct tok_req *r, int status, struct tok_slice body);
 
