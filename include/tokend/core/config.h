@@ -62,6 +62,7 @@ struct tok_config {
     char db_conninfo[TOK_CONNINFO_MAX]; /* secret: may hold a password; never logged */
     char reporting_conninfo[TOK_CONNINFO_MAX]; /* tokend_reporting; "" = reports answer 503 */
     char master_key_file[TOK_PATH_MAX];
+    char master_key_previous[TOK_PATH_MAX]; /* "" = none; during a master rotation (keyring.h) */
     char audit_key_file[TOK_PATH_MAX];    /* "" = audit blocks not keyed (audit_seal.h) */
     char audit_checkpoints[TOK_PATH_MAX]; /* signed checkpoint sink, "-" = stdout, "" = none */
     char gateway_ca_file[TOK_PATH_MAX]; /* CA bundle for gateway TLS; "" = system store */
