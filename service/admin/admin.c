@@ -7,6 +7,7 @@
  * Error text from PostgreSQL is limited to the primary message: DETAIL can quote a failing
  * row, which for api_keys holds the secret's hash.
  */
+#include "tokend/admin/admin_rotate.h"
 #include "tokend/admin/admin.h"
 #include "tokend/admin/admin_json.h"
 #include "tokend/http/origin.h"
@@ -1523,7 +1524,9 @@ tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv)
  */
 static tok_status keys_usage(void)
 {
-    say("usage: keys status [--tenant T]");
+    say("usage: keys status [--tenant T] | keys new-master --out FILE | keys rotate-master "
+        "--new-master-key-file FILE | keys rotate-data --tenant T | keys rotate-fingerprint "
+        "--tenant T --yes-break-dedup | keys retire --tenant T --version N");
     return TOK_ERR_INPUT;
 }
 
@@ -1539,7 +1542,11 @@ static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
         " (SELECT count(*) FROM vault.tokens x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
         " (SELECT count(*) FROM vault.gateway_refs x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
         " (SELECT count(*) FROM vault.gateways x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
-        " (SELECT count(*) FROM ledger.webhook_endpoints x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version)"
+        " (SELECT count(*) FROM ledger.webhook_endpoints x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
+        " k.master_version,"
+        " coalesce((SELECT r.kind || ' ' || r.from_version || '->' || r.to_version || ' ' || r.state"
+        "   FROM vault.key_rotations r WHERE r.tenant_id = k.tenant_id AND k.version IN (r.from_version, r.to_version)"
+        "  ORDER BY r.id DESC LIMIT 1), '-')"
         " FROM vault.tenant_keys k JOIN vault.tenants t ON t.id = k.tenant_id"
         " WHERE $1::text IS NULL OR k.tenant_id = $1 ORDER BY t.created_at, k.tenant_id, k.version";
     PGconn *pg = NULL;
@@ -1557,7 +1564,8 @@ static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
         st = check_result(r, PGRES_TUPLES_OK, "keys status");
     }
     if (st == TOK_OK) {
-        fputs("tenant\tname\tversion\tstate\tcreated_at\ttokens\tgateway_refs\tgateways\twebhooks\n",
+        fputs("tenant\tname\tversion\tstate\tcreated_at\ttokens\tgateway_refs\tgateways\twebhooks"
+              "\tmaster_version\trotation\n",
               stdout);
         for (int i = 0; i < PQntuples(r); i++)
             print_row(r, i);
@@ -1573,6 +1581,11 @@ tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv)
     TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
     static const struct tok_admin_cmd cmds[] = {
         {"status", keys_status},
+        {"new-master", tok_admin_keys_new_master},
+        {"rotate-master", tok_admin_keys_rotate_master},
+        {"rotate-data", tok_admin_keys_rotate_data},
+        {"rotate-fingerprint", tok_admin_keys_rotate_fingerprint},
+        {"retire", tok_admin_keys_retire},
     };
     return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), keys_usage);
 }
