@@ -123,34 +123,40 @@ static tok_status read_all(int fd, struct tok_buf *raw)
     return TOK_OK;
 }
 
+/* Fills key (bin bytes) from exactly 2 * bin hex characters, optionally followed by '\n'. */
+static bool parse_hex_key(const struct tok_buf *raw, uint8_t *key, size_t bin)
+{
+    size_t hex_len = 2 * bin, bin_len = 0;
+    if (raw->len != hex_len && !(raw->len == hex_len + 1 && raw->data[hex_len] == '\n'))
+        return false;
+    const char *end = NULL;
+    const char *hex = (const char *)raw->data;
+    int rc = sodium_hex2bin(key, bin, hex, hex_len, NULL, &bin_len, &end);
+    if (rc != 0 || bin_len != bin || end != hex + hex_len) {
+        sodium_memzero(key, bin);
+        return false;
+    }
+    return true;
+}
+
 /*
- * Fills key from n * 32 raw bytes or n * 64 hex characters with an optional trailing newline
+ * Fills key from 32 raw bytes or n * 64 hex characters with an optional trailing newline
  * (n = 1, or 2 when a master key file carries its sub-key root after the KEK, keyring.h);
- * *n_out says which.
+ * *n_out says which. Two keys only in hex: 64 raw bytes would also be the length of a hex
+ * key with a typo, which must be refused, not read as two other keys.
  */
 static tok_status parse_key_file(const struct tok_buf *raw, uint8_t *key, size_t n_max,
                                  size_t *n_out)
 {
     for (size_t n = 1; n <= n_max; n++) {
-        size_t bin = n * TOK_KEYRING_KEY_LEN, hex_len = 2 * bin;
-        if (raw->len == bin) {
-            tok_copy(key, raw->data, bin);
+        if (parse_hex_key(raw, key, n * TOK_KEYRING_KEY_LEN)) {
             *n_out = n;
             return TOK_OK;
         }
-        bool hex_shape =
-            raw->len == hex_len || (raw->len == hex_len + 1 && raw->data[hex_len] == '\n');
-        if (!hex_shape)
-            continue;
-        size_t bin_len = 0;
-        const char *end = NULL;
-        const char *hex = (const char *)raw->data;
-        int rc = sodium_hex2bin(key, bin, hex, hex_len, NULL, &bin_len, &end);
-        if (rc != 0 || bin_len != bin || end != hex + hex_len) {
-            sodium_memzero(key, bin);
-            return TOK_ERR_INPUT;
-        }
-        *n_out = n;
+    }
+    if (raw->len == TOK_KEYRING_KEY_LEN) {
+        tok_copy(key, raw->data, TOK_KEYRING_KEY_LEN);
+        *n_out = 1;
         return TOK_OK;
     }
     return TOK_ERR_INPUT;
@@ -202,7 +208,7 @@ static tok_status read_key_file_n(const char *path, const char *what, uint8_t *k
         st = TOK_ERR_INPUT;
         goto fail;
     }
-    const char *shape = n_max > 1 ? "file must hold 32 or 64 raw bytes or 64 or 128 hex characters"
+    const char *shape = n_max > 1 ? "file must hold 32 raw bytes or 64 (or 128) hex characters"
                                   : "file must hold 32 raw bytes or 64 hex characters";
     if (sb.st_size > (off_t)(n_max * 2 * TOK_KEYRING_KEY_LEN + 1)) {
         *why = why_of(what, shape, NULL);

@@ -170,7 +170,7 @@ START_TEST(test_key_file_wrong_length_refused)
     uint8_t big[100];
     memset(big, 0x41, sizeof big);
     ck_assert_int_eq(load(big, 0, 0600, &why), TOK_ERR_INPUT);
-    ck_assert_str_eq(why, "master key file must hold 32 or 64 raw bytes or 64 or 128 hex characters");
+    ck_assert_str_eq(why, "master key file must hold 32 raw bytes or 64 (or 128) hex characters");
     ck_assert_int_eq(load(big, 1, 0600, &why), TOK_ERR_INPUT);
     ck_assert_int_eq(load(big, 31, 0600, &why), TOK_ERR_INPUT);
     ck_assert_int_eq(load(big, 33, 0600, &why), TOK_ERR_INPUT);
@@ -933,9 +933,7 @@ START_TEST(test_harden_process)
 }
 END_TEST
 
-Suite *tok_keyring_suite(void)
-{
-    /* ---- rotation (issue #18) ----------------------------------------------------------------- */
+/* ---- rotation (issue #18) ----------------------------------------------------------------- */
 
 static const uint8_t kek2[TOK_KEYRING_KEY_LEN] = {
     0x90, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9e, 0x9f,
@@ -946,6 +944,14 @@ static void next_master_bytes(uint8_t out[2 * TOK_KEYRING_KEY_LEN])
 {
     memcpy(out, kek2, TOK_KEYRING_KEY_LEN);
     memcpy(out + TOK_KEYRING_KEY_LEN, test_kek, TOK_KEYRING_KEY_LEN);
+}
+
+/* The same in hex, as keys new-master writes it (128 characters, no newline here). */
+static void next_master_hex(char out[4 * TOK_KEYRING_KEY_LEN + 1])
+{
+    uint8_t both[2 * TOK_KEYRING_KEY_LEN];
+    next_master_bytes(both);
+    sodium_bin2hex(out, 4 * TOK_KEYRING_KEY_LEN + 1, both, sizeof both);
 }
 
 static struct tok_keyring *load_path_ok(const void *content, size_t len)
@@ -975,7 +981,10 @@ START_TEST(test_master_file_carries_root)
     char hex[4 * TOK_KEYRING_KEY_LEN + 2];
     sodium_bin2hex(hex, sizeof hex, both, sizeof both);
     hex[4 * TOK_KEYRING_KEY_LEN] = '\n';
-    struct tok_keyring *raw = load_path_ok(both, sizeof both);
+    /* two keys only in hex: 64 raw bytes are refused (a hex key with a typo is that long) */
+    const char *why = NULL;
+    ck_assert_int_eq(load(both, sizeof both, 0600, &why), TOK_ERR_INPUT);
+    struct tok_keyring *raw = load_path_ok(hex, 4 * TOK_KEYRING_KEY_LEN);
     struct tok_keyring *hexed = load_path_ok(hex, 4 * TOK_KEYRING_KEY_LEN + 1);
     /* the API-key hash is the same as under the first master key: the root came along */
     uint8_t h0[TOK_KEYRING_HASH_LEN], h1[TOK_KEYRING_HASH_LEN], h2[TOK_KEYRING_HASH_LEN];
@@ -1000,10 +1009,10 @@ END_TEST
 
 START_TEST(test_previous_key_opens_old_wraps_and_rewrap)
 {
-    uint8_t both[2 * TOK_KEYRING_KEY_LEN];
-    next_master_bytes(both);
-    struct tok_keyring *next = load_path_ok(both, sizeof both);
-    struct tok_keyring *next_alone = load_path_ok(both, sizeof both);
+    char both[4 * TOK_KEYRING_KEY_LEN + 1];
+    next_master_hex(both);
+    struct tok_keyring *next = load_path_ok(both, 4 * TOK_KEYRING_KEY_LEN);
+    struct tok_keyring *next_alone = load_path_ok(both, 4 * TOK_KEYRING_KEY_LEN);
     const char *why = NULL;
     ck_assert_int_eq(add_previous(next, test_kek_hex, 64, &why), TOK_OK);
     struct tenant t;
@@ -1125,15 +1134,15 @@ END_TEST
 
 START_TEST(test_previous_key_refused)
 {
-    uint8_t both[2 * TOK_KEYRING_KEY_LEN];
-    next_master_bytes(both);
-    struct tok_keyring *next = load_path_ok(both, sizeof both);
+    char both[4 * TOK_KEYRING_KEY_LEN + 1];
+    next_master_hex(both);
+    struct tok_keyring *next = load_path_ok(both, 4 * TOK_KEYRING_KEY_LEN);
     const char *why = NULL;
     /* another line: its root differs */
     ck_assert_int_eq(add_previous(next, kek2, sizeof kek2, &why), TOK_ERR_INPUT);
     ck_assert_ptr_nonnull(strstr(why, "is not of this key line"));
     /* the current key again */
-    ck_assert_int_eq(add_previous(next, both, sizeof both, &why), TOK_ERR_INPUT);
+    ck_assert_int_eq(add_previous(next, both, 4 * TOK_KEYRING_KEY_LEN, &why), TOK_ERR_INPUT);
     ck_assert_ptr_nonnull(strstr(why, "is the current master key"));
     ck_assert_int_eq(tok_keyring_load_previous(next, "/tmp/tok_keyring_does_not_exist", &why),
                      TOK_ERR_IO);
@@ -1143,17 +1152,20 @@ START_TEST(test_previous_key_refused)
     struct tok_tenant_keys *tk = NULL;
     tenant_new(kr_fixture, "ten_a", 1, &t);
     ck_assert_int_eq(tenant_open(next, "ten_a", 1, &t, &tk), TOK_ERR_CRYPTO);
-    /* an audit key file stays 32 bytes: 64 are refused there */
+    /* an audit key file holds one key: 128 hex characters are refused there */
     struct tok_audit_key *ak = NULL;
     char path[32];
-    write_key_file(path, both, sizeof both, 0600);
+    write_key_file(path, both, 4 * TOK_KEYRING_KEY_LEN, 0600);
     ck_assert_int_eq(tok_audit_key_load_file(path, &ak, &why), TOK_ERR_INPUT);
     unlink(path);
     tok_keyring_free(&next);
 }
 END_TEST
 
-Suite *s = suite_create("keyring");
+
+Suite *tok_keyring_suite(void)
+{
+    Suite *s = suite_create("keyring");
     TCase *core = tcase_create("core");
     TCase *limits = tcase_create("limits");
     TCase *adversarial = tcase_create("adversarial");

@@ -6,7 +6,7 @@
  *     tokend also holds the previous version (tok_keyring_load_previous) and a wrapped key
  *     opens under whichever of the two made it (the AEAD tag tells)
  *   sub-key root (32 bytes): the first master key itself; a later version's key file
- *     (tokenctl keys new-master) carries it after its KEK (64 bytes or 128 hex characters),
+ *     (tokenctl keys new-master) carries it after its KEK (128 hex characters),
  *     so API-key hashes and reference look-ups, which cannot be recomputed, survive rotation
  *     -> sub-keys by crypto_kdf_derive_from_key, context "tokend__":
  *          id 1: API-key hashing key, id 2: audit MAC key, id 3: reference-lookup root
@@ -92,8 +92,9 @@ TOK_MUST_CHECK tok_status tok_keyring_load_file(const char *path, struct tok_key
                                                 const char **why);
 
 /*
- * A master key file may also hold 64 raw bytes or 128 hex characters: the KEK, then the
- * sub-key root it carries (written by tok_keyring_next_master).
+ * A master key file may also hold 128 hex characters (optionally '\n'): the KEK, then the
+ * sub-key root it carries (written by tok_keyring_next_master). Never 64 raw bytes: that is
+ * the length of a hex key with a typo, which must be refused, not read as two other keys.
  */
 
 /**
