@@ -13,6 +13,13 @@
 
 ALTER TABLE vault.tenant_keys ADD COLUMN IF NOT EXISTS master_version integer NOT NULL DEFAULT 1
     CHECK (master_version > 0);
+-- a new tenant's keys are wrapped by tokenctl's current master key: the newest version
+CREATE OR REPLACE FUNCTION vault.master_version_now() RETURNS integer
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, vault AS $$
+    SELECT coalesce(max(master_version), 1) FROM vault.tenant_keys
+$$;
+REVOKE ALL ON FUNCTION vault.master_version_now() FROM PUBLIC;
+ALTER TABLE vault.tenant_keys ALTER COLUMN master_version SET DEFAULT vault.master_version_now();
 ALTER TABLE vault.tenant_keys ALTER COLUMN wrapped_dek DROP NOT NULL;
 ALTER TABLE vault.tenant_keys ALTER COLUMN wrapped_fpk DROP NOT NULL;
 ALTER TABLE vault.tenant_keys DROP CONSTRAINT IF EXISTS tenant_keys_state_check;

@@ -319,6 +319,65 @@ static tok_status master_batch(PGconn *pg, const struct tok_keyring *from,
     return st != TOK_OK ? st : end;
 }
 
+/*
+ * After the batches: every wrapped key pair must open under the new KEK alone. One that does
+ * not (made with the old key file meanwhile, e.g. `tenant create` during the rotation, and so
+ * labelled with a version it is not under) is re-wrapped here. *fixed counts them.
+ */
+static tok_status master_verify(PGconn *pg, const struct tok_keyring *from,
+                                const struct tok_keyring *to, uint32_t to_version, uint64_t *fixed)
+{
+    *fixed = 0;
+    char t[16];
+    snprintf(t, sizeof t, "%u", to_version);
+    TOK_GUARD(exec_cmd(pg, "BEGIN", "keys rotate-master"));
+    PGresult *r = PQexecParams(pg,
+                               "SELECT tenant_id, version, wrapped_dek, wrapped_fpk "
+                               "FROM vault.tenant_keys WHERE wrapped_dek IS NOT NULL "
+                               "ORDER BY tenant_id, version FOR UPDATE",
+                               0, NULL, NULL, NULL, NULL, 1);
+    tok_status st = check(r, PGRES_TUPLES_OK, "keys rotate-master");
+    for (int i = 0; st == TOK_OK && i < PQntuples(r); i++) {
+        const char *tenant = PQgetvalue(r, i, 0);
+        uint32_t version = be32(PQgetvalue(r, i, 1));
+        struct tok_slice wd = tok_slice_of(PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
+        struct tok_slice wf = tok_slice_of(PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3));
+        struct tok_tenant_keys *tk = NULL;
+        if (tok_keyring_tenant_keys_open(to, tenant, version, wd, wf, &tk) == TOK_OK) {
+            tok_tenant_keys_free(&tk);
+            continue;
+        }
+        uint8_t dek[TOK_KEYRING_WRAPPED_LEN], fpk[TOK_KEYRING_WRAPPED_LEN];
+        struct tok_buf db, fb;
+        tok_buf_init(&db, dek, sizeof dek);
+        tok_buf_init(&fb, fpk, sizeof fpk);
+        st = tok_keyring_rewrap(from, to, tenant, version, wd, wf, &db, &fb);
+        if (st != TOK_OK) {
+            say("keys rotate-master: the keys of tenant %s version %u open under neither master "
+                "key",
+                tenant, version);
+            break;
+        }
+        char v[16];
+        snprintf(v, sizeof v, "%u", version);
+        const char *uv[5] = {tenant, v, (const char *)dek, (const char *)fpk, t};
+        const int lens[5] = {0, 0, (int)db.len, (int)fb.len, 0};
+        const int fmts[5] = {0, 0, 1, 1, 0};
+        const Oid types[5] = {0, 0, BYTEA_OID, BYTEA_OID, 0};
+        PGresult *u = PQexecParams(pg,
+                                   "UPDATE vault.tenant_keys SET wrapped_dek = $3, wrapped_fpk = $4, "
+                                   "master_version = $5::integer WHERE tenant_id = $1 AND "
+                                   "version = $2::integer",
+                                   5, types, uv, lens, fmts, 0);
+        st = check(u, PGRES_COMMAND_OK, "keys rotate-master");
+        PQclear(u);
+        (*fixed)++;
+    }
+    PQclear(r);
+    tok_status end = exec_cmd(pg, st == TOK_OK ? "COMMIT" : "ROLLBACK", "keys rotate-master");
+    return st != TOK_OK ? st : end;
+}
+
 tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, char **argv)
 {
     const char *file = NULL;
@@ -388,6 +447,14 @@ tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, cha
         p.done += moved;
         if (st == TOK_OK && moved > 0)
             progress_show(&p, false);
+    }
+    uint64_t fixed = 0;
+    if (st == TOK_OK)
+        st = master_verify(pg, old, next, to, &fixed);
+    if (st == TOK_OK && fixed > 0) {
+        say("keys rotate-master: %llu wrapped key pairs made meanwhile with the old key re-wrapped",
+            (unsigned long long)fixed);
+        p.done += fixed;
     }
     if (st == TOK_OK) {
         progress_show(&p, true);
@@ -505,6 +572,41 @@ static tok_status reseal_table(struct tenant_rotation *t, const char *select, co
     return st;
 }
 
+static tok_status tenant_rows_left(struct tenant_rotation *t, uint64_t *left)
+{
+    char f[16];
+    snprintf(f, sizeof f, "%u", t->from);
+    const char *vals[2] = {t->tenant, f};
+    PGresult *r = NULL;
+    TOK_GUARD(exec_params(t->pg,
+                          "SELECT (SELECT count(*) FROM vault.gateway_refs WHERE tenant_id = $1 "
+                          "AND key_version = $2::integer) + (SELECT count(*) FROM vault.tokens "
+                          "WHERE tenant_id = $1 AND key_version = $2::integer)",
+                          2, vals, PGRES_TUPLES_OK, t->what, &r));
+    *left = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return TOK_OK;
+}
+
+/* A finished rotation's previous version (t->from) still has rows: record a running
+ * rotation to the active one (t->to) again, so this run and any rerun move them. */
+static tok_status tenant_reopen(struct tenant_rotation *t)
+{
+    char f[16], to[16];
+    snprintf(f, sizeof f, "%u", t->from);
+    snprintf(to, sizeof to, "%u", t->to);
+    t->kind = "data"; /* no new key: only rows moved */
+    const char *vals[4] = {t->tenant, t->kind, f, to};
+    TOK_GUARD(exec_params(t->pg,
+                          "INSERT INTO vault.key_rotations (tenant_id, kind, from_version, "
+                          "to_version) VALUES ($1, $2, $3::integer, $4::integer)",
+                          4, vals, PGRES_COMMAND_OK, t->what, NULL));
+    say("%s: version %u of tenant %s still has rows: moving them to version %u", t->what,
+        t->from, t->tenant, t->to);
+    TOK_GUARD(open_version(t, t->from, &t->old_keys));
+    return open_version(t, t->to, &t->new_keys);
+}
+
 /*
  * One transaction: version to made active, from made 'previous', the tenant's gateway
  * accounts and webhook endpoints re-sealed (a handful of rows, so a tokend reading them sees
@@ -542,6 +644,33 @@ static tok_status tenant_start(struct tenant_rotation *t, bool new_fpk)
     if (st == TOK_OK && active == 0) {
         say("%s: tenant %s has no active key", t->what, t->tenant);
         st = TOK_ERR_NOTFOUND;
+    }
+    if (st == TOK_OK) {
+        r = NULL;
+        st = exec_params(t->pg,
+                         "SELECT count(*) FROM vault.key_rotations WHERE kind = 'master' AND "
+                         "state = 'running'",
+                         0, NULL, PGRES_TUPLES_OK, t->what, &r);
+        if (st == TOK_OK && strcmp(PQgetvalue(r, 0, 0), "0") != 0) {
+            say("%s: a master key rotation is running: finish it first (keys rotate-master)",
+                t->what);
+            st = TOK_ERR_CONFLICT;
+        }
+        PQclear(r);
+    }
+    uint64_t stray = 0;
+    if (st == TOK_OK && previous != 0) {
+        t->from = previous;
+        st = tenant_rows_left(t, &stray);
+    }
+    if (st == TOK_OK && previous != 0 && stray > 0) {
+        /* rows written under the previous version after its rotation ended (a tokend that had
+         * not reloaded yet): move them, as a resumed rotation would, without a new version */
+        t->to = active;
+        tok_status end = exec_cmd(t->pg, "ROLLBACK", t->what);
+        if (end != TOK_OK)
+            return end;
+        return tenant_reopen(t);
     }
     if (st == TOK_OK && previous != 0) {
         say("%s: version %u of tenant %s is still 'previous': retire it first (keys retire "
@@ -715,22 +844,6 @@ static tok_status refs_batch(struct tenant_rotation *t, uint64_t *moved)
     }
     tok_status end = exec_cmd(t->pg, st == TOK_OK ? "COMMIT" : "ROLLBACK", t->what);
     return st != TOK_OK ? st : end;
-}
-
-static tok_status tenant_rows_left(struct tenant_rotation *t, uint64_t *left)
-{
-    char f[16];
-    snprintf(f, sizeof f, "%u", t->from);
-    const char *vals[2] = {t->tenant, f};
-    PGresult *r = NULL;
-    TOK_GUARD(exec_params(t->pg,
-                          "SELECT (SELECT count(*) FROM vault.gateway_refs WHERE tenant_id = $1 "
-                          "AND key_version = $2::integer) + (SELECT count(*) FROM vault.tokens "
-                          "WHERE tenant_id = $1 AND key_version = $2::integer)",
-                          2, vals, PGRES_TUPLES_OK, t->what, &r));
-    *left = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return TOK_OK;
 }
 
 static tok_status tenant_finish(struct tenant_rotation *t, uint64_t rows)

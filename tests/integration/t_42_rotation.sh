@@ -177,6 +177,26 @@ expect_match "on a terminal: a bar with rows done/total, rate and time left" "$(
     '^rotate-data \[[#.]{30}\] [0-9]+/3040 rows +[0-9]+%  [0-9]+ rows/s  [0-9]+:[0-9]{2} left'
 "${CTL[@]}" keys retire --tenant "$R_TEN" --version 3 >/dev/null 2>&1
 
+# --- rows left on a finished rotation's old version get moved, without a new version ----------
+# (what a tokend that missed the reload could leave: played by a rotation killed half-way and
+# then marked done by hand)
+"${CTL[@]}" keys rotate-data --tenant "$R_TEN" --batch 50 --pause-ms 150 --settle-ms 0 >"$R_OUT" 2>"$R_ERR" &
+R_ROT=$!
+for i in $(seq 1 100); do
+    [ "$(r_refs 5)" -ge 100 ] && break
+    sleep 0.1
+done
+kill -KILL "$R_ROT" 2>/dev/null
+wait "$R_ROT" 2>/dev/null
+r_sql "UPDATE vault.key_rotations SET state = 'done' WHERE tenant_id = '$R_TEN' AND state = 'running'" >/dev/null
+R_V4=$(r_refs 4)
+"${CTL[@]}" keys rotate-data --tenant "$R_TEN" --settle-ms 0 >"$R_OUT" 2>"$R_ERR"
+expect_eq "stray rows on the 'previous' version: moved to the active one, exit 0" \
+    "$?|$(head -1 "$R_ERR")" "0|tokenctl: keys rotate-data: version 4 of tenant $R_TEN still has rows: moving them to version 5"
+expect_eq "no new version; none left on 4 ($R_V4 were)" \
+    "$(r_sql "SELECT max(version) FROM vault.tenant_keys WHERE tenant_id = '$R_TEN'") $(r_refs 4) $(r_refs 5)" "5 0 $R_NREFS"
+"${CTL[@]}" keys retire --tenant "$R_TEN" --version 4 >/dev/null 2>&1
+
 # --- fingerprint key: explicit opt-in, de-duplication breaks as documented ----------------------
 out=$(r_post R42 /v1/tokens "$(r_card 4242424242424242 '"deduplicate":true')")
 expect_match "before: the same card de-duplicates to an existing token (200)" "$(tail -1 <<<"$out")" '^200$'
@@ -184,11 +204,11 @@ R_OLD_DUP=$(sed '$d' <<<"$out" | jq -r .id)
 "${CTL[@]}" keys rotate-fingerprint --tenant "$R_TEN" >"$R_OUT" 2>"$R_ERR"
 expect_eq "rotate-fingerprint without --yes-break-dedup: refused, exit 2, says why" "$?|$(cat "$R_ERR")" \
     "2|tokenctl: keys rotate-fingerprint: a new fingerprint key means cards tokenised from now on never de-duplicate against older tokens (SECURITY.md): add --yes-break-dedup"
-"${CTL[@]}" keys rotate-data --tenant "$R_TEN" --settle-ms 0 >/dev/null 2>&1 # v5 active, v4 previous
+"${CTL[@]}" keys rotate-data --tenant "$R_TEN" --settle-ms 0 >/dev/null 2>&1 # v6 active, v5 previous
 "${CTL[@]}" keys rotate-fingerprint --tenant "$R_TEN" --yes-break-dedup --settle-ms 0 >"$R_OUT" 2>"$R_ERR"
 expect_match "a 'previous' version not retired yet: refused, exit 1" "$?|$(tail -1 "$R_ERR")" \
-    "^1\|tokenctl: keys rotate-fingerprint: version 4 of tenant $R_TEN is still 'previous': retire it first"
-"${CTL[@]}" keys retire --tenant "$R_TEN" --version 4 >/dev/null 2>&1
+    "^1\|tokenctl: keys rotate-fingerprint: version 5 of tenant $R_TEN is still 'previous': retire it first"
+"${CTL[@]}" keys retire --tenant "$R_TEN" --version 5 >/dev/null 2>&1
 "${CTL[@]}" keys rotate-fingerprint --tenant "$R_TEN" --yes-break-dedup --settle-ms 3500 >"$R_OUT" 2>"$R_ERR"
 expect_eq "rotate-fingerprint --yes-break-dedup: exit 0" "$?" 0
 out=$(r_post R42 /v1/tokens "$(r_card 4242424242424242 '"deduplicate":true')")
@@ -202,7 +222,7 @@ out=$(r_post R42 /v1/charges "{\"token\":\"$R_OLD_DUP\",\"amount\":100,\"currenc
 expect_eq "older tokens still charge" "$(tail -1 <<<"$out")" 201
 expect_eq "audit: key.rotated kind fingerprint" \
     "$(r_sql "SELECT count(*) FROM audit.events WHERE tenant_id = '$R_TEN' AND action = 'key.rotated' AND detail->>'kind' = 'fingerprint'")" 1
-"${CTL[@]}" keys retire --tenant "$R_TEN" --version 5 >/dev/null 2>&1
+"${CTL[@]}" keys retire --tenant "$R_TEN" --version 6 >/dev/null 2>&1
 
 # --- master key ---------------------------------------------------------------------------------
 M2="$T_DIR/master2.key"
