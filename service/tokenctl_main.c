@@ -24,11 +24,13 @@ struct ctl {
     const char *sql_dir;
     int argc;
     char **argv;
+    const char *master_key_previous;
 };
 
 static void usage_to(FILE *out)
 {
-    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE] [--json] COMMAND ...\n"
+    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE] [--master-key-previous FILE]"
+          " [--json] COMMAND ...\n"
           "  migrate [--dir sql]          apply pending migrations\n"
           "  tenant create NAME [--bin 0|6|8] [--cvc-optional]\n"
           "                               create a tenant and its keys; prints its id\n"
@@ -70,7 +72,9 @@ static void usage_to(FILE *out)
           "                               match a settlement report against the ledger\n"
           "  version                      print the version\n"
           "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
-          "key from --master-key-file or TOKEND_MASTER_KEY_FILE. T is a tenant id or name.\n"
+          "key from --master-key-file or TOKEND_MASTER_KEY_FILE (and, while a master rotation\n"
+          "runs, the key it replaces from --master-key-previous or TOKEND_MASTER_KEY_PREVIOUS).\n"
+          "T is a tenant id or name.\n"
           "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin (a publishable\n"
           "key gets tokens:create, POST /v1/tokens only).\n"
           "--json (anywhere on the line): the list and create commands and audit report print JSON.\n",
@@ -163,7 +167,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tokenctl: libsodium failed to initialise\n");
         return EXIT_FAIL;
     }
-    struct ctl ctl = {getenv("TOKEND_ADMIN_DB"), getenv("TOKEND_MASTER_KEY_FILE"), "sql", 0, NULL};
+    struct ctl ctl = {getenv("TOKEND_ADMIN_DB"), getenv("TOKEND_MASTER_KEY_FILE"), "sql", 0, NULL,
+                      getenv("TOKEND_MASTER_KEY_PREVIOUS")};
     bool json = take_json_flag(&argc, argv);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -171,10 +176,13 @@ int main(int argc, char **argv)
             ctl.db = argv[++i];
         else if (strcmp(argv[i], "--master-key-file") == 0 && i + 1 < argc)
             ctl.master_key_file = argv[++i];
+        else if (strcmp(argv[i], "--master-key-previous") == 0 && i + 1 < argc)
+            ctl.master_key_previous = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage_to(stdout);
             return 0;
-        } else if (strcmp(argv[i], "--db") == 0 || strcmp(argv[i], "--master-key-file") == 0)
+        } else if (strcmp(argv[i], "--db") == 0 || strcmp(argv[i], "--master-key-file") == 0 ||
+                   strcmp(argv[i], "--master-key-previous") == 0)
             return usage();
         else
             return unknown("option", argv[i]);
@@ -197,7 +205,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(&ctl);
-    struct tok_admin admin = {ctl.db, ctl.master_key_file, json};
+    struct tok_admin admin = {ctl.db, ctl.master_key_file, json, ctl.master_key_previous};
     if (strcmp(cmd, "tenant") == 0)
         return tok_admin_exit_code(tok_admin_tenant(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "key") == 0)

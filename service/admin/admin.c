@@ -399,6 +399,12 @@ tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out
         say("master key refused: %s", why != NULL ? why : "unknown reason");
         return TOK_ERR_IO;
     }
+    if (a->master_key_previous != NULL && a->master_key_previous[0] != '\0' &&
+        tok_keyring_load_previous(*out, a->master_key_previous, &why) != TOK_OK) {
+        say("previous master key refused: %s", why != NULL ? why : "unknown reason");
+        tok_keyring_free(out);
+        return TOK_ERR_IO;
+    }
     return TOK_OK;
 }
 

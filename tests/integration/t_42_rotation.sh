@@ -52,12 +52,19 @@ r_charge_loop() {
         i=$((i + 1))
     done
 }
-r_load_check() { # NAME OUTFILE: every charge 201, and some were made
-    local n bad
-    n=$(wc -l <"$2")
-    bad=$(grep -vc '^201$' "$2")
-    if [ "$n" -ge 20 ] && [ "$bad" -eq 0 ]; then ok "$1 ($n charges, 0 failed)"; else
-        fail "$1" "($n charges, $bad failed: $(sort "$2" | uniq -c | tr '\n' ' '))"; fi
+# r_load_check NAME OUTFILE: every charge 201, and charges were made before the rotation
+# started, while it ran (the lines between the markers the script appends) and after it ended
+r_load_check() {
+    local before during after bad
+    before=$(sed -n '/^start$/q;p' "$2" | grep -c '^201$')
+    during=$(sed -n '/^start$/,/^end$/p' "$2" | grep -c '^201$')
+    after=$(sed -n '/^end$/,$p' "$2" | grep -c '^201$')
+    bad=$(grep -v '^start$\|^end$' "$2" | grep -vc '^201$')
+    if [ "$before" -gt 0 ] && [ "$during" -ge "$3" ] && [ "$after" -gt 0 ] && [ "$bad" -eq 0 ]; then
+        ok "$1 ($before before, $during during, $after after, 0 failed)"
+    else
+        fail "$1" "($before before, $during during, $after after: $(sort "$2" | uniq -c | tr '\n' ' '))"
+    fi
 }
 
 # --- rotate-data under load -------------------------------------------------------------------
@@ -66,13 +73,15 @@ r_charge_loop R42 "$T_DIR/t42-load1" "$T_DIR/t42-stop" &
 R_LOAD=$!
 T_PIDS+=("$R_LOAD")
 sleep 0.5 # the loop's principal is cached with version 1 before the rotation starts
+echo start >>"$T_DIR/t42-load1"
 "${CTL[@]}" keys rotate-data --tenant "$R_TEN" --batch 100 --pause-ms 20 --settle-ms 3500 >"$R_OUT" 2>"$R_ERR"
 R_RC=$?
-sleep 0.5
+echo end >>"$T_DIR/t42-load1"
+sleep 1
 touch "$T_DIR/t42-stop"
 wait "$R_LOAD"
 expect_eq "rotate-data exits 0" "$R_RC" 0
-r_load_check "charges while the data key rotates: none failed" "$T_DIR/t42-load1"
+r_load_check "charges while the data key rotates: none failed" "$T_DIR/t42-load1" 5
 expect_eq "every reference and token moved to version 2, none left on 1" \
     "$(r_refs 1) $(r_refs 2) $(r_sql "SELECT count(*) FROM vault.tokens WHERE tenant_id = '$R_TEN' AND key_version = 2")" "0 $R_NREFS 1520"
 expect_eq "the gateway account's credentials re-sealed under version 2" \
@@ -247,13 +256,15 @@ r_charge_loop R42B "$T_DIR/t42-load2" "$T_DIR/t42-stop" &
 R_LOAD=$!
 T_PIDS+=("$R_LOAD")
 sleep 0.5 # tenant keys cached, opened from their version-1 wrapping
+echo start >>"$T_DIR/t42-load2"
 "${CTL[@]}" keys rotate-master --new-master-key-file "$M2" --batch 1 >"$R_OUT" 2>"$R_ERR"
 R_RC=$?
+echo end >>"$T_DIR/t42-load2"
 sleep 3.5 # past the auth cache TTL: the principal is reloaded from the re-wrapped keys
 touch "$T_DIR/t42-stop"
 wait "$R_LOAD"
 expect_eq "rotate-master exits 0" "$R_RC" 0
-r_load_check "charges while the master key rotates and after: none failed" "$T_DIR/t42-load2"
+r_load_check "charges while the master key rotates and after: none failed" "$T_DIR/t42-load2" 0
 expect_eq "every live wrapped key is under master version 2" \
     "$(r_sql "SELECT DISTINCT master_version FROM vault.tenant_keys WHERE wrapped_dek IS NOT NULL")" 2
 expect_match "audit: key.rotated for the master key, 1 -> 2, with its row count" \

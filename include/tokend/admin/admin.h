@@ -45,6 +45,7 @@ struct tok_admin {
     const char *db;              /* conninfo for the owner role; secret, never printed */
     const char *master_key_file; /* path; NULL when not given */
     bool json;                   /* --json: list and create commands print JSON (admin_json.h) */
+    const char *master_key_previous; /* path during a master rotation (keyring.h); NULL: none */
 };
 
 /**
