@@ -255,6 +255,38 @@ static tok_status master_target(PGconn *pg, uint32_t *from, uint32_t *to, uint64
                        "keys rotate-master");
 }
 
+/* Re-wraps one tenant key pair under `to` and stores it as master version to_version. */
+static tok_status rewrap_row(PGconn *pg, const struct tok_keyring *from,
+                             const struct tok_keyring *to, const char *to_version,
+                             const char *tenant, uint32_t version, struct tok_slice wd,
+                             struct tok_slice wf)
+{
+    uint8_t dek[TOK_KEYRING_WRAPPED_LEN], fpk[TOK_KEYRING_WRAPPED_LEN];
+    struct tok_buf db, fb;
+    tok_buf_init(&db, dek, sizeof dek);
+    tok_buf_init(&fb, fpk, sizeof fpk);
+    if (tok_keyring_rewrap(from, to, tenant, version, wd, wf, &db, &fb) != TOK_OK) {
+        say("keys rotate-master: the keys of tenant %s version %u open under neither master "
+            "key (wrong --master-key-file?)",
+            tenant, version);
+        return TOK_ERR_CRYPTO;
+    }
+    char v[16];
+    snprintf(v, sizeof v, "%u", version);
+    const char *uv[5] = {tenant, v, (const char *)dek, (const char *)fpk, to_version};
+    const int lens[5] = {0, 0, (int)db.len, (int)fb.len, 0};
+    const int fmts[5] = {0, 0, 1, 1, 0};
+    const Oid types[5] = {0, 0, BYTEA_OID, BYTEA_OID, 0};
+    PGresult *u = PQexecParams(pg,
+                               "UPDATE vault.tenant_keys SET wrapped_dek = $3, "
+                               "wrapped_fpk = $4, master_version = $5::integer "
+                               "WHERE tenant_id = $1 AND version = $2::integer",
+                               5, types, uv, lens, fmts, 0);
+    tok_status st = check(u, PGRES_COMMAND_OK, "keys rotate-master");
+    PQclear(u);
+    return st;
+}
+
 /* One transaction: up to batch wrapped key pairs below master version `to`, re-wrapped. */
 static tok_status master_batch(PGconn *pg, const struct tok_keyring *from,
                                const struct tok_keyring *to, uint32_t to_version, uint32_t batch,
@@ -274,35 +306,9 @@ static tok_status master_batch(PGconn *pg, const struct tok_keyring *from,
                                2, NULL, vals, NULL, NULL, 1);
     tok_status st = check(r, PGRES_TUPLES_OK, "keys rotate-master");
     for (int i = 0; st == TOK_OK && i < PQntuples(r); i++) {
-        const char *tenant = PQgetvalue(r, i, 0);
-        uint32_t version = be32(PQgetvalue(r, i, 1));
-        uint8_t dek[TOK_KEYRING_WRAPPED_LEN], fpk[TOK_KEYRING_WRAPPED_LEN];
-        struct tok_buf db, fb;
-        tok_buf_init(&db, dek, sizeof dek);
-        tok_buf_init(&fb, fpk, sizeof fpk);
-        st = tok_keyring_rewrap(from, to, tenant, version,
-                                tok_slice_of(PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2)),
-                                tok_slice_of(PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3)),
-                                &db, &fb);
-        if (st != TOK_OK) {
-            say("keys rotate-master: the keys of tenant %s version %u open under neither master "
-                "key (wrong --master-key-file?)",
-                tenant, version);
-            break;
-        }
-        char v[16];
-        snprintf(v, sizeof v, "%u", version);
-        const char *uv[5] = {tenant, v, (const char *)dek, (const char *)fpk, t};
-        const int lens[5] = {0, 0, (int)db.len, (int)fb.len, 0};
-        const int fmts[5] = {0, 0, 1, 1, 0};
-        const Oid types[5] = {0, 0, BYTEA_OID, BYTEA_OID, 0};
-        PGresult *u = PQexecParams(pg,
-                                   "UPDATE vault.tenant_keys SET wrapped_dek = $3, wrapped_fpk = $4, "
-                                   "master_version = $5::integer WHERE tenant_id = $1 AND "
-                                   "version = $2::integer",
-                                   5, types, uv, lens, fmts, 0);
-        st = check(u, PGRES_COMMAND_OK, "keys rotate-master");
-        PQclear(u);
+        st = rewrap_row(pg, from, to, t, PQgetvalue(r, i, 0), be32(PQgetvalue(r, i, 1)),
+                        tok_slice_of(PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2)),
+                        tok_slice_of(PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3)));
         (*moved)++;
     }
     PQclear(r);
@@ -347,30 +353,7 @@ static tok_status master_verify(PGconn *pg, const struct tok_keyring *from,
             tok_tenant_keys_free(&tk);
             continue;
         }
-        uint8_t dek[TOK_KEYRING_WRAPPED_LEN], fpk[TOK_KEYRING_WRAPPED_LEN];
-        struct tok_buf db, fb;
-        tok_buf_init(&db, dek, sizeof dek);
-        tok_buf_init(&fb, fpk, sizeof fpk);
-        st = tok_keyring_rewrap(from, to, tenant, version, wd, wf, &db, &fb);
-        if (st != TOK_OK) {
-            say("keys rotate-master: the keys of tenant %s version %u open under neither master "
-                "key",
-                tenant, version);
-            break;
-        }
-        char v[16];
-        snprintf(v, sizeof v, "%u", version);
-        const char *uv[5] = {tenant, v, (const char *)dek, (const char *)fpk, t};
-        const int lens[5] = {0, 0, (int)db.len, (int)fb.len, 0};
-        const int fmts[5] = {0, 0, 1, 1, 0};
-        const Oid types[5] = {0, 0, BYTEA_OID, BYTEA_OID, 0};
-        PGresult *u = PQexecParams(pg,
-                                   "UPDATE vault.tenant_keys SET wrapped_dek = $3, wrapped_fpk = $4, "
-                                   "master_version = $5::integer WHERE tenant_id = $1 AND "
-                                   "version = $2::integer",
-                                   5, types, uv, lens, fmts, 0);
-        st = check(u, PGRES_COMMAND_OK, "keys rotate-master");
-        PQclear(u);
+        st = rewrap_row(pg, from, to, t, tenant, version, wd, wf);
         (*fixed)++;
     }
     PQclear(r);
@@ -504,7 +487,8 @@ static tok_status open_version(struct tenant_rotation *t, uint32_t version,
     const char *vals[2] = {t->tenant, v};
     PGresult *r = PQexecParams(t->pg,
                                "SELECT wrapped_dek, wrapped_fpk FROM vault.tenant_keys WHERE "
-                               "tenant_id = $1 AND version = $2::integer AND wrapped_dek IS NOT NULL",
+                               "tenant_id = $1 AND version = $2::integer "
+                               "AND wrapped_dek IS NOT NULL",
                                2, NULL, vals, NULL, NULL, 1);
     tok_status st = check(r, PGRES_TUPLES_OK, t->what);
     if (st == TOK_OK && PQntuples(r) != 1) {
@@ -725,7 +709,8 @@ static tok_status tenant_start(struct tenant_rotation *t, bool new_fpk)
     if (st == TOK_OK)
         st = reseal_table(t,
                           "SELECT id, secret_sealed FROM ledger.webhook_endpoints WHERE "
-                          "tenant_id = $1 AND key_version = $2::integer AND secret_sealed IS NOT NULL",
+                          "tenant_id = $1 AND key_version = $2::integer "
+                          "AND secret_sealed IS NOT NULL",
                           "UPDATE ledger.webhook_endpoints SET secret_sealed = $3, key_version = "
                           "$4::integer WHERE tenant_id = $1 AND id = $2",
                           "ledger.webhook_endpoints", "secret_sealed");
@@ -800,8 +785,8 @@ static tok_status refs_batch(struct tenant_rotation *t, uint64_t *moved)
                     tok, t->from);
         }
         if (st == TOK_OK) {
-            const char *uv[5] = {t->tenant, tok, gw, out.data != NULL ? (const char *)out.data : NULL,
-                                 to};
+            const char *sealed = out.data != NULL ? (const char *)out.data : NULL;
+            const char *uv[5] = {t->tenant, tok, gw, sealed, to};
             const int lens[5] = {0, 0, 0, (int)out.len, 0};
             const int fmts[5] = {0, 0, 0, 1, 0};
             const Oid types[5] = {0, 0, 0, BYTEA_OID, 0};
@@ -851,8 +836,8 @@ static tok_status tenant_finish(struct tenant_rotation *t, uint64_t rows)
     TOK_GUARD(exec_cmd(t->pg, "BEGIN", t->what));
     const char *tv[1] = {t->tenant};
     tok_status st = exec_params(t->pg,
-                                "UPDATE vault.key_rotations SET state = 'done', finished_at = now() "
-                                "WHERE tenant_id = $1 AND state = 'running'",
+                                "UPDATE vault.key_rotations SET state = 'done', "
+                                "finished_at = now() WHERE tenant_id = $1 AND state = 'running'",
                                 1, tv, PGRES_COMMAND_OK, t->what, NULL);
     if (st == TOK_OK)
         st = audit_event(t->pg, t->tenant, "key.rotated", t->tenant, t->kind, t->from, t->to,
@@ -871,11 +856,13 @@ static tok_status tenant_usage(const char *cmd, bool fingerprint)
 static tok_status rotate_tenant(const struct tok_admin *a, int argc, char **argv, bool fingerprint)
 {
     const char *cmd = fingerprint ? "rotate-fingerprint" : "rotate-data";
-    struct tenant_rotation t = {.a = a,
-                                .kind = fingerprint ? "fingerprint" : "data",
-                                .what = fingerprint ? "keys rotate-fingerprint" : "keys rotate-data",
-                                .batch = TOK_ROTATE_BATCH_DEFAULT,
-                                .settle_ms = TOK_ROTATE_SETTLE_MS_DEFAULT};
+    struct tenant_rotation t = {
+        .a = a,
+        .kind = fingerprint ? "fingerprint" : "data",
+        .what = fingerprint ? "keys rotate-fingerprint" : "keys rotate-data",
+        .batch = TOK_ROTATE_BATCH_DEFAULT,
+        .settle_ms = TOK_ROTATE_SETTLE_MS_DEFAULT,
+    };
     const char *tenant_ref = NULL;
     bool yes = false;
     for (int i = 0; i < argc; i++) {
@@ -983,12 +970,17 @@ tok_status tok_admin_keys_retire(const struct tok_admin *a, int argc, char **arg
 {
     const char *tenant_ref = NULL;
     uint32_t version = 0;
-    for (int i = 0; i + 1 < argc; i += 2) {
+    bool bad = false;
+    for (int i = 0; i + 1 < argc && !bad; i += 2) {
         if (strcmp(argv[i], "--tenant") == 0)
             tenant_ref = argv[i + 1];
-        else if (strcmp(argv[i], "--version") != 0 || !parse_u32(argv[i + 1], 1, INT32_MAX, &version))
-            version = 0, tenant_ref = NULL, i = argc;
+        else if (strcmp(argv[i], "--version") != 0)
+            bad = true;
+        else if (!parse_u32(argv[i + 1], 1, INT32_MAX, &version))
+            bad = true;
     }
+    if (bad)
+        version = 0;
     if (tenant_ref == NULL || version == 0 || argc != 4) {
         say("usage: keys retire --tenant T --version N");
         return TOK_ERR_INPUT;
@@ -1020,14 +1012,18 @@ tok_status tok_admin_keys_retire(const struct tok_admin *a, int argc, char **arg
     if (st == TOK_OK)
         st = exec_params(pg,
                          "SELECT k.state,"
-                         " (SELECT count(*) FROM vault.tokens x WHERE x.tenant_id = $1 AND x.key_version = $2::integer),"
-                         " (SELECT count(*) FROM vault.gateway_refs x WHERE x.tenant_id = $1 AND x.key_version = $2::integer),"
-                         " (SELECT count(*) FROM vault.gateways x WHERE x.tenant_id = $1 AND x.key_version = $2::integer),"
-                         " (SELECT count(*) FROM ledger.webhook_endpoints x WHERE x.tenant_id = $1 AND x.key_version = $2::integer),"
+                         " (SELECT count(*) FROM vault.tokens x"
+                         "   WHERE x.tenant_id = $1 AND x.key_version = $2::integer),"
+                         " (SELECT count(*) FROM vault.gateway_refs x"
+                         "   WHERE x.tenant_id = $1 AND x.key_version = $2::integer),"
+                         " (SELECT count(*) FROM vault.gateways x"
+                         "   WHERE x.tenant_id = $1 AND x.key_version = $2::integer),"
+                         " (SELECT count(*) FROM ledger.webhook_endpoints x"
+                         "   WHERE x.tenant_id = $1 AND x.key_version = $2::integer),"
                          " EXISTS (SELECT 1 FROM vault.key_rotations x WHERE x.tenant_id = $1"
                          "         AND x.state = 'running' AND x.from_version = $2::integer)"
-                         " FROM vault.tenant_keys k WHERE k.tenant_id = $1 AND k.version = $2::integer"
-                         " FOR UPDATE OF k",
+                         " FROM vault.tenant_keys k"
+                         " WHERE k.tenant_id = $1 AND k.version = $2::integer FOR UPDATE OF k",
                          2, vals, PGRES_TUPLES_OK, what, &r);
     if (st == TOK_OK && PQntuples(r) != 1) {
         say("%s: tenant %s has no key version %u", what, tenant, version);
