@@ -61,17 +61,22 @@ BEGIN
 END
 $$;
 
--- One wrapped key pair per master-key version still in use, so tokend can check at start
--- that its key files open every one (a wrong or missing file: one line, exit 2).
-CREATE OR REPLACE FUNCTION vault.master_key_probe()
+-- Up to 50 wrapped key pairs (the newest) per master-key version still in use, so tokend can
+-- check at start that its key files open some of each version (a wrong or missing file: one
+-- line, exit 2). Some, not all: one tenant wrapped by another key (restored from elsewhere,
+-- another provider) must not stop every other tenant's service.
+DROP FUNCTION IF EXISTS vault.master_key_probe();
+CREATE FUNCTION vault.master_key_probe()
 RETURNS TABLE (master_version integer, tenant_id text, version integer, wrapped_dek bytea,
                wrapped_fpk bytea)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, vault AS $$
-    SELECT DISTINCT ON (k.master_version) k.master_version, k.tenant_id, k.version,
-           k.wrapped_dek, k.wrapped_fpk
-      FROM vault.tenant_keys k
-     WHERE k.state <> 'retired'
-     ORDER BY k.master_version, k.created_at DESC, k.tenant_id, k.version
+    SELECT p.master_version, p.tenant_id, p.version, p.wrapped_dek, p.wrapped_fpk
+      FROM (SELECT k.*, row_number() OVER (PARTITION BY k.master_version
+                                           ORDER BY k.created_at DESC, k.tenant_id, k.version) AS n
+              FROM vault.tenant_keys k
+             WHERE k.state <> 'retired' AND k.wrapped_dek IS NOT NULL) p
+     WHERE p.n <= 50
+     ORDER BY p.master_version, p.n
 $$;
 REVOKE ALL ON FUNCTION vault.master_key_probe() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vault.master_key_probe() TO tokend_service;

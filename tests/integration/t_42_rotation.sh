@@ -3,11 +3,17 @@
 # and every token stays chargeable; retire refused while a version is in use; status counts;
 # audit events; the fingerprint key rotated only on explicit request (de-duplication breaks,
 # by design); the master key rotated while tokend serves, then tokend restarted on the new key;
-# wrong or missing key files refused with one line and exit 2. The master key is rotated back
-# to $T_DIR/master.key at the end, so the files that follow keep working.
+# wrong or missing key files refused with one line and exit 2. It runs in a database of its
+# own: a master rotation re-wraps every tenant, and must neither touch the other files' tenants
+# nor trip on one wrapped by another key (another provider's test).
 
 R_OUT="$T_DIR/t42.out"
 R_ERR="$T_DIR/t42.err"
+R_DB=tokend_t42
+"$PG_BIN/createdb" -h "$T_DIR/pg/run" -U postgres "$R_DB" || { fail "t_42's database"; return; }
+T_ADMIN_DB=$(pg_conninfo "$T_DIR/pg" postgres "$R_DB")
+T_SERVICE_DB=$(pg_conninfo "$T_DIR/pg" tokend_service "$R_DB")
+"$BUILD/tokenctl" --db "$T_ADMIN_DB" migrate --dir sql >"$R_OUT" 2>&1 || { fail "t_42's migrations"; return; }
 CTL=("$BUILD/tokenctl" --db "$T_ADMIN_DB" --master-key-file "$T_DIR/master.key")
 R_TEN=$("${CTL[@]}" tenant create "rot-$$" 2>/dev/null)
 R_KEY=$("${CTL[@]}" key create --tenant "$R_TEN" --scopes tokens:write,tokens:read,charges:write --test 2>/dev/null)
@@ -17,7 +23,7 @@ expect_match "fixture: tenant, key, a sandbox account with sealed credentials" "
 R_TOKEND_ARGS=(--rate-tokenise 0 --rate-charge 0)
 tokend_start R42 "${R_TOKEND_ARGS[@]}" || { fail "tokend starts"; return; }
 R_Y=$(($(date -u +%Y) + 1))
-r_sql() { pg_psql "$T_DIR/pg" -tAc "$1"; }
+r_sql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$T_DIR/pg/run" -U postgres -d "$R_DB" -tAc "$1"; }
 r_url() { local v="H2C_$1"; echo "http://127.0.0.1:${!v}"; }
 r_post() { # NAME PATH BODY -> "<json>\n<status>"
     curl -s --http2-prior-knowledge -H "authorization: Bearer $R_KEY" -H 'content-type: application/json' \
@@ -295,11 +301,18 @@ expect_eq "tokend with a previous key of another line: refused, one line, exit 2
     "$(r_tokend_refusal --master-key-file "$M2" --master-key-previous "$T_DIR/stranger.key")" \
     "2|1|tokend: cannot load the previous master key: previous master key is not of this key line (its sub-key root differs): $T_DIR/stranger.key"
 
-# back to the suite's key (master version 3) for the files that follow
+# back to a key of the same line without a carried root (the first key itself): master version 3
 "${CTL[@]}" --master-key-file "$M2" keys rotate-master --new-master-key-file "$T_DIR/master.key" >"$R_OUT" 2>"$R_ERR"
 expect_eq "rotate back to the suite's master key: exit 0, master version 3 everywhere" \
     "$?|$(r_sql "SELECT DISTINCT master_version FROM vault.tenant_keys WHERE wrapped_dek IS NOT NULL")" "0|3"
-tokend_start R42D "${R_TOKEND_ARGS[@]}" || { fail "tokend starts on the suite's key again"; return; }
+# a tenant wrapped by another key (another provider, a restore from elsewhere) is the newest row
+# of the version: the start-up check still passes on the others, and only that tenant fails
+"$BUILD/tokenctl" --db "$T_ADMIN_DB" --master-key-file "$T_DIR/stranger.key" tenant create "stranger-$$" >/dev/null 2>&1
+expect_eq "a foreign tenant's keys are the newest of master version 3" \
+    "$(r_sql "SELECT t.name FROM vault.tenant_keys k JOIN vault.tenants t ON t.id = k.tenant_id
+              WHERE k.master_version = 3 ORDER BY k.created_at DESC LIMIT 1")" "stranger-$$"
+tokend_start R42D "${R_TOKEND_ARGS[@]}" || { fail "tokend starts beside a foreign tenant"; return; }
+ok "tokend starts on the suite's key beside a tenant it cannot open"
 out=$(r_post R42D /v1/charges "{\"token\":\"${R_TOKS[1]}\",\"amount\":100,\"currency\":\"USD\"}")
 expect_eq "and charges" "$(tail -1 <<<"$out")" 201
 tokend_stop R42D

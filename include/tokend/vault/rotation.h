@@ -14,10 +14,11 @@ struct tok_keyring;
 #define TOK_ROTATION_WHY_MAX 256
 
 /**
- * Opens one wrapped key pair of every master-key version the database still uses
- * (vault.master_key_probe, sql/019) with kr, on a short connection of its own: a master key
- * file that is wrong, or a missing --master-key-previous while a master rotation is half
- * done, is refused before tokend serves. why (why_len bytes) gets one line naming the
+ * Opens wrapped key pairs of every master-key version the database still uses (up to 50 of
+ * each, vault.master_key_probe, sql/019) with kr, on a short connection of its own, until
+ * one of each version opens: a master key file that is wrong, or a missing
+ * --master-key-previous while a master rotation is half done, is refused before tokend
+ * serves. One tenant wrapped by another key does not stop the others' service. why (why_len bytes) gets one line naming the
  * version that does not open; never key bytes.
  * TOK_ERR_CRYPTO: a version does not open. TOK_ERR_DB: no connection or no answer.
  */
