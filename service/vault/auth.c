@@ -723,6 +723,7 @@ static enum auth_outcome settle(struct auth_call *a, const struct tok_req *r,
                                      tok_buf_slice(&a->prev_fpk_buf), &p->keys_prev) != TOK_OK) {
         tok_log_err("auth: %s: cannot unwrap the previous keys of tenant %s (wrong master key?)",
                     rid, p->tenant_id);
+        tok_tenant_keys_free(&p->keys); /* auth_release frees p itself, not what it holds */
         return AUTH_KEYS_BAD;
     }
     if (tok_accounts_open(p->keys, p->keys_prev, p->tenant_id, &a->accounts, p->accounts,
