@@ -247,12 +247,17 @@ static tok_status master_target(PGconn *pg, uint32_t *from, uint32_t *to, uint64
     snprintf(f, sizeof f, "%u", *from);
     snprintf(t, sizeof t, "%u", *to);
     const char *vals[2] = {f, t};
-    TOK_GUARD(exec_params(pg,
-                          "INSERT INTO vault.key_rotations (kind, from_version, to_version) "
-                          "VALUES ('master', $1::integer, $2::integer)",
-                          2, vals, PGRES_COMMAND_OK, "keys rotate-master", NULL));
-    return audit_event(pg, NULL, "key.rotation_started", "master_key", "master", *from, *to, 0,
-                       "keys rotate-master");
+    /* the rotation and its audit event commit together */
+    TOK_GUARD(exec_cmd(pg, "BEGIN", "keys rotate-master"));
+    tok_status st = exec_params(pg,
+                                "INSERT INTO vault.key_rotations (kind, from_version, to_version) "
+                                "VALUES ('master', $1::integer, $2::integer)",
+                                2, vals, PGRES_COMMAND_OK, "keys rotate-master", NULL);
+    if (st == TOK_OK)
+        st = audit_event(pg, NULL, "key.rotation_started", "master_key", "master", *from, *to, 0,
+                         "keys rotate-master");
+    tok_status end = exec_cmd(pg, st == TOK_OK ? "COMMIT" : "ROLLBACK", "keys rotate-master");
+    return st != TOK_OK ? st : end;
 }
 
 /* Re-wraps one tenant key pair under `to` and stores it as master version to_version. */
