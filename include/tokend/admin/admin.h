@@ -79,8 +79,10 @@ TOK_MUST_CHECK tok_status tok_admin_audit(const struct tok_admin *a, int argc, c
 
 /**
  * `keys status [--tenant T]`: per tenant and key version, its state and how many tokens,
- * sealed gateway references, gateway accounts and webhook endpoints use it (tab-separated,
- * with a header line). TOK_ERR_INPUT, TOK_ERR_NOTFOUND (tenant), TOK_ERR_DB.
+ * sealed gateway references, gateway accounts and webhook endpoints use it, the master-key
+ * version that wraps it and the last rotation that touched it ("data 1->2 done", or "-")
+ * (tab-separated, with a header line). The rotation subcommands are admin_rotate.h's.
+ * TOK_ERR_INPUT, TOK_ERR_NOTFOUND (tenant), TOK_ERR_DB.
  */
 TOK_MUST_CHECK tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv);
 
