@@ -253,6 +253,16 @@ make_master_key "$T_DIR/stranger.key"
 "${CTL[@]}" keys rotate-master --new-master-key-file "$T_DIR/stranger.key" >"$R_OUT" 2>"$R_ERR"
 expect_eq "rotate-master, a key of another line (API keys would break): one line, exit 2" "$?|$(wc -l <"$R_ERR")|$(grep -c 'does not carry this master key' "$R_ERR")" "2|1|1"
 
+# tokenctl on the next key alone cannot open keys still under the current one; with it as
+# --master-key-previous it can (its other commands keep working while a rotation is half done)
+"${CTL[@]}" --master-key-file "$M2" gateway add --tenant "$R_TEN" --kind sandbox \
+    --credentials-file "$T_DIR/t42-gw.json" --test >"$R_OUT" 2>"$R_ERR"
+expect_eq "tokenctl on the next master key alone, before the rotation: the tenant's keys do not open" \
+    "$?|$(tail -1 "$R_ERR")" "1|tokenctl: gateway add: the tenant's keys do not open with this master key"
+"${CTL[@]}" --master-key-file "$M2" --master-key-previous "$T_DIR/master.key" gateway add --tenant "$R_TEN" \
+    --kind sandbox --credentials-file "$T_DIR/t42-gw.json" --priority 200 --test >"$R_OUT" 2>"$R_ERR"
+expect_match "with --master-key-previous: they do (gateway add, exit 0)" "$?|$(cat "$R_OUT")" '^0\|.+$'
+
 # tokend restarted with the next key and the current one as previous, before the rotation
 tokend_stop R42
 tokend_start R42B "${R_TOKEND_ARGS[@]}" --master-key-file "$M2" --master-key-previous "$T_DIR/master.key" ||
