@@ -9,12 +9,18 @@ VERSION := 0.1.0
 # libFuzzer targets (tests/fuzz): clang's -fsanitize=fuzzer; `make test` runs them over their
 # seed corpora (t_22_fuzz.sh), so they are part of DEB_PKGS.
 FUZZ_DEB_PKGS := clang-14 libfuzzer-14-dev
+# The PKCS#11 master key provider: p11-kit's header and proxy module, SoftHSM2 for the tests
+# (t_43_pkcs11.sh) and pkcs11-tool (opensc) to check the key's attributes from outside.
+P11_DEB_PKGS := libp11-kit-dev p11-kit-modules softhsm2 opensc
 # Debian packages the build, `make run` and `make test` need (checked with dpkg -s).
 DEB_PKGS := build-essential pkg-config libh2o-evloop-dev libssl-dev libpq-dev libyajl-dev \
             libsodium-dev check libcurl4-openssl-dev postgresql postgresql-contrib \
             nghttp2-client curl jq openssl procps prometheus python3-h2 gdb util-linux \
-            python3-yaml systemd $(FUZZ_DEB_PKGS)
+            python3-yaml systemd $(P11_DEB_PKGS) $(FUZZ_DEB_PKGS)
 BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
+# `make test-ha` and `make bench-ha` (issue #17, tests/ha/): Patroni with one etcd member, and
+# pgBackRest for the backup test. Not in DEB_PKGS: `make test` and `make run` do not need them.
+HA_DEB_PKGS := patroni etcd-server pgbackrest python3-etcd python3-psycopg2
 
 # Read when this Makefile is read: on a fresh machine the -dev packages are not there yet, so
 # every target that installs them (run, test, bench, asan, coverage) builds in a sub-make
@@ -22,13 +28,17 @@ BENCH_DEB_PKGS := nghttp2-client postgresql-contrib
 PKG_CONFIG ?= pkg-config
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# PKCS#11 (--master-key-pkcs11): p11-kit's pkcs11.h and its proxy module as the default
+# module; the module itself is dlopen()ed, nothing is linked (master_key_pkcs11.c).
+P11_CFLAGS := $(shell $(PKG_CONFIG) --cflags p11-kit-1 2>/dev/null) \
+              -DTOK_PKCS11_PROXY='"$(or $(shell $(PKG_CONFIG) --variable=proxy_module p11-kit-1 2>/dev/null),p11-kit-proxy.so)"'
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
 OPT     ?= -O2
 CFLAGS  += $(OPT) -std=c11 -g -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -fstack-protector-strong -U_FORTIFY_SOURCE \
            -D_FORTIFY_SOURCE=2 -fPIE -MMD -MP -D_GNU_SOURCE -DH2O_USE_LIBUV=0 \
-           -DTOKEND_VERSION='"$(VERSION)"' -Iinclude -I$(BUILD)/gen $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+           -DTOKEND_VERSION='"$(VERSION)"' -Iinclude -I$(BUILD)/gen $(PKG_CFLAGS) $(P11_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS += -pie -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
 LDLIBS  += $(PKG_LIBS) -lpthread
 
@@ -41,6 +51,7 @@ TOOLS     := $(TOOLS_SRCS:tests/tools/%.c=$(BUILD)/%)
 BINS      := $(BUILD)/tokend $(BUILD)/tokenctl
 
 .PHONY: all build deps e2e-deps lint-deps run test unit integration asan coverage bench clean stop-db \
+        ha-deps test-ha bench-ha \
         fmt fuzz fuzz-deps fuzz-build fuzz-targets
 all: $(BINS) $(BUILD)/check_unit $(TOOLS)
 
@@ -72,7 +83,7 @@ e2e-deps:
 
 # The contract and packaging linters (@redocly/cli, ajv, dockerfilelint) from the committed
 # package-lock.json files; `npm ci` installs exactly those versions (from npm's cache when offline).
-LINT_NODE_DIRS := tests/openapi tests/docker
+LINT_NODE_DIRS := tests/openapi tests/docker tests/contracts
 lint-deps:
 	@for d in $(LINT_NODE_DIRS); do \
 	    [ $$d/node_modules/.package-lock.json -nt $$d/package-lock.json ] || \
@@ -149,6 +160,14 @@ unit: all
 integration: all
 	@BUILD=$(BUILD) ./tests/integration/run.sh
 
+# Replication and failover (issue #17, docs/replication.md): a Patroni cluster (primary and
+# synchronous standby, one etcd) in a temp dir, fault tests under load, backup and restore.
+ha-deps:
+	@$(MAKE) --no-print-directory DEB_PKGS="$(HA_DEB_PKGS)" deps
+
+test-ha: build ha-deps
+	@BUILD=$(BUILD) ./tests/ha/run.sh
+
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan all OPT="-O1" \
@@ -163,6 +182,10 @@ coverage: deps
 
 bench: build
 	@BUILD=$(BUILD) ./bench/run.sh
+
+# bench/run.sh's ratio on a Patroni cluster whose commits wait for a synchronous standby
+bench-ha: build ha-deps
+	@BUILD=$(BUILD) ./bench/ha.sh
 
 # ---- fuzzing (tests/fuzz/README.md) ------------------------------------------
 # One libFuzzer binary per tests/fuzz/fuzz_<name>.c, linked against the library compiled

@@ -26,6 +26,7 @@ static const struct tok_route routes[] = {
     {"GET", "/v1/charges/{id}", tok_charges_get},
     {"POST", "/v1/charges/{id}/capture", tok_charges_capture},
     {"POST", "/v1/charges/{id}/void", tok_charges_void},
+    {"POST", "/v1/charges/{id}/complete", tok_charges_complete},
     {"POST", "/v1/refunds", tok_refunds_create},
     {"GET", "/v1/refunds/{id}", tok_refunds_get},
     {"GET", "/v1/charges", tok_reports_list_charges},

@@ -86,6 +86,50 @@ static void on_req_done(void *p)
     tok_hist_observe_us(&m->stats->latency[route], us > 0 ? (uint64_t)us : 0);
 }
 
+/* The edges of every loop (edge.h), summed: what --max-connections is measured against. */
+static void collect_connections(const struct tok_app *app, struct tok_metrics_out *o)
+{
+    struct tok_edge_stats sum;
+    memset(&sum, 0, sizeof sum);
+    for (unsigned i = 0; i < app->nworkers; i++) {
+        struct tok_edge_stats s;
+        if (app->workers[i].edge == NULL)
+            continue;
+        tok_edge_get_stats(app->workers[i].edge, &s);
+        sum.open += s.open;
+        sum.accepted += s.accepted;
+        sum.refused += s.refused;
+        sum.accept_paused += s.accept_paused;
+        sum.handshake_cut += s.handshake_cut;
+        sum.idle_cut += s.idle_cut;
+        sum.reset_cut += s.reset_cut;
+    }
+    tok_metrics_family(o, "tokend_http_connections_open", "gauge",
+                       "Client connections open now (both API listeners)");
+    tok_metrics_u64(o, "tokend_http_connections_open", NULL, sum.open);
+    tok_metrics_family(o, "tokend_http_connections_max", "gauge",
+                       "The connection cap (--max-connections, bounded by the descriptor limit, "
+                       "split evenly between the loops)");
+    tok_metrics_u64(o, "tokend_http_connections_max", NULL,
+                    (uint64_t)app->max_conns_per_loop * app->nworkers);
+    tok_metrics_family(o, "tokend_http_connections_accepted_total", "counter",
+                       "Client connections accepted under the cap");
+    tok_metrics_u64(o, "tokend_http_connections_accepted_total", NULL, sum.accepted);
+    tok_metrics_family(o, "tokend_http_connections_refused_total", "counter",
+                       "Client connections closed at once: their loop was at its cap");
+    tok_metrics_u64(o, "tokend_http_connections_refused_total", NULL, sum.refused);
+    tok_metrics_family(o, "tokend_http_accept_paused_total", "counter",
+                       "Times a listener paused: accept(2) ran out of descriptors or memory");
+    tok_metrics_u64(o, "tokend_http_accept_paused_total", NULL, sum.accept_paused);
+    tok_metrics_family(o, "tokend_http_connections_cut_total", "counter",
+                       "Connections tokend closed, by reason (handshake: no complete request in "
+                       "time; idle; h2_reset: HTTP/2 reset budget spent)");
+    tok_metrics_u64(o, "tokend_http_connections_cut_total", "reason=\"handshake\"",
+                    sum.handshake_cut);
+    tok_metrics_u64(o, "tokend_http_connections_cut_total", "reason=\"idle\"", sum.idle_cut);
+    tok_metrics_u64(o, "tokend_http_connections_cut_total", "reason=\"h2_reset\"", sum.reset_cut);
+}
+
 void tok_server_collect(void *ctx, struct tok_metrics_out *o)
 {
     const struct tok_app *app = ctx;
@@ -131,6 +175,7 @@ void tok_server_collect(void *ctx, struct tok_metrics_out *o)
                  r < nroutes ? routes[r].pattern : "unmatched", r < nroutes ? routes[r].method : "any");
         tok_metrics_hist(o, "tokend_http_request_duration_seconds", lab, &h);
     }
+    collect_connections(app, o);
 }
 
 struct route_run {
@@ -326,6 +371,7 @@ static void setup_loop(struct tok_worker *w)
     h2o_multithread_register_receiver(w->queue, &w->httpc_replies, tok_httpc_on_replies);
     w->gw_env.httpc = app->httpc;
     w->gw_env.reply_to = &w->httpc_replies;
+    w->gw_env.stats = app->gateway_stats;
 
     const struct tok_config *cfg = app->cfg;
     struct tok_edge_limits lim = {app->max_conns_per_loop, cfg->handshake_timeout_ms,
@@ -402,8 +448,8 @@ tok_status tok_server_init(struct tok_app *app, char *why, size_t why_len)
     struct app_handler *h = (struct app_handler *)h2o_create_handler(path, sizeof *h);
     h->super.on_req = on_req;
     h->app = app;
-    tok_http_register_filters(path);
-    tok_http_register_filters(&host->fallback_path);
+    tok_http_register_filters(path, cfg->access_log, cfg->access_log_sample);
+    tok_http_register_filters(&host->fallback_path, cfg->access_log, cfg->access_log_sample);
 
     if (cfg->listen_tls[0] != '\0')
         TOK_GUARD(setup_tls(app, why, why_len));

@@ -21,6 +21,8 @@
 struct ctl {
     const char *db;
     const char *master_key_file;
+    const char *master_key_pkcs11;
+    const char *master_key_pin_file;
     const char *sql_dir;
     int argc;
     char **argv;
@@ -29,8 +31,9 @@ struct ctl {
 
 static void usage_to(FILE *out)
 {
-    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE] [--master-key-previous FILE]"
-          " [--json] COMMAND ...\n"
+    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE [--master-key-previous FILE] |\n"
+          "                 --master-key-pkcs11 URI --master-key-pin-file FILE] [--json]\n"
+          "                 COMMAND ...\n"
           "  migrate [--dir sql]          apply pending migrations\n"
           "  tenant create NAME [--bin 0|6|8] [--cvc-optional]\n"
           "                               create a tenant and its keys; prints its id\n"
@@ -68,13 +71,16 @@ static void usage_to(FILE *out)
           "                               rotate-data with a new fingerprint key too\n"
           "  keys retire --tenant T --version N\n"
           "                               destroy a version no row uses any more\n"
+          "  keys hsm-init                make the master key in the --master-key-pkcs11 token\n"
           "  reconcile --gateway stripe|adyen --file F --tenant T [--live|--test] [--exceptions OUT]\n"
           "                               match a settlement report against the ledger\n"
           "  version                      print the version\n"
           "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
           "key from --master-key-file or TOKEND_MASTER_KEY_FILE (and, while a master rotation\n"
-          "runs, the key it replaces from --master-key-previous or TOKEND_MASTER_KEY_PREVIOUS).\n"
-          "T is a tenant id or name.\n"
+          "runs, the key it replaces from --master-key-previous or TOKEND_MASTER_KEY_PREVIOUS),\n"
+          "or from a PKCS#11 token: --master-key-pkcs11 (TOKEND_MASTER_KEY_PKCS11)\n"
+          "'pkcs11:token=...;object=...' and --master-key-pin-file (TOKEND_MASTER_KEY_PIN_FILE);\n"
+          "--master-key-previous is for a file only. T is a tenant id or name.\n"
           "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin (a publishable\n"
           "key gets tokens:create, POST /v1/tokens only).\n"
           "--json (anywhere on the line): the list and create commands and audit report print JSON.\n",
@@ -167,7 +173,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "tokenctl: libsodium failed to initialise\n");
         return EXIT_FAIL;
     }
-    struct ctl ctl = {getenv("TOKEND_ADMIN_DB"), getenv("TOKEND_MASTER_KEY_FILE"), "sql", 0, NULL,
+    struct ctl ctl = {getenv("TOKEND_ADMIN_DB"),
+                      getenv("TOKEND_MASTER_KEY_FILE"),
+                      getenv("TOKEND_MASTER_KEY_PKCS11"),
+                      getenv("TOKEND_MASTER_KEY_PIN_FILE"),
+                      "sql",
+                      0,
+                      NULL,
                       getenv("TOKEND_MASTER_KEY_PREVIOUS")};
     bool json = take_json_flag(&argc, argv);
     int i = 1;
@@ -178,11 +190,17 @@ int main(int argc, char **argv)
             ctl.master_key_file = argv[++i];
         else if (strcmp(argv[i], "--master-key-previous") == 0 && i + 1 < argc)
             ctl.master_key_previous = argv[++i];
+        else if (strcmp(argv[i], "--master-key-pkcs11") == 0 && i + 1 < argc)
+            ctl.master_key_pkcs11 = argv[++i];
+        else if (strcmp(argv[i], "--master-key-pin-file") == 0 && i + 1 < argc)
+            ctl.master_key_pin_file = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage_to(stdout);
             return 0;
         } else if (strcmp(argv[i], "--db") == 0 || strcmp(argv[i], "--master-key-file") == 0 ||
-                   strcmp(argv[i], "--master-key-previous") == 0)
+                   strcmp(argv[i], "--master-key-previous") == 0 ||
+                   strcmp(argv[i], "--master-key-pkcs11") == 0 ||
+                   strcmp(argv[i], "--master-key-pin-file") == 0)
             return usage();
         else
             return unknown("option", argv[i]);
@@ -205,7 +223,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(&ctl);
-    struct tok_admin admin = {ctl.db, ctl.master_key_file, json, ctl.master_key_previous};
+    struct tok_admin admin = {ctl.db,
+                              ctl.master_key_file,
+                              json,
+                              ctl.master_key_previous,
+                              ctl.master_key_pkcs11,
+                              ctl.master_key_pin_file};
     if (strcmp(cmd, "tenant") == 0)
         return tok_admin_exit_code(tok_admin_tenant(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "key") == 0)

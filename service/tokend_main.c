@@ -13,12 +13,14 @@
 #include "tokend/finance/recon_owner.h"
 #include "tokend/http/httpc.h"
 #include "tokend/vault/keyring.h"
+#include "tokend/vault/master_key.h"
 #include "tokend/vault/dedup_guard.h"
 #include "tokend/vault/audit_seal.h"
 #include "tokend/vault/rotation.h"
 #include "tokend/core/log.h"
 #include "tokend/server.h"
 #include "tokend/events/webhooks.h"
+#include "tokend/gateways/gateway_metrics.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -73,6 +75,7 @@ int main(int argc, char **argv)
 {
     static struct tok_config cfg;
     static struct tok_app app;
+    static struct tok_gateway_stats gateway_stats;
     char why[TOK_CONFIG_WHY_MAX] = "";
     const char *cwhy = NULL;
 
@@ -113,7 +116,10 @@ int main(int argc, char **argv)
     struct tok_db *pools[3] = {NULL, NULL, NULL};
     int rc = EXIT_CONFIG;
 
-    if (tok_keyring_load_file(cfg.master_key_file, &kr, &cwhy) != TOK_OK) {
+    /* a file, or a PKCS#11 token that keeps the KEK's bytes to itself (master_key.h) */
+    struct tok_master_key_config mkc = {cfg.master_key_file, cfg.master_key_pkcs11,
+                                        cfg.master_key_pin_file};
+    if (tok_keyring_load(&mkc, &kr, &cwhy) != TOK_OK) {
         rc = refuse("cannot load the master key", cwhy);
         goto out;
     }
@@ -222,6 +228,7 @@ int main(int argc, char **argv)
     app.recon_owner = owner;
     app.ratelimit = rl;
     app.auth_epochs = epochs;
+    app.gateway_stats = &gateway_stats;
     if (tok_server_init(&app, why, sizeof why) != TOK_OK) {
         rc = refuse("cannot start", why);
         goto out;
@@ -232,6 +239,12 @@ int main(int argc, char **argv)
     if (cfg.metrics_listen[0] != '\0') {
         if (tok_metrics_register(&app.metrics, tok_server_collect, &app) != TOK_OK ||
             tok_metrics_register(&app.metrics, tok_db_collect, pools) != TOK_OK ||
+            tok_metrics_register(&app.metrics, tok_gateway_collect, &gateway_stats) != TOK_OK ||
+            tok_metrics_register(&app.metrics, tok_webhook_collect, wd) != TOK_OK ||
+            tok_metrics_register(&app.metrics, tok_audit_chain_collect, chainer) != TOK_OK ||
+            tok_metrics_register(&app.metrics, tok_ratelimit_collect, rl) != TOK_OK ||
+            (sealer != NULL &&
+             tok_metrics_register(&app.metrics, tok_audit_sealer_collect, sealer) != TOK_OK) ||
             tok_metrics_server_start(cfg.metrics_listen, &app.metrics, &ms, why, sizeof why) !=
                 TOK_OK) {
             rc = refuse("cannot serve metrics", why);

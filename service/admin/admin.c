@@ -16,6 +16,7 @@
 #include "tokend/core/json.h"
 #include "tokend/core/encoding.h"
 #include "tokend/vault/keyring.h"
+#include "tokend/vault/master_key.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -387,20 +388,31 @@ tok_status tok_admin_connect(const struct tok_admin *a, PGconn **out)
 tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out)
 {
     const char *why = NULL;
-    if (a->master_key_file == NULL || a->master_key_file[0] == '\0') {
-        say("no master key: set --master-key-file or TOKEND_MASTER_KEY_FILE");
+    bool file = a->master_key_file != NULL && a->master_key_file[0] != '\0';
+    bool p11 = a->master_key_pkcs11 != NULL && a->master_key_pkcs11[0] != '\0';
+    if (!file && !p11) {
+        say("no master key: set --master-key-file or TOKEND_MASTER_KEY_FILE"
+            " (or --master-key-pkcs11)");
+        return TOK_ERR_INPUT;
+    }
+    bool prev = a->master_key_previous != NULL && a->master_key_previous[0] != '\0';
+    if (p11 && prev) {
+        say("--master-key-previous is for --master-key-file: a master key rotation with a PKCS#11"
+            " token is not supported");
         return TOK_ERR_INPUT;
     }
     if (tok_harden_process(&why) != TOK_OK) {
         say("%s", why != NULL ? why : "cannot harden the process");
         return TOK_ERR_INTERNAL;
     }
-    if (tok_keyring_load_file(a->master_key_file, out, &why) != TOK_OK) {
+    /* a file, or a PKCS#11 token that keeps the KEK's bytes to itself (master_key.h) */
+    struct tok_master_key_config mkc = {a->master_key_file, a->master_key_pkcs11,
+                                        a->master_key_pin_file};
+    if (tok_keyring_load(&mkc, out, &why) != TOK_OK) {
         say("master key refused: %s", why != NULL ? why : "unknown reason");
         return TOK_ERR_IO;
     }
-    if (a->master_key_previous != NULL && a->master_key_previous[0] != '\0' &&
-        tok_keyring_load_previous(*out, a->master_key_previous, &why) != TOK_OK) {
+    if (prev && tok_keyring_load_previous(*out, a->master_key_previous, &why) != TOK_OK) {
         say("previous master key refused: %s", why != NULL ? why : "unknown reason");
         tok_keyring_free(out);
         return TOK_ERR_IO;
@@ -1532,8 +1544,41 @@ static tok_status keys_usage(void)
 {
     say("usage: keys status [--tenant T] | keys new-master --out FILE | keys rotate-master "
         "--new-master-key-file FILE | keys rotate-data --tenant T | keys rotate-fingerprint "
-        "--tenant T --yes-break-dedup | keys retire --tenant T --version N");
+        "--tenant T --yes-break-dedup | keys retire --tenant T --version N | keys hsm-init "
+        "(with --master-key-pkcs11 URI)");
     return TOK_ERR_INPUT;
+}
+
+/* Makes the master key inside the token the URI names, then opens it the way tokend will
+ * (attributes checked, one wrap and unwrap, the sub-key root), so a key that tokend would
+ * refuse is reported here. */
+static tok_status keys_hsm_init(const struct tok_admin *a, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0)
+        return keys_usage();
+    if (a->master_key_pkcs11 == NULL || a->master_key_pkcs11[0] == '\0') {
+        say("keys hsm-init: give --master-key-pkcs11 'pkcs11:token=...;object=...' and"
+            " --master-key-pin-file F");
+        return TOK_ERR_INPUT;
+    }
+    const char *why = NULL;
+    if (tok_harden_process(&why) != TOK_OK) {
+        say("%s", why != NULL ? why : "cannot harden the process");
+        return TOK_ERR_INTERNAL;
+    }
+    tok_status st = tok_master_key_pkcs11_create(a->master_key_pkcs11, a->master_key_pin_file,
+                                                  &why);
+    struct tok_master_key *mk = NULL;
+    if (st == TOK_OK)
+        st = tok_master_key_pkcs11_open(a->master_key_pkcs11, a->master_key_pin_file, &mk, &why);
+    tok_master_key_free(&mk);
+    if (st != TOK_OK) {
+        say("keys hsm-init: %s", why != NULL ? why : tok_status_name(st));
+        return st;
+    }
+    printf("keys hsm-init: made a non-extractable AES-256 master key in the token\n");
+    return finish_stdout();
 }
 
 static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
@@ -1592,6 +1637,7 @@ tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv)
         {"rotate-data", tok_admin_keys_rotate_data},
         {"rotate-fingerprint", tok_admin_keys_rotate_fingerprint},
         {"retire", tok_admin_keys_retire},
+        {"hsm-init", keys_hsm_init},
     };
     return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), keys_usage);
 }

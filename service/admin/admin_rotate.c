@@ -149,6 +149,18 @@ static void progress_show(struct progress *p, bool final)
 
 /* ---- keys new-master -------------------------------------------------------------------- */
 
+/* A master key in a PKCS#11 token is not rotated by tokenctl (yet): its root is computed in
+ * the token, and the next key would have to be a file carrying it (SECURITY.md). */
+static bool refuse_pkcs11(const struct tok_admin *a, const char *what)
+{
+    if (a->master_key_pkcs11 == NULL || a->master_key_pkcs11[0] == '\0')
+        return false;
+    say("keys %s: not with --master-key-pkcs11: a master key rotation with a PKCS#11 token is "
+        "not supported",
+        what);
+    return true;
+}
+
 tok_status tok_admin_keys_new_master(const struct tok_admin *a, int argc, char **argv)
 {
     const char *out = NULL;
@@ -158,6 +170,8 @@ tok_status tok_admin_keys_new_master(const struct tok_admin *a, int argc, char *
         say("usage: keys new-master --out FILE");
         return TOK_ERR_INPUT;
     }
+    if (refuse_pkcs11(a, "new-master"))
+        return TOK_ERR_INPUT;
     struct tok_keyring *kr = NULL;
     TOK_GUARD(tok_admin_keyring(a, &kr));
     struct tok_buf hex = {0};
@@ -385,6 +399,8 @@ tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, cha
         say("usage: keys rotate-master --new-master-key-file FILE [--batch N]");
         return TOK_ERR_INPUT;
     }
+    if (refuse_pkcs11(a, "rotate-master"))
+        return TOK_ERR_INPUT;
     struct tok_keyring *old = NULL, *next = NULL;
     TOK_GUARD(tok_admin_keyring(a, &old));
     const char *why = NULL;

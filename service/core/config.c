@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum opt_kind { OPT_STR, OPT_UINT, OPT_MILLI, OPT_LEVEL, OPT_FLAG };
+enum opt_kind { OPT_STR, OPT_UINT, OPT_MILLI, OPT_LEVEL, OPT_ACCESS, OPT_FLAG };
 
 struct opt {
     const char *flag; /* long option name */
@@ -40,8 +40,10 @@ static const struct opt opts[] = {
     {"tls-key", "TOKEND_TLS_KEY", STR(tls_key), "PEM private key for the TLS listener"},
     {"db", "TOKEND_DB", STR(db_conninfo), "libpq connection string (service role)"},
     {"reporting-db", "TOKEND_REPORTING_DB", STR(reporting_conninfo), "libpq connection string (reporting role), '' = reports off"},
-    {"master-key-file", "TOKEND_MASTER_KEY_FILE", STR(master_key_file), "master key file (the current version), mode 0600"},
-    {"master-key-previous", "TOKEND_MASTER_KEY_PREVIOUS", STR(master_key_previous), "the previous master key version's file while a master rotation runs (SECURITY.md), mode 0600; '' = none"},
+    {"master-key-file", "TOKEND_MASTER_KEY_FILE", STR(master_key_file), "master key file (the current version; 32 bytes, or 128 hex from keys new-master), mode 0600"},
+    {"master-key-previous", "TOKEND_MASTER_KEY_PREVIOUS", STR(master_key_previous), "the previous master key version's file while a master rotation runs (SECURITY.md), mode 0600; '' = none; not with --master-key-pkcs11"},
+    {"master-key-pkcs11", "TOKEND_MASTER_KEY_PKCS11", STR(master_key_pkcs11), "the master key in a PKCS#11 token instead: pkcs11:token=...;object=...[?module-path=...] (RFC 7512)"},
+    {"master-key-pin-file", "TOKEND_MASTER_KEY_PIN_FILE", STR(master_key_pin_file), "that token's user PIN, mode 0600 (or pin-source=file:... in the URI)"},
     {"threads", "TOKEND_THREADS", UINT(threads, 1, TOK_THREADS_MAX), "event-loop threads (default: CPUs)"},
     {"db-threads", "TOKEND_DB_THREADS", UINT(db_threads, 1, TOK_DB_THREADS_MAX), "database connections/threads"},
     {"db-batch-max", "TOKEND_DB_BATCH_MAX", UINT(db_batch_max, 1, 4096), "most requests grouped into one commit"},
@@ -72,6 +74,7 @@ static const struct opt opts[] = {
     {"burst-auth-failures", "TOKEND_BURST_AUTH_FAILURES", UINT(burst_auth_fail, 1, TOK_RATE_OPT_MAX), "failed authentications an address may save up (default 100)"},
     {"auth-cache-ttl-ms", "TOKEND_AUTH_CACHE_TTL_MS", UINT(auth_cache_ttl_ms, 100, 3600000), "how long a cached API key is trusted without a change notification (default 3000)"},
     {"log-level", "TOKEND_LOG_LEVEL", OPT_LEVEL, offsetof(struct tok_config, log_level), 0, 0, 0, "debug|info|warn|error"},
+    {"access-log", "TOKEND_ACCESS_LOG", OPT_ACCESS, offsetof(struct tok_config, access_log), 0, 0, 0, "all|sample:N|errors|off: every answer, 1 in N, or none; 5xx, 401 and 403 are logged in every mode but off (default all)"},
     {"help", NULL, OPT_FLAG, offsetof(struct tok_config, show_help), 0, 0, 0, "this text"},
     {"version", NULL, OPT_FLAG, offsetof(struct tok_config, show_version), 0, 0, 0, "print the version"},
 };
@@ -107,6 +110,39 @@ void tok_config_defaults(struct tok_config *cfg)
     cfg->rate_auth_fail_milli = TOK_RATE_AUTH_FAIL_DEFAULT_MILLI;
     cfg->burst_auth_fail = TOK_BURST_AUTH_FAIL_DEFAULT;
     cfg->auth_cache_ttl_ms = TOK_AUTH_CACHE_TTL_DEFAULT_MS;
+}
+
+/* "all", "errors", "off" or "sample:N" (N from 1 to TOK_ACCESS_SAMPLE_MAX; sample:1 is all) */
+static tok_status parse_access_log(struct tok_config *cfg, const struct opt *o, const char *v,
+                                   char *why, size_t why_len)
+{
+    static const struct {
+        const char *name;
+        enum tok_access_log mode;
+    } modes[] = {{"all", TOK_ACCESS_ALL}, {"errors", TOK_ACCESS_ERRORS}, {"off", TOK_ACCESS_OFF}};
+    for (size_t i = 0; i < TOK_ARRAY_LEN(modes); i++) {
+        if (strcmp(v, modes[i].name) == 0) {
+            cfg->access_log = modes[i].mode;
+            cfg->access_log_sample = 0;
+            return TOK_OK;
+        }
+    }
+    static const char prefix[] = "sample:";
+    if (strncmp(v, prefix, sizeof prefix - 1) == 0) {
+        const char *n = v + sizeof prefix - 1;
+        char *end = NULL;
+        errno = 0;
+        unsigned long every = strtoul(n, &end, 10);
+        if (n[0] >= '0' && n[0] <= '9' && errno == 0 && end != n && *end == '\0' && every >= 1 &&
+            every <= TOK_ACCESS_SAMPLE_MAX) {
+            cfg->access_log = every == 1 ? TOK_ACCESS_ALL : TOK_ACCESS_SAMPLE;
+            cfg->access_log_sample = (unsigned)every;
+            return TOK_OK;
+        }
+    }
+    snprintf(why, why_len, "--%s must be all, errors, off or sample:N (N from 1 to %u)", o->flag,
+             TOK_ACCESS_SAMPLE_MAX);
+    return TOK_ERR_INPUT;
 }
 
 static tok_status set_value(struct tok_config *cfg, const struct opt *o, const char *v, char *why,
@@ -163,6 +199,8 @@ static tok_status set_value(struct tok_config *cfg, const struct opt *o, const c
             return TOK_ERR_INPUT;
         }
         return TOK_OK;
+    case OPT_ACCESS:
+        return parse_access_log(cfg, o, v, why, why_len);
     case OPT_FLAG:
         *(bool *)(void *)field = true;
         return TOK_OK;
@@ -267,8 +305,22 @@ tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t w
         snprintf(why, why_len, "--audit-checkpoints needs --audit-key-file (checkpoints are signed)");
         return TOK_ERR_INPUT;
     }
-    if (cfg->master_key_file[0] == '\0') {
-        snprintf(why, why_len, "no master key file: set --master-key-file or TOKEND_MASTER_KEY_FILE");
+    if (cfg->master_key_file[0] == '\0' && cfg->master_key_pkcs11[0] == '\0') {
+        snprintf(why, why_len, "no master key file: set --master-key-file or TOKEND_MASTER_KEY_FILE"
+                               " (or --master-key-pkcs11)");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->master_key_file[0] != '\0' && cfg->master_key_pkcs11[0] != '\0') {
+        snprintf(why, why_len, "give --master-key-file or --master-key-pkcs11, not both");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->master_key_pin_file[0] != '\0' && cfg->master_key_pkcs11[0] == '\0') {
+        snprintf(why, why_len, "--master-key-pin-file is for --master-key-pkcs11");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->master_key_previous[0] != '\0' && cfg->master_key_pkcs11[0] != '\0') {
+        snprintf(why, why_len, "--master-key-previous is for --master-key-file: a master key"
+                               " rotation with a PKCS#11 token is not supported");
         return TOK_ERR_INPUT;
     }
     if (cfg->db_conninfo[0] == '\0') {

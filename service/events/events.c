@@ -9,7 +9,7 @@
 
 static const char *const state_names[TOK_CH_STATE_COUNT] = {
     "pending", "requires_capture", "succeeded", "partially_refunded", "refunded",
-    "disputed", "failed", "canceled", "declined",
+    "disputed", "failed", "canceled", "declined", "requires_action",
 };
 
 tok_status tok_charge_state_parse(const char *s, enum tok_charge_state *out)
@@ -36,10 +36,11 @@ static int rank(enum tok_charge_state s)
 {
     switch (s) {
     case TOK_CH_PENDING: return 0;
-    case TOK_CH_REQUIRES_CAPTURE: return 1;
-    case TOK_CH_SUCCEEDED: return 2;
-    case TOK_CH_PARTIALLY_REFUNDED: return 3;
-    case TOK_CH_REFUNDED: return 4;
+    case TOK_CH_REQUIRES_ACTION: return 1;
+    case TOK_CH_REQUIRES_CAPTURE: return 2;
+    case TOK_CH_SUCCEEDED: return 3;
+    case TOK_CH_PARTIALLY_REFUNDED: return 4;
+    case TOK_CH_REFUNDED: return 5;
     default: return -1; /* off the main line: final */
     }
 }
@@ -56,7 +57,7 @@ bool tok_charge_transition_ok(enum tok_charge_state from, enum tok_charge_state 
         return true; /* any state on the main line can be disputed */
     case TOK_CH_FAILED:
     case TOK_CH_CANCELED:
-        return rf <= 1; /* only before money moved */
+        return rf <= 2; /* only before money moved */
     default:
         return false; /* declined is decided by tokend's own charge call, never by an event */
     }

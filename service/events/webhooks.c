@@ -91,7 +91,8 @@ static const struct tok_sql event_record_sql = {
 static const struct tok_sql charge_apply_sql = {
     "webhook_charge_apply",
     "UPDATE ledger.charges c SET status = $4, captured_amount = $5::bigint, "
-    "refunded_amount = $6::bigint, updated_at = now() WHERE c.tenant_id = $1 AND c.id = $2 "
+    "refunded_amount = $6::bigint, next_action_url = NULL, updated_at = now() "
+    "WHERE c.tenant_id = $1 AND c.id = $2 "
     "AND c.livemode = $3::boolean RETURNING ledger.charge_object(c)::text",
     6};
 
@@ -411,8 +412,7 @@ static void hook_result(struct tok_call *call, struct tok_req *r)
     if (call->job.status != TOK_OK) {
         tok_log_err("%s: %s: webhook for %s not recorded (%s)", __func__, r->id, h->gw_id,
                     tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", "the event was not recorded; send it again",
-                         NULL);
+        tok_http_problem_db(r, &call->job, "the event was not recorded; send it again");
         return;
     }
     if (h->status != 200) {
@@ -535,7 +535,7 @@ static void endpoint_result(struct tok_call *call, struct tok_req *r)
     if (call->job.status != TOK_OK) {
         tok_log_err("%s: %s: endpoint not stored (%s)", __func__, r->id,
                     tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", NULL, NULL);
+        tok_http_problem_db(r, &call->job, NULL);
         return;
     }
     uint8_t mem[2048];
@@ -722,7 +722,7 @@ static void json_result(struct tok_call *call, struct tok_req *r)
     if (call->job.status != TOK_OK) {
         tok_log_err("%s: %s: %s failed (%s)", __func__, r->id, j->sql->name,
                     tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", NULL, NULL);
+        tok_http_problem_db(r, &call->job, NULL);
         return;
     }
     if (!j->found) {

@@ -9,7 +9,9 @@
  */
 #include "tokend/events/webhooks.h"
 #include "tokend/vault/keyring.h"
+#include "tokend/core/json.h"
 #include "tokend/core/log.h"
+#include "tokend/core/metrics.h"
 
 #include <curl/curl.h>
 #include <libpq-fe.h>
@@ -28,6 +30,11 @@
 #define SIG_MAX 128
 #define ERR_MAX 200
 
+/* What one attempt came to; the label values of tokend_webhook_attempts_total. */
+enum attempt_outcome { AO_DELIVERED = 0, AO_HTTP_ERROR, AO_TRANSPORT_ERROR, AO_NOT_SENT, AO_COUNT };
+static const char *const attempt_outcome_names[AO_COUNT] = {"delivered", "http_error",
+                                                            "transport_error", "not_sent"};
+
 struct tok_webhook_deliverer {
     char *conninfo; /* sodium_malloc */
     const struct tok_keyring *kr;
@@ -35,7 +42,20 @@ struct tok_webhook_deliverer {
     pthread_t tid;
     atomic_bool stop;
     PGconn *pg;
+    /* written by the delivery thread, read by /metrics' thread */
+    struct {
+        _Atomic uint64_t attempts[AO_COUNT]; /* by enum attempt_outcome */
+        _Atomic uint64_t retried, gave_up, unrecorded;
+        _Atomic uint64_t claimed_last; /* rows the last claim took (CLAIM_MAX: more are due) */
+        _Atomic uint64_t lag_ms;       /* the last batch's longest wait for a first try */
+    } stats;
 };
+
+
+static void bump(_Atomic uint64_t *v)
+{
+    atomic_fetch_add_explicit(v, 1, memory_order_relaxed);
+}
 
 struct delivery {
     char tenant[64], id[64], endpoint[64];
@@ -48,6 +68,8 @@ struct delivery {
     char curl_err[CURL_ERROR_SIZE];
     int64_t started_ms;
     int duration_ms;
+    bool sent;    /* the POST was started (prepare succeeded) */
+    bool transport_failed;
 };
 
 double tok_webhook_backoff_s(unsigned attempt, unsigned base_ms, unsigned cap_s)
@@ -205,6 +227,20 @@ static void record(struct tok_webhook_deliverer *d, struct delivery *dl)
                                "SELECT ledger.delivery_record($1, $2, $3::integer, $4::integer, $5, "
                                "$6::integer, $7::double precision)",
                                7, NULL, v, NULL, NULL, 0);
+    enum attempt_outcome ao = AO_HTTP_ERROR;
+    if (!dl->sent)
+        ao = AO_NOT_SENT;
+    else if (dl->transport_failed)
+        ao = AO_TRANSPORT_ERROR;
+    else if (dl->status >= 200 && dl->status <= 299)
+        ao = AO_DELIVERED;
+    bump(&d->stats.attempts[ao]);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        bump(&d->stats.unrecorded);
+    else if (strcmp(PQgetvalue(r, 0, 0), "failed") == 0)
+        bump(&d->stats.gave_up);
+    else if (strcmp(PQgetvalue(r, 0, 0), "pending") == 0)
+        bump(&d->stats.retried);
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         tok_log_err("%s: recording delivery %s failed: %s", __func__, dl->id,
                     PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "?");
@@ -220,6 +256,28 @@ static void delivery_free(struct delivery *dl)
         curl_easy_cleanup(dl->easy);
     curl_slist_free_all(dl->headers); /* holds the signature: not a secret once sent */
     free(dl->body);
+}
+
+/* How long the event has waited for its first try: now - its top-level "created" (unix
+ * seconds, from the database's clock), in ms; 0 when the body does not say. */
+static int64_t first_try_lag_ms(const char *body, size_t len)
+{
+    struct tok_json_limits lim = {TOK_JSON_HARD_MAX_DEPTH, TOK_JSON_HARD_MAX_NODES,
+                                  TOK_JSON_DEFAULT_MAX_STRING_LEN * 16, TOK_JSON_HARD_MAX_BODY,
+                                  TOK_JSON_HARD_MAX_MEMBERS};
+    struct tok_json_doc *doc = NULL;
+    int64_t created = 0;
+    if (tok_json_parse(tok_slice_of(body, len), &lim, &doc, NULL) != TOK_OK)
+        return 0;
+    const struct tok_json_node *c = tok_json_get(tok_json_root(doc), "created");
+    tok_status st = c != NULL ? tok_json_int64(c, &created) : TOK_ERR_INPUT;
+    tok_json_doc_free(&doc);
+    if (st != TOK_OK || created <= 0)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return now > created * 1000 ? now - created * 1000 : 0;
 }
 
 /* One batch: claim, send all concurrently, record. Returns the number claimed. */
@@ -241,12 +299,22 @@ static int run_batch(struct tok_webhook_deliverer *d, CURLM *multi)
         PQclear(res);
         return -1;
     }
+    int64_t lag_ms = 0;
     for (int i = 0; i < n; i++) {
-        if (prepare(d, res, i, &dls[i]) != TOK_OK)
+        tok_status pst = prepare(d, res, i, &dls[i]);
+        if (dls[i].attempt == 1) {
+            int64_t l = first_try_lag_ms(PQgetvalue(res, i, 10), (size_t)PQgetlength(res, i, 10));
+            if (l > lag_ms)
+                lag_ms = l;
+        }
+        if (pst != TOK_OK)
             continue;
+        dls[i].sent = true;
         dls[i].started_ms = now_ms();
         curl_multi_add_handle(multi, dls[i].easy);
     }
+    atomic_store_explicit(&d->stats.claimed_last, (uint64_t)n, memory_order_relaxed);
+    atomic_store_explicit(&d->stats.lag_ms, (uint64_t)lag_ms, memory_order_relaxed);
     PQclear(res);
     int running = 1;
     while (running > 0) {
@@ -267,6 +335,7 @@ static int run_batch(struct tok_webhook_deliverer *d, CURLM *multi)
                 if (dl->status < 200 || dl->status > 299)
                     snprintf(dl->err, sizeof dl->err, "http_%ld", dl->status);
             } else {
+                dl->transport_failed = true;
                 snprintf(dl->err, sizeof dl->err, "%s", curl_easy_strerror(m->data.result));
             }
             curl_multi_remove_handle(multi, m->easy_handle);
@@ -360,4 +429,41 @@ void tok_webhook_deliverer_free(struct tok_webhook_deliverer **dp)
     sodium_free(d->conninfo);
     free(d);
     *dp = NULL;
+}
+
+void tok_webhook_collect(void *ctx, struct tok_metrics_out *o)
+{
+    struct tok_webhook_deliverer *d = ctx;
+    char lab[48];
+    tok_metrics_family(o, "tokend_webhook_attempts_total", "counter",
+                       "Outbound webhook POSTs by outcome (http_error: the receiver answered "
+                       "non-2xx; transport_error: no answer; not_sent: URL or secret refused)");
+    for (size_t i = 0; i < TOK_ARRAY_LEN(attempt_outcome_names); i++) {
+        snprintf(lab, sizeof lab, "outcome=\"%s\"", attempt_outcome_names[i]);
+        tok_metrics_u64(o, "tokend_webhook_attempts_total", lab,
+                        atomic_load_explicit(&d->stats.attempts[i], memory_order_relaxed));
+    }
+    tok_metrics_family(o, "tokend_webhook_retries_scheduled_total", "counter",
+                       "Failed attempts after which the delivery waits for another try");
+    tok_metrics_u64(o, "tokend_webhook_retries_scheduled_total", NULL,
+                    atomic_load_explicit(&d->stats.retried, memory_order_relaxed));
+    tok_metrics_family(o, "tokend_webhook_deliveries_failed_total", "counter",
+                       "Deliveries given up: their 3-day deadline passed without a 2xx");
+    tok_metrics_u64(o, "tokend_webhook_deliveries_failed_total", NULL,
+                    atomic_load_explicit(&d->stats.gave_up, memory_order_relaxed));
+    tok_metrics_family(o, "tokend_webhook_unrecorded_total", "counter",
+                       "Attempts whose result could not be written (retried after the lease)");
+    tok_metrics_u64(o, "tokend_webhook_unrecorded_total", NULL,
+                    atomic_load_explicit(&d->stats.unrecorded, memory_order_relaxed));
+    tok_metrics_family(o, "tokend_webhook_claimed", "gauge",
+                       "Deliveries the last claim took from the outbox (32, the most it takes: "
+                       "more were due)");
+    tok_metrics_u64(o, "tokend_webhook_claimed", NULL,
+                    atomic_load_explicit(&d->stats.claimed_last, memory_order_relaxed));
+    tok_metrics_family(o, "tokend_webhook_first_attempt_lag_seconds", "gauge",
+                       "In the last batch, the longest time an event waited for its first "
+                       "delivery attempt (0: no first attempt in it)");
+    tok_metrics_double(o, "tokend_webhook_first_attempt_lag_seconds", NULL,
+                       (double)atomic_load_explicit(&d->stats.lag_ms, memory_order_relaxed) /
+                           1000.0);
 }

@@ -271,8 +271,9 @@ static bool in_list(const char *v, const char *const *list)
     return false;
 }
 
-static const char *const charge_statuses[] = {"pending", "requires_capture", "succeeded",
-    "partially_refunded", "refunded", "disputed", "failed", "declined", "canceled", NULL};
+static const char *const charge_statuses[] = {"pending", "requires_action", "requires_capture",
+    "succeeded", "partially_refunded", "refunded", "disputed", "failed", "declined", "canceled",
+    NULL};
 static const char *const refund_statuses[] = {"pending", "succeeded", "failed", NULL};
 
 static tok_status time_param(const char *v, char *out, size_t cap)

@@ -44,6 +44,27 @@ void tok_gateway_reset_outputs(struct tok_gateway_call *call)
     call->decline_code[0] = '\0';
     sodium_memzero(call->ref, sizeof call->ref);
     call->captured = false;
+    call->action_url[0] = '\0';
+}
+
+tok_status tok_gateway_set_action(struct tok_gateway_call *call, struct tok_slice ref,
+                                  struct tok_slice url)
+{
+    /* only an absolute http(s) URL of printable ASCII reaches the app (and a browser) */
+    bool https = url.len > 8 && strncmp((const char *)url.ptr, "https://", 8) == 0;
+    bool http = url.len > 7 && strncmp((const char *)url.ptr, "http://", 7) == 0;
+    TOK_ENSURE((https || http) && url.len < sizeof call->action_url, TOK_ERR_INPUT);
+    for (size_t i = 0; i < url.len; i++)
+        TOK_ENSURE(url.ptr[i] > 0x20 && url.ptr[i] < 0x7f && url.ptr[i] != '"' &&
+                       url.ptr[i] != '<' && url.ptr[i] != '>',
+                   TOK_ERR_INPUT);
+    TOK_GUARD(tok_gateway_set_ref(call, ref));
+    tok_copy(call->action_url, url.ptr, url.len);
+    call->action_url[url.len] = '\0';
+    call->outcome = TOK_GW_ACTION;
+    call->code = "requires_action";
+    call->decline_code[0] = '\0';
+    return TOK_OK;
 }
 
 static bool ref_char(uint8_t c)

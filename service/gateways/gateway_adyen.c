@@ -5,7 +5,7 @@
  *             storing a card): paymentMethod {type scheme, number, expiryMonth "MM",
  *             expiryYear "YYYY", cvc, holderName}, storePaymentMethod true,
  *             shopperReference (random, ours), recurringProcessingModel
- *             UnscheduledCardOnFile, shopperInteraction Ecommerce
+ *             UnscheduledCardOnFile, shopperInteraction Ecommerce, returnUrl
  *             -> ref = "<additionalData.tokenization.storedPaymentMethodId>|<shopperReference>"
  *             (tokend keeps only that sealed string, and charges need both halves)
  *   CHARGE    POST /v71/payments  paymentMethod {type scheme, storedPaymentMethodId},
@@ -21,6 +21,16 @@
  *   REFUND    POST /v71/payments/{psp}/refunds    amount -> ref = the refund's pspReference
  *   DETACH    DELETE /v71/storedPaymentMethods/{id}?shopperReference=..&merchantAccount=..
  *             -> 204 (the token can no longer be used with payment requests)
+ *   COMPLETE  POST /v71/payments/details  {"details": {"redirectResult": ...}}: the payment
+ *             that waited for the shopper (below) -> resultCode Authorised or Refused
+ * 3-D Secure (docs.adyen.com/online-payments/3d-secure/redirect-3ds2): a charge with the
+ * shopper present carries returnUrl; when the issuer wants authentication Adyen answers
+ * resultCode RedirectShopper and an action {type redirect, method GET, url} the shopper's
+ * browser follows (ACTION, ref = pspReference). Adyen sends the shopper back to returnUrl
+ * with a redirectResult, which COMPLETE passes to /payments/details. Native 3DS2
+ * (IdentifyShopper, ChallengeShopper) needs Adyen's script in the shopper's browser: tokend
+ * asks for none and reports one as an authentication_required decline, as it does a
+ * RedirectShopper when no returnUrl was given.
  * Modifications answer 201 "received": Adyen decides later and says so by webhook (CAPTURE,
  * CANCELLATION, REFUND notifications). tokend records "received" as done; a refusal that
  * arrives by webhook is for the webhook handler (not part of this adapter).
@@ -40,6 +50,16 @@
 #include <string.h>
 
 /* ---- encoding --------------------------------------------------------------------------- */
+
+/*
+ * Checkout v71 requires returnUrl on every /payments request (PaymentRequest "required" in
+ * Adyen's OpenAPI document; t_45_contracts.sh checks the adapter's requests against it): the
+ * page a shopper sent away to authenticate comes back to. tokend redirects no shopper yet (a
+ * RedirectShopper answer is an authentication_required decline), so the URL names a host that
+ * cannot exist (RFC 6761 .invalid): a redirect made anyway ends in the shopper's browser and
+ * reaches no one, instead of a real site.
+ */
+#define TOK_ADYEN_RETURN_URL "https://return.tokend.invalid/"
 
 tok_status tok_adyen_amount(const char *currency, int64_t amount, int64_t *out, char cur_upper[4])
 {
@@ -103,6 +123,7 @@ static tok_status encode_tokenise(const struct tok_gateway_call *call,
     tok_jw_kstr(jw, "shopperReference", w->shopper);
     tok_jw_kstr(jw, "recurringProcessingModel", "UnscheduledCardOnFile");
     tok_jw_kstr(jw, "shopperInteraction", "Ecommerce");
+    tok_jw_kstr(jw, "returnUrl", TOK_ADYEN_RETURN_URL);
     return TOK_OK;
 }
 
@@ -143,6 +164,12 @@ static tok_status encode_charge(const struct tok_gateway_call *call, struct tok_
     tok_jw_kstr(jw, "shopperInteraction", call->off_session ? "ContAuth" : "Ecommerce");
     tok_jw_kstr(jw, "recurringProcessingModel",
                 call->off_session ? "UnscheduledCardOnFile" : "CardOnFile");
+    /* Checkout v71 requires returnUrl on every /payments: the app's own when the customer is
+     * here to come back to it, else a name that cannot resolve (see TOK_ADYEN_RETURN_URL) */
+    tok_jw_kstr(jw, "returnUrl",
+                !call->off_session && call->return_url != NULL && call->return_url[0] != '\0'
+                    ? call->return_url
+                    : TOK_ADYEN_RETURN_URL);
     if (call->capture) {
         tok_jw_kint(jw, "captureDelayHours", 0);
     } else {
@@ -183,6 +210,20 @@ static tok_status encode(const struct tok_gateway_call *call, const char *mercha
     if (call->op == TOK_GW_DETACH)
         return encode_detach(call, merchant, w, path);
     struct tok_json_writer jw;
+    if (call->op == TOK_GW_COMPLETE) { /* PaymentDetailsRequest: details only */
+        TOK_ENSURE(call->return_data != NULL && call->return_data[0] != '\0' &&
+                       strlen(call->return_data) < TOK_GATEWAY_RETURN_DATA_MAX,
+                   TOK_ERR_INPUT);
+        TOK_GUARD(tok_buf_puts(path, TOK_ADYEN_API "/payments/details"));
+        tok_jw_init(&jw, body);
+        tok_jw_obj_begin(&jw);
+        tok_jw_key(&jw, "details");
+        tok_jw_obj_begin(&jw);
+        tok_jw_kstr(&jw, "redirectResult", call->return_data);
+        tok_jw_obj_end(&jw);
+        tok_jw_obj_end(&jw);
+        return tok_jw_finish(&jw);
+    }
     tok_jw_init(&jw, body);
     tok_jw_obj_begin(&jw);
     tok_jw_kstr(&jw, "merchantAccount", merchant);
@@ -305,12 +346,29 @@ static void parse_payment(struct tok_gateway_call *call, const struct tok_gatewa
         (void)str_of(root, "refusalReason", &reason);
         const char *code = NULL, *decline = NULL;
         tok_adyen_refusal(rc, reason, &code, &decline);
+        /* refused after the shopper's challenge: the authentication failed, as Stripe's
+         * payment_intent_authentication_failure is reported */
+        if (call->op == TOK_GW_COMPLETE && strcmp(code, "authentication_required") == 0)
+            code = decline = "authentication_failed";
         tok_gateway_set(call, TOK_GW_DECLINED, code, decline);
+        return;
+    }
+    if (tok_slice_eq(result, "RedirectShopper") && call->op == TOK_GW_CHARGE &&
+        call->return_url != NULL && !call->off_session) {
+        const struct tok_json_node *act = tok_json_get(root, "action");
+        struct tok_slice type = {0}, method = {0}, url = {0};
+        if (!str_of(root, "pspReference", &psp) || !tok_gateway_id_ok(psp))
+            psp = tok_slice_str(w->reference); /* the merchant reference names it too */
+        if (str_of(act, "type", &type) && tok_slice_eq(type, "redirect") &&
+            (!str_of(act, "method", &method) || tok_slice_eq(method, "GET")) &&
+            str_of(act, "url", &url) && tok_gateway_set_action(call, psp, url) == TOK_OK)
+            return;
+        tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
         return;
     }
     if (tok_slice_eq(result, "RedirectShopper") || tok_slice_eq(result, "IdentifyShopper") ||
         tok_slice_eq(result, "ChallengeShopper")) {
-        /* 3-D Secure wanted: no shopper is present to authenticate */
+        /* 3-D Secure wanted: no shopper is present to authenticate, or nowhere to send one */
         tok_gateway_set(call, TOK_GW_DECLINED, "authentication_required",
                         "authentication_required");
         return;
@@ -320,7 +378,7 @@ static void parse_payment(struct tok_gateway_call *call, const struct tok_gatewa
         tok_gateway_set(call, TOK_GW_ERROR, "processing_error", NULL);
         return;
     }
-    if (call->op == TOK_GW_CHARGE) {
+    if (call->op == TOK_GW_CHARGE || call->op == TOK_GW_COMPLETE) {
         if (!str_of(root, "pspReference", &psp) || !tok_gateway_id_ok(psp) ||
             tok_gateway_set_ref(call, psp) != TOK_OK) {
             tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
@@ -375,7 +433,8 @@ void tok_adyen_parse(struct tok_gateway_call *call, const struct tok_gateway_wir
             tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
         return;
     }
-    bool payment = call->op == TOK_GW_TOKENISE || call->op == TOK_GW_CHARGE;
+    bool payment = call->op == TOK_GW_TOKENISE || call->op == TOK_GW_CHARGE ||
+                   call->op == TOK_GW_COMPLETE;
     if (status != (payment ? 200 : 201)) {
         tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
         return;

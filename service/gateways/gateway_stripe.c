@@ -15,6 +15,16 @@
  *   VOID      POST /v1/payment_intents/{pi}/cancel
  *   REFUND    POST /v1/refunds                  payment_intent, amount   -> ref = re_...
  *   DETACH    POST /v1/payment_methods/{pm}/detach
+ *   COMPLETE  GET  /v1/payment_intents/{pi}      after the customer came back from 3-D Secure
+ *
+ * Customer authentication (docs.stripe.com/payments/3d-secure/authentication-flow): a charge
+ * with the customer present carries return_url; when the issuer wants 3-D Secure the
+ * PaymentIntent answers requires_action with next_action.redirect_to_url.url, the page the
+ * customer is sent to (ACTION). Stripe sends the customer back to return_url, and the
+ * PaymentIntent, retrieved, is then succeeded, requires_capture or, authentication failed,
+ * requires_payment_method with last_payment_error.code payment_intent_authentication_failure.
+ * Without a return_url Stripe answers next_action use_stripe_sdk, which only Stripe.js in the
+ * customer's browser can follow: tokend reports it as an authentication_required decline.
  *
  * Why a Customer: Stripe lets a PaymentMethod that is not attached to a Customer be used
  * once; a second PaymentIntent with it is refused (docs.stripe.com/payments/payment-methods,
@@ -183,6 +193,8 @@ static tok_status encode_charge(const struct tok_gateway_call *call, struct tok_
         TOK_GUARD(form_str(body, "off_session", "true"));
     else if (cus[0] != '\0')
         TOK_GUARD(form_str(body, "setup_future_usage", "off_session"));
+    if (!call->off_session && call->return_url != NULL && call->return_url[0] != '\0')
+        TOK_GUARD(form_str(body, "return_url", call->return_url));
     TOK_GUARD(form_str(body, "capture_method", call->capture ? "automatic" : "manual"));
     sodium_memzero(pm, sizeof pm);
     sodium_memzero(cus, sizeof cus);
@@ -244,6 +256,11 @@ tok_status tok_stripe_encode(const struct tok_gateway_call *call, struct tok_buf
         break;
     case TOK_GW_DETACH:
         st = encode_detach(call, path);
+        break;
+    case TOK_GW_COMPLETE:
+        st = call->charge_ref != NULL && tok_gateway_id_ok(tok_slice_str(call->charge_ref))
+                 ? tok_buf_printf(path, "/v1/payment_intents/%s", call->charge_ref)
+                 : TOK_ERR_INPUT;
         break;
     default:
         st = TOK_ERR_INTERNAL;
@@ -328,6 +345,39 @@ static void parse_error(struct tok_gateway_call *call, long status,
     tok_gateway_set(call, TOK_GW_ERROR, "gateway_invalid_request", NULL);
 }
 
+/* A PaymentIntent that is not (yet) paid: waiting for the customer, or refused. */
+static void parse_unpaid(struct tok_gateway_call *call, const struct tok_json_node *root,
+                         struct tok_slice id, struct tok_slice status)
+{
+    sodium_memzero(call->ref, sizeof call->ref);
+    if (tok_slice_eq(status, "requires_action")) {
+        const struct tok_json_node *na = tok_json_get(root, "next_action");
+        struct tok_slice type = {0}, url = {0};
+        const struct tok_json_node *rd = tok_json_get(na, "redirect_to_url");
+        if (str_of(na, "type", &type) && tok_slice_eq(type, "redirect_to_url") &&
+            str_of(rd, "url", &url) && tok_gateway_set_action(call, id, url) == TOK_OK)
+            return;
+        tok_gateway_set(call, TOK_GW_DECLINED, "authentication_required",
+                        "authentication_required");
+        return;
+    }
+    if (tok_slice_eq(status, "requires_payment_method")) {
+        const struct tok_json_node *err = tok_json_get(root, "last_payment_error");
+        char code[TOK_GATEWAY_CODE_MAX], decline[TOK_GATEWAY_CODE_MAX];
+        code_of(err, "code", code, sizeof code);
+        code_of(err, "decline_code", decline, sizeof decline);
+        if (strcmp(code, "payment_intent_authentication_failure") == 0 || code[0] == '\0') {
+            tok_gateway_set(call, TOK_GW_DECLINED, "authentication_failed",
+                            "authentication_failed");
+            return;
+        }
+        const char *ours = card_code(code);
+        tok_gateway_set(call, TOK_GW_DECLINED, ours, decline[0] != '\0' ? decline : ours);
+        return;
+    }
+    tok_gateway_set(call, TOK_GW_ERROR, "processing_error", NULL);
+}
+
 static void parse_ok(struct tok_gateway_call *call, const struct tok_json_node *root)
 {
     struct tok_slice id, status = {0};
@@ -340,19 +390,14 @@ static void parse_ok(struct tok_gateway_call *call, const struct tok_json_node *
     case TOK_GW_TOKENISE:
         return;
     case TOK_GW_CHARGE:
+    case TOK_GW_COMPLETE:
         if (tok_slice_eq(status, "succeeded")) {
             call->captured = true;
             return;
         }
         if (tok_slice_eq(status, "requires_capture"))
             return;
-        sodium_memzero(call->ref, sizeof call->ref);
-        if (tok_slice_eq(status, "requires_action") ||
-            tok_slice_eq(status, "requires_payment_method"))
-            tok_gateway_set(call, TOK_GW_DECLINED, "authentication_required",
-                            "authentication_required");
-        else
-            tok_gateway_set(call, TOK_GW_ERROR, "processing_error", NULL);
+        parse_unpaid(call, root, id, status);
         return;
     case TOK_GW_CAPTURE:
         sodium_memzero(call->ref, sizeof call->ref);
@@ -455,7 +500,8 @@ static void stripe_send(const struct tok_gateway_ops *self, struct tok_gateway_c
     sodium_memzero(auth, sizeof auth);
     if (st == TOK_OK)
         st = tok_httpc_request_header(req, "Stripe-Version", tok_slice_str(TOK_STRIPE_VERSION));
-    if (st == TOK_OK)
+    /* a retrieval is safe to repeat and takes no key */
+    if (st == TOK_OK && call->op != TOK_GW_COMPLETE)
         st = tok_httpc_request_header(req, "Idempotency-Key", tok_slice_str(w.idem_key));
     if (st == TOK_OK)
         st = tok_httpc_request_header(req, "Content-Type",
@@ -466,7 +512,7 @@ static void stripe_send(const struct tok_gateway_ops *self, struct tok_gateway_c
                                                        : "gateway_error");
         return;
     }
-    req->post = true;
+    req->post = call->op != TOK_GW_COMPLETE;
     tok_gateway_exchange(self, call, req, &w, tok_stripe_parse);
 }
 

@@ -10,6 +10,7 @@
 #include <h2o/http2_scheduler.h>
 #include <malloc.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +61,22 @@ struct tok_edge {
     struct edge_listener listeners[TOK_EDGE_LISTENERS_MAX];
     unsigned nlisteners;
     unsigned closed_since_trim;
-    struct tok_edge_stats stats;
+    /* written by the loop's thread only, read by /metrics' thread: relaxed atomics */
+    struct {
+        _Atomic uint64_t open, accepted, refused, accept_paused, handshake_cut, idle_cut,
+            reset_cut, cancelled;
+    } stats;
 };
+
+static void bump(_Atomic uint64_t *v)
+{
+    atomic_fetch_add_explicit(v, 1, memory_order_relaxed);
+}
+
+static uint64_t peek(const _Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
 
 /* One accepted connection: hung on the socket's on_close, which h2o leaves to
  * the application for server sockets and fires after every request of the
@@ -90,12 +105,12 @@ struct tok_edge_req {
 static void on_conn_close(void *p);
 static void wipe_recycled_input(void);
 
-static void cut(struct edge_conn *c, uint64_t *counter, const char *why)
+static void cut(struct edge_conn *c, _Atomic uint64_t *counter, const char *why)
 {
     if (c->doomed)
         return;
     c->doomed = true;
-    (*counter)++;
+    bump(counter);
     h2o_timeout_unlink(&c->deadline);
     tok_log_debug("%s: closing a connection: %s", __func__, why);
     /* h2o sees the end of the stream on its next read and closes its own objects */
@@ -199,7 +214,7 @@ static void on_sweep(h2o_timeout_entry_t *entry)
     }
     wipe_recycled_input(); /* bodies of streams that never reached a handler */
     if (e->closed_since_trim >= TOK_EDGE_TRIM_AFTER ||
-        (e->closed_since_trim > 0 && e->stats.open == 0)) {
+        (e->closed_since_trim > 0 && peek(&e->stats.open) == 0)) {
         /* glibc keeps freed connection buffers; a burst of connections would
          * otherwise leave the process at its peak size for good */
         e->closed_since_trim = 0;
@@ -213,7 +228,7 @@ static void on_conn_close(void *p)
     struct edge_conn *c = p;
     struct tok_edge *e = c->e;
     h2o_timeout_unlink(&c->deadline);
-    e->stats.open--;
+    atomic_fetch_sub_explicit(&e->stats.open, 1, memory_order_relaxed);
     e->closed_since_trim++;
     free(c);
 }
@@ -229,7 +244,7 @@ static void on_resume(h2o_timeout_entry_t *entry)
 static void refuse(struct tok_edge *e, h2o_socket_t *sock)
 {
     /* not yet given to h2o: ours to close; the peer sees a clean end at once */
-    e->stats.refused++;
+    bump(&e->stats.refused);
     h2o_socket_close(sock);
 }
 
@@ -245,17 +260,18 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* the connection stays in the backlog and epoll reports the
                  * listener again at once: stop reading it for a while instead */
-                e->stats.accept_paused++;
+                bump(&e->stats.accept_paused);
+                uint64_t paused = peek(&e->stats.accept_paused);
                 h2o_socket_read_stop(listener);
                 if (!h2o_timeout_is_linked(&l->resume))
                     h2o_timeout_link(e->ctx->loop, &e->pause_timeout, &l->resume);
-                if ((e->stats.accept_paused & (e->stats.accept_paused - 1)) == 0)
+                if ((paused & (paused - 1)) == 0)
                     tok_log_warn("%s: accept: %s; pausing the listener (%llu times so far)", __func__,
-                                 strerror(errno), (unsigned long long)e->stats.accept_paused);
+                                 strerror(errno), (unsigned long long)paused);
             }
             return;
         }
-        if (e->stats.open >= e->lim.max_conns) {
+        if (peek(&e->stats.open) >= e->lim.max_conns) {
             refuse(e, sock);
             continue;
         }
@@ -270,8 +286,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         c->deadline.cb = on_deadline;
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = c;
-        e->stats.open++;
-        e->stats.accepted++;
+        bump(&e->stats.open);
+        bump(&e->stats.accepted);
         h2o_timeout_link(e->ctx->loop, &e->handshake_timeout, &c->deadline);
         h2o_accept(l->actx, sock);
     }
@@ -310,7 +326,14 @@ tok_status tok_edge_listen(struct tok_edge *e, h2o_socket_t *listener, h2o_accep
 
 void tok_edge_get_stats(const struct tok_edge *e, struct tok_edge_stats *out)
 {
-    *out = e->stats;
+    out->open = peek(&e->stats.open);
+    out->accepted = peek(&e->stats.accepted);
+    out->refused = peek(&e->stats.refused);
+    out->accept_paused = peek(&e->stats.accept_paused);
+    out->handshake_cut = peek(&e->stats.handshake_cut);
+    out->idle_cut = peek(&e->stats.idle_cut);
+    out->reset_cut = peek(&e->stats.reset_cut);
+    out->cancelled = peek(&e->stats.cancelled);
 }
 
 /* Runs when the request is disposed (answered, reset, or its connection closed). */
@@ -326,7 +349,7 @@ static void on_req_dispose(void *p)
         c->answered++;
     } else {
         c->cancelled++;
-        c->e->stats.cancelled++;
+        bump(&c->e->stats.cancelled);
     }
     if (c->inflight > 0 && --c->inflight == 0 && !c->doomed)
         h2o_timeout_link(c->e->ctx->loop, &c->e->idle_timeout, &c->deadline);

@@ -12,6 +12,7 @@
 #include "tokend/http/edge.h"
 
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -117,8 +118,9 @@ void tok_http_json(struct tok_req *r, int status, struct tok_slice body)
     tok_http_send(r, status, "application/json", body);
 }
 
-static tok_status problem_body(struct tok_buf *b, int status, const char *code, const char *detail,
-                               const char *param, const char *request_id, const char *decline)
+tok_status tok_http_problem_body(struct tok_buf *b, int status, const char *code,
+                                 const char *detail, const char *param, const char *request_id,
+                                 const char *decline)
 {
     struct tok_json_writer w;
     tok_jw_init(&w, b);
@@ -155,9 +157,9 @@ void tok_http_problem_decline(struct tok_req *r, int status, const char *code, c
     uint8_t mem[PROBLEM_BODY_MAX];
     struct tok_buf b;
     tok_buf_init(&b, mem, sizeof mem);
-    if (problem_body(&b, status, code, detail, param, r->id, decline) != TOK_OK) {
+    if (tok_http_problem_body(&b, status, code, detail, param, r->id, decline) != TOK_OK) {
         tok_buf_reset(&b);
-        if (problem_body(&b, status, code, NULL, NULL, r->id, NULL) != TOK_OK)
+        if (tok_http_problem_body(&b, status, code, NULL, NULL, r->id, NULL) != TOK_OK)
             b.len = 0;
     }
     tok_http_send(r, status, "application/problem+json", tok_buf_slice(&b));
@@ -172,6 +174,18 @@ void tok_http_problem(struct tok_req *r, int status, const char *code, const cha
                       const char *param)
 {
     tok_http_problem_decline(r, status, code, detail, param, NULL);
+}
+
+void tok_http_problem_db(struct tok_req *r, const struct tok_db_job *job, const char *detail)
+{
+    if (job != NULL && job->commit_unknown) {
+        tok_http_problem(r, 503, "commit_outcome_unknown",
+                         "the database connection broke while the change was being committed: "
+                         "it may or may not be stored; retry with the same Idempotency-Key",
+                         NULL);
+        return;
+    }
+    tok_http_problem(r, 503, "database_unavailable", detail, NULL);
 }
 
 /* ---- the database call guard ------------------------------------------------
@@ -301,7 +315,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     uint8_t mem[PROBLEM_BODY_MAX];
     struct tok_buf b;
     tok_buf_init(&b, mem, sizeof mem);
-    if (problem_body(&b, req->res.status, tok_http_code_for_status(req->res.status), NULL, NULL,
+    if (tok_http_problem_body(&b, req->res.status, tok_http_code_for_status(req->res.status), NULL, NULL,
                      tr.id, NULL) != TOK_OK) {
         h2o_setup_next_ostream(req, slot);
         return;
@@ -359,9 +373,45 @@ static void logged_path(h2o_req_t *req, struct tok_buf *out)
     }
 }
 
+struct access_logger {
+    h2o_logger_t super;
+    enum tok_access_log mode;
+    unsigned every;          /* TOK_ACCESS_SAMPLE: one ordinary answer in this many */
+    _Atomic uint64_t seen;   /* ordinary answers so far (every loop thread adds) */
+};
+
+/* Answers an operator always wants: the server failed, or someone failed to authenticate or
+ * was refused a scope (the trail of a key being guessed or misused). 429s are not: each
+ * refusal writes its own warning line (vault/auth.c), and tokend_ratelimit_refused_total
+ * counts them. */
+static bool always_logged(int status)
+{
+    return status >= 500 || status == 401 || status == 403;
+}
+
+static bool access_wanted(struct access_logger *l, int status)
+{
+    switch (l->mode) {
+    case TOK_ACCESS_ALL:
+        return true;
+    case TOK_ACCESS_OFF:
+        return false;
+    case TOK_ACCESS_ERRORS:
+        return always_logged(status);
+    case TOK_ACCESS_SAMPLE:
+        if (always_logged(status))
+            return true;
+        return atomic_fetch_add_explicit(&l->seen, 1, memory_order_relaxed) % l->every == 0;
+    default:
+        return true;
+    }
+}
+
 static void on_log_access(h2o_logger_t *self, h2o_req_t *req)
 {
-    (void)self;
+    struct access_logger *al = (struct access_logger *)self;
+    if (!access_wanted(al, req->res.status))
+        return;
     uint8_t mem[ACCESS_LINE_MAX], pmem[LOGGED_PATH_MAX], tsmem[40];
     struct tok_buf b, pb, tsb;
     tok_buf_init(&b, mem, sizeof mem);
@@ -404,15 +454,21 @@ static void on_log_access(h2o_logger_t *self, h2o_req_t *req)
     tok_jw_kbool(&w, "tls", req->input.scheme == &H2O_URL_SCHEME_HTTPS);
     tok_jw_kint(&w, "duration_ms", (int64_t)(ms * 1000.0) / 1000);
     tok_jw_kint(&w, "bytes_sent", (int64_t)req->bytes_sent);
+    if (al->mode == TOK_ACCESS_SAMPLE && !always_logged(req->res.status))
+        tok_jw_kint(&w, "sampled", (int64_t)al->every); /* this line stands for that many */
     tok_jw_obj_end(&w);
     if (w.st == TOK_OK)
         tok_log_json_line(tok_buf_slice(&b));
 }
 
-void tok_http_register_filters(h2o_pathconf_t *pathconf)
+void tok_http_register_filters(h2o_pathconf_t *pathconf, enum tok_access_log mode,
+                               unsigned sample_every)
 {
     h2o_filter_t *f = h2o_create_filter(pathconf, sizeof *f);
     f->on_setup_ostream = on_setup_ostream;
-    h2o_logger_t *l = h2o_create_logger(pathconf, sizeof *l);
-    l->log_access = on_log_access;
+    struct access_logger *l = (struct access_logger *)h2o_create_logger(pathconf, sizeof *l);
+    l->super.log_access = on_log_access;
+    l->mode = mode;
+    l->every = sample_every > 0 ? sample_every : 1;
+    atomic_init(&l->seen, 0);
 }

@@ -2,11 +2,14 @@
  * ratelimit.c - shared token buckets in fixed-size, sharded tables. See ratelimit.h.
  */
 #include "tokend/http/ratelimit.h"
+#include "tokend/core/metrics.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -246,6 +249,51 @@ tok_status tok_ratelimit_stats(const struct tok_ratelimit *rl, enum tok_rl_class
     out->evicted = atomic_load_explicit(&t->evicted, memory_order_relaxed);
     out->entries = atomic_load_explicit(&t->entries, memory_order_relaxed);
     return TOK_OK;
+}
+
+void tok_ratelimit_collect(void *ctx, struct tok_metrics_out *o)
+{
+    const struct tok_ratelimit *rl = ctx;
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } fams[] = {
+        {"tokend_ratelimit_refused_total", "counter",
+         "Requests refused with 429 by a limiter (tokenise, charge: per API key; auth_failure: "
+         "per client address)", offsetof(struct tok_rl_stats, refused)},
+        {"tokend_ratelimit_allowed_total", "counter", "Requests a limiter let through",
+         offsetof(struct tok_rl_stats, allowed)},
+        {"tokend_ratelimit_evicted_total", "counter",
+         "Buckets dropped to make room for another key (the table is full)",
+         offsetof(struct tok_rl_stats, evicted)},
+    };
+    struct tok_rl_stats st[TOK_RL_CLASSES];
+    for (int c = 0; c < TOK_RL_CLASSES; c++)
+        if (tok_ratelimit_stats(rl, (enum tok_rl_class)c, &st[c]) != TOK_OK)
+            memset(&st[c], 0, sizeof st[c]);
+    char lab[48];
+    for (size_t f = 0; f < TOK_ARRAY_LEN(fams); f++) {
+        tok_metrics_family(o, fams[f].name, fams[f].type, fams[f].help);
+        for (int c = 0; c < TOK_RL_CLASSES; c++) {
+            uint64_t v;
+            tok_copy(&v, (const char *)&st[c] + fams[f].off, sizeof v);
+            snprintf(lab, sizeof lab, "limiter=\"%s\"",
+                     tok_ratelimit_class_name((enum tok_rl_class)c));
+            tok_metrics_u64(o, fams[f].name, lab, v);
+        }
+    }
+    tok_metrics_family(o, "tokend_ratelimit_buckets", "gauge",
+                       "Keys or addresses a limiter is tracking (at most 4096 per limiter)");
+    for (int c = 0; c < TOK_RL_CLASSES; c++) {
+        snprintf(lab, sizeof lab, "limiter=\"%s\"", tok_ratelimit_class_name((enum tok_rl_class)c));
+        tok_metrics_u64(o, "tokend_ratelimit_buckets", lab, st[c].entries);
+    }
+    tok_metrics_family(o, "tokend_ratelimit_rate", "gauge",
+                       "A limiter's configured rate, tokens per second (0: off)");
+    for (int c = 0; c < TOK_RL_CLASSES; c++) {
+        snprintf(lab, sizeof lab, "limiter=\"%s\"", tok_ratelimit_class_name((enum tok_rl_class)c));
+        tok_metrics_double(o, "tokend_ratelimit_rate", lab, (double)st[c].rate_milli / 1000.0);
+    }
 }
 
 tok_status tok_ratelimit_addr_key(const struct sockaddr *sa, socklen_t sa_len,

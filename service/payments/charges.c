@@ -8,6 +8,14 @@
  *   finish (DB thread): final state, attempts, audit, the stored response.
  * The money rules live in SQL (CHECKs and conditional UPDATEs), so they hold
  * under any concurrency.
+ *
+ * Customer authentication (3-D Secure, issue #16): a charge made with the customer present
+ * (off_session false) and a return_url may be answered 202 requires_action with
+ * next_action {type redirect_to_url, url}: the app sends the customer there, the gateway
+ * sends them back to return_url, and the app calls POST /v1/charges/{id}/complete (with
+ * Adyen's redirect_result), which asks the gateway for the outcome; a gateway webhook may
+ * decide it first. 202, not 201: the charge exists but its outcome is not known yet, and a
+ * client that reads 201 as "decided" must not take it for one.
  */
 #include "tokend/payments/charges.h"
 #include "tokend/vault/auth.h"
@@ -15,8 +23,9 @@
 #include "tokend/core/currency.h"
 #include "tokend/events/events.h"
 #include "tokend/gateways/gateway.h"
+#include "tokend/gateways/gateway_metrics.h"
 #include "tokend/gateways/registry.h"
-#include "tokend/payments/idempotency.h"
+#include "tokend/vault/idempotency.h"
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
@@ -31,7 +40,7 @@
 #define BODY_MAX 8192
 #define SEALED_MAX (TOK_GATEWAY_REF_MAX + TOK_SEALED_OVERHEAD)
 
-enum op { OP_CHARGE, OP_CAPTURE, OP_VOID, OP_REFUND, OP_GET_CHARGE, OP_GET_REFUND };
+enum op { OP_CHARGE, OP_CAPTURE, OP_VOID, OP_REFUND, OP_GET_CHARGE, OP_GET_REFUND, OP_COMPLETE };
 
 /* why the begin job refused, decided in SQL, answered on the loop */
 enum refusal {
@@ -80,6 +89,11 @@ struct charge_call {
     char description[TOK_DESCRIPTION_MAX + 1];
     char invoice_ref[TOK_INVOICE_REF_MAX + 1];
     char only_gateway[TOK_GATEWAY_NAME_MAX];
+    char return_url[TOK_GATEWAY_URL_MAX];                /* CHARGE: where 3-D Secure returns */
+    char redirect_result[TOK_GATEWAY_RETURN_DATA_MAX];   /* COMPLETE: Adyen's redirectResult */
+    char action_url[TOK_GATEWAY_URL_MAX];                /* the charge's next_action */
+    bool decided;      /* COMPLETE: the charge was no longer waiting; answered as it is */
+    bool manual;       /* COMPLETE: capture_method manual */
     /* begin results */
     struct gw_ref refs[TOK_CHARGE_GATEWAYS_MAX];
     int nrefs, cur;
@@ -109,7 +123,7 @@ struct charge_call {
     "to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "                 \
     "coalesce((SELECT string_agg(a.gateway || ':' || a.outcome || ':' || coalesce(a.code, ''), ' ' " \
     "ORDER BY a.attempt) FROM ledger.charge_attempts a WHERE a.tenant_id = c.tenant_id "          \
-    "AND a.charge_id = c.id), '')"
+    "AND a.charge_id = c.id), ''), coalesce(c.next_action_url, '')"
 
 static const struct tok_sql charge_select_sql = {
     "charge_select",
@@ -153,8 +167,26 @@ static const struct tok_sql charge_finish_sql = {
     "charge_finish",
     "UPDATE ledger.charges SET status = $4, captured_amount = $5, gateway = nullif($6, ''), "
     "gateway_ref = nullif($7, ''), failure_code = nullif($8, ''), decline_code = nullif($9, ''), "
-    "updated_at = now() WHERE tenant_id = $1 AND id = $2 AND livemode = $3",
-    9};
+    "next_action_url = nullif($10, ''), updated_at = now() "
+    "WHERE tenant_id = $1 AND id = $2 AND livemode = $3",
+    10};
+
+/* the charge waiting for its customer, locked while its outcome is asked for */
+static const struct tok_sql charge_lock_action_sql = {
+    "charge_lock_action",
+    "SELECT status, amount, coalesce(gateway, ''), coalesce(gateway_ref, ''), currency, "
+    "capture_method = 'manual' FROM ledger.charges WHERE tenant_id = $1 AND id = $2 "
+    "AND livemode = $3 FOR UPDATE",
+    3};
+
+/* a waiting charge decided by COMPLETE; a webhook may have decided it first (no row) */
+static const struct tok_sql charge_decide_sql = {
+    "charge_decide",
+    "UPDATE ledger.charges SET status = $4, captured_amount = $5, failure_code = nullif($6, ''), "
+    "decline_code = nullif($7, ''), next_action_url = NULL, updated_at = now() "
+    "WHERE tenant_id = $1 AND id = $2 AND livemode = $3 AND status = 'requires_action' "
+    "RETURNING 1",
+    7};
 
 static const struct tok_sql attempt_insert_sql = {
     "charge_attempt_insert",
@@ -324,6 +356,15 @@ static tok_status charge_json(PGresult *res, struct tok_buf *b)
     tok_jw_kstr(&w, "created_at", PQgetvalue(res, 0, 15));
     tok_jw_key(&w, "attempts");
     write_words(&w, PQgetvalue(res, 0, 16));
+    tok_jw_key(&w, "next_action");
+    if (PQgetvalue(res, 0, 17)[0] != '\0') {
+        tok_jw_obj_begin(&w);
+        tok_jw_kstr(&w, "type", "redirect_to_url");
+        tok_jw_kstr(&w, "url", PQgetvalue(res, 0, 17));
+        tok_jw_obj_end(&w);
+    } else {
+        tok_jw_null(&w);
+    }
     tok_jw_obj_end(&w);
     return tok_jw_finish(&w);
 }
@@ -455,6 +496,31 @@ static tok_status begin_capture_void(struct tok_db_conn *conn, struct charge_cal
     return c->refusal != R_NONE ? release_idem(conn, c) : TOK_OK;
 }
 
+static tok_status begin_complete(struct tok_db_conn *conn, struct charge_call *c)
+{
+    const char *v[3] = {c->tenant_id, c->id, live_str(c)};
+    PGresult *res = NULL;
+    TOK_GUARD(tok_db_exec(conn, &charge_lock_action_sql, v, NULL, NULL, &res));
+    if (PQntuples(res) != 1) {
+        c->refusal = R_CHARGE_NOT_FOUND;
+    } else {
+        c->decided = strcmp(PQgetvalue(res, 0, 0), "requires_action") != 0;
+        c->amount = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        copy_field(c->gateway, sizeof c->gateway, PQgetvalue(res, 0, 2));
+        copy_field(c->gateway_ref, sizeof c->gateway_ref, PQgetvalue(res, 0, 3));
+        copy_field(c->currency, sizeof c->currency, PQgetvalue(res, 0, 4));
+        c->manual = PQgetvalue(res, 0, 5)[0] == 't';
+    }
+    PQclear(res);
+    if (c->refusal != R_NONE)
+        return release_idem(conn, c);
+    if (!c->decided)
+        return TOK_OK;
+    /* already decided (by an earlier complete or a webhook): the charge as it is */
+    TOK_GUARD(load_object(conn, c, false));
+    return release_idem(conn, c);
+}
+
 static tok_status begin_refund(struct tok_db_conn *conn, struct charge_call *c)
 {
     const char *v[3] = {c->tenant_id, c->charge_id, live_str(c)};
@@ -510,6 +576,8 @@ static tok_status begin_exec(struct tok_db_job *job, struct tok_db_conn *conn)
         return begin_capture_void(conn, c);
     case OP_REFUND:
         return begin_refund(conn, c);
+    case OP_COMPLETE:
+        return begin_complete(conn, c);
     default:
         return TOK_ERR_INTERNAL;
     }
@@ -527,7 +595,16 @@ static const char *event_type(const struct charge_call *c)
             return "charge.succeeded";
         if (strcmp(c->new_status, "requires_capture") == 0)
             return "charge.authorized";
+        if (strcmp(c->new_status, "requires_action") == 0)
+            return "charge.requires_action";
         return strcmp(c->new_status, "declined") == 0 ? "charge.declined" : "charge.failed";
+    case OP_COMPLETE:
+        if (c->gw.outcome != TOK_GW_OK && c->gw.outcome != TOK_GW_DECLINED)
+            return NULL;
+        if (strcmp(c->new_status, "succeeded") == 0)
+            return "charge.succeeded";
+        return strcmp(c->new_status, "requires_capture") == 0 ? "charge.authorized"
+                                                               : "charge.declined";
     case OP_CAPTURE:
         return ok ? "charge.captured" : NULL;
     case OP_VOID:
@@ -550,10 +627,11 @@ static tok_status finish_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     if (c->op == OP_CHARGE) {
         const struct attempt *last = c->nattempts > 0 ? &c->attempts[c->nattempts - 1] : NULL;
         bool ok = last != NULL && strcmp(last->outcome, "succeeded") == 0;
-        const char *v[9] = {c->tenant_id, c->id, live_str(c), c->new_status, amount,
-                            last != NULL ? last->gateway : "", ok ? last->ref : "",
-                            !ok && last != NULL ? last->code : "",
-                            c->gw.decline_code};
+        bool waits = last != NULL && strcmp(last->outcome, "requires_action") == 0;
+        const char *v[10] = {c->tenant_id, c->id, live_str(c), c->new_status, amount,
+                             last != NULL ? last->gateway : "", ok || waits ? last->ref : "",
+                             !ok && !waits && last != NULL ? last->code : "",
+                             c->gw.decline_code, waits ? c->action_url : ""};
         TOK_GUARD(exec1(conn, &charge_finish_sql, v, NULL, NULL));
         for (int i = 0; i < c->nattempts; i++) {
             char n[16];
@@ -562,7 +640,27 @@ static tok_status finish_exec(struct tok_db_job *job, struct tok_db_conn *conn)
                                  c->attempts[i].code, c->attempts[i].ref};
             TOK_GUARD(exec1(conn, &attempt_insert_sql, av, NULL, NULL));
         }
-        action = ok ? "charge.succeeded" : strcmp(c->new_status, "declined") == 0 ? "charge.declined" : "charge.failed";
+        action = ok      ? "charge.succeeded"
+                 : waits ? "charge.requires_action"
+                 : strcmp(c->new_status, "declined") == 0 ? "charge.declined"
+                                                          : "charge.failed";
+    } else if (c->op == OP_COMPLETE) {
+        bool decided = c->gw.outcome == TOK_GW_OK || c->gw.outcome == TOK_GW_DECLINED;
+        if (decided) {
+            bool paid = c->gw.outcome == TOK_GW_OK;
+            const char *code = c->gw.code != NULL ? c->gw.code : "card_declined";
+            const char *v[7] = {c->tenant_id, c->id, live_str(c), c->new_status, amount,
+                                paid ? "" : code, paid ? "" : c->gw.decline_code};
+            PGresult *res = NULL;
+            TOK_GUARD(tok_db_exec(conn, &charge_decide_sql, v, NULL, NULL, &res));
+            if (PQntuples(res) != 1)
+                c->gw.outcome = TOK_GW_ACTION; /* a webhook decided it meanwhile: no event */
+            PQclear(res);
+        }
+        action = !decided ? (c->gw.outcome == TOK_GW_ACTION ? "charge.requires_action"
+                                                            : "charge.gateway_failed")
+                 : c->gw.outcome == TOK_GW_OK ? "charge.succeeded"
+                                              : "charge.declined";
     } else if (c->op == OP_CAPTURE || c->op == OP_VOID) {
         if (c->gw.outcome == TOK_GW_OK) {
             const char *v[6] = {c->tenant_id, c->id, live_str(c), "requires_capture", c->new_status,
@@ -600,8 +698,8 @@ static void finish_result(struct tok_call *call, struct tok_req *r)
     if (call->job.status != TOK_OK) {
         tok_log_err("%s: %s: recording %s failed (%s); the gateway outcome was %d", __func__, r->id,
                     c->id, tok_status_name(call->job.status), (int)c->gw.outcome);
-        tok_http_problem(r, 503, "database_unavailable",
-                         "the outcome could not be recorded; retry with the same Idempotency-Key", NULL);
+        tok_http_problem_db(r, &call->job,
+                            "the outcome could not be recorded; retry with the same Idempotency-Key");
         return;
     }
     tok_http_json(r, c->http_status, tok_buf_slice(&c->body));
@@ -638,10 +736,12 @@ static void on_gateway_done(struct tok_gateway_call *gw)
         copy_field(a->gateway, sizeof a->gateway, c->refs[c->cur].gateway);
         a->outcome = gw->outcome == TOK_GW_OK         ? "succeeded"
                      : gw->outcome == TOK_GW_DECLINED ? "declined"
+                     : gw->outcome == TOK_GW_ACTION   ? "requires_action"
                      : gw->outcome == TOK_GW_ERROR    ? "error"
                                                       : "unavailable";
-        set_code(a->code, sizeof a->code, gw->code);
-        copy_field(a->ref, sizeof a->ref, gw->outcome == TOK_GW_OK ? gw->ref : "");
+        set_code(a->code, sizeof a->code, gw->outcome == TOK_GW_ACTION ? NULL : gw->code);
+        copy_field(a->ref, sizeof a->ref,
+                   gw->outcome == TOK_GW_OK || gw->outcome == TOK_GW_ACTION ? gw->ref : "");
         if (gw->outcome == TOK_GW_UNAVAILABLE && c->cur + 1 < c->nrefs && r != NULL) {
             tok_log_warn("%s: %s: gateway %s unavailable (%s), failing over", __func__, r->id,
                          a->gateway, a->code);
@@ -650,7 +750,12 @@ static void on_gateway_done(struct tok_gateway_call *gw)
             return;
         }
         c->http_status = 201;
-        if (gw->outcome == TOK_GW_OK) {
+        if (gw->outcome == TOK_GW_ACTION) {
+            c->http_status = 202;
+            copy_field(c->new_status, sizeof c->new_status, "requires_action");
+            copy_field(c->action_url, sizeof c->action_url, gw->action_url);
+            c->result_amount = 0;
+        } else if (gw->outcome == TOK_GW_OK) {
             copy_field(c->new_status, sizeof c->new_status, gw->captured ? "succeeded" : "requires_capture");
             c->result_amount = gw->captured ? c->amount : 0;
         } else {
@@ -660,6 +765,14 @@ static void on_gateway_done(struct tok_gateway_call *gw)
         }
     } else if (c->op == OP_REFUND) {
         c->http_status = gw->outcome == TOK_GW_OK ? 201 : 502;
+    } else if (c->op == OP_COMPLETE) {
+        /* decided (paid or refused) or still waiting: 200; the gateway failed to say: 502 */
+        c->http_status = gw->outcome == TOK_GW_ERROR || gw->outcome == TOK_GW_UNAVAILABLE ? 502
+                                                                                       : 200;
+        copy_field(c->new_status, sizeof c->new_status,
+                   gw->outcome == TOK_GW_OK ? (gw->captured ? "succeeded" : "requires_capture")
+                                            : "declined");
+        c->result_amount = gw->outcome == TOK_GW_OK && gw->captured ? c->amount : 0;
     } else {
         c->http_status = gw->outcome == TOK_GW_OK ? 200 : 502;
         copy_field(c->new_status, sizeof c->new_status, c->op == OP_CAPTURE ? "succeeded" : "canceled");
@@ -737,9 +850,10 @@ static void start_attempt(struct tok_req *r, struct charge_call *c)
     copy_field(c->gw.currency, sizeof c->gw.currency, c->currency);
     c->gw.capture = c->capture;
     c->gw.off_session = c->off_session;
+    c->gw.return_url = !c->off_session && c->return_url[0] != '\0' ? c->return_url : NULL;
     snprintf(c->gw.idempotency_key, sizeof c->gw.idempotency_key, "tokend_%s_%s", c->id, g->gateway);
     tok_http_watch(r, &c->call);
-    ops->submit(ops, &c->gw);
+    tok_gateway_submit(ops, &c->gw);
 }
 
 static void start_followup(struct tok_req *r, struct charge_call *c)
@@ -756,7 +870,12 @@ static void start_followup(struct tok_req *r, struct charge_call *c)
         on_gateway_done(&c->gw);
         return;
     }
-    c->gw.op = c->op == OP_CAPTURE ? TOK_GW_CAPTURE : c->op == OP_VOID ? TOK_GW_VOID : TOK_GW_REFUND;
+    c->gw.op = c->op == OP_CAPTURE    ? TOK_GW_CAPTURE
+               : c->op == OP_VOID     ? TOK_GW_VOID
+               : c->op == OP_COMPLETE ? TOK_GW_COMPLETE
+                                      : TOK_GW_REFUND;
+    c->gw.capture = !c->manual;
+    c->gw.return_data = c->redirect_result[0] != '\0' ? c->redirect_result : NULL;
     c->gw.livemode = c->livemode;
     c->gw.account = account;
     c->gw.env = &r->worker->gw_env;
@@ -764,9 +883,12 @@ static void start_followup(struct tok_req *r, struct charge_call *c)
     c->gw.amount = c->amount;
     copy_field(c->gw.currency, sizeof c->gw.currency, c->currency);
     snprintf(c->gw.idempotency_key, sizeof c->gw.idempotency_key, "tokend_%s_%s", c->id,
-             c->op == OP_CAPTURE ? "capture" : c->op == OP_VOID ? "void" : "refund");
+             c->op == OP_CAPTURE    ? "capture"
+             : c->op == OP_VOID     ? "void"
+             : c->op == OP_COMPLETE ? "complete"
+                                    : "refund");
     tok_http_watch(r, &c->call);
-    ops->submit(ops, &c->gw);
+    tok_gateway_submit(ops, &c->gw);
 }
 
 static void begin_result(struct tok_call *call, struct tok_req *r)
@@ -774,7 +896,7 @@ static void begin_result(struct tok_call *call, struct tok_req *r)
     struct charge_call *c = (struct charge_call *)call;
     if (call->job.status != TOK_OK) {
         tok_log_err("%s: %s: %s failed (%s)", __func__, r->id, c->id, tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", NULL, NULL);
+        tok_http_problem_db(r, &call->job, NULL);
         return;
     }
     if (c->op == OP_GET_CHARGE || c->op == OP_GET_REFUND) {
@@ -823,6 +945,10 @@ static void begin_result(struct tok_call *call, struct tok_req *r)
         return;
     default:
         tok_http_problem(r, 500, "internal_error", NULL, NULL);
+        return;
+    }
+    if (c->op == OP_COMPLETE && c->decided) {
+        tok_http_json(r, 200, tok_buf_slice(&c->body));
         return;
     }
     c->keep = true; /* on_call_done releases once; this object lives on */
@@ -909,7 +1035,34 @@ static tok_status get_text(const struct tok_json_node *root, const char *field, 
 
 static const char *const charge_fields[] = {"token", "amount", "currency", "capture",
                                             "description", "invoice_ref", "gateway",
-                                            "off_session"};
+                                            "off_session", "return_url"};
+static const char *const complete_fields[] = {"redirect_result"};
+
+/* An absolute http(s) URL of printable ASCII, no quotes or angle brackets, at most max. */
+static tok_status get_url(const struct tok_json_node *root, const char *field, char *out,
+                          size_t max, struct field_error *fe)
+{
+    const struct tok_json_node *n = tok_json_get(root, field);
+    struct tok_slice v;
+    if (n == NULL || tok_json_type(n) == TOK_JSON_NULL)
+        return TOK_OK;
+    if (tok_json_string(n, &v) != TOK_OK)
+        FAIL(fe, "invalid_type", field, "must be a string");
+    bool https = v.len > 8 && strncmp((const char *)v.ptr, "https://", 8) == 0;
+    bool http = v.len > 7 && strncmp((const char *)v.ptr, "http://", 7) == 0;
+    if (v.len > max || !(https || http))
+        FAIL(fe, "invalid_return_url", field, "an absolute http(s) URL of at most 1023 bytes");
+    for (size_t i = 0; i < v.len; i++)
+        if (v.ptr[i] <= 0x20 || v.ptr[i] >= 0x7f || v.ptr[i] == '"' || v.ptr[i] == '<' ||
+            v.ptr[i] == '>')
+            FAIL(fe, "invalid_return_url", field,
+                 "the URL must be printable ASCII (percent-encode the rest)");
+    if (tok_contains_pan(v))
+        FAIL(fe, "text_contains_pan", field, "a URL must not hold card numbers");
+    tok_copy(out, v.ptr, v.len);
+    out[v.len] = '\0';
+    return TOK_OK;
+}
 static const char *const capture_fields[] = {"amount"};
 static const char *const refund_fields[] = {"charge", "amount"};
 
@@ -918,7 +1071,7 @@ static tok_status parse_body(struct tok_req *r, struct charge_call *c, struct fi
     h2o_req_t *req = r->req;
     struct tok_json_doc *doc = NULL;
     struct tok_json_error jerr;
-    if (req->entity.len == 0 && (c->op == OP_CAPTURE || c->op == OP_VOID))
+    if (req->entity.len == 0 && (c->op == OP_CAPTURE || c->op == OP_VOID || c->op == OP_COMPLETE))
         return TOK_OK; /* no body: the defaults */
     struct tok_json_limits lim = tok_json_limits_default();
     lim.max_body = r->app->cfg->body_limit;
@@ -931,11 +1084,15 @@ static tok_status parse_body(struct tok_req *r, struct charge_call *c, struct fi
     const struct tok_json_node *root = tok_json_root(doc);
     tok_status st = TOK_OK;
     struct tok_slice unknown;
-    const char *const *allowed = c->op == OP_CHARGE ? charge_fields : c->op == OP_REFUND ? refund_fields : capture_fields;
-    size_t nallowed = c->op == OP_CHARGE   ? TOK_ARRAY_LEN(charge_fields)
-                      : c->op == OP_REFUND ? TOK_ARRAY_LEN(refund_fields)
-                      : c->op == OP_VOID   ? 0
-                                           : TOK_ARRAY_LEN(capture_fields);
+    const char *const *allowed = c->op == OP_CHARGE     ? charge_fields
+                                 : c->op == OP_REFUND   ? refund_fields
+                                 : c->op == OP_COMPLETE ? complete_fields
+                                                        : capture_fields;
+    size_t nallowed = c->op == OP_CHARGE     ? TOK_ARRAY_LEN(charge_fields)
+                      : c->op == OP_REFUND   ? TOK_ARRAY_LEN(refund_fields)
+                      : c->op == OP_COMPLETE ? TOK_ARRAY_LEN(complete_fields)
+                      : c->op == OP_VOID     ? 0
+                                             : TOK_ARRAY_LEN(capture_fields);
     if (tok_json_type(root) != TOK_JSON_OBJECT) {
         fe->code = "invalid_type", fe->param = "body", fe->detail = "the body must be a JSON object";
         st = TOK_ERR_INPUT;
@@ -966,6 +1123,8 @@ static tok_status parse_body(struct tok_req *r, struct charge_call *c, struct fi
             st = get_text(root, "invoice_ref", c->invoice_ref, TOK_INVOICE_REF_MAX, fe);
         if (st == TOK_OK)
             st = get_text(root, "gateway", c->only_gateway, sizeof c->only_gateway - 1, fe);
+        if (st == TOK_OK)
+            st = get_url(root, "return_url", c->return_url, sizeof c->return_url - 1, fe);
         if (st == TOK_OK && (tok_contains_pan(tok_slice_str(c->description)) || tok_contains_pan(tok_slice_str(c->invoice_ref))))
             fe->code = "text_contains_pan", fe->param = "description", fe->detail = "free text must not hold card numbers", st = TOK_ERR_INPUT;
     } else if (c->op == OP_REFUND) {
@@ -974,6 +1133,21 @@ static tok_status parse_body(struct tok_req *r, struct charge_call *c, struct fi
             st = get_amount(root, false, &c->amount, fe);
     } else if (c->op == OP_CAPTURE) {
         st = get_amount(root, false, &c->amount, fe);
+    } else if (c->op == OP_COMPLETE) {
+        const struct tok_json_node *n = tok_json_get(root, "redirect_result");
+        struct tok_slice v;
+        if (n != NULL && tok_json_type(n) != TOK_JSON_NULL) {
+            bool ok = tok_json_string(n, &v) == TOK_OK && v.len >= 1 &&
+                      v.len < sizeof c->redirect_result;
+            for (size_t i = 0; ok && i < v.len; i++)
+                ok = v.ptr[i] > 0x20 && v.ptr[i] < 0x7f;
+            if (!ok)
+                fe->code = "invalid_redirect_result", fe->param = "redirect_result",
+                fe->detail = "the redirectResult the gateway appended to return_url, as given",
+                st = TOK_ERR_INPUT;
+            else
+                tok_copy(c->redirect_result, v.ptr, v.len), c->redirect_result[v.len] = '\0';
+        }
     }
     tok_json_doc_free(&doc);
     return st;
@@ -988,7 +1162,7 @@ static void start_post(struct tok_req *r, enum op op)
         tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
         return;
     }
-    if (op == OP_CAPTURE || op == OP_VOID) {
+    if (op == OP_CAPTURE || op == OP_VOID || op == OP_COMPLETE) {
         if (!id_ok(r->params[0], "ch_")) {
             tok_http_problem(r, 404, "charge_not_found", "no such charge", "id");
             call_release(&c->call);
@@ -1041,12 +1215,14 @@ static void charge_authed(struct tok_req *r) { start_post(r, OP_CHARGE); }
 static void capture_authed(struct tok_req *r) { start_post(r, OP_CAPTURE); }
 static void void_authed(struct tok_req *r) { start_post(r, OP_VOID); }
 static void refund_authed(struct tok_req *r) { start_post(r, OP_REFUND); }
+static void complete_authed(struct tok_req *r) { start_post(r, OP_COMPLETE); }
 static void get_charge_authed(struct tok_req *r) { start_get(r, OP_GET_CHARGE); }
 static void get_refund_authed(struct tok_req *r) { start_get(r, OP_GET_REFUND); }
 
 void tok_charges_create(struct tok_req *r) { tok_auth_require_limited(r, TOK_SCOPE_CHARGES_WRITE, TOK_RL_CHARGE, charge_authed); }
 void tok_charges_capture(struct tok_req *r) { tok_auth_require_limited(r, TOK_SCOPE_CHARGES_WRITE, TOK_RL_CHARGE, capture_authed); }
 void tok_charges_void(struct tok_req *r) { tok_auth_require_limited(r, TOK_SCOPE_CHARGES_WRITE, TOK_RL_CHARGE, void_authed); }
+void tok_charges_complete(struct tok_req *r) { tok_auth_require_limited(r, TOK_SCOPE_CHARGES_WRITE, TOK_RL_CHARGE, complete_authed); }
 void tok_refunds_create(struct tok_req *r) { tok_auth_require_limited(r, TOK_SCOPE_CHARGES_WRITE, TOK_RL_CHARGE, refund_authed); }
 void tok_charges_get(struct tok_req *r) { tok_auth_require(r, TOK_SCOPE_CHARGES_WRITE | TOK_SCOPE_REPORTS_READ, get_charge_authed); }
 void tok_refunds_get(struct tok_req *r) { tok_auth_require(r, TOK_SCOPE_CHARGES_WRITE | TOK_SCOPE_REPORTS_READ, get_refund_authed); }

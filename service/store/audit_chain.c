@@ -4,9 +4,11 @@
 #include "tokend/store/audit_chain.h"
 #include "tokend/store/db.h"
 #include "tokend/core/log.h"
+#include "tokend/core/metrics.h"
 #include "tokend/core/secmem.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,37 @@ struct tok_audit_chainer {
     struct tok_audit_chain_hook hook;
     bool hook_due; /* the hook has work: after a pass that chained rows, or at start */
     uint64_t passes, rows, last_warn_ms;
+    /* written by the chainer's thread, read by /metrics' thread */
+    struct {
+        _Atomic uint64_t ok, failed, rows;
+        _Atomic uint64_t last_ok_ms;    /* unix ms of the last pass that answered */
+        _Atomic uint64_t last_block_ms; /* unix ms of the last pass that chained rows */
+        _Atomic int64_t unchained;      /* audit ids issued above the chained ones; -1 unknown */
+    } stats;
 };
+
+static uint64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The audit ids issued (the sequence; rolled-back inserts take one too) above the highest
+ * chained one: what the next passes have to chain. USAGE on the sequence suffices. */
+static void note_unchained(struct tok_audit_chainer *c, long long high)
+{
+    if (high <= 0) /* another pass held the chain state: it knows, we do not */
+        return;
+    PGresult *r = PQexec(c->pg, "SELECT pg_sequence_last_value('audit.events_id_seq')");
+    int64_t left = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        long long last = PQgetisnull(r, 0, 0) ? 0 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        left = last > high ? (int64_t)(last - high) : 0;
+    }
+    PQclear(r);
+    atomic_store_explicit(&c->stats.unchained, left, memory_order_relaxed);
+}
 
 static uint64_t mono_ms(void)
 {
@@ -59,21 +91,37 @@ static long pass(struct tok_audit_chainer *c, unsigned wait_ms)
             c->pg = NULL;
         if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
             warn_once_in_a_while(c, "cannot connect to the database");
+            atomic_fetch_add_explicit(&c->stats.failed, 1, memory_order_relaxed);
             return -1;
         }
     }
-    static const char sql[] = "SELECT chained FROM audit.chain_pending($1, $2)";
+    static const char sql[] = "SELECT chained, high FROM audit.chain_pending($1, $2)";
     char max[16], wait[16];
     snprintf(max, sizeof max, "%d", PASS_MAX);
     snprintf(wait, sizeof wait, "%u", wait_ms);
     const char *v[2] = {max, wait};
     PGresult *r = PQexecParams(c->pg, sql, 2, NULL, v, NULL, NULL, 0);
     long n = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    long long high = 0;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
         n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-    else
+        high = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    } else {
         warn_once_in_a_while(c, "a chaining pass failed");
+    }
     PQclear(r);
+    if (n < 0) {
+        atomic_fetch_add_explicit(&c->stats.failed, 1, memory_order_relaxed);
+    } else {
+        uint64_t now = unix_ms();
+        atomic_fetch_add_explicit(&c->stats.ok, 1, memory_order_relaxed);
+        atomic_store_explicit(&c->stats.last_ok_ms, now, memory_order_relaxed);
+        if (n > 0) {
+            atomic_fetch_add_explicit(&c->stats.rows, (uint64_t)n, memory_order_relaxed);
+            atomic_store_explicit(&c->stats.last_block_ms, now, memory_order_relaxed);
+        }
+        note_unchained(c, high);
+    }
     if (n > 0) {
         c->passes++;
         c->rows += (uint64_t)n;
@@ -127,6 +175,7 @@ tok_status tok_audit_chainer_new(const char *conninfo, unsigned interval_ms,
     if (hook != NULL)
         c->hook = *hook;
     c->hook_due = true;
+    atomic_init(&c->stats.unchained, -1);
     tok_status st = tok_db_connect(c->conninfo, &c->pg, why, why_len);
     if (st == TOK_OK) {
         pthread_mutex_init(&c->mu, NULL);
@@ -166,4 +215,38 @@ void tok_audit_chainer_free(struct tok_audit_chainer **pc)
     tok_secmem_free(c->conninfo);
     free(c);
     *pc = NULL;
+}
+
+void tok_audit_chain_collect(void *ctx, struct tok_metrics_out *o)
+{
+    struct tok_audit_chainer *c = ctx;
+    tok_metrics_family(o, "tokend_audit_chain_passes_total", "counter",
+                       "Audit chaining passes by result (failed: the database did not answer; "
+                       "new audit rows wait unchained)");
+    tok_metrics_u64(o, "tokend_audit_chain_passes_total", "result=\"ok\"",
+                    atomic_load_explicit(&c->stats.ok, memory_order_relaxed));
+    tok_metrics_u64(o, "tokend_audit_chain_passes_total", "result=\"failed\"",
+                    atomic_load_explicit(&c->stats.failed, memory_order_relaxed));
+    tok_metrics_family(o, "tokend_audit_chain_rows_total", "counter",
+                       "Audit rows this process hash-chained into blocks");
+    tok_metrics_u64(o, "tokend_audit_chain_rows_total", NULL,
+                    atomic_load_explicit(&c->stats.rows, memory_order_relaxed));
+    tok_metrics_family(o, "tokend_audit_chain_last_pass_timestamp_seconds", "gauge",
+                       "Unix time of the last chaining pass that answered (0: none yet)");
+    tok_metrics_double(o, "tokend_audit_chain_last_pass_timestamp_seconds", NULL,
+                       (double)atomic_load_explicit(&c->stats.last_ok_ms, memory_order_relaxed) /
+                           1000.0);
+    tok_metrics_family(o, "tokend_audit_chain_last_block_timestamp_seconds", "gauge",
+                       "Unix time this process last chained rows into a block (0: none yet)");
+    tok_metrics_double(o, "tokend_audit_chain_last_block_timestamp_seconds", NULL,
+                       (double)atomic_load_explicit(&c->stats.last_block_ms,
+                                                    memory_order_relaxed) / 1000.0);
+    int64_t left = atomic_load_explicit(&c->stats.unchained, memory_order_relaxed);
+    if (left < 0)
+        return; /* not known yet: no sample rather than a false 0 */
+    tok_metrics_family(o, "tokend_audit_unchained_rows", "gauge",
+                       "Audit ids issued above the last chained row at the last pass: rows not "
+                       "yet in a block (an insert rolled back after taking an id counts until "
+                       "the next block)");
+    tok_metrics_u64(o, "tokend_audit_unchained_rows", NULL, (uint64_t)left);
 }

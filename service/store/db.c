@@ -5,6 +5,7 @@
 #include "tokend/core/metrics.h"
 #include "tokend/core/log.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 
 #define RECONNECT_INTERVAL_MS 250
+#define IDLE_CHECK_MS 1000 /* an idle thread looks at its connection this often */
 
 /*
  * Round trips. A database thread runs its whole batch in libpq's pipeline
@@ -35,6 +37,7 @@ struct pending {
     const struct tok_sql *prepare; /* a Parse for this statement: forget it on failure */
     bool batch;                    /* the batch's item, not the job's */
     bool keep;                     /* the caller wants this result */
+    bool commit;                   /* the batch's COMMIT */
 };
 
 struct tok_db_conn {
@@ -46,6 +49,9 @@ struct tok_db_conn {
     pthread_t tid;
     bool in_pipeline;
     bool batch_failed; /* a batch item failed or the connection broke */
+    bool commit_unknown; /* COMMIT was sent and its answer never came */
+    bool doomed;         /* the server said it is closing this connection (a FATAL notice) */
+    struct tok_db_job *cur; /* the job whose exec runs alone now (not a group), or NULL */
     unsigned npending;
     unsigned job_pending; /* items of the current job not synced yet */
     struct pending pending[PENDING_MAX];
@@ -69,7 +75,7 @@ struct tok_db {
     char *conninfo; /* sodium_malloc'd copy */
     char name[16];  /* metrics label */
     struct {
-        _Atomic uint64_t jobs, batches, failed, unavailable;
+        _Atomic uint64_t jobs, batches, failed, unavailable, retried;
         struct tok_hist wait; /* each job, queued to taken */
         struct tok_hist txn;  /* each batch's transaction */
     } stats;
@@ -91,9 +97,12 @@ static void first_line(const char *msg, char *why, size_t why_len)
 
 tok_status tok_db_connect(const char *conninfo, PGconn **out, char *why, size_t why_len)
 {
-    /* connect_timeout first: a value in the caller's conninfo overrides it */
-    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *vals[] = {"2", "tokend", conninfo, NULL};
+    /* defaults first: a value in the caller's conninfo overrides them. Keepalives find a
+     * primary that vanished without closing its connections (a host or network failure),
+     * which would otherwise leave a database thread waiting for good. */
+    const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "dbname", NULL};
+    const char *vals[] = {"2", "tokend", "10", "3", "3", conninfo, NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1);
     TOK_ENSURE(pg != NULL, TOK_ERR_NOMEM);
     if (PQstatus(pg) != CONNECTION_OK) {
@@ -110,40 +119,65 @@ tok_status tok_db_connect(const char *conninfo, PGconn **out, char *why, size_t 
  * a WARNING) go to the JSON log, first line only (DETAIL lines may carry
  * values), instead of libpq's default of printing them to stderr.
  */
-static void on_notice(void *arg, const char *message)
+static void on_notice(void *arg, const PGresult *res)
 {
-    (void)arg;
+    struct tok_db_conn *c = arg;
+    const char *message = PQresultErrorMessage(res);
     size_t n = strcspn(message, "\n");
     tok_log_warn("postgresql: %.*s", (int)(n > 200 ? 200 : n), message);
+    /* an error that arrives while the connection is idle comes here: a FATAL one is the
+     * server closing it (pg_terminate_backend, a shutdown, a failover); the close follows */
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (c != NULL && sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+        c->doomed = true;
 }
 
-static void set_notices(PGconn *pg)
+static void set_notices(struct tok_db_conn *c)
 {
-    if (pg != NULL)
-        PQsetNoticeProcessor(pg, on_notice, NULL);
+    if (c->pg != NULL)
+        PQsetNoticeReceiver(c->pg, on_notice, c);
 }
 
-static bool ensure_connected(struct tok_db_conn *c)
+/*
+ * Whether the idle connection still works. A server that closed it (pg_terminate_backend,
+ * a restart, a failover) has sent its FATAL and its FIN already: reading them here finds
+ * that out before a batch is sent on it, so the batch goes to a new connection instead.
+ */
+static bool conn_alive(struct tok_db_conn *c)
 {
-    if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK)
+    if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK || c->doomed)
+        return false;
+    struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN};
+    if (poll(&p, 1, 0) > 0 && PQconsumeInput(c->pg) != 1)
+        return false;
+    return PQstatus(c->pg) == CONNECTION_OK && !c->doomed;
+}
+
+/*
+ * A working connection, reconnecting if needed: at most once per RECONNECT_INTERVAL_MS
+ * unless now is set (a batch to send again). A new connection goes through the whole
+ * conninfo again, so a multi-host one with target_session_attrs=read-write lands on
+ * whichever host is the primary now.
+ */
+static bool ensure_connected(struct tok_db_conn *c, bool now)
+{
+    if (conn_alive(c))
         return true;
-    uint64_t now = now_ms();
-    if (now - c->last_connect_ms < RECONNECT_INTERVAL_MS)
+    uint64_t t = now_ms();
+    if (!now && t - c->last_connect_ms < RECONNECT_INTERVAL_MS)
         return false;
-    c->last_connect_ms = now;
+    c->last_connect_ms = t;
     c->nprepared = 0;
-    if (c->pg != NULL) {
-        PQreset(c->pg);
-        if (PQstatus(c->pg) == CONNECTION_OK) {
-            tok_log_info("%s: database connection re-established", __func__);
-            return true;
-        }
-        return false;
-    }
+    c->doomed = false;
+    PQfinish(c->pg);
+    c->pg = NULL;
     char why[TOK_DB_WHY_MAX];
-    if (tok_db_connect(c->db->conninfo, &c->pg, why, sizeof why) != TOK_OK)
+    bool up = tok_db_connect(c->db->conninfo, &c->pg, why, sizeof why) == TOK_OK;
+    atomic_store_explicit(&c->connected, up, memory_order_relaxed);
+    if (!up)
         return false;
-    set_notices(c->pg);
+    set_notices(c);
+    tok_log_info("%s: database connection (re-)established", __func__);
     return true;
 }
 
@@ -158,6 +192,19 @@ static const char *sqlstate_of(const PGresult *r)
 {
     const char *s = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     return s != NULL ? s : "none";
+}
+
+/*
+ * COMMIT's result is an error: did the server refuse it (an ERROR: rolled back) or did the
+ * connection end under it (libpq's own error, without SQLSTATE, or a FATAL: the server may
+ * have committed before it went away)?
+ */
+static bool commit_unanswered(const PGresult *r)
+{
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (PQresultErrorField(r, PG_DIAG_SQLSTATE) == NULL || sev == NULL)
+        return true;
+    return strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0;
 }
 
 static void forget_prepared(struct tok_db_conn *c, const struct tok_sql *sql)
@@ -177,6 +224,7 @@ static void pending_add(struct tok_db_conn *c, bool batch, bool keep, const stru
     p->prepare = prepare;
     p->batch = batch;
     p->keep = keep;
+    p->commit = false;
     if (!batch)
         c->job_pending++;
 }
@@ -200,12 +248,16 @@ static tok_status sync_pending(struct tok_db_conn *c, PGresult **kept)
         return TOK_ERR_DB;
     }
     bool lost = false;
+    bool refused = false; /* the server answered an item of this sync with an error */
     for (unsigned i = 0; i < n; i++) {
         const struct pending *p = &c->pending[i];
         PGresult *r = lost ? NULL : PQgetResult(c->pg);
         if (r == NULL) {
             lost = true; /* the connection broke: nothing more will come */
             c->batch_failed = true;
+            /* after an error the server skips to the Sync: then COMMIT did not run */
+            if (p->commit && !refused)
+                c->commit_unknown = true;
             if (p->prepare != NULL)
                 forget_prepared(c, p->prepare);
             if (st == TOK_OK)
@@ -214,6 +266,10 @@ static tok_status sync_pending(struct tok_db_conn *c, PGresult **kept)
         }
         ExecStatusType es = PQresultStatus(r);
         bool ok = es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK;
+        if (!ok && p->commit && !refused && commit_unanswered(r))
+            c->commit_unknown = true;
+        if (!ok && PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL)
+            refused = true;
         if (!ok) {
             const char *state = sqlstate_of(r);
             tok_status err =
@@ -248,16 +304,18 @@ static tok_status sync_pending(struct tok_db_conn *c, PGresult **kept)
     return st;
 }
 
-/* Queues a statement without parameters (BEGIN, SAVEPOINT ...), as the batch's item. */
-static void send_batch_command(struct tok_db_conn *c, const char *sql)
+/* Queues a statement without parameters (BEGIN, SAVEPOINT ...), as the batch's item; false
+ * when it could not be sent. */
+static bool send_batch_command(struct tok_db_conn *c, const char *sql)
 {
     if (c->npending >= PENDING_MAX)
         (void)sync_pending(c, NULL);
     if (PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0) != 1) {
         c->batch_failed = true;
-        return;
+        return false;
     }
     pending_add(c, true, false, NULL);
+    return true;
 }
 
 tok_status tok_db_command(struct tok_db_conn *c, const char *sql)
@@ -307,6 +365,8 @@ tok_status tok_db_exec(struct tok_db_conn *c, const struct tok_sql *sql, const c
         PQclear(r);
         return st != TOK_OK ? st : TOK_ERR_DB;
     }
+    if (c->cur != NULL)
+        c->cur->delivered = true; /* its exec may now keep what it read: no resending it */
     *out = r;
     return TOK_OK;
 }
@@ -326,12 +386,27 @@ tok_status tok_db_set_tenant(struct tok_db_conn *c, const char *tenant_id)
     return tok_db_exec_deferred(c, &set_tenant, vals, NULL, NULL);
 }
 
-/* Takes up to batch_max jobs; blocks until at least one is queued or we stop. */
-static struct tok_db_job *take_batch(struct tok_db *db, unsigned *count)
+/*
+ * Takes up to batch_max jobs; blocks until at least one is queued or we stop, or, when
+ * idle_ms is not 0, until that long passed without a job (then returns NULL, *stop false).
+ */
+static struct tok_db_job *take_batch(struct tok_db *db, unsigned *count, unsigned idle_ms,
+                                     bool *stop)
 {
     pthread_mutex_lock(&db->mu);
-    while (db->head == NULL && !db->stopping)
+    if (idle_ms > 0 && db->head == NULL && !db->stopping) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += (long)idle_ms * 1000000L;
+        dl.tv_sec += dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        while (db->head == NULL && !db->stopping &&
+               pthread_cond_timedwait(&db->cv, &db->mu, &dl) == 0)
+            ;
+    }
+    while (idle_ms == 0 && db->head == NULL && !db->stopping)
         pthread_cond_wait(&db->cv, &db->mu);
+    *stop = db->stopping && db->head == NULL;
     if (db->head != NULL && db->batch_window_us > 0 && db->queued < db->batch_max && !db->stopping) {
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
@@ -392,7 +467,9 @@ static tok_status run_job(struct tok_db_conn *c, struct tok_db_job *j)
 static void run_one(struct tok_db_conn *c, struct tok_db_job *j)
 {
     send_batch_command(c, "SAVEPOINT job");
+    c->cur = j;
     j->status = run_job(c, j);
+    c->cur = NULL;
     send_batch_command(c, j->status == TOK_OK ? "RELEASE SAVEPOINT job" : "ROLLBACK TO SAVEPOINT job");
 }
 
@@ -480,33 +557,55 @@ static struct tok_db_job *drop_abandoned(struct tok_db_job *jobs, unsigned *n,
     return keep;
 }
 
-static void run_batch(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n)
+/* Queues COMMIT, marked so that sync_pending can tell an unanswered one. */
+static void send_commit(struct tok_db_conn *c)
 {
-    if (!ensure_connected(c) || PQenterPipelineMode(c->pg) != 1) {
+    /* not sent (the connection broke): then it did not run */
+    if (send_batch_command(c, "COMMIT"))
+        c->pending[c->npending - 1].commit = true;
+}
+
+/*
+ * One try of a batch on a working connection: BEGIN, the jobs, COMMIT. Returns true when
+ * the connection broke before COMMIT could have run (nothing was committed); the jobs
+ * then hold TOK_ERR_DB. When it broke after COMMIT was sent, the jobs hold TOK_ERR_DB
+ * with commit_unknown set.
+ */
+static bool try_batch(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n)
+{
+    if (PQenterPipelineMode(c->pg) != 1) {
         fail_all(jobs, TOK_ERR_DB);
-        return;
+        return true;
     }
+    for (struct tok_db_job *j = jobs; j != NULL; j = j->next)
+        j->delivered = false;
     c->in_pipeline = true;
     c->batch_failed = false;
+    c->commit_unknown = false;
     c->npending = c->job_pending = 0;
     c->batches++;
     c->jobs += n;
     send_batch_command(c, "BEGIN");
     if (n == 1) {
         /* one job: no savepoint, its failure is the transaction's */
+        c->cur = jobs;
         jobs->status = run_job(c, jobs);
-        send_batch_command(c, jobs->status == TOK_OK ? "COMMIT" : "ROLLBACK");
+        c->cur = NULL;
+        if (jobs->status == TOK_OK)
+            send_commit(c);
+        else
+            send_batch_command(c, "ROLLBACK");
         (void)sync_pending(c, NULL);
         if (c->batch_failed && jobs->status == TOK_OK)
             jobs->status = TOK_ERR_DB;
     } else {
         run_jobs(c, jobs, n);
         if (!c->batch_failed) {
-            send_batch_command(c, "COMMIT");
+            send_commit(c);
             (void)sync_pending(c, NULL);
         }
         if (c->batch_failed) {
-            /* a transaction statement failed or the connection broke: nothing was committed */
+            /* a transaction statement failed or the connection broke */
             (void)sync_pending(c, NULL);
             if (PQstatus(c->pg) == CONNECTION_OK) {
                 send_batch_command(c, "ROLLBACK");
@@ -516,13 +615,64 @@ static void run_batch(struct tok_db_conn *c, struct tok_db_job *jobs, unsigned n
         }
     }
     c->in_pipeline = false;
-    if (PQexitPipelineMode(c->pg) != 1 || PQstatus(c->pg) != CONNECTION_OK) {
-        /* a connection left mid-pipeline is not reusable: start over next batch */
-        tok_log_warn("%s: dropping the database connection", __func__);
+    bool broken = PQexitPipelineMode(c->pg) != 1 || PQstatus(c->pg) != CONNECTION_OK;
+    if (broken) {
+        /* a connection left mid-pipeline is not reusable: start over */
+        tok_log_warn("%s: dropping the database connection%s", __func__,
+                     c->commit_unknown ? " (a COMMIT went unanswered)" : "");
         PQfinish(c->pg);
         c->pg = NULL;
         c->nprepared = 0;
     }
+    if (c->commit_unknown) {
+        for (struct tok_db_job *j = jobs; j != NULL; j = j->next) {
+            j->status = TOK_ERR_DB;
+            j->commit_unknown = true;
+        }
+        return false;
+    }
+    if (!(broken && c->batch_failed))
+        return false;
+    fail_all(jobs, TOK_ERR_DB);
+    return true;
+}
+
+/*
+ * Runs a batch; when the connection broke before COMMIT could have run, sends the jobs
+ * whose exec had not been given a row yet once more on a new connection (db.h, top). *jobs
+ * may be reordered; n is unchanged.
+ */
+static void run_batch(struct tok_db_conn *c, struct tok_db_job **jobs, unsigned n)
+{
+    if (!ensure_connected(c, false)) {
+        fail_all(*jobs, TOK_ERR_DB);
+        return;
+    }
+    if (!try_batch(c, *jobs, n))
+        return;
+    struct tok_db_job *again = NULL, **at = &again, *rest = NULL, **rt = &rest;
+    unsigned m = 0;
+    for (struct tok_db_job *j = *jobs, *next; j != NULL; j = next) {
+        next = j->next;
+        j->next = NULL;
+        if (!j->delivered && !j->retried) {
+            j->retried = true;
+            *at = j;
+            at = &j->next;
+            m++;
+        } else {
+            *rt = j;
+            rt = &j->next;
+        }
+    }
+    if (m > 0 && ensure_connected(c, true)) {
+        atomic_fetch_add_explicit(&c->db->stats.retried, m, memory_order_relaxed);
+        (void)try_batch(c, again, m);
+    } else {
+        fail_all(again, TOK_ERR_DB);
+    }
+    *at = rest; /* answered together: the resent ones, then the others */
+    *jobs = again;
 }
 
 static void account(struct tok_db_conn *c, const struct tok_db_job *jobs, unsigned n, uint64_t run)
@@ -577,6 +727,9 @@ void tok_db_collect(void *ctx, struct tok_metrics_out *o)
          offsetof(struct tok_db, stats.failed)},
         {"tokend_db_unavailable_total", "Batches failed whole: no working connection",
          offsetof(struct tok_db, stats.unavailable)},
+        {"tokend_db_jobs_resent_total",
+         "Jobs sent again on a new connection after theirs broke before COMMIT",
+         offsetof(struct tok_db, stats.retried)},
     };
     for (size_t c = 0; c < TOK_ARRAY_LEN(counters); c++) {
         tok_metrics_family(o, counters[c].name, "counter", counters[c].help);
@@ -607,9 +760,17 @@ static void *db_thread(void *arg)
     struct tok_db_conn *c = arg;
     for (;;) {
         unsigned n = 0;
-        struct tok_db_job *jobs = take_batch(c->db, &n);
-        if (jobs == NULL)
+        bool stop = false;
+        /* without a connection, wake up to reconnect even when no job comes */
+        bool up = atomic_load_explicit(&c->connected, memory_order_relaxed);
+        struct tok_db_job *jobs =
+            take_batch(c->db, &n, up ? IDLE_CHECK_MS : RECONNECT_INTERVAL_MS, &stop);
+        if (stop)
             break; /* stopping and drained */
+        if (jobs == NULL) {
+            (void)ensure_connected(c, false);
+            continue;
+        }
         uint64_t t0 = now_us();
         for (const struct tok_db_job *j = jobs; j != NULL; j = j->next) {
             c->wait_us += t0 - j->queued_us;
@@ -620,7 +781,7 @@ static void *db_thread(void *arg)
         reply_all(dropped);
         if (jobs == NULL)
             continue;
-        run_batch(c, jobs, n);
+        run_batch(c, &jobs, n);
         uint64_t run = now_us() - t0;
         account(c, jobs, n, run);
         c->run_us += run;
@@ -666,7 +827,7 @@ tok_status tok_db_open(const struct tok_db_config *cfg, struct tok_db **out, cha
         }
         st = tok_db_connect(db->conninfo, &db->conns[i].pg, why, why_len);
         if (st == TOK_OK) {
-            set_notices(db->conns[i].pg);
+            set_notices(&db->conns[i]);
             atomic_store_explicit(&db->conns[i].connected, true, memory_order_relaxed);
             db->nconns++;
         }
@@ -691,6 +852,7 @@ void tok_db_submit(struct tok_db *db, struct tok_db_job *job)
     memset(&job->super, 0, sizeof job->super);
     job->next = NULL;
     atomic_store(&job->abandoned, false);
+    job->commit_unknown = job->delivered = job->retried = false; /* a job may be submitted again */
     job->queued_us = now_us();
     pthread_mutex_lock(&db->mu);
     if (db->tail != NULL)

@@ -2,6 +2,7 @@
  * audit_seal.c - block MACs and signed checkpoints. See audit_seal.h and sql/017.
  */
 #include "tokend/vault/audit_seal.h"
+#include "tokend/core/metrics.h"
 #include "tokend/core/encoding.h"
 
 #include <errno.h>
@@ -25,6 +26,8 @@ struct tok_audit_sealer {
     int fd;       /* -1: no checkpoints */
     bool own_fd;  /* false for standard output */
     int64_t sealed_to; /* the highest block this process sealed */
+    /* written by the chainer's thread, read by /metrics' thread */
+    _Atomic uint64_t blocks_sealed, pass_failed;
 };
 
 static void be64(uint8_t out[8], int64_t v)
@@ -285,7 +288,7 @@ static tok_status seal_rows(const struct tok_audit_sealer *s, const PGresult *r,
     return tok_buf_write(macs, "}", 2);
 }
 
-tok_status tok_audit_sealer_pass(struct tok_audit_sealer *s, PGconn *pg, int *sealed)
+static tok_status seal_pass(struct tok_audit_sealer *s, PGconn *pg, int *sealed)
 {
     TOK_ENSURE(s != NULL && pg != NULL, TOK_ERR_INTERNAL);
     if (sealed != NULL)
@@ -356,4 +359,33 @@ tok_status tok_audit_sealer_pass(struct tok_audit_sealer *s, PGconn *pg, int *se
     tok_buf_wipe(&macs);
     tok_buf_wipe(&lines);
     return st;
+}
+
+tok_status tok_audit_sealer_pass(struct tok_audit_sealer *s, PGconn *pg, int *sealed)
+{
+    int n = 0;
+    tok_status st = seal_pass(s, pg, &n);
+    if (sealed != NULL)
+        *sealed = n;
+    if (s == NULL)
+        return st;
+    if (n > 0)
+        atomic_fetch_add_explicit(&s->blocks_sealed, (uint64_t)n, memory_order_relaxed);
+    if (st != TOK_OK)
+        atomic_fetch_add_explicit(&s->pass_failed, 1, memory_order_relaxed);
+    return st;
+}
+
+void tok_audit_sealer_collect(void *ctx, struct tok_metrics_out *o)
+{
+    struct tok_audit_sealer *s = ctx;
+    tok_metrics_family(o, "tokend_audit_blocks_sealed_total", "counter",
+                       "Audit blocks this process MACed under the audit key (and checkpointed)");
+    tok_metrics_u64(o, "tokend_audit_blocks_sealed_total", NULL,
+                    atomic_load_explicit(&s->blocks_sealed, memory_order_relaxed));
+    tok_metrics_family(o, "tokend_audit_seal_failures_total", "counter",
+                       "Sealing passes that failed: the database, the checkpoint file, or a "
+                       "sealed block that lost its MAC (audit.blocks rewritten?)");
+    tok_metrics_u64(o, "tokend_audit_seal_failures_total", NULL,
+                    atomic_load_explicit(&s->pass_failed, memory_order_relaxed));
 }

@@ -5,6 +5,7 @@
  * of random material are wiped in the function that made them.
  */
 #include "tokend/vault/keyring.h"
+#include "tokend/vault/master_key.h"
 #include "tokend/core/rand.h"
 
 #include "tokend/core/base62.h"
@@ -30,10 +31,10 @@
 #define SEAL_AD_MAX (4 + sizeof SEAL_AD_LABEL + 1 + 4 + 4 * (4 + TOK_KEYRING_ID_MAX))
 
 struct tok_keyring {
-    uint8_t kek[TOK_KEYRING_KEY_LEN];
-    uint8_t kek_prev[TOK_KEYRING_KEY_LEN]; /* tok_keyring_load_previous; zeros when none */
-    uint8_t root[TOK_KEYRING_KEY_LEN];     /* what the sub-keys derive from (keyring.h) */
-    bool has_prev;
+    struct tok_master_key *mk;      /* owned: the current KEK's provider (master_key.h) */
+    struct tok_master_key *mk_prev; /* owned: the previous version's, during a master rotation
+                                     * (tok_keyring_load_previous); NULL when none */
+    uint8_t root[TOK_KEYRING_KEY_LEN]; /* what the sub-keys derive from (the provider's) */
     uint8_t api_hash_key[TOK_KEYRING_KEY_LEN];
     uint8_t audit_key[TOK_KEYRING_KEY_LEN];
     uint8_t ref_lookup_root[TOK_KEYRING_KEY_LEN];
@@ -48,34 +49,151 @@ struct tok_tenant_keys {
     char tenant_id[TOK_KEYRING_ID_MAX + 1];
 };
 
-/* ---- master key ------------------------------------------------------------------------- */
+/* ---- master key: the file provider (master_key.h) ---------------------------------------- */
 
 static _Thread_local char why_mem[TOK_KEYRING_WHY_MAX];
 
-static tok_status keyring_alloc(struct tok_keyring **out)
+/* The KEK's bytes, in locked memory made read-only once filled. */
+struct file_master_key {
+    struct tok_master_key base;
+    uint8_t kek[TOK_KEYRING_KEY_LEN];
+    uint8_t root[TOK_KEYRING_KEY_LEN]; /* the sub-key root: the KEK, or the one the file carries */
+};
+
+/* nonce (24) || XChaCha20-Poly1305-IETF(KEK, key) || tag (16), format in keyring.h */
+static tok_status file_wrap(struct tok_master_key *mk, struct tok_slice ad,
+                            const uint8_t key[TOK_KEYRING_KEY_LEN], struct tok_buf *out)
 {
-    struct tok_keyring *kr = sodium_malloc(sizeof *kr);
-    TOK_ENSURE(kr != NULL, TOK_ERR_NOMEM);
-    /* sodium_malloc locks on a best-effort basis; a KEK that can be swapped out is refused */
-    if (sodium_mlock(kr, sizeof *kr) != 0) {
-        sodium_free(kr);
-        return TOK_ERR_NOMEM;
+    const struct file_master_key *f = (const struct file_master_key *)mk;
+    uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
+    randombytes_buf(nonce, sizeof nonce);
+    uint32_t start = out->len;
+    TOK_GUARD(tok_buf_write(out, nonce, sizeof nonce));
+    unsigned long long clen = 0;
+    /* the library writes into the space the caller reserved (key + tag) */
+    int rc = crypto_aead_xchacha20poly1305_ietf_encrypt(out->data + out->len, &clen, key,
+                                                        TOK_KEYRING_KEY_LEN, ad.ptr, ad.len,
+                                                        NULL, nonce, f->kek);
+    if (rc != 0 || clen != TOK_KEYRING_WRAPPED_LEN - sizeof nonce) {
+        out->len = start;
+        return TOK_ERR_CRYPTO;
     }
-    sodium_memzero(kr, sizeof *kr);
-    *out = kr;
+    out->len += (uint32_t)clen;
     return TOK_OK;
 }
 
-/* Derives the sub-keys from kr->root and makes the keyring read-only. */
+static tok_status file_unwrap(struct tok_master_key *mk, struct tok_slice ad,
+                              struct tok_slice wrapped, uint8_t key[TOK_KEYRING_KEY_LEN])
+{
+    const struct file_master_key *f = (const struct file_master_key *)mk;
+    const size_t nlen = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+    unsigned long long mlen = 0;
+    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(key, &mlen, NULL, wrapped.ptr + nlen,
+                                                        wrapped.len - nlen, ad.ptr, ad.len,
+                                                        wrapped.ptr, f->kek);
+    if (rc != 0 || mlen != TOK_KEYRING_KEY_LEN) {
+        sodium_memzero(key, TOK_KEYRING_KEY_LEN);
+        return TOK_ERR_CRYPTO;
+    }
+    return TOK_OK;
+}
+
+/* The sub-keys come from the root the file carries after its KEK, else from the KEK itself,
+ * as they did before there were providers and rotations (keyring.h). */
+static tok_status file_sub_root(struct tok_master_key *mk, uint8_t root[TOK_KEYRING_KEY_LEN])
+{
+    tok_copy(root, ((const struct file_master_key *)mk)->root, TOK_KEYRING_KEY_LEN);
+    return TOK_OK;
+}
+
+static void file_free(struct tok_master_key *mk)
+{
+    (void)sodium_mprotect_readwrite(mk);
+    sodium_memzero(mk, sizeof(struct file_master_key));
+    sodium_free(mk);
+}
+
+static const struct tok_master_key_ops file_ops = {"file", file_wrap, file_unwrap, file_sub_root,
+                                                   file_free};
+
+static tok_status file_alloc(struct file_master_key **out)
+{
+    struct file_master_key *f = sodium_malloc(sizeof *f);
+    TOK_ENSURE(f != NULL, TOK_ERR_NOMEM);
+    /* sodium_malloc locks on a best-effort basis; a KEK that can be swapped out is refused */
+    if (sodium_mlock(f, sizeof *f) != 0) {
+        sodium_free(f);
+        return TOK_ERR_NOMEM;
+    }
+    sodium_memzero(f, sizeof *f);
+    f->base.ops = &file_ops;
+    *out = f;
+    return TOK_OK;
+}
+
+static tok_status file_finish(struct file_master_key *f, struct tok_master_key **out)
+{
+    if (sodium_mprotect_readonly(f) != 0) {
+        file_free(&f->base);
+        return TOK_ERR_INTERNAL;
+    }
+    *out = &f->base;
+    return TOK_OK;
+}
+
+const char *tok_master_key_kind(const struct tok_master_key *mk)
+{
+    return mk == NULL ? "none" : mk->ops->kind;
+}
+
+void tok_master_key_free(struct tok_master_key **mk)
+{
+    if (mk == NULL || *mk == NULL)
+        return;
+    (*mk)->ops->free(*mk);
+    *mk = NULL;
+}
+
+tok_status tok_master_key_from_bytes(const uint8_t key[TOK_KEYRING_KEY_LEN],
+                                     struct tok_master_key **out)
+{
+    TOK_ENSURE(key != NULL && out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    TOK_ENSURE(sodium_init() >= 0, TOK_ERR_CRYPTO);
+    struct file_master_key *f = NULL;
+    TOK_GUARD(file_alloc(&f));
+    tok_copy(f->kek, key, TOK_KEYRING_KEY_LEN);
+    tok_copy(f->root, key, TOK_KEYRING_KEY_LEN);
+    return file_finish(f, out);
+}
+
+/*
+ * Whether a and b are file providers with the same KEK (constant time). A token's KEK never
+ * leaves it, so two token providers are not compared: false.
+ */
+static bool file_same_kek(const struct tok_master_key *a, const struct tok_master_key *b)
+{
+    if (a == NULL || b == NULL || a->ops != &file_ops || b->ops != &file_ops)
+        return false;
+    const struct file_master_key *fa = (const struct file_master_key *)a;
+    const struct file_master_key *fb = (const struct file_master_key *)b;
+    return sodium_memcmp(fa->kek, fb->kek, TOK_KEYRING_KEY_LEN) == 0;
+}
+
+/* Derives the sub-keys from the provider's root (kept in kr->root, which tells key lines
+ * apart: tok_keyring_same_line) and makes the keyring read-only. */
 static tok_status keyring_finish(struct tok_keyring *kr)
 {
-    if (crypto_kdf_derive_from_key(kr->api_hash_key, sizeof kr->api_hash_key,
-                                   KDF_ID_API_KEY_HASH, KDF_CONTEXT, kr->root) != 0 ||
-        crypto_kdf_derive_from_key(kr->audit_key, sizeof kr->audit_key, KDF_ID_AUDIT_MAC,
-                                   KDF_CONTEXT, kr->root) != 0 ||
-        crypto_kdf_derive_from_key(kr->ref_lookup_root, sizeof kr->ref_lookup_root,
-                                   KDF_ID_REF_LOOKUP, KDF_CONTEXT, kr->root) != 0)
-        return TOK_ERR_CRYPTO;
+    tok_status st = kr->mk->ops->sub_root(kr->mk, kr->root);
+    if (st == TOK_OK &&
+        (crypto_kdf_derive_from_key(kr->api_hash_key, sizeof kr->api_hash_key,
+                                    KDF_ID_API_KEY_HASH, KDF_CONTEXT, kr->root) != 0 ||
+         crypto_kdf_derive_from_key(kr->audit_key, sizeof kr->audit_key, KDF_ID_AUDIT_MAC,
+                                    KDF_CONTEXT, kr->root) != 0 ||
+         crypto_kdf_derive_from_key(kr->ref_lookup_root, sizeof kr->ref_lookup_root,
+                                    KDF_ID_REF_LOOKUP, KDF_CONTEXT, kr->root) != 0))
+        st = TOK_ERR_CRYPTO;
+    TOK_GUARD(st);
     TOK_ENSURE(sodium_mprotect_readonly(kr) == 0, TOK_ERR_INTERNAL);
     return TOK_OK;
 }
@@ -85,20 +203,35 @@ void tok_keyring_free(struct tok_keyring **kr)
     if (kr == NULL || *kr == NULL)
         return;
     (void)sodium_mprotect_readwrite(*kr);
+    tok_master_key_free(&(*kr)->mk);
+    tok_master_key_free(&(*kr)->mk_prev);
     sodium_memzero(*kr, sizeof **kr);
     sodium_free(*kr);
     *kr = NULL;
 }
 
-tok_status tok_keyring_from_bytes(const uint8_t key[TOK_KEYRING_KEY_LEN], struct tok_keyring **out)
+tok_status tok_keyring_new(struct tok_master_key **mk, struct tok_keyring **out)
 {
-    TOK_ENSURE(key != NULL && out != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(mk != NULL && out != NULL, TOK_ERR_INTERNAL);
     *out = NULL;
-    TOK_ENSURE(sodium_init() >= 0, TOK_ERR_CRYPTO);
-    struct tok_keyring *kr = NULL;
-    TOK_GUARD(keyring_alloc(&kr));
-    tok_copy(kr->kek, key, TOK_KEYRING_KEY_LEN);
-    tok_copy(kr->root, key, TOK_KEYRING_KEY_LEN);
+    TOK_ENSURE(*mk != NULL, TOK_ERR_INTERNAL);
+    if (sodium_init() < 0) {
+        tok_master_key_free(mk);
+        return TOK_ERR_CRYPTO;
+    }
+    struct tok_keyring *kr = sodium_malloc(sizeof *kr);
+    /* the sub-keys are as secret as the KEK: refused if they cannot be locked */
+    if (kr != NULL && sodium_mlock(kr, sizeof *kr) != 0) {
+        sodium_free(kr);
+        kr = NULL;
+    }
+    if (kr == NULL) {
+        tok_master_key_free(mk);
+        return TOK_ERR_NOMEM;
+    }
+    sodium_memzero(kr, sizeof *kr);
+    kr->mk = *mk;
+    *mk = NULL;
     tok_status st = keyring_finish(kr);
     if (st != TOK_OK) {
         tok_keyring_free(&kr);
@@ -106,6 +239,15 @@ tok_status tok_keyring_from_bytes(const uint8_t key[TOK_KEYRING_KEY_LEN], struct
     }
     *out = kr;
     return TOK_OK;
+}
+
+tok_status tok_keyring_from_bytes(const uint8_t key[TOK_KEYRING_KEY_LEN], struct tok_keyring **out)
+{
+    TOK_ENSURE(key != NULL && out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    struct tok_master_key *mk = NULL;
+    TOK_GUARD(tok_master_key_from_bytes(key, &mk));
+    return tok_keyring_new(&mk, out);
 }
 
 /* Reads at most raw->cap bytes; a file that fills raw is longer than any valid key file. */
@@ -276,7 +418,9 @@ static tok_status read_master_file(const char *path, const char *what,
     return st;
 }
 
-tok_status tok_keyring_load_file(const char *path, struct tok_keyring **out, const char **why)
+/* The file provider over the master key file at path; what names it in *why. */
+static tok_status file_open(const char *path, const char *what, struct tok_master_key **out,
+                            const char **why)
 {
     const char *why_unused = NULL;
     if (why == NULL)
@@ -288,24 +432,77 @@ tok_status tok_keyring_load_file(const char *path, struct tok_keyring **out, con
         *why = "libsodium failed to initialise";
         return TOK_ERR_CRYPTO;
     }
-    struct tok_keyring *kr = NULL;
-    tok_status st = keyring_alloc(&kr);
+    struct file_master_key *f = NULL;
+    tok_status st = file_alloc(&f);
     if (st != TOK_OK) {
         *why = "cannot allocate locked memory for the master key (RLIMIT_MEMLOCK)";
         return st;
     }
-    st = read_master_file(path, "master key", kr->kek, kr->root, why);
-    if (st == TOK_OK) {
-        st = keyring_finish(kr);
-        if (st != TOK_OK)
-            *why = "cannot derive or protect the master sub-keys";
-    }
+    st = read_master_file(path, what, f->kek, f->root, why);
     if (st != TOK_OK) {
-        tok_keyring_free(&kr);
+        file_free(&f->base);
         return st;
     }
-    *out = kr;
-    return TOK_OK;
+    st = file_finish(f, out);
+    if (st != TOK_OK)
+        *why = "cannot protect the master key memory";
+    return st;
+}
+
+tok_status tok_master_key_file_open(const char *path, struct tok_master_key **out,
+                                   const char **why)
+{
+    return file_open(path, "master key", out, why);
+}
+
+tok_status tok_master_key_open(const struct tok_master_key_config *cfg,
+                               struct tok_master_key **out, const char **why)
+{
+    const char *why_unused = NULL;
+    if (why == NULL)
+        why = &why_unused;
+    *why = NULL;
+    TOK_ENSURE(cfg != NULL && out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    bool file = cfg->file != NULL && cfg->file[0] != '\0';
+    bool p11 = cfg->pkcs11_uri != NULL && cfg->pkcs11_uri[0] != '\0';
+    if (file == p11) {
+        *why = file ? "give --master-key-file or --master-key-pkcs11, not both"
+                    : "no master key: set --master-key-file or --master-key-pkcs11";
+        return TOK_ERR_INPUT;
+    }
+    if (!p11 && cfg->pin_file != NULL && cfg->pin_file[0] != '\0') {
+        *why = "--master-key-pin-file is for --master-key-pkcs11";
+        return TOK_ERR_INPUT;
+    }
+    if (file)
+        return tok_master_key_file_open(cfg->file, out, why);
+    return tok_master_key_pkcs11_open(cfg->pkcs11_uri, cfg->pin_file, out, why);
+}
+
+tok_status tok_keyring_load(const struct tok_master_key_config *cfg, struct tok_keyring **out,
+                            const char **why)
+{
+    const char *why_unused = NULL;
+    if (why == NULL)
+        why = &why_unused;
+    TOK_ENSURE(out != NULL, TOK_ERR_INTERNAL);
+    *out = NULL;
+    struct tok_master_key *mk = NULL;
+    TOK_GUARD(tok_master_key_open(cfg, &mk, why));
+    tok_status st = tok_keyring_new(&mk, out);
+    if (st != TOK_OK)
+        *why = st == TOK_ERR_NOMEM
+                   ? "cannot allocate locked memory for the master sub-keys (RLIMIT_MEMLOCK)"
+                   : "cannot derive or protect the master sub-keys";
+    return st;
+}
+
+tok_status tok_keyring_load_file(const char *path, struct tok_keyring **out, const char **why)
+{
+    struct tok_master_key_config cfg = {path, NULL, NULL};
+    TOK_ENSURE(path != NULL, TOK_ERR_INTERNAL);
+    return tok_keyring_load(&cfg, out, why);
 }
 
 tok_status tok_keyring_load_previous(struct tok_keyring *kr, const char *path, const char **why)
@@ -315,32 +512,40 @@ tok_status tok_keyring_load_previous(struct tok_keyring *kr, const char *path, c
         why = &why_unused;
     *why = NULL;
     TOK_ENSURE(kr != NULL && path != NULL, TOK_ERR_INTERNAL);
-    struct tok_keyring *prev = NULL;
-    tok_status st = keyring_alloc(&prev);
-    if (st != TOK_OK) {
+    struct tok_master_key *prev = NULL;
+    tok_status st = file_open(path, "previous master key", &prev, why);
+    TOK_GUARD(st);
+    uint8_t *root = sodium_malloc(TOK_KEYRING_KEY_LEN);
+    if (root == NULL) {
+        tok_master_key_free(&prev);
         *why = "cannot allocate locked memory for the previous master key (RLIMIT_MEMLOCK)";
-        return st;
+        return TOK_ERR_NOMEM;
     }
-    st = read_master_file(path, "previous master key", prev->kek, prev->root, why);
+    st = prev->ops->sub_root(prev, root);
     /* every master key version carries the same root: API-key hashes and reference look-ups
      * must not change with a rotation */
-    if (st == TOK_OK && sodium_memcmp(prev->root, kr->root, TOK_KEYRING_KEY_LEN) != 0) {
+    if (st == TOK_OK && sodium_memcmp(root, kr->root, TOK_KEYRING_KEY_LEN) != 0) {
         *why = why_of("previous master key", "is not of this key line (its sub-key root differs)",
                       path);
         st = TOK_ERR_INPUT;
     }
-    if (st == TOK_OK && sodium_memcmp(prev->kek, kr->kek, TOK_KEYRING_KEY_LEN) == 0) {
+    sodium_free(root); /* zeroes before releasing */
+    if (st == TOK_OK && file_same_kek(prev, kr->mk)) {
         *why = why_of("previous master key", "is the current master key", path);
+        st = TOK_ERR_INPUT;
+    }
+    if (st == TOK_OK && kr->mk_prev != NULL) {
+        *why = "a previous master key is loaded already";
         st = TOK_ERR_INPUT;
     }
     if (st == TOK_OK) {
         TOK_ENSURE(sodium_mprotect_readwrite(kr) == 0, TOK_ERR_INTERNAL);
-        tok_copy(kr->kek_prev, prev->kek, TOK_KEYRING_KEY_LEN);
-        kr->has_prev = true;
+        kr->mk_prev = prev;
+        prev = NULL;
         if (sodium_mprotect_readonly(kr) != 0)
             st = TOK_ERR_INTERNAL;
     }
-    tok_keyring_free(&prev);
+    tok_master_key_free(&prev);
     return st;
 }
 
@@ -351,7 +556,7 @@ bool tok_keyring_same_line(const struct tok_keyring *a, const struct tok_keyring
 
 bool tok_keyring_same_kek(const struct tok_keyring *a, const struct tok_keyring *b)
 {
-    return a != NULL && b != NULL && sodium_memcmp(a->kek, b->kek, TOK_KEYRING_KEY_LEN) == 0;
+    return a != NULL && b != NULL && file_same_kek(a->mk, b->mk);
 }
 
 tok_status tok_keyring_next_master(const struct tok_keyring *kr, struct tok_buf *hex_out)
@@ -545,7 +750,7 @@ static tok_status wrap_ad(struct tok_buf *ad, const char *role, const char *tena
     return tok_buf_printf(ad, "tokend:v1:%s:%s:%" PRIu32, role, tenant_id, version);
 }
 
-/* Appends nonce || ciphertext || tag of key under the KEK; room was checked by the caller. */
+/* Appends the key wrapped by the KEK's provider; room was checked by the caller. */
 static tok_status wrap_key(const struct tok_keyring *kr, const char *role, const char *tenant_id,
                            uint32_t version, const uint8_t key[TOK_KEYRING_KEY_LEN],
                            struct tok_buf *out)
@@ -555,22 +760,7 @@ static tok_status wrap_key(const struct tok_keyring *kr, const char *role, const
     tok_buf_init(&ad, ad_mem, sizeof ad_mem);
     TOK_GUARD(wrap_ad(&ad, role, tenant_id, version));
     TOK_ENSURE(out->cap - out->len >= TOK_KEYRING_WRAPPED_LEN, TOK_ERR_BOUNDS);
-
-    uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES];
-    randombytes_buf(nonce, sizeof nonce);
-    uint32_t start = out->len;
-    TOK_GUARD(tok_buf_write(out, nonce, sizeof nonce));
-    unsigned long long clen = 0;
-    /* the library writes into the space reserved above (key + tag) */
-    int rc = crypto_aead_xchacha20poly1305_ietf_encrypt(out->data + out->len, &clen, key,
-                                                        TOK_KEYRING_KEY_LEN, ad.data, ad.len,
-                                                        NULL, nonce, kr->kek);
-    if (rc != 0 || clen != TOK_KEYRING_WRAPPED_LEN - sizeof nonce) {
-        out->len = start;
-        return TOK_ERR_CRYPTO;
-    }
-    out->len += (uint32_t)clen;
-    return TOK_OK;
+    return kr->mk->ops->wrap(kr->mk, tok_buf_slice(&ad), key, out);
 }
 
 static tok_status unwrap_key(const struct tok_keyring *kr, const char *role, const char *tenant_id,
@@ -582,23 +772,12 @@ static tok_status unwrap_key(const struct tok_keyring *kr, const char *role, con
     struct tok_buf ad;
     tok_buf_init(&ad, ad_mem, sizeof ad_mem);
     TOK_GUARD(wrap_ad(&ad, role, tenant_id, version));
-
-    const size_t nlen = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
-    unsigned long long mlen = 0;
-    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(key, &mlen, NULL, wrapped.ptr + nlen,
-                                                        wrapped.len - nlen, ad.data, ad.len,
-                                                        wrapped.ptr, kr->kek);
+    tok_status st = kr->mk->ops->unwrap(kr->mk, tok_buf_slice(&ad), wrapped, key);
     /* during a master rotation a key is wrapped by the new KEK or by the previous one; the
      * tag tells which, so no version needs to travel with the wrapped key */
-    if (rc != 0 && kr->has_prev)
-        rc = crypto_aead_xchacha20poly1305_ietf_decrypt(key, &mlen, NULL, wrapped.ptr + nlen,
-                                                        wrapped.len - nlen, ad.data, ad.len,
-                                                        wrapped.ptr, kr->kek_prev);
-    if (rc != 0 || mlen != TOK_KEYRING_KEY_LEN) {
-        sodium_memzero(key, TOK_KEYRING_KEY_LEN);
-        return TOK_ERR_CRYPTO;
-    }
-    return TOK_OK;
+    if (st == TOK_ERR_CRYPTO && kr->mk_prev != NULL)
+        st = kr->mk_prev->ops->unwrap(kr->mk_prev, tok_buf_slice(&ad), wrapped, key);
+    return st;
 }
 
 tok_status tok_keyring_tenant_keys_new(const struct tok_keyring *kr, const char *tenant_id,

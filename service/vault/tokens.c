@@ -19,10 +19,12 @@
 #include "tokend/vault/tokens.h"
 #include "tokend/vault/auth.h"
 #include "tokend/vault/dedup_guard.h"
+#include "tokend/vault/idempotency.h"
 #include "tokend/core/base62.h"
 #include "tokend/vault/card.h"
 #include "tokend/core/encoding.h"
 #include "tokend/gateways/gateway.h"
+#include "tokend/gateways/gateway_metrics.h"
 #include "tokend/gateways/registry.h"
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
@@ -238,17 +240,25 @@ static void token_json(struct tok_json_writer *w, const struct token_row *row, b
     tok_jw_obj_end(w);
 }
 
+/* The token's JSON into a new buffer b (the caller wipes it). */
+static tok_status token_body(const struct token_row *row, bool publishable, struct tok_buf *b)
+{
+    TOK_GUARD(tok_buf_alloc(b, TOK_TOKEN_JSON_MAX, false));
+    struct tok_json_writer w;
+    tok_jw_init(&w, b);
+    token_json(&w, row, publishable);
+    return tok_jw_finish(&w);
+}
+
 static void send_token(struct tok_req *r, int status, const struct token_row *row)
 {
     struct tok_buf b = {0};
-    if (tok_buf_alloc(&b, TOK_TOKEN_JSON_MAX, false) != TOK_OK) {
+    tok_status st = token_body(row, r->principal != NULL && r->principal->publishable, &b);
+    if (st == TOK_ERR_NOMEM) {
         tok_http_problem(r, 503, "unavailable", "out of memory", NULL);
         return;
     }
-    struct tok_json_writer w;
-    tok_jw_init(&w, &b);
-    token_json(&w, row, r->principal != NULL && r->principal->publishable);
-    if (tok_jw_finish(&w) != TOK_OK) {
+    if (st != TOK_OK) {
         tok_log_err("%s: %s: token JSON does not fit", __func__, r->id);
         tok_http_problem(r, 500, "internal_error", NULL, NULL);
     } else {
@@ -366,6 +376,16 @@ struct create_call {
     bool found_existing;
     struct tok_dedup_guard *dedup_guard; /* set while a de-duplication hit is reserved */
     bool insert_phase;
+    /*
+     * Idempotency-Key (issue #16): claimed in the first job, before any gateway call; the
+     * stored answer is written with the token, or by the settle job when none was stored
+     */
+    struct tok_idem idem;
+    bool publishable; /* the caller's view, which is also the view stored for its replays */
+    bool settle_phase;
+    int settle_status;
+    uint8_t settle_mem[1024];
+    struct tok_buf settle_body;
     struct token_row row;
     char tenant_id[TOK_ID_MAX];
     char actor[TOK_ID_MAX];
@@ -421,6 +441,7 @@ static void create_release(struct tok_call *call)
     }
     dedup_settle(c); /* the client went away before the lookup's answer */
     wipe_card(c);
+    tok_idem_wipe(&c->idem);
     free(c->row.metadata);
     free(c->metadata);
     sodium_memzero(c, sizeof *c);
@@ -661,6 +682,43 @@ static tok_status validate(struct tok_req *r, const struct tok_json_node *root, 
 }
 
 static void submit_insert(struct tok_req *r, struct create_call *c);
+static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn);
+static void create_result(struct tok_call *call, struct tok_req *r);
+
+/*
+ * Ends a tokenisation that stored no token, and answers (r NULL: the client left). With an
+ * Idempotency-Key claimed, a decline (402) is kept for its replays: the issuer would answer a
+ * retry the same, and a retry must not ask the gateway again; any other ending gives the key
+ * back (nothing happened that a retry must see), in a job that answers once it is done.
+ */
+static void settle(struct tok_req *r, struct create_call *c, int status, const char *code,
+                   const char *detail, const char *param, const char *decline)
+{
+    if (!c->idem.present || c->idem.state != TOK_IDEM_NEW) {
+        if (r != NULL)
+            tok_http_problem_decline(r, status, code, detail, param, decline);
+        create_release(&c->call);
+        return;
+    }
+    c->settle_phase = true;
+    c->settle_status = status;
+    tok_buf_init(&c->settle_body, c->settle_mem, sizeof c->settle_mem);
+    if (tok_http_problem_body(&c->settle_body, status, code, detail, param, c->request_id,
+                              decline) != TOK_OK) {
+        tok_buf_reset(&c->settle_body);
+        if (tok_http_problem_body(&c->settle_body, status, code, NULL, NULL, c->request_id,
+                                  NULL) != TOK_OK)
+            tok_buf_reset(&c->settle_body);
+    }
+    c->call.job.exec = create_exec;
+    c->call.job.group = NULL;
+    c->call.on_result = create_result;
+    c->call.release = create_release;
+    if (r != NULL)
+        tok_http_call(r, &c->call);
+    else
+        tok_http_call_detached(&c->call);
+}
 
 /* Every gateway has answered: store what succeeded, or nothing if none did. */
 static void on_all_gateways_done(struct tok_req *r, struct create_call *c)
@@ -701,8 +759,8 @@ static void on_all_gateways_done(struct tok_req *r, struct create_call *c)
         }
         c->succeeded++;
     }
-    if (r == NULL) { /* the client went away: nothing is stored */
-        create_release(&c->call);
+    if (r == NULL) { /* the client went away: nothing is stored (the tenant's keys went with r) */
+        settle(NULL, c, 503, "client_gone", NULL, NULL, NULL);
         return;
     }
     if (c->succeeded == 0) {
@@ -713,13 +771,10 @@ static void on_all_gateways_done(struct tok_req *r, struct create_call *c)
         /* the issuer refused the card (Adyen's zero-value authorisation asks it): a decline,
          * as a charge's is, not a gateway failure */
         if (first_failure != NULL && first_failure->outcome == TOK_GW_DECLINED)
-            tok_http_problem_decline(r, 402, "card_declined", code, "card",
-                                     first_failure->decline_code[0] != '\0'
-                                         ? first_failure->decline_code
-                                         : code);
+            settle(r, c, 402, "card_declined", code, "card",
+                   first_failure->decline_code[0] != '\0' ? first_failure->decline_code : code);
         else
-            tok_http_problem(r, 502, "gateway_error", code, "card");
-        create_release(&c->call);
+            settle(r, c, 502, "gateway_error", code, "card", NULL);
         return;
     }
     submit_insert(r, c);
@@ -739,8 +794,7 @@ static void run_gateway(struct tok_req *r, struct create_call *c)
 {
     const struct tok_principal *p = r->principal;
     if (tok_req_cancelled(r)) { /* a connection being cut: no gateway call */
-        tok_http_problem(r, 503, "connection_closing", "this connection is being closed", NULL);
-        create_release(&c->call);
+        settle(r, c, 503, "connection_closing", "this connection is being closed", NULL, NULL);
         return;
     }
     c->naccounts = 0;
@@ -748,9 +802,8 @@ static void run_gateway(struct tok_req *r, struct create_call *c)
         c->accounts[c->naccounts++] = p->accounts[i]; /* api_key pointer stays owned by p */
     if (c->naccounts == 0) {
         if (p->livemode) {
-            tok_http_problem(r, 422, "no_live_gateway",
-                             "no live gateway is configured for this tenant", NULL);
-            create_release(&c->call);
+            settle(r, c, 422, "no_live_gateway", "no live gateway is configured for this tenant",
+                   NULL, NULL);
             return;
         }
         c->accounts[0] = implicit_sandbox;
@@ -786,7 +839,7 @@ static void run_gateway(struct tok_req *r, struct create_call *c)
         calls[i] = &c->gw[i];
     }
     for (unsigned i = 0; i < n; i++)
-        ops[i]->submit(ops[i], calls[i]);
+        tok_gateway_submit(ops[i], calls[i]);
 }
 
 /*
@@ -1042,6 +1095,18 @@ static tok_status store_exec(struct tok_db_job *const *jobs, unsigned n, struct 
         PQclear(res);
     }
     tok_buf_wipe(&b);
+    /* the answer each stored token's Idempotency-Key replays, in the same transaction */
+    for (unsigned i = 0; i < n && st == TOK_OK; i++) {
+        struct create_call *c = (struct create_call *)jobs[i];
+        if (jobs[i]->status != TOK_OK || !c->idem.present)
+            continue;
+        struct tok_buf body = {0};
+        st = token_body(&c->row, c->publishable, &body);
+        if (st == TOK_OK)
+            st = tok_idem_finish(conn, c->tenant_id, c->row.livemode, &c->idem, 201,
+                                 tok_buf_slice(&body));
+        tok_buf_wipe(&body);
+    }
     return st;
 }
 
@@ -1056,6 +1121,15 @@ static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     }
     const char *live = c->row.livemode ? "t" : "f";
     TOK_GUARD(tok_db_set_tenant(conn, c->tenant_id));
+    if (c->settle_phase) {
+        if (c->settle_status == 402)
+            return tok_idem_finish(conn, c->tenant_id, c->row.livemode, &c->idem, 402,
+                                   tok_buf_slice(&c->settle_body));
+        return tok_idem_release(conn, c->tenant_id, c->row.livemode, &c->idem);
+    }
+    TOK_GUARD(tok_idem_begin(conn, c->tenant_id, c->row.livemode, &c->idem));
+    if (c->idem.state != TOK_IDEM_NEW || !c->deduplicate)
+        return TOK_OK;
     PGresult *res = NULL;
     const char *v[3] = {c->tenant_id, live, (const char *)c->fingerprint};
     const int l[3] = {0, 0, 32}, f[3] = {0, 0, 1};
@@ -1069,13 +1143,21 @@ static tok_status create_exec(struct tok_db_job *job, struct tok_db_conn *conn)
     if (st == TOK_OK && c->found_existing)
         st = tok_audit_insert(conn, c->tenant_id, c->actor, "token.deduplicated", c->row.id,
                               c->request_id);
+    if (st == TOK_OK && c->found_existing && c->idem.present) {
+        struct tok_buf body = {0};
+        st = token_body(&c->row, c->publishable, &body);
+        if (st == TOK_OK)
+            st = tok_idem_finish(conn, c->tenant_id, c->row.livemode, &c->idem, 200,
+                                 tok_buf_slice(&body));
+        tok_buf_wipe(&body);
+    }
     return st;
 }
 
 static void create_result(struct tok_call *call, struct tok_req *r)
 {
     struct create_call *c = (struct create_call *)call;
-    if (!c->insert_phase) {
+    if (!c->insert_phase && !c->settle_phase) {
         if (call->job.status != TOK_OK)
             c->found_existing = false; /* a failed lookup told nothing: give the hit back */
         dedup_settle(c);
@@ -1083,12 +1165,25 @@ static void create_result(struct tok_call *call, struct tok_req *r)
     if (call->job.status != TOK_OK) {
         wipe_card(c);
         tok_log_err("%s: %s: %s failed (%s)", __func__, r->id,
-                    c->insert_phase ? "token insert" : "dedup lookup", tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", "the token could not be stored", NULL);
+                    c->insert_phase   ? "token insert"
+                    : c->settle_phase ? "idempotency record"
+                                      : "idempotency claim or dedup lookup",
+                    tok_status_name(call->job.status));
+        tok_http_problem_db(r, &call->job, "the token could not be stored");
+        return;
+    }
+    if (c->settle_phase) {
+        tok_http_send(r, c->settle_status, "application/problem+json",
+                      tok_buf_slice(&c->settle_body));
         return;
     }
     if (c->insert_phase) {
         send_token(r, 201, &c->row);
+        return;
+    }
+    if (c->idem.state != TOK_IDEM_NEW) { /* a replay, a mismatch or a duplicate in flight */
+        wipe_card(c);
+        tok_idem_respond(r, &c->idem);
         return;
     }
     if (c->found_existing) {
@@ -1152,6 +1247,29 @@ static bool dedup_reserve(struct tok_req *r, struct create_call *c)
     return false;
 }
 
+/*
+ * The request hash of an Idempotency-Key: the request as validated, the CVC left out (no
+ * form of it may be kept: a retry with another CVC replays). The card is its tenant-keyed
+ * fingerprint, as stored with the token.
+ */
+static tok_status idem_hash(struct tok_req *r, struct create_call *c)
+{
+    char exp[32], expires[24];
+    snprintf(exp, sizeof exp, "%d/%d", c->row.exp_month, c->row.exp_year);
+    snprintf(expires, sizeof expires, "%lld", (long long)c->expires_at);
+    const struct tok_slice parts[] = {
+        tok_slice_of(c->fingerprint, sizeof c->fingerprint),
+        tok_slice_str(exp),
+        c->secret->card.name,
+        tok_slice_str(c->secret->card.cvc.len > 0 ? "cvc" : "-"),
+        tok_slice_str(c->metadata),
+        tok_slice_str(c->deduplicate ? "dedup" : "-"),
+        tok_slice_str(expires),
+        tok_slice_str(c->row.format),
+    };
+    return tok_idem_hash_parts(r, parts, TOK_ARRAY_LEN(parts), &c->idem);
+}
+
 static void create_authed(struct tok_req *r)
 {
     h2o_req_t *req = r->req;
@@ -1189,9 +1307,19 @@ static void create_authed(struct tok_req *r)
     copy_field(c->tenant_id, sizeof c->tenant_id, r->principal->tenant_id);
     copy_field(c->actor, sizeof c->actor, r->principal->key_id);
     copy_field(c->request_id, sizeof c->request_id, r->id);
+    c->publishable = r->principal->publishable;
+    if (tok_idem_key_scoped(r, r->principal->key_id, &c->idem) != TOK_OK) {
+        tok_json_doc_free(&doc);
+        tok_http_problem(r, 400, "invalid_idempotency_key",
+                         "Idempotency-Key must be 1 to 255 printable ASCII characters", NULL);
+        create_release(&c->call);
+        return;
+    }
     struct field_error fe = {0};
     st = validate(r, tok_json_root(doc), c, &fe);
     tok_json_doc_free(&doc);
+    if (st == TOK_OK && c->idem.present)
+        st = idem_hash(r, c);
     if (st != TOK_OK) {
         if (fe.code != NULL)
             tok_http_problem(r, 422, fe.code, fe.detail, fe.param);
@@ -1204,7 +1332,7 @@ static void create_authed(struct tok_req *r)
         create_release(&c->call);
         return;
     }
-    if (c->deduplicate) {
+    if (c->deduplicate || c->idem.present) {
         c->call.job.exec = create_exec;
         c->call.on_result = create_result;
         c->call.release = create_release;
@@ -1392,7 +1520,7 @@ static bool start_detach(struct tok_req *r, struct token_call *t)
         m++;
     }
     for (unsigned i = 0; i < m; i++)
-        ops[i]->submit(ops[i], calls[i]);
+        tok_gateway_submit(ops[i], calls[i]);
     return true;
 }
 
@@ -1402,7 +1530,7 @@ static void token_result(struct tok_call *call, struct tok_req *r)
     if (call->job.status != TOK_OK) {
         tok_log_err("%s: %s: token %s failed (%s)", __func__, r->id, t->redact ? "redaction" : "read",
                     tok_status_name(call->job.status));
-        tok_http_problem(r, 503, "database_unavailable", NULL, NULL);
+        tok_http_problem_db(r, &call->job, NULL);
         return;
     }
     if (!t->found) {

@@ -43,9 +43,15 @@ out=$(curl -s --http1.1 -X POST -H 'content-type: application/json' --data-binar
     -w '\n%{http_code} %{content_type}' "$H2C/v1/tokens")
 expect_eq "HTTP/1.1 10 MB body: 413 problem+json" "$(tail -n 1 <<<"$out")" "413 application/problem+json"
 expect_eq "HTTP/1.1 10 MB body: code body_too_large" "$(head -n 1 <<<"$out" | jq -r .code)" "body_too_large"
-out=$(curl -s --http1.1 -X POST -H 'transfer-encoding: chunked' --data-binary @"$T_DIR/big.bin" \
-    -w '\n%{http_code}' "$H2C/v1/tokens")
-expect_eq "HTTP/1.1 chunked 10 MB body: 413" "$(tail -n 1 <<<"$out")" "413"
+# tokend answers 413 and closes while curl is still sending: on a loaded machine curl can hit
+# the reset before it reads the answer (it then reports the 100 Continue or 000). The property
+# is the server's answer, so look for it in the trace, over at most three tries.
+for _ in 1 2 3; do
+    out=$(curl -s -v --http1.1 -X POST -H 'transfer-encoding: chunked' --data-binary @"$T_DIR/big.bin" \
+        -o /dev/null "$H2C/v1/tokens" 2>&1 | grep -c '^< HTTP/1.1 413')
+    [ "$out" = 1 ] && break
+done
+expect_eq "HTTP/1.1 chunked 10 MB body: 413" "$out" "1"
 code=$(curl -s --http2-prior-knowledge -X POST --data-binary @"$T_DIR/big.bin" -o /dev/null \
     -w '%{http_code}' "$H2C/v1/tokens")
 expect_match "HTTP/2 10 MB body: refused (413 or stream reset)" "$code" '^(413|000)$'

@@ -149,8 +149,8 @@ for i in $(seq 1 1000); do
     printf '%s' "$b" >"$T_DIR/bulk/$i.json"
     printf 'tokend-signature: t=%s,v1=%s' "$T" "$(sign "$WHSEC" "$T" "$b")" >"$T_DIR/bulk/$i.sig"
 done
-send_bulk() { # bounded: 32 at a time; a 503 (retryable) is sent again like a gateway would
-    seq 1 1000 | xargs -P 32 -I{} sh -c 'curl -s -o /dev/null --http2-prior-knowledge --retry 5 --retry-delay 1 \
+send_bulk() { # bounded: 32 at a time; a 503 or a refused connection is sent again, as a gateway would
+    seq 1 1000 | xargs -P 32 -I{} sh -c 'curl -s -o /dev/null --http2-prior-knowledge --retry 10 --retry-delay 1 --retry-connrefused \
         -H "$(cat "$0/bulk/{}.sig")" -H "content-type: application/json" --data-binary "@$0/bulk/{}.json" "$1"' \
         "$T_DIR" "$H2C/v1/webhooks/sandbox/$GW"
 }

@@ -153,6 +153,7 @@ POST /v1/charges 403 forbidden
 GET /v1/charges/$O_CH 403 forbidden
 POST /v1/charges/$O_CH/capture 403 forbidden
 POST /v1/charges/$O_CH/void 403 forbidden
+POST /v1/charges/$O_CH/complete 403 forbidden
 POST /v1/refunds 403 forbidden
 GET /v1/refunds/re_0000000000000000000000 403 forbidden
 GET /v1/charges 403 forbidden

@@ -186,7 +186,7 @@ int main(int argc, char **argv)
     g.loop = h2o_evloop_create();
     g.queue = h2o_multithread_create_queue(g.loop);
     h2o_multithread_register_receiver(g.queue, &g.replies, tok_httpc_on_replies);
-    struct tok_gateway_env env = {httpc, &g.replies};
+    struct tok_gateway_env env = {httpc, &g.replies, NULL};
 
     struct tok_card_data card;
     memset(&card, 0, sizeof card);

@@ -43,6 +43,17 @@
  *                                              first response returned, key echoed
  *     docs.adyen.com/online-payments/tokenization: storePaymentMethod, shopperReference,
  *                                              recurringProcessingModel, storedPaymentMethodId
+ *   3-D Secure (issue #16; docs/gwsim.md lists the cards and where each is documented)
+ *     docs.stripe.com/testing#regulatory-cards  3184 and 3220 always authenticate, 3155 unless
+ *                                              set up; off_session -> 402 authentication_required
+ *     docs.stripe.com/api/payment_intents/object next_action {type redirect_to_url,
+ *                                              redirect_to_url {url, return_url}}
+ *     docs.adyen.com/development-resources/testing/3d-secure-2-authentication: the 3DS2 cards
+ *     docs.adyen.com/online-payments/3d-secure/redirect-3ds2, CheckoutService-v71.json:
+ *                                              RedirectShopper + action {type redirect, url,
+ *                                              method GET}, then /payments/details
+ *                                              {details {redirectResult}}
+ *   The simulated issuer page (/__gwsim/acs/{id}) stands in for both gateways' ACS.
  * Where those documents leave a behaviour open, docs/gwsim.md says what the simulator does.
  *
  * Card data: a card number is read once, turned into an outcome class, brand, last 4 and a
@@ -57,6 +68,7 @@
 #include "tokend/core/json.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
+#include "gwsim_record.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -110,6 +122,7 @@ struct gw_cfg {
     double rate500, rate429;
     const char *ready_file;
     uint32_t max_objects;
+    const char *record_dir;
 };
 
 struct gw_stats {
@@ -125,6 +138,7 @@ struct gw_stats {
     uint64_t customers, pm_attached, pm_detached, reuse_refusals, adyen_tokens_disabled,
         adyen_contauth_refusals;
     uint64_t auth_failures, full_refusals;
+    uint64_t r_acs, r_adyen_details, actions, auth_completed, auth_failed, auth_required_declines;
     uint64_t f500, f429, ftimeout, freset, flatency;
     uint64_t connections, requests_h1, requests_h2;
 };
@@ -143,11 +157,22 @@ enum gw_outcome {
     OUT_STOLEN,
     OUT_FRAUD,
     OUT_VELOCITY,
+    OUT_3DS_ALWAYS, /* Stripe 4000002760003184, 4000000000003220: authenticates every payment */
+    OUT_3DS_SETUP,  /* Stripe 4000002500003155: authenticates unless set up for off-session */
+    OUT_3DS_ADYEN,  /* Adyen's 3-D Secure 2 test cards: a challenge at Adyen, none at Stripe */
+    OUT_DISPUTE,    /* Stripe 4000000000000259: succeeds (the dispute that follows is not played) */
 };
 
-enum pi_status { PI_REQ_PM, PI_REQ_CONFIRM, PI_REQ_CAPTURE, PI_SUCCEEDED, PI_CANCELED };
+enum pi_status {
+    PI_REQ_PM,
+    PI_REQ_CONFIRM,
+    PI_REQ_CAPTURE,
+    PI_SUCCEEDED,
+    PI_CANCELED,
+    PI_REQ_ACTION,
+};
 
-enum ap_status { AP_AUTHORISED = 1, AP_REFUSED, AP_CANCELLED };
+enum ap_status { AP_AUTHORISED = 1, AP_REFUSED, AP_CANCELLED, AP_REDIRECT };
 
 struct adyen_result {
     const char *holder; /* the holderName that triggers it in test */
@@ -176,7 +201,7 @@ struct gw_obj {
     char ref2[GW_ID_MAX]; /* PI: latest charge; RE: charge */
     char *text1;          /* PI: description; AP: merchant reference; AT: shopperReference */
     char *meta;           /* PI, RE: metadata as a JSON object */
-    char err_code[32], err_decline[32], err_msg[128];
+    char err_code[48], err_decline[32], err_msg[192];
     int64_t canceled_at;
     char reason[32]; /* PI: cancellation_reason; RE: reason */
     const struct adyen_result *ares;
@@ -185,7 +210,14 @@ struct gw_obj {
     bool consumed;
     char customer[GW_ID_MAX]; /* K_PM: the Customer it is attached to; K_PI: customer */
     bool manual_sfu;          /* K_PI: setup_future_usage was given */
+    bool sfu_on_session;      /* K_PI: ... and it was on_session */
     bool off_session;         /* K_PI: off_session=true */
+    /* customer authentication (3-D Secure): K_PI in requires_action, K_AP in RedirectShopper */
+    char *return_url;         /* where the simulated ACS sends the customer back */
+    char *action_url;         /* the simulated ACS page */
+    char redirect_result[GW_ID_MAX]; /* K_AP: the redirectResult given back once, for details */
+    int auth;                 /* 0 none, 1 waiting, 2 authenticated, 3 failed */
+    bool setup_done;          /* K_PM: authenticated with setup_future_usage=off_session */
 };
 
 struct gw_idem {
@@ -221,6 +253,7 @@ struct gw {
     int port_fd[GW_PORTS]; /* peer port -> fd, to reset a connection on request */
     struct gw_timer timers[GW_TIMERS_MAX];
     size_t ntimers;
+    struct gw_recorder rec; /* --record */
 };
 
 struct gw_handler {
@@ -240,6 +273,16 @@ static const struct {
     /* docs.stripe.com/testing#declined-payments: lost, stolen, fraudulent, velocity */
     {"4000000000009987", OUT_LOST},      {"4000000000009979", OUT_STOLEN},
     {"4100000000000019", OUT_FRAUD},     {"4000000000006975", OUT_VELOCITY},
+    /* docs.stripe.com/testing#regulatory-cards (3-D Secure), #disputes */
+    {"4000002760003184", OUT_3DS_ALWAYS}, {"4000000000003220", OUT_3DS_ALWAYS},
+    {"4000002500003155", OUT_3DS_SETUP},  {"4000000000000259", OUT_DISPUTE},
+    /* docs.adyen.com/development-resources/testing/3d-secure-2-authentication: enrolled in
+     * 3-D Secure 2 (and the Checkout v71 document's 3-D Secure redirect example card) */
+    {"371449635398431", OUT_3DS_ADYEN},  {"4871049999999910", OUT_3DS_ADYEN},
+    {"4035501428146300", OUT_3DS_ADYEN}, {"4360000001000005", OUT_3DS_ADYEN},
+    {"30569309025904", OUT_3DS_ADYEN},   {"6011111111111117", OUT_3DS_ADYEN},
+    {"3566111111111113", OUT_3DS_ADYEN}, {"5454545454545454", OUT_3DS_ADYEN},
+    {"2222400010000008", OUT_3DS_ADYEN}, {"4212345678901237", OUT_3DS_ADYEN},
 };
 
 /* Stripe's documented test PaymentMethod ids (docs.stripe.com/testing). */
@@ -277,7 +320,18 @@ static const struct {
     [OUT_PROCESSING] = {"processing_error", "processing_error",
                         "An error occurred while processing your card. Try again in a little "
                         "bit."},
+    [OUT_3DS_ALWAYS] = {NULL, NULL, NULL},
+    [OUT_3DS_SETUP] = {NULL, NULL, NULL},
+    [OUT_3DS_ADYEN] = {NULL, NULL, NULL},
+    [OUT_DISPUTE] = {NULL, NULL, NULL},
 };
+
+/* Whether a card's payments are authorised (after authentication, for the 3-D Secure ones). */
+static bool outcome_ok(enum gw_outcome o)
+{
+    return o == OUT_OK || o == OUT_3DS_ALWAYS || o == OUT_3DS_SETUP || o == OUT_3DS_ADYEN ||
+           o == OUT_DISPUTE;
+}
 
 static const struct adyen_result adyen_results[] = {
     {"UNKNOWN", 0, "Error", "Unknown"},
@@ -325,6 +379,8 @@ static const struct adyen_result *adyen_by_outcome(enum gw_outcome o)
         [OUT_CVC] = "CVC_DECLINED",     [OUT_PROCESSING] = "ERROR",
         [OUT_LOST] = "BLOCK_CARD",      [OUT_STOLEN] = "BLOCK_CARD",
         [OUT_FRAUD] = "FRAUD",          [OUT_VELOCITY] = "WITHDRAWAL_COUNT_EXCEEDED",
+        [OUT_3DS_ALWAYS] = "APPROVED",  [OUT_3DS_SETUP] = "APPROVED",
+        [OUT_3DS_ADYEN] = "APPROVED",   [OUT_DISPUTE] = "APPROVED",
     };
     return adyen_by_holder(names[o]);
 }
@@ -390,6 +446,8 @@ static const char *pi_status_name(int s)
         return "succeeded";
     case PI_CANCELED:
         return "canceled";
+    case PI_REQ_ACTION:
+        return "requires_action";
     default:
         return "unknown";
     }
@@ -583,6 +641,8 @@ static void store_clear(struct gw *g)
             n = o->next;
             free(o->text1);
             free(o->meta);
+            free(o->return_url);
+            free(o->action_url);
             sodium_memzero(o, sizeof *o);
             free(o);
         }
@@ -797,6 +857,85 @@ static void stripe_full(struct gw_call *c)
                  "gwsim: the object store is full (see --max-objects); POST /__gwsim/reset");
 }
 
+/*
+ * Members of Stripe's objects that gwsim has no behaviour for, present so that its objects
+ * carry every field of Stripe's published fixtures (tests/contracts/stripe/fixtures3.json;
+ * t_45_contracts.sh compares the key sets): null, or the value Stripe gives an object made
+ * the way gwsim's are.
+ */
+static void write_nulls(struct tok_json_writer *w, const char *const keys[], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tok_jw_key(w, keys[i]);
+        tok_jw_null(w);
+    }
+}
+
+/* PaymentMethod.card: display_brand (Stripe's display names), networks, 3DS support */
+static void write_pm_card_more(struct tok_json_writer *w, const struct gw_obj *pm)
+{
+    const char *brand = stripe_brand(pm->brand);
+    static const struct {
+        const char *brand, *display;
+    } names[] = {{"amex", "american_express"}, {"diners", "diners_club"},
+                 {"unionpay", "union_pay"}, {"unknown", "other"}};
+    const char *display = brand;
+    for (size_t i = 0; i < TOK_ARRAY_LEN(names); i++)
+        if (strcmp(brand, names[i].brand) == 0)
+            display = names[i].display;
+    tok_jw_kstr(w, "display_brand", display);
+    tok_jw_key(w, "generated_from");
+    tok_jw_null(w);
+    tok_jw_key(w, "networks");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "available");
+    tok_jw_arr_begin(w);
+    tok_jw_str(w, brand);
+    tok_jw_arr_end(w);
+    tok_jw_key(w, "preferred");
+    tok_jw_null(w);
+    tok_jw_obj_end(w);
+    tok_jw_key(w, "regulated_status");
+    tok_jw_null(w);
+    tok_jw_key(w, "three_d_secure_usage");
+    tok_jw_obj_begin(w);
+    tok_jw_kbool(w, "supported", true);
+    tok_jw_obj_end(w);
+    tok_jw_key(w, "wallet");
+    tok_jw_null(w);
+}
+
+/* PaymentIntent: the fixture's members gwsim does not model (Connect, shipping, wallets...) */
+static void write_pi_more(struct tok_json_writer *w, const struct gw_obj *pi)
+{
+    static const char *const nulls[] = {
+        "application", "application_fee_amount", "automatic_payment_methods",
+        "customer_account", "excluded_payment_method_types", "managed_payments",
+        "on_behalf_of", "payment_method_configuration_details", "processing", "receipt_email",
+        "review", "shipping", "source", "statement_descriptor", "statement_descriptor_suffix",
+        "transfer_data", "transfer_group"};
+    write_nulls(w, nulls, TOK_ARRAY_LEN(nulls));
+    tok_jw_key(w, "amount_details");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "tip");
+    tok_jw_obj_begin(w);
+    tok_jw_obj_end(w);
+    tok_jw_obj_end(w);
+    char secret[GW_ID_MAX + 16];
+    snprintf(secret, sizeof secret, "%s_secret_gwsim", pi->id);
+    tok_jw_kstr(w, "client_secret", secret);
+    /* next_action: write_pi, which models requires_action (3-D Secure) */
+    tok_jw_key(w, "payment_method_options");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "card");
+    tok_jw_obj_begin(w);
+    tok_jw_kstr(w, "request_three_d_secure", "automatic");
+    tok_jw_obj_end(w);
+    tok_jw_obj_end(w);
+    tok_jw_kstr(w, "setup_future_usage",
+                !pi->manual_sfu ? NULL : pi->sfu_on_session ? "on_session" : "off_session");
+}
+
 static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
 {
     tok_jw_obj_begin(w);
@@ -811,6 +950,8 @@ static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
     tok_jw_kstr(w, "name", pm->text1);
     tok_jw_key(w, "phone");
     tok_jw_null(w);
+    tok_jw_key(w, "tax_id");
+    tok_jw_null(w);
     tok_jw_obj_end(w);
     tok_jw_key(w, "card");
     tok_jw_obj_begin(w);
@@ -824,14 +965,18 @@ static void write_pm(struct tok_json_writer *w, const struct gw_obj *pm)
     tok_jw_kstr(w, "cvc_check", "unchecked");
     tok_jw_obj_end(w);
     tok_jw_kstr(w, "country", "US");
+    write_pm_card_more(w, pm);
     tok_jw_kint(w, "exp_month", pm->exp_month);
     tok_jw_kint(w, "exp_year", pm->exp_year);
     tok_jw_kstr(w, "fingerprint", pm->fingerprint);
     tok_jw_kstr(w, "funding", "credit");
     tok_jw_kstr(w, "last4", pm->last4);
     tok_jw_obj_end(w);
+    tok_jw_kstr(w, "allow_redisplay", "unspecified");
     tok_jw_kint(w, "created", pm->created);
     tok_jw_kstr(w, "customer", pm->customer[0] != '\0' ? pm->customer : NULL);
+    tok_jw_key(w, "customer_account");
+    tok_jw_null(w);
     tok_jw_kbool(w, "livemode", false);
     tok_jw_key(w, "metadata");
     tok_jw_obj_begin(w);
@@ -885,12 +1030,38 @@ static void write_pi(struct tok_json_writer *w, const struct gw_obj *pi)
     tok_jw_kbool(w, "livemode", false);
     tok_jw_key(w, "metadata");
     write_meta(w, pi->meta);
+    /* docs.stripe.com/api/payment_intents/object#payment_intent_object-next_action: with a
+     * return_url the customer is sent to the issuer's page (redirect_to_url); without one
+     * only Stripe.js could handle it (use_stripe_sdk) */
+    tok_jw_key(w, "next_action");
+    if (pi->status == PI_REQ_ACTION && pi->return_url != NULL) {
+        tok_jw_obj_begin(w);
+        tok_jw_key(w, "redirect_to_url");
+        tok_jw_obj_begin(w);
+        tok_jw_kstr(w, "return_url", pi->return_url);
+        tok_jw_kstr(w, "url", pi->action_url);
+        tok_jw_obj_end(w);
+        tok_jw_kstr(w, "type", "redirect_to_url");
+        tok_jw_obj_end(w);
+    } else if (pi->status == PI_REQ_ACTION) {
+        tok_jw_obj_begin(w);
+        tok_jw_kstr(w, "type", "use_stripe_sdk");
+        tok_jw_key(w, "use_stripe_sdk");
+        tok_jw_obj_begin(w);
+        tok_jw_kstr(w, "type", "three_d_secure_redirect");
+        tok_jw_kstr(w, "stripe_js", pi->action_url);
+        tok_jw_obj_end(w);
+        tok_jw_obj_end(w);
+    } else {
+        tok_jw_null(w);
+    }
     tok_jw_kstr(w, "payment_method", pi->ref1[0] != '\0' ? pi->ref1 : NULL);
     tok_jw_key(w, "payment_method_types");
     tok_jw_arr_begin(w);
     tok_jw_str(w, "card");
     tok_jw_arr_end(w);
     tok_jw_kstr(w, "status", pi_status_name(pi->status));
+    write_pi_more(w, pi);
     tok_jw_obj_end(w);
 }
 
@@ -905,6 +1076,18 @@ static void write_refund(struct tok_json_writer *w, const struct gw_obj *re)
     tok_jw_kstr(w, "charge", re->ref2);
     tok_jw_kint(w, "created", re->created);
     tok_jw_kstr(w, "currency", re->currency);
+    static const char *const nulls[] = {"customer", "customer_account", "payment_method",
+                                        "receipt_number", "source_transfer_reversal",
+                                        "transfer_reversal"};
+    write_nulls(w, nulls, TOK_ARRAY_LEN(nulls));
+    tok_jw_key(w, "destination_details");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "card");
+    tok_jw_obj_begin(w);
+    tok_jw_kstr(w, "type", "refund");
+    tok_jw_obj_end(w);
+    tok_jw_kstr(w, "type", "card");
+    tok_jw_obj_end(w);
     tok_jw_key(w, "metadata");
     write_meta(w, re->meta);
     tok_jw_kstr(w, "payment_intent", re->ref1);
@@ -928,6 +1111,8 @@ static void write_customer(struct tok_json_writer *w, const struct gw_obj *cu)
     tok_jw_null(w);
     tok_jw_kbool(w, "delinquent", false);
     tok_jw_kstr(w, "description", cu->text1);
+    tok_jw_key(w, "discount");
+    tok_jw_null(w);
     tok_jw_key(w, "email");
     tok_jw_null(w);
     tok_jw_kstr(w, "invoice_prefix", "GWSIM");
@@ -947,6 +1132,7 @@ static void write_customer(struct tok_json_writer *w, const struct gw_obj *cu)
     write_meta(w, cu->meta);
     tok_jw_key(w, "name");
     tok_jw_null(w);
+    tok_jw_kint(w, "next_invoice_sequence", 1);
     tok_jw_key(w, "phone");
     tok_jw_null(w);
     tok_jw_key(w, "preferred_locales");
@@ -1200,10 +1386,47 @@ static bool stripe_pm_usable(struct gw_call *c, const struct gw_obj *pm, const s
     return true;
 }
 
+/* The simulated issuer page (ACS) of a payment waiting for the customer: this server, as the
+ * client reached it. NULL when it does not fit. */
+static char *acs_url(const struct gw_call *c, const char *id)
+{
+    h2o_iovec_t a = c->req->authority;
+    char url[512];
+    int n = snprintf(url, sizeof url, "%s://%.*s/__gwsim/acs/%s",
+                     c->g->cfg.plain ? "http" : "https", (int)a.len, a.base, id);
+    if (n <= 0 || (size_t)n >= sizeof url)
+        return NULL;
+    return strdup(url);
+}
+
+/* The issuer wants the customer: the PaymentIntent waits in requires_action. */
+static void stripe_require_action(struct gw_call *c, struct gw_obj *pi)
+{
+    pi->status = PI_REQ_ACTION;
+    pi->auth = 1;
+    free(pi->action_url);
+    pi->action_url = acs_url(c, pi->id);
+    if (pi->action_url == NULL)
+        return stripe_full(c);
+    c->g->st.actions++;
+    stripe_ok(c, SO_PI, pi);
+    c->saveable = true;
+}
+
 /* Confirms pi with its payment method: the card's outcome decides. Sets the response. */
 static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, struct gw_obj *pm)
 {
     struct gw *g = c->g;
+    /* docs.stripe.com/testing#regulatory-cards: 3184 and 3220 authenticate every payment,
+     * 3155 unless it was set up (authenticated with setup_future_usage=off_session); with
+     * off_session=true nobody can, and Stripe declines with authentication_required */
+    bool needs_auth = pm->outcome == OUT_3DS_ALWAYS ||
+                      (pm->outcome == OUT_3DS_SETUP && !pm->setup_done);
+    if (needs_auth && !pi->off_session) {
+        if (pm->customer[0] == '\0' && strncmp(pm->id, "pm_card_", 8) != 0)
+            pm->consumed = true;
+        return stripe_require_action(c, pi);
+    }
     struct gw_obj *ch = obj_new(g, K_CH, "ch_");
     if (ch == NULL)
         return stripe_full(c);
@@ -1211,7 +1434,7 @@ static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, struct gw_obj *
      * for a fresh PaymentMethod each time); with setup_future_usage and a customer, a
      * successful payment attaches it */
     if (pm->customer[0] == '\0' && pi->customer[0] != '\0' && pi->manual_sfu &&
-        pm->outcome == OUT_OK) {
+        outcome_ok(pm->outcome) && !needs_auth) {
         snprintf(pm->customer, sizeof pm->customer, "%s", pi->customer);
         g->st.pm_attached++;
     }
@@ -1219,7 +1442,7 @@ static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, struct gw_obj *
         pm->consumed = true;
     snprintf(ch->ref1, sizeof ch->ref1, "%s", pi->id);
     snprintf(pi->ref2, sizeof pi->ref2, "%s", ch->id);
-    if (pm->outcome == OUT_OK) {
+    if (outcome_ok(pm->outcome) && !needs_auth) {
         pi->err_code[0] = pi->err_decline[0] = pi->err_msg[0] = '\0';
         if (pi->manual) {
             pi->status = PI_REQ_CAPTURE;
@@ -1234,9 +1457,18 @@ static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, struct gw_obj *
         return;
     }
     pi->status = PI_REQ_PM;
-    snprintf(pi->err_code, sizeof pi->err_code, "%s", stripe_declines[pm->outcome].code);
-    snprintf(pi->err_decline, sizeof pi->err_decline, "%s", stripe_declines[pm->outcome].decline);
-    snprintf(pi->err_msg, sizeof pi->err_msg, "%s", stripe_declines[pm->outcome].message);
+    if (needs_auth) {
+        g->st.auth_required_declines++;
+        snprintf(pi->err_code, sizeof pi->err_code, "authentication_required");
+        snprintf(pi->err_decline, sizeof pi->err_decline, "authentication_required");
+        snprintf(pi->err_msg, sizeof pi->err_msg,
+                 "Your card was declined. This transaction requires authentication.");
+    } else {
+        snprintf(pi->err_code, sizeof pi->err_code, "%s", stripe_declines[pm->outcome].code);
+        snprintf(pi->err_decline, sizeof pi->err_decline, "%s",
+                 stripe_declines[pm->outcome].decline);
+        snprintf(pi->err_msg, sizeof pi->err_msg, "%s", stripe_declines[pm->outcome].message);
+    }
     g->st.declines++;
     resp_reset(c);
     struct tok_json_writer w;
@@ -1359,7 +1591,7 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
     const struct gw_obj *cu = NULL;
     if (form_get(f, "customer", &cus_id) && (cu = obj_find(c->g, cus_id, K_CU)) == NULL)
         return stripe_no_such(c, 400, "customer", cus_id, "customer");
-    bool off_session = false, sfu = false;
+    bool off_session = false, sfu = false, sfu_on = false;
     if (form_get(f, "off_session", &v)) {
         if (!slice_is(v, "true") && !slice_is(v, "false"))
             return stripe_error(c, 400, "invalid_request_error", NULL, "off_session",
@@ -1375,6 +1607,7 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
                                 "Invalid setup_future_usage: must be one of on_session or "
                                 "off_session");
         sfu = true;
+        sfu_on = slice_is(v, "on_session");
     }
     if (pm != NULL && confirm && !stripe_pm_usable(c, pm, cu))
         return;
@@ -1397,7 +1630,10 @@ static void stripe_pi_create(struct gw_call *c, const struct gw_form *f)
     if (cu != NULL)
         snprintf(pi->customer, sizeof pi->customer, "%s", cu->id);
     pi->manual_sfu = sfu;
+    pi->sfu_on_session = sfu_on;
     pi->off_session = off_session;
+    if (form_get(f, "return_url", &v))
+        pi->return_url = dup_slice(v);
     c->g->st.payment_intents++;
     if (confirm)
         return stripe_confirm(c, pi, pm);
@@ -1433,6 +1669,13 @@ static void stripe_pi_confirm(struct gw_call *c, struct gw_obj *pi, const struct
         pi->customer[0] != '\0' ? obj_find(c->g, tok_slice_str(pi->customer), K_CU) : NULL;
     if (!stripe_pm_usable(c, pm, cu))
         return;
+    struct tok_slice v;
+    if (form_get(f, "return_url", &v)) {
+        free(pi->return_url);
+        pi->return_url = dup_slice(v);
+    }
+    if (form_get(f, "off_session", &v))
+        pi->off_session = slice_is(v, "true");
     stripe_confirm(c, pi, pm);
 }
 
@@ -2094,10 +2337,74 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
         res = adyen_by_holder("CARD_EXPIRED");
     if (res == NULL)
         res = adyen_by_outcome(card.outcome);
+    /*
+     * 3-D Secure (docs.adyen.com/online-payments/3d-secure/redirect-3ds2): a payment of a card
+     * enrolled in it, with the shopper present, is answered RedirectShopper and an action the
+     * shopper's browser follows to the issuer; the zero-value authorisation that stores a card
+     * is not challenged here. A merchant-initiated payment (ContAuth) is out of scope for
+     * strong customer authentication, except for Stripe's "always authenticate" cards, which
+     * gwsim refuses as the issuer would (11, 3D Not Authenticated): the off-session decline
+     * tests need one at Adyen too. Without returnUrl there is nowhere to send the shopper back.
+     */
+    char return_url[1024] = "";
+    bool has_return = json_cstr(root, "returnUrl", return_url, sizeof return_url);
+    bool enrolled = card.outcome == OUT_3DS_ALWAYS || card.outcome == OUT_3DS_SETUP ||
+                    card.outcome == OUT_3DS_ADYEN;
+    bool challenge = false;
+    if (enrolled && value > 0 && strcmp(res->result, "Authorised") == 0) {
+        if (strcmp(inter, "ContAuth") != 0 && has_return)
+            challenge = true;
+        else if (strcmp(inter, "ContAuth") != 0 || card.outcome == OUT_3DS_ALWAYS)
+            res = adyen_by_holder("NOT_3D_AUTHENTICATED");
+        if (!challenge && strcmp(res->result, "Authorised") != 0)
+            g->st.auth_required_declines++;
+    }
 
     struct gw_obj *ap = obj_new(g, K_AP, NULL);
     if (ap == NULL)
         return adyen_full(c);
+    if (challenge) {
+        ap->amount = value;
+        snprintf(ap->currency, sizeof ap->currency, "%s", cur);
+        ap->text1 = strdup(ref);
+        ap->status = AP_REDIRECT;
+        ap->manual = delay != 0;
+        ap->auth = 1;
+        ap->outcome = card.outcome;
+        ap->brand = card.brand;
+        snprintf(ap->last4, sizeof ap->last4, "%s", card.last4);
+        ap->return_url = strdup(return_url);
+        ap->action_url = acs_url(c, ap->id);
+        if (ap->return_url == NULL || ap->action_url == NULL || ap->text1 == NULL)
+            return adyen_full(c);
+        g->st.adyen_payments++;
+        g->st.actions++;
+        resp_reset(c);
+        struct tok_json_writer w;
+        tok_jw_init(&w, &g->out);
+        tok_jw_obj_begin(&w);
+        tok_jw_key(&w, "additionalData");
+        tok_jw_obj_begin(&w);
+        tok_jw_kstr(&w, "cardSummary", card.last4);
+        tok_jw_kstr(&w, "threeds2.cardEnrolled", "true");
+        tok_jw_kstr(&w, "paymentMethod", adyen_brand(card.brand));
+        tok_jw_kstr(&w, "merchantReference", ref);
+        tok_jw_obj_end(&w);
+        tok_jw_kstr(&w, "pspReference", ap->id);
+        tok_jw_kstr(&w, "resultCode", "RedirectShopper");
+        tok_jw_key(&w, "action");
+        tok_jw_obj_begin(&w);
+        tok_jw_kstr(&w, "paymentMethodType", "scheme");
+        tok_jw_kstr(&w, "url", ap->action_url);
+        tok_jw_kstr(&w, "method", "GET");
+        tok_jw_kstr(&w, "type", "redirect");
+        tok_jw_obj_end(&w);
+        tok_jw_obj_end(&w);
+        c->status = w.st == TOK_OK ? 200 : 500;
+        c->code = "RedirectShopper";
+        c->saveable = true;
+        return;
+    }
     ap->amount = value;
     snprintf(ap->currency, sizeof ap->currency, "%s", cur);
     ap->text1 = strdup(ref);
@@ -2279,7 +2586,7 @@ static void adyen_modify(struct gw_call *c, enum adyen_mod mod, struct tok_slice
     if (has_ref && strlen(ref) > 80)
         return adyen_error(c, 422, "000", "validation", "reference is longer than 80 characters.");
     struct gw_obj *ap = obj_find(g, psp, K_AP);
-    if (ap == NULL || ap->status == AP_REFUSED)
+    if (ap == NULL || ap->status == AP_REFUSED || ap->status == AP_REDIRECT)
         return adyen_error(c, 422, "167", "validation",
                            "Original pspReference required for this operation");
     if (mod != MOD_CANCEL && strcmp(cur, ap->currency) != 0)
@@ -2337,6 +2644,195 @@ static void adyen_modify(struct gw_call *c, enum adyen_mod mod, struct tok_slice
     c->saveable = true;
 }
 
+static void control_plain(struct gw_call *c, int status, const char *key, const char *value);
+
+/* An authorised or refused payment's answer (/payments/details after the shopper returned). */
+static void adyen_result(struct gw_call *c, const struct gw_obj *ap)
+{
+    struct gw *g = c->g;
+    bool authorised = ap->status == AP_AUTHORISED;
+    resp_reset(c);
+    struct tok_json_writer w;
+    tok_jw_init(&w, &g->out);
+    tok_jw_obj_begin(&w);
+    tok_jw_key(&w, "additionalData");
+    tok_jw_obj_begin(&w);
+    tok_jw_kstr(&w, "cardSummary", ap->last4);
+    tok_jw_kstr(&w, "paymentMethod", adyen_brand(ap->brand));
+    tok_jw_kstr(&w, "threeds2.cardEnrolled", "true");
+    tok_jw_obj_end(&w);
+    tok_jw_kstr(&w, "pspReference", ap->id);
+    tok_jw_kstr(&w, "resultCode", authorised ? "Authorised" : "Refused");
+    if (!authorised) {
+        tok_jw_kstr(&w, "refusalReason", "3D Not Authenticated");
+        tok_jw_kstr(&w, "refusalReasonCode", "11");
+    }
+    write_amount(&w, ap->amount, ap->currency);
+    tok_jw_kstr(&w, "merchantReference", ap->text1);
+    tok_jw_key(&w, "paymentMethod");
+    tok_jw_obj_begin(&w);
+    tok_jw_kstr(&w, "brand", adyen_brand(ap->brand));
+    tok_jw_kstr(&w, "type", "scheme");
+    tok_jw_obj_end(&w);
+    tok_jw_obj_end(&w);
+    c->status = w.st == TOK_OK ? 200 : 500;
+    c->code = authorised ? "Authorised" : "Refused";
+    c->saveable = true;
+}
+
+/*
+ * POST /v71/payments/details {"details": {"redirectResult": "..."}}: the redirectResult the
+ * ACS appended to returnUrl names the payment (its pspReference, a '.', a secret); the answer
+ * is the payment's result, the same each time it is asked.
+ */
+static void adyen_details(struct gw_call *c, const struct tok_json_node *root)
+{
+    const struct tok_json_node *d = tok_json_get(root, "details");
+    char rr[GW_ID_MAX * 2];
+    if (d == NULL || tok_json_type(d) != TOK_JSON_OBJECT)
+        return adyen_required(c, "000", "object", "details");
+    if (!json_cstr(d, "redirectResult", rr, sizeof rr))
+        return adyen_error(c, 422, "000", "validation",
+                           "Required field 'details.redirectResult' is not provided.");
+    const char *dot = strchr(rr, '.');
+    struct gw_obj *ap = dot != NULL ? obj_find(c->g, tok_slice_of(rr, (size_t)(dot - rr)), K_AP)
+                                    : NULL;
+    if (ap == NULL || ap->redirect_result[0] == '\0' ||
+        strlen(ap->redirect_result) != strlen(rr) ||
+        sodium_memcmp(ap->redirect_result, rr, strlen(rr)) != 0)
+        return adyen_error(c, 422, "000", "validation", "Invalid payload provided");
+    adyen_result(c, ap);
+}
+
+static void acs_page(struct gw_call *c, const char *id)
+{
+    char html[1024];
+    int n = snprintf(html, sizeof html,
+                     "<!doctype html><html><head><title>gwsim 3-D Secure</title></head><body>"
+                     "<h1>gwsim: simulated issuer authentication</h1>"
+                     "<p>Payment %s is waiting for the cardholder.</p>"
+                     "<p><a id=\"complete\" href=\"/__gwsim/acs/%s/complete\">Complete "
+                     "authentication</a></p>"
+                     "<p><a id=\"fail\" href=\"/__gwsim/acs/%s/fail\">Fail authentication"
+                     "</a></p></body></html>",
+                     id, id, id);
+    resp_reset(c);
+    if (n > 0 && (size_t)n < sizeof html && tok_buf_write(&c->g->out, html, (size_t)n) == TOK_OK)
+        c->status = 200;
+    else
+        c->status = 500;
+    h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/html; charset=utf-8"));
+}
+
+/* Sends the customer back: a 302 to return_url with what the gateway appends to it. */
+static void acs_back(struct gw_call *c, const char *return_url, const char *query)
+{
+    char loc[1600];
+    int n = snprintf(loc, sizeof loc, "%s%s%s", return_url, strchr(return_url, '?') ? "&" : "?",
+                     query);
+    if (n <= 0 || (size_t)n >= sizeof loc) {
+        c->status = 500;
+        return;
+    }
+    h2o_iovec_t v = h2o_strdup(&c->req->pool, loc, (size_t)n);
+    h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_LOCATION, NULL, v.base, v.len);
+    h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/plain"));
+    resp_reset(c);
+    c->status = 302;
+}
+
+/*
+ * The simulated issuer (ACS): GET /__gwsim/acs/{id} is the page the customer is sent to;
+ * /complete or /fail is the customer's answer, after which the payment is decided and the
+ * customer sent back to the return URL as the gateway does: Stripe appends payment_intent,
+ * payment_intent_client_secret and redirect_status (docs.stripe.com/payments/3d-secure/
+ * authentication-flow#handle-redirect); Adyen appends redirectResult, which the merchant
+ * passes to /payments/details (docs.adyen.com/online-payments/3d-secure/redirect-3ds2).
+ */
+static void acs_dispatch(struct gw_call *c, struct tok_slice method, struct tok_slice path)
+{
+    struct gw *g = c->g;
+    g->st.r_acs++;
+    c->route = "gwsim.acs";
+    struct tok_slice rest = tok_slice_of(path.ptr + 13, path.len - 13);
+    size_t slash = 0;
+    while (slash < rest.len && rest.ptr[slash] != '/')
+        slash++;
+    struct tok_slice id = tok_slice_of(rest.ptr, slash), verb = tok_slice_of(rest.ptr + slash,
+                                                                              rest.len - slash);
+    struct gw_obj *o = obj_find(g, id, K_PI);
+    if (o == NULL)
+        o = obj_find(g, id, K_AP);
+    if (!slice_is(method, "GET") || o == NULL || o->auth == 0)
+        return control_plain(c, 404, "error", "no payment is waiting for authentication here");
+    if (verb.len == 0)
+        return acs_page(c, o->id);
+    bool ok = slice_is(verb, "/complete");
+    if (!ok && !slice_is(verb, "/fail"))
+        return control_plain(c, 404, "error", "no such ACS step");
+    if (o->auth != 1) /* already answered: the customer is sent back again, nothing changes */
+        ok = o->auth == 2;
+    else if (o->kind == K_PI) {
+        struct gw_obj *pm = obj_find(g, tok_slice_str(o->ref1), K_PM);
+        o->auth = ok ? 2 : 3;
+        if (ok) {
+            if (o->manual) {
+                o->status = PI_REQ_CAPTURE;
+                o->capturable = o->amount;
+            } else {
+                o->status = PI_SUCCEEDED;
+                o->received = o->amount;
+            }
+            g->st.charges++;
+            g->st.auth_completed++;
+            if (pm != NULL && o->manual_sfu) {
+                pm->setup_done = true;
+                if (pm->customer[0] == '\0' && o->customer[0] != '\0') {
+                    snprintf(pm->customer, sizeof pm->customer, "%s", o->customer);
+                    g->st.pm_attached++;
+                }
+            }
+        } else {
+            o->status = PI_REQ_PM;
+            snprintf(o->err_code, sizeof o->err_code, "payment_intent_authentication_failure");
+            o->err_decline[0] = '\0';
+            snprintf(o->err_msg, sizeof o->err_msg,
+                     "The provided PaymentMethod has failed authentication. You can provide "
+                     "payment_method_data or a new PaymentMethod to attempt to fulfill this "
+                     "PaymentIntent again.");
+            g->st.auth_failed++;
+        }
+    } else {
+        o->auth = ok ? 2 : 3;
+        o->status = ok ? AP_AUTHORISED : AP_REFUSED;
+        if (ok) {
+            if (!o->manual)
+                o->received = o->amount;
+            g->st.adyen_authorised++;
+            g->st.charges++;
+            g->st.auth_completed++;
+        } else {
+            g->st.adyen_refused++;
+            g->st.auth_failed++;
+        }
+        char secret[GW_ID_MAX];
+        if (new_id("", secret) != TOK_OK)
+            return control_plain(c, 500, "error", "no randomness");
+        snprintf(o->redirect_result, sizeof o->redirect_result, "%.16s.%.22s", o->id, secret);
+    }
+    if (o->return_url == NULL)
+        return control_plain(c, 200, "status", ok ? "authenticated" : "failed");
+    char q[256];
+    if (o->kind == K_PI)
+        snprintf(q, sizeof q, "payment_intent=%s&payment_intent_client_secret=%s_secret_gwsim"
+                 "&redirect_status=%s", o->id, o->id, ok ? "succeeded" : "failed");
+    else
+        snprintf(q, sizeof q, "redirectResult=%s", o->redirect_result);
+    acs_back(c, o->return_url, q);
+}
+
 static bool adyen_auth(struct gw_call *c)
 {
     struct tok_slice h;
@@ -2352,7 +2848,7 @@ static void adyen_dispatch(struct gw_call *c, struct tok_slice method, struct to
                            struct tok_slice body)
 {
     struct gw *g = c->g;
-    enum { R_NONE, R_PAY, R_STORE, R_MOD } r = R_NONE;
+    enum { R_NONE, R_PAY, R_STORE, R_MOD, R_DETAILS } r = R_NONE;
     enum adyen_mod mod = MOD_CAPTURE;
     struct tok_slice psp = {0};
     if (slice_is(method, "POST")) {
@@ -2360,6 +2856,10 @@ static void adyen_dispatch(struct gw_call *c, struct tok_slice method, struct to
             r = R_PAY;
             c->route = "adyen.payments";
             g->st.r_adyen_payments++;
+        } else if (slice_is(path, "/v71/payments/details")) {
+            r = R_DETAILS;
+            c->route = "adyen.payments.details";
+            g->st.r_adyen_details++;
         } else if (slice_is(path, "/v71/storedPaymentMethods")) {
             r = R_STORE;
             c->route = "adyen.storedPaymentMethods";
@@ -2409,6 +2909,8 @@ static void adyen_dispatch(struct gw_call *c, struct tok_slice method, struct to
     const struct tok_json_node *root = tok_json_root(doc);
     if (r == R_PAY)
         adyen_payments(c, root);
+    else if (r == R_DETAILS)
+        adyen_details(c, root);
     else if (r == R_STORE)
         adyen_stored(c, root);
     else
@@ -2452,6 +2954,8 @@ static void control_stats(struct gw_call *c)
     KV("stripe.payment_methods.attach", s->r_pm_attach);
     KV("stripe.payment_methods.detach", s->r_pm_detach);
     KV("control", s->r_control);
+    KV("adyen.payments.details", s->r_adyen_details);
+    KV("gwsim.acs", s->r_acs);
     KV("unknown", s->r_unknown);
     tok_jw_obj_end(&w);
     KV("payment_intents_created", s->payment_intents);
@@ -2482,6 +2986,13 @@ static void control_stats(struct gw_call *c)
     KV("captures", s->adyen_captures);
     KV("cancels", s->adyen_cancels);
     KV("refunds", s->adyen_refunds);
+    tok_jw_obj_end(&w);
+    tok_jw_key(&w, "authentication");
+    tok_jw_obj_begin(&w);
+    KV("actions", s->actions);
+    KV("completed", s->auth_completed);
+    KV("failed", s->auth_failed);
+    KV("required_declines", s->auth_required_declines);
     tok_jw_obj_end(&w);
     KV("idempotency_conflicts", s->idem_conflicts);
     KV("idempotency_mismatched_replays", s->idem_mismatch_replays);
@@ -2755,6 +3266,33 @@ static void wipe_body(h2o_req_t *req)
         sodium_memzero(req->entity.base, req->entity.len);
 }
 
+/* --record: the exchange as answered (an answer withheld by timeout-after is not one) */
+static void record(const struct gw_call *c, struct tok_slice method, struct tok_slice path,
+                   struct tok_slice body)
+{
+    if (c->g->rec.dir == NULL || (c->fault.after && c->fault.timeout))
+        return;
+    h2o_req_t *req = c->req;
+    struct gw_rec_exchange x = {
+        .api = c->api == API_STRIPE ? "stripe" : "adyen",
+        .route = c->route,
+        .method = method,
+        .path = path,
+        .status = c->status,
+        .replayed = c->replayed,
+        .resp_ctype = c->api == API_ADYEN ? "application/json;charset=UTF-8" : "application/json",
+        .resp_body = tok_buf_slice(&c->g->out),
+        .req_body = body,
+    };
+    if (req->query_at != SIZE_MAX && req->query_at < req->path.len)
+        x.query = tok_slice_of(req->path.base + req->query_at + 1,
+                               req->path.len - req->query_at - 1);
+    (void)header_get(req, "content-type", &x.req_ctype);
+    (void)header_get(req, "idempotency-key", &x.idem_key);
+    (void)header_get(req, "stripe-version", &x.stripe_version);
+    gw_record(&c->g->rec, &x);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct gw *g = ((struct gw_handler *)self)->g;
@@ -2834,6 +3372,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             if (put_cstr(key, sizeof key, v) == TOK_OK)
                 add_header(req, "idempotency-key", key);
         }
+    }
+    if (c.api == API_CONTROL && slice_prefix(path, "/__gwsim/acs/") && !c.fault.f500 &&
+        !c.fault.f429) {
+        acs_dispatch(&c, method, path); /* sets its own content type */
+        goto send;
     }
     if (c.api == API_ADYEN)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
@@ -2932,6 +3475,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         idem_save(g, c.idem_key, mac, c.status, tok_buf_slice(&g->out));
 
 send:
+    if (c.api == API_STRIPE || c.api == API_ADYEN)
+        record(&c, method, path, body);
     wipe_body(req);
     log_request(&c, method, fault_name, delay);
     h2o_iovec_t out = h2o_strdup(&req->pool, (const char *)g->out.data, g->out.len);
@@ -3082,6 +3627,7 @@ static void usage(void)
             "             [--latency-ms N] [--stripe-key sk_test_...] [--adyen-key KEY]\n"
             "             [--adyen-merchant NAME] [--fault-rate-500 P] [--fault-rate-429 P]\n"
             "             [--ready-file F] [--max-objects N] [--log-level debug|info|warn|error]\n"
+            "             [--record DIR]\n"
             "See docs/gwsim.md.\n");
     exit(2);
 }
@@ -3121,6 +3667,7 @@ int main(int argc, char **argv)
         {"ready-file", required_argument, NULL, 'r'},   {"max-objects", required_argument, NULL, 'o'},
         {"log-level", required_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
         {"http1-only", no_argument, NULL, '1'},
+        {"record", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0}};
     int opt;
     enum tok_log_level level;
@@ -3164,6 +3711,9 @@ int main(int argc, char **argv)
         case 'r':
             g->cfg.ready_file = optarg;
             break;
+        case 'R':
+            g->cfg.record_dir = optarg;
+            break;
         case 'o':
             g->cfg.max_objects = parse_u32(optarg, "--max-objects", 10000000u);
             break;
@@ -3180,6 +3730,8 @@ int main(int argc, char **argv)
         usage();
     if (!g->cfg.plain && (g->cfg.tls_cert == NULL || g->cfg.tls_key == NULL))
         die("TLS needs --tls-cert and --tls-key (or pass --plain for cleartext)");
+    if (g->cfg.record_dir != NULL && gw_record_init(&g->rec, g->cfg.record_dir) != TOK_OK)
+        die("--record: out of memory");
 
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
@@ -3230,6 +3782,7 @@ int main(int argc, char **argv)
     tok_buf_wipe(&g->adyen_key);
     tok_buf_wipe(&g->scratch);
     tok_buf_wipe(&g->out);
+    gw_record_wipe(&g->rec);
     sodium_memzero(g->mac_key, sizeof g->mac_key);
     return 0;
 }

@@ -100,6 +100,8 @@ START_TEST(test_encode_tokenise)
     ck_assert(str_is(tok_json_get(r, "shopperReference"), "tokend_shopper1"));
     ck_assert(str_is(tok_json_get(r, "recurringProcessingModel"), "UnscheduledCardOnFile"));
     ck_assert(str_is(tok_json_get(r, "shopperInteraction"), "Ecommerce"));
+    /* required by Checkout v71's PaymentRequest (tests/contracts/adyen) */
+    ck_assert(str_is(tok_json_get(r, "returnUrl"), "https://return.tokend.invalid/"));
 }
 END_TEST
 
@@ -123,6 +125,7 @@ START_TEST(test_encode_charge)
     ck_assert(str_is(tok_json_get(r, "recurringProcessingModel"), "UnscheduledCardOnFile"));
     ck_assert_int_eq(int_of(tok_json_get(r, "captureDelayHours")), 0);
     ck_assert_ptr_null(tok_json_get(r, "additionalData"));
+    ck_assert(str_is(tok_json_get(r, "returnUrl"), "https://return.tokend.invalid/"));
     /* authorise only */
     tok_buf_reset(&body);
     path.len = 0;
@@ -139,6 +142,7 @@ START_TEST(test_encode_charge)
     r = sent();
     ck_assert(str_is(tok_json_get(r, "shopperInteraction"), "Ecommerce"));
     ck_assert(str_is(tok_json_get(r, "recurringProcessingModel"), "CardOnFile"));
+    ck_assert(str_is(tok_json_get(r, "returnUrl"), "https://return.tokend.invalid/"));
 }
 END_TEST
 
@@ -229,6 +233,58 @@ START_TEST(test_parse_payments)
     parse(200, "{\"resultCode\":\"Error\",\"refusalReason\":\"Acquirer Error\",\"refusalReasonCode\":\"4\"}");
     ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
     ck_assert_str_eq(call.code, "processing_error");
+}
+END_TEST
+
+/* 3-D Secure: returnUrl with the shopper present; RedirectShopper -> ACTION; COMPLETE sends
+ * only details.redirectResult to /payments/details */
+START_TEST(test_three_ds)
+{
+    call.op = TOK_GW_CHARGE;
+    call.pm_ref = "ABCDEF0123456789|tokend_shopper1";
+    call.amount = 1000;
+    call.return_url = "https://shop.example/r";
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert(str_is(tok_json_get(sent(), "returnUrl"), "https://shop.example/r"));
+    ck_assert(str_is(tok_json_get(sent(), "shopperInteraction"), "Ecommerce"));
+    parse(200, "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"RedirectShopper\","
+               "\"action\":{\"paymentMethodType\":\"scheme\","
+               "\"url\":\"https://checkoutshopper-test.adyen.com/x\","
+               "\"method\":\"GET\",\"type\":\"redirect\"}}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ACTION);
+    ck_assert_str_eq(call.ref, "JLCMPCQ8HXSKGK82");
+    ck_assert_str_eq(call.action_url, "https://checkoutshopper-test.adyen.com/x");
+    /* a POST redirect cannot be a link: not followed */
+    parse(200, "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"RedirectShopper\","
+               "\"action\":{\"url\":\"https://a.example/x\",\"method\":\"POST\","
+               "\"type\":\"redirect\"}}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
+    call.return_url = NULL; /* nowhere to send the shopper back: a decline */
+    parse(200, "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"RedirectShopper\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.code, "authentication_required");
+    call.op = TOK_GW_COMPLETE;
+    call.return_data = "X6XtfGC3!Y";
+    tok_buf_reset(&body);
+    tok_buf_reset(&path);
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert_str_eq(path_str(), "/v71/payments/details");
+    const struct tok_json_node *root = sent();
+    ck_assert(str_is(tok_json_get(tok_json_get(root, "details"), "redirectResult"), "X6XtfGC3!Y"));
+    ck_assert_ptr_null(tok_json_get(root, "merchantAccount"));
+    ck_assert_ptr_null(tok_json_get(root, "reference"));
+    call.capture = true;
+    parse(200, "{\"resultCode\":\"Authorised\",\"pspReference\":\"V4HZ4RBFJGXXGN82\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_OK);
+    ck_assert_str_eq(call.ref, "V4HZ4RBFJGXXGN82");
+    ck_assert(call.captured);
+    parse(200, "{\"resultCode\":\"Refused\",\"refusalReason\":\"3D Not Authenticated\","
+               "\"refusalReasonCode\":\"11\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.code, "authentication_failed");
+    call.return_data = NULL;
+    tok_buf_reset(&body);
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_ERR_INPUT);
 }
 END_TEST
 
@@ -378,6 +434,7 @@ Suite *tok_gateway_adyen_suite(void)
     tcase_add_checked_fixture(limits, setup, teardown);
     tcase_add_checked_fixture(adv, setup, teardown);
     tcase_add_test(core, test_encode_tokenise);
+    tcase_add_test(core, test_three_ds);
     tcase_add_test(core, test_encode_charge);
     tcase_add_test(core, test_encode_detach);
     tcase_add_test(core, test_encode_modifications);

@@ -197,6 +197,56 @@ START_TEST(test_parse_ok)
 }
 END_TEST
 
+/* 3-D Secure: return_url sent with the customer present only; requires_action with a redirect
+ * is ACTION; COMPLETE retrieves the PaymentIntent and maps its state */
+START_TEST(test_three_ds)
+{
+    call.op = TOK_GW_CHARGE;
+    call.pm_ref = "pm_1|cus_1";
+    call.amount = 1000;
+    call.return_url = "https://shop.example/r?o=1";
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
+    ck_assert_ptr_nonnull(strstr(body_str(), "&return_url=https%3A%2F%2Fshop.example%2Fr%3Fo%3D1"));
+    tok_buf_reset(&body);
+    call.off_session = true;
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
+    ck_assert_ptr_null(strstr(body_str(), "return_url"));
+    parse(200, "{\"id\":\"pi_3\",\"status\":\"requires_action\",\"next_action\":{\"type\":"
+               "\"redirect_to_url\",\"redirect_to_url\":{\"url\":\"https://hooks.stripe.com/3d\","
+               "\"return_url\":\"https://shop.example/r\"}}}");
+    ck_assert_int_eq(call.outcome, TOK_GW_ACTION);
+    ck_assert_str_eq(call.ref, "pi_3");
+    ck_assert_str_eq(call.action_url, "https://hooks.stripe.com/3d");
+    /* only Stripe.js could follow it, or a URL that is no http(s) URL: a decline */
+    parse(200, "{\"id\":\"pi_3\",\"status\":\"requires_action\",\"next_action\":{\"type\":"
+               "\"use_stripe_sdk\"}}");
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.code, "authentication_required");
+    ck_assert_str_eq(call.ref, "");
+    parse(200, "{\"id\":\"pi_3\",\"status\":\"requires_action\",\"next_action\":{\"type\":"
+               "\"redirect_to_url\",\"redirect_to_url\":{\"url\":\"javascript:alert(1)\"}}}");
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.action_url, "");
+    call.op = TOK_GW_COMPLETE;
+    call.charge_ref = "pi_3";
+    tok_buf_reset(&body);
+    tok_buf_reset(&path);
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_OK);
+    ck_assert_str_eq(path_str(), "/v1/payment_intents/pi_3");
+    ck_assert_int_eq(body.len, 0);
+    parse(200, "{\"id\":\"pi_3\",\"status\":\"succeeded\"}");
+    ck_assert_int_eq(call.outcome, TOK_GW_OK);
+    ck_assert(call.captured);
+    parse(200, "{\"id\":\"pi_3\",\"status\":\"requires_payment_method\",\"last_payment_error\":"
+               "{\"code\":\"payment_intent_authentication_failure\",\"type\":\"card_error\"}}");
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.code, "authentication_failed");
+    call.charge_ref = "pi_3/../x";
+    tok_buf_reset(&path);
+    ck_assert_int_eq(tok_stripe_encode(&call, &path, &body), TOK_ERR_INPUT);
+}
+END_TEST
+
 START_TEST(test_parse_declines)
 {
     call.op = TOK_GW_CHARGE;
@@ -412,6 +462,7 @@ Suite *tok_gateway_stripe_suite(void)
     tcase_add_test(core, test_form_encoding);
     tcase_add_test(core, test_amounts);
     tcase_add_test(core, test_encode_tokenise);
+    tcase_add_test(core, test_three_ds);
     tcase_add_test(core, test_encode_charge);
     tcase_add_test(core, test_encode_followups);
     tcase_add_test(core, test_encode_customer_and_detach);

@@ -4,8 +4,11 @@
  * output buffer reported instead of a cut line.
  */
 #include "tokend/core/metrics.h"
+#include "tokend/gateways/gateway_metrics.h"
+#include "tokend/gateways/registry.h"
 
 #include <check.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void collect_two(void *ctx, struct tok_metrics_out *o)
@@ -85,6 +88,65 @@ START_TEST(test_limits)
 }
 END_TEST
 
+static char *render_gateways(struct tok_gateway_stats *s)
+{
+    static char mem[16384];
+    struct tok_buf b;
+    tok_buf_init(&b, mem, sizeof mem - 1);
+    struct tok_metrics_out o = {&b, TOK_OK};
+    tok_gateway_collect(s, &o);
+    ck_assert_int_eq(o.st, TOK_OK);
+    mem[b.len] = '\0';
+    return mem;
+}
+
+START_TEST(test_gateway_calls)
+{
+    struct tok_gateway_stats *s = calloc(1, sizeof *s);
+    ck_assert_ptr_nonnull(s);
+    char *out = render_gateways(s);
+    /* nothing called yet: the families, no samples */
+    ck_assert_ptr_null(strstr(out, "tokend_gateway_calls_total{"));
+    tok_gateway_stats_record(s, tok_gateway_stripe(), TOK_GW_CHARGE, TOK_GW_DECLINED, 120000);
+    tok_gateway_stats_record(s, tok_gateway_stripe(), TOK_GW_CHARGE, TOK_GW_OK, 80000);
+    tok_gateway_stats_record(s, tok_gateway_adyen(), TOK_GW_TOKENISE, TOK_GW_UNAVAILABLE, 15000000);
+    out = render_gateways(s);
+    ck_assert_ptr_nonnull(strstr(out, "tokend_gateway_calls_total{gateway=\"stripe\",op=\"charge\","
+                                      "outcome=\"declined\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(out, "tokend_gateway_calls_total{gateway=\"stripe\",op=\"charge\","
+                                      "outcome=\"ok\"} 1\n"));
+    /* an operation that was called shows its zero outcomes too, so rates divide */
+    ck_assert_ptr_nonnull(strstr(out, "tokend_gateway_calls_total{gateway=\"stripe\",op=\"charge\","
+                                      "outcome=\"error\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(out, "tokend_gateway_calls_total{gateway=\"adyen\",op=\"tokenise\","
+                                      "outcome=\"unavailable\"} 1\n"));
+    ck_assert_ptr_null(strstr(out, "gateway=\"sandbox\""));
+    ck_assert_ptr_nonnull(strstr(out, "tokend_gateway_call_duration_seconds_bucket{gateway=\"stripe\","
+                                      "op=\"charge\",le=\"0.1\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(out, "tokend_gateway_call_duration_seconds_count{gateway=\"adyen\","
+                                      "op=\"tokenise\"} 1\n"));
+    free(s);
+}
+END_TEST
+
+START_TEST(test_gateway_adversarial)
+{
+    struct tok_gateway_stats *s = calloc(1, sizeof *s);
+    ck_assert_ptr_nonnull(s);
+    static const struct tok_gateway_ops stranger = {"stranger", false, NULL};
+    /* an adapter the registry does not know is "other"; an outcome out of range is an
+     * error; an operation out of range and a NULL table are ignored */
+    tok_gateway_stats_record(s, &stranger, TOK_GW_VOID, (enum tok_gateway_outcome)9, 1);
+    tok_gateway_stats_record(s, tok_gateway_sandbox(), (enum tok_gateway_op)42, TOK_GW_OK, 1);
+    tok_gateway_stats_record(NULL, tok_gateway_sandbox(), TOK_GW_CHARGE, TOK_GW_OK, 1);
+    char *out = render_gateways(s);
+    ck_assert_ptr_nonnull(strstr(out, "tokend_gateway_calls_total{gateway=\"other\",op=\"void\","
+                                      "outcome=\"error\"} 1\n"));
+    ck_assert_ptr_null(strstr(out, "gateway=\"sandbox\""));
+    free(s);
+}
+END_TEST
+
 Suite *tok_metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -95,5 +157,11 @@ Suite *tok_metrics_suite(void)
     TCase *l = tcase_create("limits");
     tcase_add_test(l, test_limits);
     suite_add_tcase(s, l);
+    TCase *g = tcase_create("gateways");
+    tcase_add_test(g, test_gateway_calls);
+    suite_add_tcase(s, g);
+    TCase *a = tcase_create("adversarial");
+    tcase_add_test(a, test_gateway_adversarial);
+    suite_add_tcase(s, a);
     return s;
 }

@@ -476,6 +476,7 @@ Suite *tok_pgarr_suite(void)
           *adv = tcase_create("adversarial");
     tcase_add_checked_fixture(core, setup, NULL);
     tcase_add_checked_fixture(limits, setup, NULL);
+    tcase_set_timeout(limits, 60); /* items_max builds a ~TOK_PGARR_ITEMS_MAX array: ~5 s loaded */
     tcase_add_checked_fixture(adv, setup, NULL);
     tcase_add_test(core, test_pgarr_text_exact_bytes);
     tcase_add_test(core, test_pgarr_bool);

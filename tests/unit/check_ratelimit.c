@@ -1,4 +1,5 @@
 #include "tokend/http/ratelimit.h"
+#include "tokend/core/metrics.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -305,6 +306,32 @@ START_TEST(test_rl_addr_key_adversarial)
 }
 END_TEST
 
+/* /metrics: refusals by limiter name, every limiter present (so rates divide), the rate */
+START_TEST(test_rl_collect)
+{
+    make(1, 2);
+    uint32_t ra = 0;
+    int refused = 0;
+    for (int i = 0; i < 5; i++)
+        refused += tok_ratelimit_take(rl, TOK_RL_CHARGE, k("k1"), T0, &ra) == TOK_ERR_BOUNDS;
+    ck_assert_int_eq(refused, 3);
+    static char mem[8192];
+    struct tok_buf b;
+    tok_buf_init(&b, mem, sizeof mem - 1);
+    struct tok_metrics_out o = {&b, TOK_OK};
+    tok_ratelimit_collect(rl, &o);
+    ck_assert_int_eq(o.st, TOK_OK);
+    mem[b.len] = '\0';
+    ck_assert_ptr_nonnull(strstr(mem, "tokend_ratelimit_refused_total{limiter=\"charge\"} 3\n"));
+    ck_assert_ptr_nonnull(strstr(mem, "tokend_ratelimit_allowed_total{limiter=\"charge\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(mem, "tokend_ratelimit_refused_total{limiter=\"tokenise\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(mem, "tokend_ratelimit_refused_total{limiter=\"auth_failure\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(mem, "tokend_ratelimit_buckets{limiter=\"charge\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(mem, "tokend_ratelimit_rate{limiter=\"charge\"} 1\n"));
+    ck_assert_ptr_null(strstr(mem, "k1")); /* keys never reach the output */
+}
+END_TEST
+
 Suite *tok_ratelimit_suite(void)
 {
     Suite *s = suite_create("ratelimit");
@@ -319,6 +346,7 @@ Suite *tok_ratelimit_suite(void)
     tcase_add_test(core, test_rl_peek_and_record);
     tcase_add_test(core, test_rl_off);
     tcase_add_test(core, test_rl_addr_key);
+    tcase_add_test(core, test_rl_collect);
     tcase_add_test(limits, test_rl_retry_after_rounding);
     tcase_add_test(limits, test_rl_limits);
     tcase_add_test(limits, test_rl_fractional_rates);

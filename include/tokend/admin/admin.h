@@ -46,6 +46,8 @@ struct tok_admin {
     const char *master_key_file; /* path; NULL when not given */
     bool json;                   /* --json: list and create commands print JSON (admin_json.h) */
     const char *master_key_previous; /* path during a master rotation (keyring.h); NULL: none */
+    const char *master_key_pkcs11;   /* RFC 7512 URI instead of the file; NULL when not given */
+    const char *master_key_pin_file; /* the token's PIN file; NULL when not given */
 };
 
 /**

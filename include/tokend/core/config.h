@@ -29,6 +29,7 @@
 #define TOK_ADDR_MAX 128
 #define TOK_PATH_MAX 1024
 #define TOK_CONNINFO_MAX 2048
+#define TOK_PKCS11_URI_CFG_MAX 1025 /* TOK_PKCS11_URI_MAX (vault/master_key.h) and a NUL */
 #define TOK_CONFIG_WHY_MAX 256
 /* the edge (issue #15): connection cap, deadlines, HTTP/2 reset budget, request headers */
 #define TOK_MAX_CONNECTIONS_DEFAULT 10000u
@@ -53,6 +54,11 @@
  * backstop: revocations arrive by LISTEN/NOTIFY at once, see auth.h) */
 #define TOK_AUTH_CACHE_TTL_DEFAULT_MS 3000u
 
+/* The access log (http.c): every answer, 1 in N, errors only, or none. Errors (5xx, and the
+ * 401/403 of failed authentication and authorisation) are written in every mode but off. */
+enum tok_access_log { TOK_ACCESS_ALL = 0, TOK_ACCESS_SAMPLE, TOK_ACCESS_ERRORS, TOK_ACCESS_OFF };
+#define TOK_ACCESS_SAMPLE_MAX 1000000u
+
 struct tok_config {
     char listen_h2c[TOK_ADDR_MAX]; /* "host:port", "" = off */
     char listen_tls[TOK_ADDR_MAX]; /* "host:port", "" = off */
@@ -63,6 +69,8 @@ struct tok_config {
     char reporting_conninfo[TOK_CONNINFO_MAX]; /* tokend_reporting; "" = reports answer 503 */
     char master_key_file[TOK_PATH_MAX];
     char master_key_previous[TOK_PATH_MAX]; /* "" = none; during a master rotation (keyring.h) */
+    char master_key_pkcs11[TOK_PKCS11_URI_CFG_MAX]; /* RFC 7512 URI, instead of the file */
+    char master_key_pin_file[TOK_PATH_MAX];         /* the token's PIN (master_key.h) */
     char audit_key_file[TOK_PATH_MAX];    /* "" = audit blocks not keyed (audit_seal.h) */
     char audit_checkpoints[TOK_PATH_MAX]; /* signed checkpoint sink, "-" = stdout, "" = none */
     char gateway_ca_file[TOK_PATH_MAX]; /* CA bundle for gateway TLS; "" = system store */
@@ -81,6 +89,8 @@ struct tok_config {
     unsigned h2_reset_budget;      /* HTTP/2 requests cancelled beyond those completed */
     unsigned header_limit;         /* request header bytes; more is 431 */
     enum tok_log_level log_level;
+    enum tok_access_log access_log;
+    unsigned access_log_sample; /* TOK_ACCESS_SAMPLE: one ordinary answer in this many */
     bool webhook_allow_http_loopback; /* TEST ONLY: deliver webhooks to http://127.0.0.1 etc. */
     unsigned webhook_retry_base_ms;   /* first webhook retry delay before jitter (issue #6) */
     unsigned audit_chain_interval_ms; /* the audit chainer's period (audit_chain.h) */

@@ -29,6 +29,9 @@ enum tok_charge_state {
     TOK_CH_FAILED,
     TOK_CH_CANCELED,
     TOK_CH_DECLINED,
+    TOK_CH_REQUIRES_ACTION, /* waiting for the customer to authenticate (3-D Secure), before
+                               pending's successors on the main line; last so that the
+                               values stored or compared elsewhere keep theirs */
     TOK_CH_STATE_COUNT
 };
 

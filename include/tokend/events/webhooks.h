@@ -237,6 +237,14 @@ TOK_MUST_CHECK tok_status tok_webhook_deliverer_new(const struct tok_webhook_del
                                                     struct tok_webhook_deliverer **out,
                                                     char *why, size_t why_len);
 
+struct tok_metrics_out;
+/**
+ * The /metrics collector (metrics.h) of the delivery thread, ctx the deliverer: attempts by
+ * outcome, retries scheduled, deliveries given up, the last claim's size and how long new
+ * events waited for their first try. Counted by this process since it started.
+ */
+void tok_webhook_collect(void *ctx, struct tok_metrics_out *o);
+
 /** Stops the thread (a POST in flight is abandoned: its row is retried after its lease), frees. */
 void tok_webhook_deliverer_free(struct tok_webhook_deliverer **d);
 

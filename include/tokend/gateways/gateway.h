@@ -28,6 +28,9 @@ enum tok_gateway_outcome {
     TOK_GW_DECLINED,    /* the gateway refused the card: final, no failover */
     TOK_GW_ERROR,       /* the gateway failed to process (processing_error) */
     TOK_GW_UNAVAILABLE, /* timeout, 5xx, connection failure: another gateway may be tried */
+    TOK_GW_ACTION,      /* CHARGE, COMPLETE: the issuer wants the customer to authenticate
+                           (3-D Secure): ref is the gateway's payment, action_url the page the
+                           customer is sent to; COMPLETE decides it once they are back */
 };
 
 enum tok_gateway_op {
@@ -39,11 +42,16 @@ enum tok_gateway_op {
     TOK_GW_DETACH,   /* payment-method reference: the gateway forgets the stored card
                         (redaction: Stripe detaches the PaymentMethod, Adyen deletes the
                         stored payment method) */
+    TOK_GW_COMPLETE, /* charge reference (+ return_data): the outcome of a payment that
+                        waited for the customer (Stripe retrieves the PaymentIntent; Adyen
+                        sends the redirectResult to /payments/details) */
 };
 
 #define TOK_CURRENCY_LEN 3
 #define TOK_GATEWAY_IDEM_MAX 96
 #define TOK_GATEWAY_CODE_MAX 48
+#define TOK_GATEWAY_URL_MAX 1024 /* return_url and action_url */
+#define TOK_GATEWAY_RETURN_DATA_MAX 4096 /* Adyen's redirectResult */
 
 struct tok_gateway_call;
 typedef void (*tok_gateway_done_fn)(struct tok_gateway_call *call);
@@ -63,6 +71,7 @@ struct tok_gateway_account {
 };
 
 struct tok_gateway_env; /* httpc.h */
+struct tok_gateway_stats; /* gateway_metrics.h */
 
 /**
  * One call to an adapter. The caller owns it and keeps every input valid until
@@ -84,6 +93,10 @@ struct tok_gateway_call {
                          (Stripe off_session=true; Adyen ContAuth + UnscheduledCardOnFile).
                          false: the customer is present (Stripe setup_future_usage;
                          Adyen Ecommerce + CardOnFile) */
+    const char *return_url;  /* CHARGE with the customer present: where the gateway sends the
+                                customer back after authenticating (NULL: nowhere, so an
+                                authentication demand is a decline) */
+    const char *return_data; /* COMPLETE: Adyen's redirectResult (NULL for Stripe) */
     char idempotency_key[TOK_GATEWAY_IDEM_MAX]; /* sent as the gateway's own key */
     /* outputs */
     enum tok_gateway_outcome outcome;
@@ -91,6 +104,7 @@ struct tok_gateway_call {
     char decline_code[TOK_GATEWAY_CODE_MAX];
     char ref[TOK_GATEWAY_REF_MAX]; /* the new reference (payment method, charge or refund) */
     bool captured;                 /* CHARGE: the gateway captured the amount */
+    char action_url[TOK_GATEWAY_URL_MAX]; /* ACTION: where to send the customer */
     tok_gateway_done_fn done;
     void *data; /* the caller's */
     /* the adapter's own, for operations that take more than one request (Stripe's
@@ -98,6 +112,11 @@ struct tok_gateway_call {
     unsigned step;
     tok_gateway_done_fn step_done;
     char step_ref[TOK_GATEWAY_REF_MAX];
+    /* the meter's own (gateway_metrics.h: tok_gateway_submit); callers leave them zeroed */
+    struct tok_gateway_stats *meter_stats;
+    const struct tok_gateway_ops *meter_ops;
+    uint64_t meter_t0_us;
+    tok_gateway_done_fn meter_done;
 };
 
 struct tok_gateway_ops {

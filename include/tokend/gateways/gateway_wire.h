@@ -67,6 +67,15 @@ void tok_gateway_set(struct tok_gateway_call *call, enum tok_gateway_outcome out
  */
 TOK_MUST_CHECK tok_status tok_gateway_set_ref(struct tok_gateway_call *call, struct tok_slice ref);
 
+/**
+ * The gateway wants the customer (3-D Secure): outcome TOK_GW_ACTION, ref the payment's
+ * reference, action_url the page to send the customer to (an absolute http(s) URL of printable
+ * ASCII without quotes or angle brackets). TOK_ERR_INPUT when either is unacceptable (the call
+ * is left as it was).
+ */
+TOK_MUST_CHECK tok_status tok_gateway_set_action(struct tok_gateway_call *call,
+                                                 struct tok_slice ref, struct tok_slice url);
+
 /** True when s is 1..TOK_GATEWAY_ID_MAX bytes of [A-Za-z0-9_-] (safe in a URL path or JSON). */
 bool tok_gateway_id_ok(struct tok_slice s);
 

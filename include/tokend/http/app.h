@@ -32,6 +32,7 @@ struct tok_ratelimit;
 struct tok_auth_epochs;
 struct tok_edge;
 struct tok_recon_owner;
+struct tok_gateway_stats;
 
 /** Everything shared by all threads; read-only once the loops run. */
 struct tok_app {
@@ -52,6 +53,7 @@ struct tok_app {
     unsigned max_conns_per_loop; /* its share for each loop (edge.h) */
     sem_t ready; /* posted by each loop thread once its h2o objects exist */
     struct tok_metrics_registry metrics; /* what /metrics reports (tokend_main.c fills it) */
+    struct tok_gateway_stats *gateway_stats; /* gateway_metrics.h; NULL = not counted */
 };
 
 /** One event-loop thread. */

@@ -51,7 +51,7 @@ struct tok_edge_limits {
     unsigned reset_budget; /* HTTP/2 requests a connection may cancel beyond those it completes */
 };
 
-/** Counters of one loop (read on the loop's own thread, or racy but harmless elsewhere). */
+/** Counters of one loop (a copy: readable from any thread, e.g. /metrics). */
 struct tok_edge_stats {
     uint64_t open;
     uint64_t accepted;

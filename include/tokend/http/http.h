@@ -7,6 +7,7 @@
 #define TOKEND_HTTP_H
 
 #include "tokend/core/common.h"
+#include "tokend/core/config.h"
 #include "tokend/store/db.h"
 
 #include <h2o.h>
@@ -60,11 +61,28 @@ void tok_http_problem(struct tok_req *r, int status, const char *code, const cha
                       const char *param);
 
 /**
+ * 503 for a database job that failed: `commit_outcome_unknown` when the connection broke
+ * after its COMMIT was sent (job->commit_unknown: the change may or may not be stored; a
+ * retry with the same Idempotency-Key is safe), else `database_unavailable` with detail
+ * (borrowed, may be NULL).
+ */
+void tok_http_problem_db(struct tok_req *r, const struct tok_db_job *job, const char *detail);
+
+/**
  * tok_http_problem with a "decline_code" member (a card the gateway refused: 402
  * card_declined). decline may be NULL (no member), borrowed.
  */
 void tok_http_problem_decline(struct tok_req *r, int status, const char *code, const char *detail,
                               const char *param, const char *decline);
+
+/**
+ * Writes the body tok_http_problem_decline sends into b (for a response that is also stored:
+ * an Idempotency-Key replay). request_id and decline may be NULL. TOK_ERR_BOUNDS when it does
+ * not fit.
+ */
+TOK_MUST_CHECK tok_status tok_http_problem_body(struct tok_buf *b, int status, const char *code,
+                                                const char *detail, const char *param,
+                                                const char *request_id, const char *decline);
 
 /** Sends a JSON body (copied into the request pool) with the given status. */
 void tok_http_json(struct tok_req *r, int status, struct tok_slice body);
@@ -113,9 +131,12 @@ const char *tok_http_code_for_status(int status);
 /**
  * Registers tokend's per-request machinery on a path: the filter that turns
  * h2o's own error pages (413, 400, 408...) into problem+json, and the access
- * logger (one JSON line per request, never a body).
+ * logger (one JSON line per request, never a body), which writes what `mode`
+ * (--access-log) asks: every answer, one ordinary answer in sample_every (each
+ * such line carries "sampled": N) plus every 5xx, 401 and 403, those alone, or nothing.
  */
-void tok_http_register_filters(h2o_pathconf_t *pathconf);
+void tok_http_register_filters(h2o_pathconf_t *pathconf, enum tok_access_log mode,
+                               unsigned sample_every);
 
 /** Fills r->id with a fresh request id and sets the X-Request-Id response header. */
 void tok_http_assign_id(struct tok_req *r);

@@ -57,9 +57,11 @@
  * Where a gateway adapter called from a loop thread sends its HTTP requests (httpc) and
  * gets its answers (reply_to: that thread's h2o_multithread_receiver_t).
  */
+struct tok_gateway_stats;
 struct tok_gateway_env {
     struct tok_httpc *httpc;
     void *reply_to;
+    struct tok_gateway_stats *stats; /* gateway_metrics.h; NULL = calls not counted */
 };
 
 #define TOK_HTTPC_HEADERS_MAX 2048u             /* all extra header lines together */

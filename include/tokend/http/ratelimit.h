@@ -18,7 +18,7 @@
  *
  * The functions take the time as an argument (the caller passes tok_ratelimit_now_us()), so
  * the logic is tested with an injected clock. Counters are per class and readable at any
- * time from any thread (tok_ratelimit_stats), for logs and a future /metrics.
+ * time from any thread (tok_ratelimit_stats, tok_ratelimit_collect), for logs and /metrics.
  */
 #ifndef TOKEND_HTTP_RATELIMIT_H
 #define TOKEND_HTTP_RATELIMIT_H
@@ -107,6 +107,13 @@ void tok_ratelimit_record(struct tok_ratelimit *rl, enum tok_rl_class c, struct 
 /** Copies class c's counters into *out. TOK_ERR_INTERNAL for a bad class or NULL. */
 TOK_MUST_CHECK tok_status tok_ratelimit_stats(const struct tok_ratelimit *rl, enum tok_rl_class c,
                                               struct tok_rl_stats *out);
+
+struct tok_metrics_out;
+/**
+ * The /metrics collector (metrics.h): per limiter (class name), requests refused and
+ * allowed, buckets evicted and in use, the configured rate. ctx is the struct tok_ratelimit.
+ */
+void tok_ratelimit_collect(void *ctx, struct tok_metrics_out *o);
 
 /** "tokenise", "charge", "auth_failure"; "?" for anything else. Static. */
 const char *tok_ratelimit_class_name(enum tok_rl_class c);

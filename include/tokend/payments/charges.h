@@ -22,6 +22,13 @@ void tok_charges_create(struct tok_req *r);
 void tok_charges_get(struct tok_req *r);
 void tok_charges_capture(struct tok_req *r);
 void tok_charges_void(struct tok_req *r);
+/**
+ * POST /v1/charges/{id}/complete: the outcome of a charge waiting in requires_action, asked of
+ * its gateway once the customer is back from authenticating (body: {"redirect_result"} for
+ * Adyen, nothing for Stripe). 200 with the charge, decided or still waiting; a charge already
+ * decided (by an earlier call or a webhook) is answered as it is, with no gateway call.
+ */
+void tok_charges_complete(struct tok_req *r);
 void tok_refunds_create(struct tok_req *r);
 void tok_refunds_get(struct tok_req *r);
 

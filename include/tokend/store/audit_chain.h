@@ -39,6 +39,13 @@ TOK_MUST_CHECK tok_status tok_audit_chainer_new(const char *conninfo, unsigned i
                                                 struct tok_audit_chainer **out, char *why,
                                                 size_t why_len);
 
+struct tok_metrics_out;
+/**
+ * The /metrics collector (metrics.h), ctx the chainer: passes by result, rows chained, the
+ * times of the last pass and the last block, and the rows not yet chained (audit lag).
+ */
+void tok_audit_chain_collect(void *ctx, struct tok_metrics_out *o);
+
 /** Runs a last pass, stops the thread, closes its connection and frees *c. NULL is ignored. */
 void tok_audit_chainer_free(struct tok_audit_chainer **c);
 

@@ -27,6 +27,19 @@
  *     true) inside its savepoint, so tenants never leak across jobs.
  *   - The job outlives the request: if the client goes away while the job is
  *     in flight, `done` still runs (with the request gone) and frees it.
+ *   - Following the primary (issue #17): a thread whose connection broke
+ *     reconnects by itself (libpq's multi-host conninfo with
+ *     target_session_attrs=read-write finds the new primary after a
+ *     failover). A connection the server closed while idle is found before a
+ *     batch is sent on it; a batch that fails because the connection broke
+ *     before its COMMIT could have run is sent again, once, on a new
+ *     connection, for every job whose exec had not yet been given a row
+ *     (its exec runs again from the start, so it must not have kept
+ *     anything); the other jobs fail (TOK_ERR_DB: nothing was committed).
+ *     When the connection broke after COMMIT was sent and before its answer,
+ *     nobody can tell whether the batch committed: its jobs fail with
+ *     commit_unknown set, which the handlers answer 503
+ *     commit_outcome_unknown (tok_http_problem_db).
  */
 #ifndef TOKEND_DB_H
 #define TOKEND_DB_H
@@ -80,6 +93,11 @@ struct tok_db_job {
      * not called, status is TOK_ERR_NOTFOUND, done still runs (issue #15, 5) */
     bool cancellable;
     atomic_bool abandoned;
+    /* set with status TOK_ERR_DB when COMMIT was sent and the connection broke before its
+     * answer: the job's work may or may not have been committed (db.h, top) */
+    bool commit_unknown;
+    bool delivered;                   /* internal: exec was given a row in this attempt */
+    bool retried;                     /* internal: already sent again on a new connection */
     uint64_t queued_us;               /* internal: when it was submitted */
     struct tok_db_job *next; /* internal: batch list */
 };

@@ -86,6 +86,13 @@ TOK_MUST_CHECK tok_status tok_audit_sealer_new(const struct tok_audit_key *ak, c
 TOK_MUST_CHECK tok_status tok_audit_sealer_pass(struct tok_audit_sealer *s, PGconn *pg,
                                                 int *sealed);
 
+struct tok_metrics_out;
+/**
+ * The /metrics collector (metrics.h), ctx the sealer: blocks sealed and sealing passes that
+ * failed (a failure leaves blocks unsealed: `tokenctl audit verify` reports them).
+ */
+void tok_audit_sealer_collect(void *ctx, struct tok_metrics_out *o);
+
 /** Closes the sink (unless stdout) and frees *s. NULL is ignored. */
 void tok_audit_sealer_free(struct tok_audit_sealer **s);
 

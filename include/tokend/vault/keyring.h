@@ -2,12 +2,15 @@
  * keyring.h - the only module that sees key bytes (STYLE.md section 1).
  *
  * Hierarchy (DESIGN.md, "Key hierarchy"; SECURITY.md, "Key rotation"):
- *   master key (KEK, 32 bytes, from a file), one per master-key version; during a rotation
- *     tokend also holds the previous version (tok_keyring_load_previous) and a wrapped key
- *     opens under whichever of the two made it (the AEAD tag tells)
- *   sub-key root (32 bytes): the first master key itself; a later version's key file
- *     (tokenctl keys new-master) carries it after its KEK (128 hex characters),
- *     so API-key hashes and reference look-ups, which cannot be recomputed, survive rotation
+ *   master key (KEK, 32 bytes, from a file; or an AES-256 key that stays in a PKCS#11
+ *     token: the keyring reaches it only through a provider, master_key.h), one per
+ *     master-key version; during a rotation tokend also holds the previous version's
+ *     provider (tok_keyring_load_previous, a file) and a wrapped key opens under whichever
+ *     of the two made it (the AEAD tag tells)
+ *   sub-key root (32 bytes), the provider's: for a file, the first master key itself; a
+ *     later version's key file (tokenctl keys new-master) carries it after its KEK (128 hex
+ *     characters), so API-key hashes and reference look-ups, which cannot be recomputed,
+ *     survive rotation; for PKCS#11, computed in the token from its key (master_key.h)
  *     -> sub-keys by crypto_kdf_derive_from_key, context "tokend__":
  *          id 1: API-key hashing key, id 2: audit MAC key, id 3: reference-lookup root
  *     -> per tenant, BLAKE2b(reference-lookup root, "tokend:v1:ref_lookup:" tenant_id):
@@ -17,7 +20,8 @@
  *          FPK  (fingerprints PANs; guarded like the KEK: with last 4 and BIN
  *                stored, a stolen FPK lets an attacker brute-force the PAN)
  *
- * Wrapped key format (TOK_KEYRING_WRAPPED_LEN = 72 bytes):
+ * Wrapped key format (TOK_KEYRING_WRAPPED_LEN = 72 bytes; the file provider's, the PKCS#11
+ * one is in master_key.h):
  *   nonce (24) || XChaCha20-Poly1305-IETF(KEK, key (32)) || tag (16)
  *   associated data "tokend:v1:dek:<tenant_id>:<version>" (or ":fpk:"), so a wrapped
  *   key moved to another tenant, version or role does not open.
@@ -98,9 +102,10 @@ TOK_MUST_CHECK tok_status tok_keyring_load_file(const char *path, struct tok_key
  */
 
 /**
- * Adds the previous master-key version from path (same file rules) to kr, for the time of a
- * master rotation: wrapped keys then open under either KEK; new ones are wrapped by the
- * current KEK only. TOK_ERR_IO: missing or unreadable. TOK_ERR_INPUT: bad file, the same KEK
+ * Adds the previous master-key version from path (same file rules; it becomes a second file
+ * provider) to kr, for the time of a master rotation: wrapped keys then open under either
+ * KEK; new ones are wrapped by the current KEK only. A previous key in a PKCS#11 token is
+ * not supported (yet). TOK_ERR_IO: missing or unreadable. TOK_ERR_INPUT: bad file, the same KEK
  * as the current one, or another sub-key root (not of this key line). TOK_ERR_NOMEM,
  * TOK_ERR_INTERNAL. *why as tok_keyring_load_file.
  */
@@ -110,7 +115,8 @@ TOK_MUST_CHECK tok_status tok_keyring_load_previous(struct tok_keyring *kr, cons
 /** Whether a and b carry the same sub-key root (constant time). false on NULL. */
 bool tok_keyring_same_line(const struct tok_keyring *a, const struct tok_keyring *b);
 
-/** Whether a and b have the same current KEK (constant time). false on NULL. */
+/** Whether a and b have the same current file KEK (constant time). false on NULL, and when
+ * either KEK is in a token (its bytes never leave it). */
 bool tok_keyring_same_kek(const struct tok_keyring *a, const struct tok_keyring *b);
 
 /**

@@ -1,9 +1,10 @@
 /*
  * idempotency.c - Idempotency-Key records in ledger.idempotency.
  */
-#include "tokend/payments/idempotency.h"
+#include "tokend/vault/idempotency.h"
 #include "tokend/vault/keyring.h"
 #include "tokend/http/app.h"
+#include "tokend/core/encoding.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static const struct tok_sql idem_finish_sql = {
     "WHERE tenant_id = $1 AND livemode = $2 AND key = $3",
     5};
 
-tok_status tok_idem_from_request(struct tok_req *r, struct tok_idem *out)
+static tok_status read_key(struct tok_req *r, struct tok_idem *out)
 {
     memset(out, 0, sizeof *out);
     struct tok_slice k;
@@ -45,6 +46,14 @@ tok_status tok_idem_from_request(struct tok_req *r, struct tok_idem *out)
     tok_copy(out->key, k.ptr, k.len);
     out->key[k.len] = '\0';
     out->present = true;
+    return TOK_OK;
+}
+
+tok_status tok_idem_from_request(struct tok_req *r, struct tok_idem *out)
+{
+    TOK_GUARD(read_key(r, out));
+    if (!out->present)
+        return TOK_OK;
 
     /* keyed: a body may be guessable, its hash must not be checkable offline */
     h2o_req_t *req = r->req;
@@ -61,6 +70,75 @@ tok_status tok_idem_from_request(struct tok_req *r, struct tok_idem *out)
         crypto_generichash_update(&st, (const uint8_t *)req->entity.base, req->entity.len);
     crypto_generichash_final(&st, out->hash, sizeof out->hash);
     sodium_memzero(key, sizeof key);
+    return TOK_OK;
+}
+
+static const struct tok_sql idem_release_sql = {
+    "idem_release_key",
+    "DELETE FROM ledger.idempotency WHERE tenant_id = $1 AND livemode = $2 AND key = $3", 3};
+
+tok_status tok_idem_key_scoped(struct tok_req *r, const char *scope, struct tok_idem *out)
+{
+    TOK_GUARD(read_key(r, out));
+    if (!out->present)
+        return TOK_OK;
+    static const char ctx[] = "tokend idempotency key scope";
+    uint8_t key[32], h[32];
+    TOK_GUARD(tok_keyring_api_key_hash(r->app->keyring, tok_slice_of(ctx, sizeof ctx - 1), key));
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, sizeof key, sizeof h);
+    crypto_generichash_update(&st, (const uint8_t *)scope, strlen(scope));
+    crypto_generichash_update(&st, (const uint8_t *)"\n", 1);
+    crypto_generichash_update(&st, (const uint8_t *)out->key, strlen(out->key));
+    crypto_generichash_final(&st, h, sizeof h);
+    sodium_memzero(key, sizeof key);
+    struct tok_buf b;
+    tok_buf_init(&b, out->key, sizeof out->key - 1);
+    tok_status s = tok_buf_puts(&b, "t:");
+    if (s == TOK_OK)
+        s = tok_hex_encode(tok_slice_of(h, sizeof h), &b);
+    out->key[s == TOK_OK ? b.len : 0] = '\0';
+    return s;
+}
+
+tok_status tok_idem_hash_parts(struct tok_req *r, const struct tok_slice *parts, size_t nparts,
+                               struct tok_idem *idem)
+{
+    if (!idem->present)
+        return TOK_OK;
+    static const char ctx[] = "tokend idempotency request hash";
+    uint8_t key[32];
+    TOK_GUARD(tok_keyring_api_key_hash(r->app->keyring, tok_slice_of(ctx, sizeof ctx - 1), key));
+    h2o_req_t *req = r->req;
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, sizeof key, sizeof idem->hash);
+    sodium_memzero(key, sizeof key);
+    crypto_generichash_update(&st, (const uint8_t *)req->method.base, req->method.len);
+    crypto_generichash_update(&st, (const uint8_t *)"\n", 1);
+    crypto_generichash_update(&st, (const uint8_t *)req->path.base, req->path.len);
+    for (size_t i = 0; i < nparts; i++) {
+        uint8_t len[8];
+        uint64_t n = parts[i].len;
+        for (int k = 0; k < 8; k++)
+            len[k] = (uint8_t)(n >> (8 * k));
+        crypto_generichash_update(&st, len, sizeof len);
+        if (parts[i].len > 0)
+            crypto_generichash_update(&st, parts[i].ptr, parts[i].len);
+    }
+    crypto_generichash_final(&st, idem->hash, sizeof idem->hash);
+    sodium_memzero(&st, sizeof st); /* it held the cardholder name */
+    return TOK_OK;
+}
+
+tok_status tok_idem_release(struct tok_db_conn *conn, const char *tenant_id, bool livemode,
+                            const struct tok_idem *idem)
+{
+    if (!idem->present)
+        return TOK_OK;
+    const char *v[3] = {tenant_id, livemode ? "t" : "f", idem->key};
+    PGresult *res = NULL;
+    TOK_GUARD(tok_db_exec(conn, &idem_release_sql, v, NULL, NULL, &res));
+    PQclear(res);
     return TOK_OK;
 }
 

@@ -1,5 +1,6 @@
 /*
- * idempotency.h - the Idempotency-Key contract of every POST that moves money.
+ * idempotency.h - the Idempotency-Key contract of every POST that moves money, and of
+ * POST /v1/tokens (scoped to the API key, hashed without the CVC: tok_idem_key_scoped).
  *
  * The same key with the same request replays the first response (status and
  * body) for 24 hours; with another request it is refused (422
@@ -35,6 +36,29 @@ struct tok_idem {
  * than 255 bytes or not printable ASCII.
  */
 TOK_MUST_CHECK tok_status tok_idem_from_request(struct tok_req *r, struct tok_idem *out);
+
+/**
+ * POST /v1/tokens' form (issue #16): reads Idempotency-Key as tok_idem_from_request does
+ * (TOK_ERR_INPUT for the same malformed keys), scoped to one API key: the stored key is
+ * "t:" and a keyed hash of scope (the key's id) and the client's key, so no other API key
+ * of the tenant, a publishable one above all, ever reaches this record. The request hash
+ * is left for tok_idem_hash_parts: the body holds the CVC, which must not be kept in any
+ * form, hashed included (PCI DSS 3.3.1.2).
+ */
+TOK_MUST_CHECK tok_status tok_idem_key_scoped(struct tok_req *r, const char *scope,
+                                              struct tok_idem *out);
+
+/**
+ * Sets idem->hash to a keyed hash of the method, the path and parts (each
+ * length-prefixed): the caller's canonical, CVC-free form of its request. Borrowed parts;
+ * the hash state is wiped. Does nothing when idem->present is false.
+ */
+TOK_MUST_CHECK tok_status tok_idem_hash_parts(struct tok_req *r, const struct tok_slice *parts,
+                                              size_t nparts, struct tok_idem *idem);
+
+/** In a job: forgets the key (the request stored nothing a retry must see). */
+TOK_MUST_CHECK tok_status tok_idem_release(struct tok_db_conn *conn, const char *tenant_id,
+                                           bool livemode, const struct tok_idem *idem);
 
 /** In a job (tenant set): claims the key or reads what it holds; sets idem->state. */
 TOK_MUST_CHECK tok_status tok_idem_begin(struct tok_db_conn *conn, const char *tenant_id,
