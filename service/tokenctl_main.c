@@ -26,12 +26,14 @@ struct ctl {
     const char *sql_dir;
     int argc;
     char **argv;
+    const char *master_key_previous;
 };
 
 static void usage_to(FILE *out)
 {
-    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE | --master-key-pkcs11 URI\n"
-          "                 --master-key-pin-file FILE] [--json] COMMAND ...\n"
+    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE [--master-key-previous FILE] |\n"
+          "                 --master-key-pkcs11 URI --master-key-pin-file FILE] [--json]\n"
+          "                 COMMAND ...\n"
           "  migrate [--dir sql]          apply pending migrations\n"
           "  tenant create NAME [--bin 0|6|8] [--cvc-optional]\n"
           "                               create a tenant and its keys; prints its id\n"
@@ -60,14 +62,25 @@ static void usage_to(FILE *out)
           "                               tenants' objects (breach scoping)\n"
           "  audit dedup [--minutes N]    per key: de-duplication hits and refusals (default 60)\n"
           "  keys status [--tenant T]     key versions per tenant and the rows using each\n"
+          "  keys new-master --out F      the next master key file (fresh KEK, same sub-key root)\n"
+          "  keys rotate-master --new-master-key-file F [--batch N]\n"
+          "                               re-wrap every tenant key under F (online, resumable)\n"
+          "  keys rotate-data --tenant T [--batch N] [--pause-ms MS] [--settle-ms MS]\n"
+          "                               a new data key; every row re-sealed (online, resumable)\n"
+          "  keys rotate-fingerprint --tenant T --yes-break-dedup [same options]\n"
+          "                               rotate-data with a new fingerprint key too\n"
+          "  keys retire --tenant T --version N\n"
+          "                               destroy a version no row uses any more\n"
           "  keys hsm-init                make the master key in the --master-key-pkcs11 token\n"
           "  reconcile --gateway stripe|adyen --file F --tenant T [--live|--test] [--exceptions OUT]\n"
           "                               match a settlement report against the ledger\n"
           "  version                      print the version\n"
           "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
-          "key from --master-key-file or TOKEND_MASTER_KEY_FILE, or from a PKCS#11 token:\n"
-          "--master-key-pkcs11 (TOKEND_MASTER_KEY_PKCS11) 'pkcs11:token=...;object=...' and\n"
-          "--master-key-pin-file (TOKEND_MASTER_KEY_PIN_FILE). T is a tenant id or name.\n"
+          "key from --master-key-file or TOKEND_MASTER_KEY_FILE (and, while a master rotation\n"
+          "runs, the key it replaces from --master-key-previous or TOKEND_MASTER_KEY_PREVIOUS),\n"
+          "or from a PKCS#11 token: --master-key-pkcs11 (TOKEND_MASTER_KEY_PKCS11)\n"
+          "'pkcs11:token=...;object=...' and --master-key-pin-file (TOKEND_MASTER_KEY_PIN_FILE);\n"
+          "--master-key-previous is for a file only. T is a tenant id or name.\n"
           "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin (a publishable\n"
           "key gets tokens:create, POST /v1/tokens only).\n"
           "--json (anywhere on the line): the list and create commands and audit report print JSON.\n",
@@ -166,7 +179,8 @@ int main(int argc, char **argv)
                       getenv("TOKEND_MASTER_KEY_PIN_FILE"),
                       "sql",
                       0,
-                      NULL};
+                      NULL,
+                      getenv("TOKEND_MASTER_KEY_PREVIOUS")};
     bool json = take_json_flag(&argc, argv);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -174,6 +188,8 @@ int main(int argc, char **argv)
             ctl.db = argv[++i];
         else if (strcmp(argv[i], "--master-key-file") == 0 && i + 1 < argc)
             ctl.master_key_file = argv[++i];
+        else if (strcmp(argv[i], "--master-key-previous") == 0 && i + 1 < argc)
+            ctl.master_key_previous = argv[++i];
         else if (strcmp(argv[i], "--master-key-pkcs11") == 0 && i + 1 < argc)
             ctl.master_key_pkcs11 = argv[++i];
         else if (strcmp(argv[i], "--master-key-pin-file") == 0 && i + 1 < argc)
@@ -182,6 +198,7 @@ int main(int argc, char **argv)
             usage_to(stdout);
             return 0;
         } else if (strcmp(argv[i], "--db") == 0 || strcmp(argv[i], "--master-key-file") == 0 ||
+                   strcmp(argv[i], "--master-key-previous") == 0 ||
                    strcmp(argv[i], "--master-key-pkcs11") == 0 ||
                    strcmp(argv[i], "--master-key-pin-file") == 0)
             return usage();
@@ -206,7 +223,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(&ctl);
-    struct tok_admin admin = {ctl.db, ctl.master_key_file, json, ctl.master_key_pkcs11,
+    struct tok_admin admin = {ctl.db,
+                              ctl.master_key_file,
+                              json,
+                              ctl.master_key_previous,
+                              ctl.master_key_pkcs11,
                               ctl.master_key_pin_file};
     if (strcmp(cmd, "tenant") == 0)
         return tok_admin_exit_code(tok_admin_tenant(&admin, ctl.argc, ctl.argv));

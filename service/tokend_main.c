@@ -16,6 +16,7 @@
 #include "tokend/vault/master_key.h"
 #include "tokend/vault/dedup_guard.h"
 #include "tokend/vault/audit_seal.h"
+#include "tokend/vault/rotation.h"
 #include "tokend/core/log.h"
 #include "tokend/server.h"
 #include "tokend/events/webhooks.h"
@@ -122,10 +123,21 @@ int main(int argc, char **argv)
         rc = refuse("cannot load the master key", cwhy);
         goto out;
     }
+    if (cfg.master_key_previous[0] != '\0' &&
+        tok_keyring_load_previous(kr, cfg.master_key_previous, &cwhy) != TOK_OK) {
+        rc = refuse("cannot load the previous master key", cwhy);
+        goto out;
+    }
     struct tok_db_config dbc = {cfg.db_conninfo, cfg.db_threads, cfg.db_batch_max,
                                 cfg.db_batch_window_us, "primary"};
     if (tok_db_open(&dbc, &db, why, sizeof why) != TOK_OK) {
         rc = refuse("cannot connect to the database", why);
+        goto out;
+    }
+    /* a key file that does not open the tenant keys in the database is refused now, not on
+     * the first request of each tenant (issue #18: one line, exit 2) */
+    if (tok_rotation_probe_master(cfg.db_conninfo, kr, why, sizeof why) != TOK_OK) {
+        rc = refuse("master key refused", why);
         goto out;
     }
     /* reports read through their own role and pool, so a bug there cannot reach a ciphertext */

@@ -7,6 +7,7 @@
  * Error text from PostgreSQL is limited to the primary message: DETAIL can quote a failing
  * row, which for api_keys holds the secret's hash.
  */
+#include "tokend/admin/admin_rotate.h"
 #include "tokend/admin/admin.h"
 #include "tokend/admin/admin_json.h"
 #include "tokend/http/origin.h"
@@ -394,6 +395,12 @@ tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out
             " (or --master-key-pkcs11)");
         return TOK_ERR_INPUT;
     }
+    bool prev = a->master_key_previous != NULL && a->master_key_previous[0] != '\0';
+    if (p11 && prev) {
+        say("--master-key-previous is for --master-key-file: a master key rotation with a PKCS#11"
+            " token is not supported");
+        return TOK_ERR_INPUT;
+    }
     if (tok_harden_process(&why) != TOK_OK) {
         say("%s", why != NULL ? why : "cannot harden the process");
         return TOK_ERR_INTERNAL;
@@ -403,6 +410,11 @@ tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out
                                         a->master_key_pin_file};
     if (tok_keyring_load(&mkc, out, &why) != TOK_OK) {
         say("master key refused: %s", why != NULL ? why : "unknown reason");
+        return TOK_ERR_IO;
+    }
+    if (prev && tok_keyring_load_previous(*out, a->master_key_previous, &why) != TOK_OK) {
+        say("previous master key refused: %s", why != NULL ? why : "unknown reason");
+        tok_keyring_free(out);
         return TOK_ERR_IO;
     }
     return TOK_OK;
@@ -1530,7 +1542,10 @@ tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv)
  */
 static tok_status keys_usage(void)
 {
-    say("usage: keys status [--tenant T] | keys hsm-init (with --master-key-pkcs11 URI)");
+    say("usage: keys status [--tenant T] | keys new-master --out FILE | keys rotate-master "
+        "--new-master-key-file FILE | keys rotate-data --tenant T | keys rotate-fingerprint "
+        "--tenant T --yes-break-dedup | keys retire --tenant T --version N | keys hsm-init "
+        "(with --master-key-pkcs11 URI)");
     return TOK_ERR_INPUT;
 }
 
@@ -1578,7 +1593,11 @@ static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
         " (SELECT count(*) FROM vault.tokens x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
         " (SELECT count(*) FROM vault.gateway_refs x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
         " (SELECT count(*) FROM vault.gateways x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
-        " (SELECT count(*) FROM ledger.webhook_endpoints x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version)"
+        " (SELECT count(*) FROM ledger.webhook_endpoints x WHERE x.tenant_id = k.tenant_id AND x.key_version = k.version),"
+        " k.master_version,"
+        " coalesce((SELECT r.kind || ' ' || r.from_version || '->' || r.to_version || ' ' || r.state"
+        "   FROM vault.key_rotations r WHERE r.tenant_id = k.tenant_id AND k.version IN (r.from_version, r.to_version)"
+        "  ORDER BY r.id DESC LIMIT 1), '-')"
         " FROM vault.tenant_keys k JOIN vault.tenants t ON t.id = k.tenant_id"
         " WHERE $1::text IS NULL OR k.tenant_id = $1 ORDER BY t.created_at, k.tenant_id, k.version";
     PGconn *pg = NULL;
@@ -1596,7 +1615,8 @@ static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
         st = check_result(r, PGRES_TUPLES_OK, "keys status");
     }
     if (st == TOK_OK) {
-        fputs("tenant\tname\tversion\tstate\tcreated_at\ttokens\tgateway_refs\tgateways\twebhooks\n",
+        fputs("tenant\tname\tversion\tstate\tcreated_at\ttokens\tgateway_refs\tgateways\twebhooks"
+              "\tmaster_version\trotation\n",
               stdout);
         for (int i = 0; i < PQntuples(r); i++)
             print_row(r, i);
@@ -1612,6 +1632,11 @@ tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv)
     TOK_ENSURE(a != NULL && (argv != NULL || argc == 0), TOK_ERR_INTERNAL);
     static const struct tok_admin_cmd cmds[] = {
         {"status", keys_status},
+        {"new-master", tok_admin_keys_new_master},
+        {"rotate-master", tok_admin_keys_rotate_master},
+        {"rotate-data", tok_admin_keys_rotate_data},
+        {"rotate-fingerprint", tok_admin_keys_rotate_fingerprint},
+        {"retire", tok_admin_keys_retire},
         {"hsm-init", keys_hsm_init},
     };
     return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), keys_usage);

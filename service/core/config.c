@@ -40,7 +40,8 @@ static const struct opt opts[] = {
     {"tls-key", "TOKEND_TLS_KEY", STR(tls_key), "PEM private key for the TLS listener"},
     {"db", "TOKEND_DB", STR(db_conninfo), "libpq connection string (service role)"},
     {"reporting-db", "TOKEND_REPORTING_DB", STR(reporting_conninfo), "libpq connection string (reporting role), '' = reports off"},
-    {"master-key-file", "TOKEND_MASTER_KEY_FILE", STR(master_key_file), "32-byte master key, mode 0600"},
+    {"master-key-file", "TOKEND_MASTER_KEY_FILE", STR(master_key_file), "master key file (the current version; 32 bytes, or 128 hex from keys new-master), mode 0600"},
+    {"master-key-previous", "TOKEND_MASTER_KEY_PREVIOUS", STR(master_key_previous), "the previous master key version's file while a master rotation runs (SECURITY.md), mode 0600; '' = none; not with --master-key-pkcs11"},
     {"master-key-pkcs11", "TOKEND_MASTER_KEY_PKCS11", STR(master_key_pkcs11), "the master key in a PKCS#11 token instead: pkcs11:token=...;object=...[?module-path=...] (RFC 7512)"},
     {"master-key-pin-file", "TOKEND_MASTER_KEY_PIN_FILE", STR(master_key_pin_file), "that token's user PIN, mode 0600 (or pin-source=file:... in the URI)"},
     {"threads", "TOKEND_THREADS", UINT(threads, 1, TOK_THREADS_MAX), "event-loop threads (default: CPUs)"},
@@ -315,6 +316,11 @@ tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t w
     }
     if (cfg->master_key_pin_file[0] != '\0' && cfg->master_key_pkcs11[0] == '\0') {
         snprintf(why, why_len, "--master-key-pin-file is for --master-key-pkcs11");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->master_key_previous[0] != '\0' && cfg->master_key_pkcs11[0] != '\0') {
+        snprintf(why, why_len, "--master-key-previous is for --master-key-file: a master key"
+                               " rotation with a PKCS#11 token is not supported");
         return TOK_ERR_INPUT;
     }
     if (cfg->db_conninfo[0] == '\0') {

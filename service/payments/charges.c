@@ -822,7 +822,9 @@ static void start_attempt(struct tok_req *r, struct charge_call *c)
         fail_attempt(r, c, "gateway_not_configured");
         return;
     }
-    if (g->key_version != tok_tenant_keys_version(r->principal->keys)) {
+    /* during a data-key rotation a reference is under the active or the previous version */
+    const struct tok_tenant_keys *keys = tok_principal_keys(r->principal, g->key_version);
+    if (keys == NULL) {
         tok_log_err("%s: %s: reference sealed under key version %u, active is %u", __func__, r->id,
                     g->key_version, tok_tenant_keys_version(r->principal->keys));
         fail_attempt(r, c, "key_version_unavailable");
@@ -833,7 +835,7 @@ static void start_attempt(struct tok_req *r, struct charge_call *c)
     struct tok_aad aad = {c->tenant_id, "vault.gateway_refs", "ref_sealed", row_id};
     struct tok_buf pm;
     tok_buf_init(&pm, c->pm_ref, sizeof c->pm_ref - 1);
-    if (tok_tenant_keys_open(r->principal->keys, aad, tok_slice_of(g->sealed, (size_t)g->sealed_len), &pm) != TOK_OK) {
+    if (tok_tenant_keys_open(keys, aad, tok_slice_of(g->sealed, (size_t)g->sealed_len), &pm) != TOK_OK) {
         tok_log_err("%s: %s: the %s reference of %s does not open", __func__, r->id, g->gateway, c->token_id);
         fail_attempt(r, c, "reference_unreadable");
         return;

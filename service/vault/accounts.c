@@ -106,13 +106,17 @@ static tok_status open_one(const struct tok_tenant_keys *tk, const char *tenant_
     return st;
 }
 
-tok_status tok_accounts_open(const struct tok_tenant_keys *tk, const char *tenant_id,
-                             const struct tok_accounts_raw *raw, struct tok_gateway_account *out,
-                             unsigned *n)
+tok_status tok_accounts_open(const struct tok_tenant_keys *tk, const struct tok_tenant_keys *prev,
+                             const char *tenant_id, const struct tok_accounts_raw *raw,
+                             struct tok_gateway_account *out, unsigned *n)
 {
     *n = 0;
     for (unsigned i = 0; i < raw->n && i < TOK_ACCOUNTS_MAX; i++) {
-        tok_status st = open_one(tk, tenant_id, &raw->rows[i], &out[*n]);
+        /* a data-key rotation re-seals accounts at its start: either version may be read */
+        const struct tok_tenant_keys *k = tk;
+        if (prev != NULL && raw->rows[i].key_version == tok_tenant_keys_version(prev))
+            k = prev;
+        tok_status st = open_one(k, tenant_id, &raw->rows[i], &out[*n]);
         if (st != TOK_OK) {
             tok_log_err("%s: gateway account %s of tenant %s cannot be used (%s)", __func__,
                         raw->rows[i].id, tenant_id, tok_status_name(st));

@@ -156,7 +156,19 @@ static void principal_unref(struct tok_principal *p)
         return;
     tok_accounts_wipe(p->accounts, p->naccounts);
     tok_tenant_keys_free(&p->keys);
+    tok_tenant_keys_free(&p->keys_prev);
     free(p);
+}
+
+const struct tok_tenant_keys *tok_principal_keys(const struct tok_principal *p, uint32_t version)
+{
+    if (p == NULL)
+        return NULL;
+    if (p->keys != NULL && tok_tenant_keys_version(p->keys) == version)
+        return p->keys;
+    if (p->keys_prev != NULL && tok_tenant_keys_version(p->keys_prev) == version)
+        return p->keys_prev;
+    return NULL;
 }
 
 /* A request that found its key's look-up already in flight on its loop. */
@@ -182,6 +194,9 @@ struct auth_call {
     uint32_t key_version;
     uint8_t dek[TOK_KEYRING_WRAPPED_LEN], fpk[TOK_KEYRING_WRAPPED_LEN];
     struct tok_buf dek_buf, fpk_buf;
+    uint32_t prev_version; /* 0: no previous version (sql/019) */
+    uint8_t prev_dek[TOK_KEYRING_WRAPPED_LEN], prev_fpk[TOK_KEYRING_WRAPPED_LEN];
+    struct tok_buf prev_dek_buf, prev_fpk_buf;
     struct tok_accounts_raw accounts; /* sealed; opened on the loop with the tenant keys */
     struct tok_auth_cache *cache;     /* while in its pending list, else NULL */
     struct auth_call *pending_next;
@@ -362,6 +377,34 @@ static const struct tok_sql authenticate_sql = {
     "array_to_string(origins, ' '), revoked, bin_mode, cvc_optional, key_version, "
     "encode(wrapped_dek, 'hex'), encode(wrapped_fpk, 'hex') FROM vault.authenticate($1)",
     1};
+
+/* The version a data-key rotation is moving rows away from (sql/019): rows not yet re-sealed
+ * open with it. Read with the tenant set, after the accounts, which may already be sealed
+ * under the new version. */
+static const struct tok_sql previous_keys_sql = {
+    "previous_keys",
+    "SELECT version, encode(wrapped_dek, 'hex'), encode(wrapped_fpk, 'hex') "
+    "FROM vault.tenant_keys WHERE tenant_id = $1 AND state = 'previous' "
+    "ORDER BY version DESC LIMIT 1",
+    1};
+
+static tok_status fetch_previous(struct tok_db_conn *conn, struct auth_call *a)
+{
+    const char *vals[1] = {a->p->tenant_id};
+    PGresult *res = NULL;
+    TOK_GUARD(tok_db_exec(conn, &previous_keys_sql, vals, NULL, NULL, &res));
+    tok_status st = TOK_OK;
+    if (PQntuples(res) == 1) {
+        a->prev_version = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+        tok_buf_init(&a->prev_dek_buf, a->prev_dek, sizeof a->prev_dek);
+        tok_buf_init(&a->prev_fpk_buf, a->prev_fpk, sizeof a->prev_fpk);
+        if (tok_hex_decode(tok_slice_str(PQgetvalue(res, 0, 1)), &a->prev_dek_buf) != TOK_OK ||
+            tok_hex_decode(tok_slice_str(PQgetvalue(res, 0, 2)), &a->prev_fpk_buf) != TOK_OK)
+            st = TOK_ERR_DB;
+    }
+    PQclear(res);
+    return st;
+}
 
 static void on_principal_dispose(void *p)
 {
@@ -640,6 +683,8 @@ static tok_status auth_exec(struct tok_db_job *job, struct tok_db_conn *conn)
         st = tok_db_set_tenant(conn, a->p->tenant_id);
         if (st == TOK_OK)
             st = tok_accounts_fetch(conn, a->p->tenant_id, a->p->livemode, &a->accounts);
+        if (st == TOK_OK)
+            st = fetch_previous(conn, a);
     }
     return st;
 }
@@ -672,7 +717,17 @@ static enum auth_outcome settle(struct auth_call *a, const struct tok_req *r,
                     p->tenant_id);
         return AUTH_KEYS_BAD;
     }
-    if (tok_accounts_open(p->keys, p->tenant_id, &a->accounts, p->accounts, &p->naccounts) != TOK_OK)
+    if (a->prev_version != 0 && a->prev_version != a->key_version &&
+        tok_keyring_tenant_keys_open(w->app->keyring, p->tenant_id, a->prev_version,
+                                     tok_buf_slice(&a->prev_dek_buf),
+                                     tok_buf_slice(&a->prev_fpk_buf), &p->keys_prev) != TOK_OK) {
+        tok_log_err("auth: %s: cannot unwrap the previous keys of tenant %s (wrong master key?)",
+                    rid, p->tenant_id);
+        tok_tenant_keys_free(&p->keys); /* auth_release frees p itself, not what it holds */
+        return AUTH_KEYS_BAD;
+    }
+    if (tok_accounts_open(p->keys, p->keys_prev, p->tenant_id, &a->accounts, p->accounts,
+                          &p->naccounts) != TOK_OK)
         p->naccounts = 0;
     a->p = NULL;
     p->refs = 1;

@@ -31,7 +31,10 @@
 #define SEAL_AD_MAX (4 + sizeof SEAL_AD_LABEL + 1 + 4 + 4 * (4 + TOK_KEYRING_ID_MAX))
 
 struct tok_keyring {
-    struct tok_master_key *mk; /* owned: the KEK's provider (master_key.h) */
+    struct tok_master_key *mk;      /* owned: the current KEK's provider (master_key.h) */
+    struct tok_master_key *mk_prev; /* owned: the previous version's, during a master rotation
+                                     * (tok_keyring_load_previous); NULL when none */
+    uint8_t root[TOK_KEYRING_KEY_LEN]; /* what the sub-keys derive from (the provider's) */
     uint8_t api_hash_key[TOK_KEYRING_KEY_LEN];
     uint8_t audit_key[TOK_KEYRING_KEY_LEN];
     uint8_t ref_lookup_root[TOK_KEYRING_KEY_LEN];
@@ -54,6 +57,7 @@ static _Thread_local char why_mem[TOK_KEYRING_WHY_MAX];
 struct file_master_key {
     struct tok_master_key base;
     uint8_t kek[TOK_KEYRING_KEY_LEN];
+    uint8_t root[TOK_KEYRING_KEY_LEN]; /* the sub-key root: the KEK, or the one the file carries */
 };
 
 /* nonce (24) || XChaCha20-Poly1305-IETF(KEK, key) || tag (16), format in keyring.h */
@@ -94,10 +98,11 @@ static tok_status file_unwrap(struct tok_master_key *mk, struct tok_slice ad,
     return TOK_OK;
 }
 
-/* The sub-keys come from the KEK itself, as they did before there were providers. */
+/* The sub-keys come from the root the file carries after its KEK, else from the KEK itself,
+ * as they did before there were providers and rotations (keyring.h). */
 static tok_status file_sub_root(struct tok_master_key *mk, uint8_t root[TOK_KEYRING_KEY_LEN])
 {
-    tok_copy(root, ((const struct file_master_key *)mk)->kek, TOK_KEYRING_KEY_LEN);
+    tok_copy(root, ((const struct file_master_key *)mk)->root, TOK_KEYRING_KEY_LEN);
     return TOK_OK;
 }
 
@@ -158,23 +163,36 @@ tok_status tok_master_key_from_bytes(const uint8_t key[TOK_KEYRING_KEY_LEN],
     struct file_master_key *f = NULL;
     TOK_GUARD(file_alloc(&f));
     tok_copy(f->kek, key, TOK_KEYRING_KEY_LEN);
+    tok_copy(f->root, key, TOK_KEYRING_KEY_LEN);
     return file_finish(f, out);
 }
 
-/* Derives the sub-keys from the provider's root and makes the keyring read-only. */
+/*
+ * Whether a and b are file providers with the same KEK (constant time). A token's KEK never
+ * leaves it, so two token providers are not compared: false.
+ */
+static bool file_same_kek(const struct tok_master_key *a, const struct tok_master_key *b)
+{
+    if (a == NULL || b == NULL || a->ops != &file_ops || b->ops != &file_ops)
+        return false;
+    const struct file_master_key *fa = (const struct file_master_key *)a;
+    const struct file_master_key *fb = (const struct file_master_key *)b;
+    return sodium_memcmp(fa->kek, fb->kek, TOK_KEYRING_KEY_LEN) == 0;
+}
+
+/* Derives the sub-keys from the provider's root (kept in kr->root, which tells key lines
+ * apart: tok_keyring_same_line) and makes the keyring read-only. */
 static tok_status keyring_finish(struct tok_keyring *kr)
 {
-    uint8_t root[TOK_KEYRING_KEY_LEN];
-    tok_status st = kr->mk->ops->sub_root(kr->mk, root);
+    tok_status st = kr->mk->ops->sub_root(kr->mk, kr->root);
     if (st == TOK_OK &&
         (crypto_kdf_derive_from_key(kr->api_hash_key, sizeof kr->api_hash_key,
-                                    KDF_ID_API_KEY_HASH, KDF_CONTEXT, root) != 0 ||
+                                    KDF_ID_API_KEY_HASH, KDF_CONTEXT, kr->root) != 0 ||
          crypto_kdf_derive_from_key(kr->audit_key, sizeof kr->audit_key, KDF_ID_AUDIT_MAC,
-                                    KDF_CONTEXT, root) != 0 ||
+                                    KDF_CONTEXT, kr->root) != 0 ||
          crypto_kdf_derive_from_key(kr->ref_lookup_root, sizeof kr->ref_lookup_root,
-                                    KDF_ID_REF_LOOKUP, KDF_CONTEXT, root) != 0))
+                                    KDF_ID_REF_LOOKUP, KDF_CONTEXT, kr->root) != 0))
         st = TOK_ERR_CRYPTO;
-    sodium_memzero(root, sizeof root);
     TOK_GUARD(st);
     TOK_ENSURE(sodium_mprotect_readonly(kr) == 0, TOK_ERR_INTERNAL);
     return TOK_OK;
@@ -186,6 +204,7 @@ void tok_keyring_free(struct tok_keyring **kr)
         return;
     (void)sodium_mprotect_readwrite(*kr);
     tok_master_key_free(&(*kr)->mk);
+    tok_master_key_free(&(*kr)->mk_prev);
     sodium_memzero(*kr, sizeof **kr);
     sodium_free(*kr);
     *kr = NULL;
@@ -246,25 +265,43 @@ static tok_status read_all(int fd, struct tok_buf *raw)
     return TOK_OK;
 }
 
-/* Fills kek from 32 raw bytes or 64 hex characters with an optional trailing newline. */
-static tok_status parse_key_file(const struct tok_buf *raw, uint8_t kek[TOK_KEYRING_KEY_LEN])
+/* Fills key (bin bytes) from exactly 2 * bin hex characters, optionally followed by '\n'. */
+static bool parse_hex_key(const struct tok_buf *raw, uint8_t *key, size_t bin)
 {
-    if (raw->len == TOK_KEYRING_KEY_LEN) {
-        tok_copy(kek, raw->data, TOK_KEYRING_KEY_LEN);
-        return TOK_OK;
-    }
-    size_t hex_len = 2 * TOK_KEYRING_KEY_LEN;
-    bool hex_shape = raw->len == hex_len || (raw->len == hex_len + 1 && raw->data[hex_len] == '\n');
-    TOK_ENSURE(hex_shape, TOK_ERR_INPUT);
-    size_t bin_len = 0;
+    size_t hex_len = 2 * bin, bin_len = 0;
+    if (raw->len != hex_len && !(raw->len == hex_len + 1 && raw->data[hex_len] == '\n'))
+        return false;
     const char *end = NULL;
     const char *hex = (const char *)raw->data;
-    int rc = sodium_hex2bin(kek, TOK_KEYRING_KEY_LEN, hex, hex_len, NULL, &bin_len, &end);
-    if (rc != 0 || bin_len != TOK_KEYRING_KEY_LEN || end != hex + hex_len) {
-        sodium_memzero(kek, TOK_KEYRING_KEY_LEN);
-        return TOK_ERR_INPUT;
+    int rc = sodium_hex2bin(key, bin, hex, hex_len, NULL, &bin_len, &end);
+    if (rc != 0 || bin_len != bin || end != hex + hex_len) {
+        sodium_memzero(key, bin);
+        return false;
     }
-    return TOK_OK;
+    return true;
+}
+
+/*
+ * Fills key from 32 raw bytes or n * 64 hex characters with an optional trailing newline
+ * (n = 1, or 2 when a master key file carries its sub-key root after the KEK, keyring.h);
+ * *n_out says which. Two keys only in hex: 64 raw bytes would also be the length of a hex
+ * key with a typo, which must be refused, not read as two other keys.
+ */
+static tok_status parse_key_file(const struct tok_buf *raw, uint8_t *key, size_t n_max,
+                                 size_t *n_out)
+{
+    for (size_t n = 1; n <= n_max; n++) {
+        if (parse_hex_key(raw, key, n * TOK_KEYRING_KEY_LEN)) {
+            *n_out = n;
+            return TOK_OK;
+        }
+    }
+    if (raw->len == TOK_KEYRING_KEY_LEN) {
+        tok_copy(key, raw->data, TOK_KEYRING_KEY_LEN);
+        *n_out = 1;
+        return TOK_OK;
+    }
+    return TOK_ERR_INPUT;
 }
 
 /* "<what> <msg>" in thread-local memory (what names the key: "master key", "audit key"). */
@@ -281,11 +318,12 @@ static const char *why_of(const char *what, const char *msg, const char *path)
 }
 
 /*
- * Reads a 32-byte key file (a regular file, mode 0600 or tighter, 32 raw bytes or 64 hex
- * characters, not all zeros) into key; the read buffer is wiped. what names it in *why.
+ * Reads a key file (a regular file, mode 0600 or tighter, n_max * 32 raw bytes or n_max * 64
+ * hex characters at most, not all zeros) into key (room for n_max keys); *n says how many
+ * keys it held. The read buffer is wiped. what names it in *why.
  */
-static tok_status read_key_file(const char *path, const char *what,
-                                uint8_t key[TOK_KEYRING_KEY_LEN], const char **why)
+static tok_status read_key_file_n(const char *path, const char *what, uint8_t *key, size_t n_max,
+                                  size_t *n, const char **why)
 {
     struct tok_buf raw = {0};
     tok_status st = TOK_OK;
@@ -312,12 +350,14 @@ static tok_status read_key_file(const char *path, const char *what,
         st = TOK_ERR_INPUT;
         goto fail;
     }
-    if (sb.st_size > TOK_KEYRING_FILE_MAX) {
-        *why = why_of(what, "file must hold 32 raw bytes or 64 hex characters", NULL);
+    const char *shape = n_max > 1 ? "file must hold 32 raw bytes or 64 (or 128) hex characters"
+                                  : "file must hold 32 raw bytes or 64 hex characters";
+    if (sb.st_size > (off_t)(n_max * 2 * TOK_KEYRING_KEY_LEN + 1)) {
+        *why = why_of(what, shape, NULL);
         st = TOK_ERR_INPUT;
         goto fail;
     }
-    st = tok_buf_alloc(&raw, TOK_KEYRING_FILE_MAX + 1, true);
+    st = tok_buf_alloc(&raw, (uint32_t)(n_max * 2 * TOK_KEYRING_KEY_LEN + 2), true);
     if (st != TOK_OK) {
         *why = why_of("out of memory reading the", what, NULL);
         goto fail;
@@ -327,26 +367,60 @@ static tok_status read_key_file(const char *path, const char *what,
         *why = why_of(what, "file cannot be read", NULL);
         goto fail;
     }
-    st = parse_key_file(&raw, key);
+    st = parse_key_file(&raw, key, n_max, n);
     if (st != TOK_OK) {
-        *why = why_of(what, "file must hold 32 raw bytes or 64 hex characters", NULL);
+        *why = why_of(what, shape, NULL);
         goto fail;
     }
     /* an all-zero key is a placeholder (head -c 32 /dev/zero), not a secret */
-    if (sodium_is_zero(key, TOK_KEYRING_KEY_LEN)) {
-        *why = why_of(what, "is all zeros", NULL);
-        st = TOK_ERR_INPUT;
+    for (size_t i = 0; i < *n && st == TOK_OK; i++) {
+        if (sodium_is_zero(key + i * TOK_KEYRING_KEY_LEN, TOK_KEYRING_KEY_LEN)) {
+            *why = why_of(what, "is all zeros", NULL);
+            st = TOK_ERR_INPUT;
+        }
     }
 fail:
     if (st != TOK_OK)
-        sodium_memzero(key, TOK_KEYRING_KEY_LEN);
+        sodium_memzero(key, n_max * TOK_KEYRING_KEY_LEN);
     tok_buf_wipe(&raw);
     (void)close(fd);
     return st;
 }
 
-tok_status tok_master_key_file_open(const char *path, struct tok_master_key **out,
-                                   const char **why)
+/* A key file of exactly one 32-byte key. */
+static tok_status read_key_file(const char *path, const char *what,
+                                uint8_t key[TOK_KEYRING_KEY_LEN], const char **why)
+{
+    size_t n = 0;
+    return read_key_file_n(path, what, key, 1, &n, why);
+}
+
+/*
+ * A master key file into kek and root: the KEK alone (the root is the KEK, as every key
+ * before rotation existed) or the KEK followed by the root it carries (keyring.h).
+ */
+static tok_status read_master_file(const char *path, const char *what,
+                                   uint8_t kek[TOK_KEYRING_KEY_LEN],
+                                   uint8_t root[TOK_KEYRING_KEY_LEN], const char **why)
+{
+    uint8_t *both = sodium_malloc(2 * TOK_KEYRING_KEY_LEN);
+    if (both == NULL) {
+        *why = why_of("out of memory reading the", what, NULL);
+        return TOK_ERR_NOMEM;
+    }
+    size_t n = 0;
+    tok_status st = read_key_file_n(path, what, both, 2, &n, why);
+    if (st == TOK_OK) {
+        tok_copy(kek, both, TOK_KEYRING_KEY_LEN);
+        tok_copy(root, n == 2 ? both + TOK_KEYRING_KEY_LEN : both, TOK_KEYRING_KEY_LEN);
+    }
+    sodium_free(both); /* zeroes before releasing */
+    return st;
+}
+
+/* The file provider over the master key file at path; what names it in *why. */
+static tok_status file_open(const char *path, const char *what, struct tok_master_key **out,
+                            const char **why)
 {
     const char *why_unused = NULL;
     if (why == NULL)
@@ -364,7 +438,7 @@ tok_status tok_master_key_file_open(const char *path, struct tok_master_key **ou
         *why = "cannot allocate locked memory for the master key (RLIMIT_MEMLOCK)";
         return st;
     }
-    st = read_key_file(path, "master key", f->kek, why);
+    st = read_master_file(path, what, f->kek, f->root, why);
     if (st != TOK_OK) {
         file_free(&f->base);
         return st;
@@ -373,6 +447,12 @@ tok_status tok_master_key_file_open(const char *path, struct tok_master_key **ou
     if (st != TOK_OK)
         *why = "cannot protect the master key memory";
     return st;
+}
+
+tok_status tok_master_key_file_open(const char *path, struct tok_master_key **out,
+                                   const char **why)
+{
+    return file_open(path, "master key", out, why);
 }
 
 tok_status tok_master_key_open(const struct tok_master_key_config *cfg,
@@ -423,6 +503,77 @@ tok_status tok_keyring_load_file(const char *path, struct tok_keyring **out, con
     struct tok_master_key_config cfg = {path, NULL, NULL};
     TOK_ENSURE(path != NULL, TOK_ERR_INTERNAL);
     return tok_keyring_load(&cfg, out, why);
+}
+
+tok_status tok_keyring_load_previous(struct tok_keyring *kr, const char *path, const char **why)
+{
+    const char *why_unused = NULL;
+    if (why == NULL)
+        why = &why_unused;
+    *why = NULL;
+    TOK_ENSURE(kr != NULL && path != NULL, TOK_ERR_INTERNAL);
+    struct tok_master_key *prev = NULL;
+    tok_status st = file_open(path, "previous master key", &prev, why);
+    TOK_GUARD(st);
+    uint8_t *root = sodium_malloc(TOK_KEYRING_KEY_LEN);
+    if (root == NULL) {
+        tok_master_key_free(&prev);
+        *why = "cannot allocate locked memory for the previous master key (RLIMIT_MEMLOCK)";
+        return TOK_ERR_NOMEM;
+    }
+    st = prev->ops->sub_root(prev, root);
+    /* every master key version carries the same root: API-key hashes and reference look-ups
+     * must not change with a rotation */
+    if (st == TOK_OK && sodium_memcmp(root, kr->root, TOK_KEYRING_KEY_LEN) != 0) {
+        *why = why_of("previous master key", "is not of this key line (its sub-key root differs)",
+                      path);
+        st = TOK_ERR_INPUT;
+    }
+    sodium_free(root); /* zeroes before releasing */
+    if (st == TOK_OK && file_same_kek(prev, kr->mk)) {
+        *why = why_of("previous master key", "is the current master key", path);
+        st = TOK_ERR_INPUT;
+    }
+    if (st == TOK_OK && kr->mk_prev != NULL) {
+        *why = "a previous master key is loaded already";
+        st = TOK_ERR_INPUT;
+    }
+    if (st == TOK_OK) {
+        TOK_ENSURE(sodium_mprotect_readwrite(kr) == 0, TOK_ERR_INTERNAL);
+        kr->mk_prev = prev;
+        prev = NULL;
+        if (sodium_mprotect_readonly(kr) != 0)
+            st = TOK_ERR_INTERNAL;
+    }
+    tok_master_key_free(&prev);
+    return st;
+}
+
+bool tok_keyring_same_line(const struct tok_keyring *a, const struct tok_keyring *b)
+{
+    return a != NULL && b != NULL && sodium_memcmp(a->root, b->root, TOK_KEYRING_KEY_LEN) == 0;
+}
+
+bool tok_keyring_same_kek(const struct tok_keyring *a, const struct tok_keyring *b)
+{
+    return a != NULL && b != NULL && file_same_kek(a->mk, b->mk);
+}
+
+tok_status tok_keyring_next_master(const struct tok_keyring *kr, struct tok_buf *hex_out)
+{
+    TOK_ENSURE(kr != NULL && hex_out != NULL && hex_out->len <= hex_out->cap, TOK_ERR_INTERNAL);
+    const size_t hex_len = 4 * TOK_KEYRING_KEY_LEN;
+    TOK_ENSURE(hex_out->cap - hex_out->len >= hex_len + 2, TOK_ERR_BOUNDS);
+    uint8_t *both = sodium_malloc(2 * TOK_KEYRING_KEY_LEN);
+    TOK_ENSURE(both != NULL, TOK_ERR_NOMEM);
+    randombytes_buf(both, TOK_KEYRING_KEY_LEN);
+    tok_copy(both + TOK_KEYRING_KEY_LEN, kr->root, TOK_KEYRING_KEY_LEN);
+    /* the library writes hex_len characters and a NUL into the room checked above */
+    char *dst = (char *)hex_out->data + hex_out->len;
+    sodium_bin2hex(dst, hex_len + 1, both, 2 * TOK_KEYRING_KEY_LEN);
+    sodium_free(both); /* zeroes before releasing */
+    hex_out->len += (uint32_t)hex_len;
+    return tok_buf_putc(hex_out, '\n');
 }
 
 /* ---- keyed hashes on the master sub-keys ------------------------------------------------- */
@@ -621,7 +772,12 @@ static tok_status unwrap_key(const struct tok_keyring *kr, const char *role, con
     struct tok_buf ad;
     tok_buf_init(&ad, ad_mem, sizeof ad_mem);
     TOK_GUARD(wrap_ad(&ad, role, tenant_id, version));
-    return kr->mk->ops->unwrap(kr->mk, tok_buf_slice(&ad), wrapped, key);
+    tok_status st = kr->mk->ops->unwrap(kr->mk, tok_buf_slice(&ad), wrapped, key);
+    /* during a master rotation a key is wrapped by the new KEK or by the previous one; the
+     * tag tells which, so no version needs to travel with the wrapped key */
+    if (st == TOK_ERR_CRYPTO && kr->mk_prev != NULL)
+        st = kr->mk_prev->ops->unwrap(kr->mk_prev, tok_buf_slice(&ad), wrapped, key);
+    return st;
 }
 
 tok_status tok_keyring_tenant_keys_new(const struct tok_keyring *kr, const char *tenant_id,
@@ -648,6 +804,81 @@ tok_status tok_keyring_tenant_keys_new(const struct tok_keyring *kr, const char 
     tok_status st = wrap_key(kr, "dek", tenant_id, version, keys, wrapped_dek_out);
     if (st == TOK_OK) {
         st = wrap_key(kr, "fpk", tenant_id, version, keys + TOK_KEYRING_KEY_LEN, wrapped_fpk_out);
+        if (st != TOK_OK) {
+            sodium_memzero(wrapped_dek_out->data + dek_start, TOK_KEYRING_WRAPPED_LEN);
+            wrapped_dek_out->len = dek_start;
+        }
+    }
+    sodium_free(keys); /* zeroes before releasing */
+    return st;
+}
+
+tok_status tok_keyring_rewrap(const struct tok_keyring *from, const struct tok_keyring *to,
+                              const char *tenant_id, uint32_t version, struct tok_slice wrapped_dek,
+                              struct tok_slice wrapped_fpk, struct tok_buf *dek_out,
+                              struct tok_buf *fpk_out)
+{
+    TOK_ENSURE(from != NULL && to != NULL && dek_out != NULL && fpk_out != NULL,
+               TOK_ERR_INTERNAL);
+    TOK_ENSURE(dek_out != fpk_out && dek_out->len <= dek_out->cap && fpk_out->len <= fpk_out->cap,
+               TOK_ERR_INTERNAL);
+    size_t tlen = 0;
+    TOK_GUARD(check_tenant_id(tenant_id, &tlen));
+    TOK_ENSURE(version >= 1, TOK_ERR_INPUT);
+    TOK_ENSURE(dek_out->cap - dek_out->len >= TOK_KEYRING_WRAPPED_LEN, TOK_ERR_BOUNDS);
+    TOK_ENSURE(fpk_out->cap - fpk_out->len >= TOK_KEYRING_WRAPPED_LEN, TOK_ERR_BOUNDS);
+    uint8_t *keys = sodium_malloc(2 * TOK_KEYRING_KEY_LEN);
+    TOK_ENSURE(keys != NULL, TOK_ERR_NOMEM);
+    /* a rotation that stopped half-way left some keys wrapped by `to` already */
+    tok_status st = unwrap_key(from, "dek", tenant_id, version, wrapped_dek, keys);
+    if (st != TOK_OK)
+        st = unwrap_key(to, "dek", tenant_id, version, wrapped_dek, keys);
+    if (st == TOK_OK) {
+        st = unwrap_key(from, "fpk", tenant_id, version, wrapped_fpk, keys + TOK_KEYRING_KEY_LEN);
+        if (st != TOK_OK)
+            st = unwrap_key(to, "fpk", tenant_id, version, wrapped_fpk,
+                            keys + TOK_KEYRING_KEY_LEN);
+    }
+    uint32_t dek_start = dek_out->len;
+    if (st == TOK_OK)
+        st = wrap_key(to, "dek", tenant_id, version, keys, dek_out);
+    if (st == TOK_OK) {
+        st = wrap_key(to, "fpk", tenant_id, version, keys + TOK_KEYRING_KEY_LEN, fpk_out);
+        if (st != TOK_OK) {
+            sodium_memzero(dek_out->data + dek_start, TOK_KEYRING_WRAPPED_LEN);
+            dek_out->len = dek_start;
+        }
+    }
+    sodium_free(keys); /* zeroes before releasing */
+    return st;
+}
+
+tok_status tok_keyring_tenant_keys_next(const struct tok_keyring *kr,
+                                        const struct tok_tenant_keys *old, uint32_t version,
+                                        bool new_fpk, struct tok_buf *wrapped_dek_out,
+                                        struct tok_buf *wrapped_fpk_out)
+{
+    TOK_ENSURE(kr != NULL && old != NULL && wrapped_dek_out != NULL && wrapped_fpk_out != NULL,
+               TOK_ERR_INTERNAL);
+    TOK_ENSURE(wrapped_dek_out != wrapped_fpk_out, TOK_ERR_INTERNAL);
+    TOK_ENSURE(wrapped_dek_out->len <= wrapped_dek_out->cap, TOK_ERR_INTERNAL);
+    TOK_ENSURE(wrapped_fpk_out->len <= wrapped_fpk_out->cap, TOK_ERR_INTERNAL);
+    TOK_ENSURE(version > old->version, TOK_ERR_INPUT);
+    TOK_ENSURE(wrapped_dek_out->cap - wrapped_dek_out->len >= TOK_KEYRING_WRAPPED_LEN,
+               TOK_ERR_BOUNDS);
+    TOK_ENSURE(wrapped_fpk_out->cap - wrapped_fpk_out->len >= TOK_KEYRING_WRAPPED_LEN,
+               TOK_ERR_BOUNDS);
+    uint8_t *keys = sodium_malloc(2 * TOK_KEYRING_KEY_LEN);
+    TOK_ENSURE(keys != NULL, TOK_ERR_NOMEM);
+    randombytes_buf(keys, 2 * TOK_KEYRING_KEY_LEN);
+    /* the same FPK under the new version keeps fingerprints, and so de-duplication, working */
+    if (!new_fpk)
+        tok_copy(keys + TOK_KEYRING_KEY_LEN, old->fpk, TOK_KEYRING_KEY_LEN);
+    uint32_t dek_start = wrapped_dek_out->len;
+    tok_status st = wrap_key(kr, "dek", old->tenant_id, version, keys, wrapped_dek_out);
+    if (st == TOK_OK) {
+        st = wrap_key(kr, "fpk", old->tenant_id, version, keys + TOK_KEYRING_KEY_LEN,
+                      wrapped_fpk_out);
         if (st != TOK_OK) {
             sodium_memzero(wrapped_dek_out->data + dek_start, TOK_KEYRING_WRAPPED_LEN);
             wrapped_dek_out->len = dek_start;

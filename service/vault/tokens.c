@@ -1476,8 +1476,9 @@ static bool start_detach(struct tok_req *r, struct token_call *t)
         struct tok_aad aad = {t->tenant_id, "vault.gateway_refs", "ref_sealed", row_id};
         struct tok_buf pm;
         tok_buf_init(&pm, d->pm_ref, sizeof d->pm_ref - 1);
-        if (acct == NULL || d->key_version != tok_tenant_keys_version(p->keys) ||
-            tok_tenant_keys_open(p->keys, aad, tok_slice_of(d->sealed, d->sealed_len), &pm) !=
+        const struct tok_tenant_keys *keys = tok_principal_keys(p, d->key_version);
+        if (acct == NULL || keys == NULL ||
+            tok_tenant_keys_open(keys, aad, tok_slice_of(d->sealed, d->sealed_len), &pm) !=
                 TOK_OK) {
             tok_log_warn("%s: %s: the %s reference of %s cannot be sent for detaching", __func__,
                          r->id, d->gateway, t->token_id);

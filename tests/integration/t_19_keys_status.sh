@@ -15,19 +15,21 @@ for c in 4242424242424242 5555555555554444; do
 done
 tokend_stop K32
 # an older version no row uses any more (as a finished rotation leaves it)
-pg_psql "$T_DIR/pg" -c "INSERT INTO vault.tenant_keys (tenant_id, version, wrapped_dek, wrapped_fpk, state)
-    SELECT tenant_id, 2, wrapped_dek, wrapped_fpk, 'retired' FROM vault.tenant_keys WHERE tenant_id = '$TEN'" >/dev/null
+pg_psql "$T_DIR/pg" -c "INSERT INTO vault.tenant_keys (tenant_id, version, wrapped_dek, wrapped_fpk, state, master_version)
+    SELECT tenant_id, 2, wrapped_dek, wrapped_fpk, 'retired', master_version FROM vault.tenant_keys WHERE tenant_id = '$TEN'" >/dev/null
+MV=$(pg_psql "$T_DIR/pg" -tAc "SELECT master_version FROM vault.tenant_keys WHERE tenant_id = '$TEN' AND version = 1")
 "${CTL[@]}" keys status --tenant "keys-$$" >"$OUT" 2>"$ERR"
 expect_eq "keys status exits 0" "$?" 0
 refs=$(pg_psql "$T_DIR/pg" -tAc "SELECT count(*) FROM vault.gateway_refs WHERE tenant_id = '$TEN' AND key_version = 1")
-expect_eq "one line per version: state and the rows using it" "$(cut -f1-4,6- "$OUT")" \
-"tenant	name	version	state	tokens	gateway_refs	gateways	webhooks
-$TEN	keys-$$	1	active	2	$refs	0	0
-$TEN	keys-$$	2	retired	0	0	0	0"
+expect_eq "one line per version: state, the rows using it, its master key version, no rotation" \
+    "$(cut -f1-4,6- "$OUT")" \
+"tenant	name	version	state	tokens	gateway_refs	gateways	webhooks	master_version	rotation
+$TEN	keys-$$	1	active	2	$refs	0	0	$MV	-
+$TEN	keys-$$	2	retired	0	0	0	0	$MV	-"
 "${CTL[@]}" keys status >"$OUT" 2>"$ERR"
 expect_eq "without --tenant: every tenant's versions" "$?|$(grep -c "^$TEN	" "$OUT")" "0|2"
 "${CTL[@]}" keys status --tenant nobody-$$ >"$OUT" 2>"$ERR"
 expect_eq "unknown tenant: exit 1, named" "$?|$(cat "$ERR")" "1|tokenctl: keys status: no such tenant: nobody-$$"
 "${CTL[@]}" keys frobnicate >"$OUT" 2>"$ERR"
-expect_eq "unknown subcommand: usage, exit 2" "$?|$(cat "$ERR")" "2|tokenctl: usage: keys status [--tenant T]"
+expect_eq "unknown subcommand: usage, exit 2" "$?|$(cat "$ERR")" "2|tokenctl: usage: keys status [--tenant T] | keys new-master --out FILE | keys rotate-master --new-master-key-file FILE | keys rotate-data --tenant T | keys rotate-fingerprint --tenant T --yes-break-dedup | keys retire --tenant T --version N | keys hsm-init (with --master-key-pkcs11 URI)"
 pg_psql "$T_DIR/pg" -c "DELETE FROM vault.tenant_keys WHERE tenant_id = '$TEN' AND version = 2" >/dev/null

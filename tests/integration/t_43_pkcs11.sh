@@ -164,6 +164,20 @@ refused "file and token both" \
 refused "a PIN file without a token" \
     "tokend: bad configuration: --master-key-pin-file is for --master-key-pkcs11" \
     --master-key-file "$T_DIR/master.key" --master-key-pin-file "$HSM/pin"
+# a master key rotation (issue #18) needs a previous key file of the same key line: not a token
+refused "a previous master key with a token" \
+    "tokend: bad configuration: --master-key-previous is for --master-key-file: a master key rotation with a PKCS#11 token is not supported" \
+    --master-key-pkcs11 "$URI" --master-key-pin-file "$HSM/pin" --master-key-previous "$T_DIR/master.key"
+"${CTL[@]}" --master-key-previous "$T_DIR/master.key" tenant create "hsm-prev-$$" >"$OUT" 2>"$ERR"
+expect_eq "tokenctl --master-key-previous with a token: refused, one line, exit 2" "$?|$(cat "$ERR")" \
+    "2|tokenctl: --master-key-previous is for --master-key-file: a master key rotation with a PKCS#11 token is not supported"
+"${CTL[@]}" keys new-master --out "$HSM/next.key" >"$OUT" 2>"$ERR"
+expect_eq "keys new-master with a token: refused, exit 2, no file" \
+    "$?|$(cat "$ERR")|$(test -e "$HSM/next.key" && echo written)" \
+    "2|tokenctl: keys new-master: not with --master-key-pkcs11: a master key rotation with a PKCS#11 token is not supported|"
+"${CTL[@]}" keys rotate-master --new-master-key-file "$T_DIR/master.key" >"$OUT" 2>"$ERR"
+expect_eq "keys rotate-master with a token: refused, exit 2" "$?|$(cat "$ERR")" \
+    "2|tokenctl: keys rotate-master: not with --master-key-pkcs11: a master key rotation with a PKCS#11 token is not supported"
 # an extractable key (made with pkcs11-tool's defaults plus --extractable) is refused
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label tokend-t43 --login --pin "$PIN" --keygen \
     --key-type AES:32 --label loose --extractable >/dev/null 2>&1

@@ -170,7 +170,7 @@ START_TEST(test_key_file_wrong_length_refused)
     uint8_t big[100];
     memset(big, 0x41, sizeof big);
     ck_assert_int_eq(load(big, 0, 0600, &why), TOK_ERR_INPUT);
-    ck_assert_str_eq(why, "master key file must hold 32 raw bytes or 64 hex characters");
+    ck_assert_str_eq(why, "master key file must hold 32 raw bytes or 64 (or 128) hex characters");
     ck_assert_int_eq(load(big, 1, 0600, &why), TOK_ERR_INPUT);
     ck_assert_int_eq(load(big, 31, 0600, &why), TOK_ERR_INPUT);
     ck_assert_int_eq(load(big, 33, 0600, &why), TOK_ERR_INPUT);
@@ -933,6 +933,236 @@ START_TEST(test_harden_process)
 }
 END_TEST
 
+/* ---- rotation (issue #18) ----------------------------------------------------------------- */
+
+static const uint8_t kek2[TOK_KEYRING_KEY_LEN] = {
+    0x90, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9e, 0x9f,
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf};
+
+/* The next master key's file content: kek2, then test_kek as the carried root. */
+static void next_master_bytes(uint8_t out[2 * TOK_KEYRING_KEY_LEN])
+{
+    memcpy(out, kek2, TOK_KEYRING_KEY_LEN);
+    memcpy(out + TOK_KEYRING_KEY_LEN, test_kek, TOK_KEYRING_KEY_LEN);
+}
+
+/* The same in hex, as keys new-master writes it (128 characters, no newline here). */
+static void next_master_hex(char out[4 * TOK_KEYRING_KEY_LEN + 1])
+{
+    uint8_t both[2 * TOK_KEYRING_KEY_LEN];
+    next_master_bytes(both);
+    sodium_bin2hex(out, 4 * TOK_KEYRING_KEY_LEN + 1, both, sizeof both);
+}
+
+static struct tok_keyring *load_path_ok(const void *content, size_t len)
+{
+    char path[32];
+    struct tok_keyring *kr = NULL;
+    write_key_file(path, content, len, 0600);
+    ck_assert_int_eq(tok_keyring_load_file(path, &kr, NULL), TOK_OK);
+    unlink(path);
+    return kr;
+}
+
+static tok_status add_previous(struct tok_keyring *kr, const void *content, size_t len,
+                               const char **why)
+{
+    char path[32];
+    write_key_file(path, content, len, 0600);
+    tok_status st = tok_keyring_load_previous(kr, path, why);
+    unlink(path);
+    return st;
+}
+
+START_TEST(test_master_file_carries_root)
+{
+    uint8_t both[2 * TOK_KEYRING_KEY_LEN];
+    next_master_bytes(both);
+    char hex[4 * TOK_KEYRING_KEY_LEN + 2];
+    sodium_bin2hex(hex, sizeof hex, both, sizeof both);
+    hex[4 * TOK_KEYRING_KEY_LEN] = '\n';
+    /* two keys only in hex: 64 raw bytes are refused (a hex key with a typo is that long) */
+    const char *why = NULL;
+    ck_assert_int_eq(load(both, sizeof both, 0600, &why), TOK_ERR_INPUT);
+    struct tok_keyring *raw = load_path_ok(hex, 4 * TOK_KEYRING_KEY_LEN);
+    struct tok_keyring *hexed = load_path_ok(hex, 4 * TOK_KEYRING_KEY_LEN + 1);
+    /* the API-key hash is the same as under the first master key: the root came along */
+    uint8_t h0[TOK_KEYRING_HASH_LEN], h1[TOK_KEYRING_HASH_LEN], h2[TOK_KEYRING_HASH_LEN];
+    struct tok_slice s = tok_slice_str("sk_test_x");
+    ck_assert_int_eq(tok_keyring_api_key_hash(kr_fixture, s, h0), TOK_OK);
+    ck_assert_int_eq(tok_keyring_api_key_hash(raw, s, h1), TOK_OK);
+    ck_assert_int_eq(tok_keyring_api_key_hash(hexed, s, h2), TOK_OK);
+    ck_assert_mem_eq(h0, h1, sizeof h0);
+    ck_assert_mem_eq(h0, h2, sizeof h0);
+    ck_assert(tok_keyring_same_line(kr_fixture, raw));
+    ck_assert(!tok_keyring_same_kek(kr_fixture, raw));
+    ck_assert(tok_keyring_same_kek(raw, hexed));
+    /* but its KEK is its own: what the first key wrapped does not open */
+    struct tenant t;
+    struct tok_tenant_keys *tk = NULL;
+    tenant_new(kr_fixture, "ten_a", 1, &t);
+    ck_assert_int_eq(tenant_open(raw, "ten_a", 1, &t, &tk), TOK_ERR_CRYPTO);
+    tok_keyring_free(&raw);
+    tok_keyring_free(&hexed);
+}
+END_TEST
+
+START_TEST(test_previous_key_opens_old_wraps_and_rewrap)
+{
+    char both[4 * TOK_KEYRING_KEY_LEN + 1];
+    next_master_hex(both);
+    struct tok_keyring *next = load_path_ok(both, 4 * TOK_KEYRING_KEY_LEN);
+    struct tok_keyring *next_alone = load_path_ok(both, 4 * TOK_KEYRING_KEY_LEN);
+    const char *why = NULL;
+    ck_assert_int_eq(add_previous(next, test_kek_hex, 64, &why), TOK_OK);
+    struct tenant t;
+    struct tok_tenant_keys *tk = NULL, *tk2 = NULL;
+    tenant_new(kr_fixture, "ten_a", 3, &t);
+    ck_assert_int_eq(tenant_open(next, "ten_a", 3, &t, &tk), TOK_OK);
+    ck_assert_int_eq(tenant_open(next_alone, "ten_a", 3, &t, &tk2), TOK_ERR_CRYPTO);
+
+    /* re-wrapped under the next KEK: opens without the previous key, keys unchanged */
+    uint8_t d[TOK_KEYRING_WRAPPED_LEN], f[TOK_KEYRING_WRAPPED_LEN];
+    struct tenant r;
+    tok_buf_init(&r.dek, r.dek_mem, sizeof r.dek_mem);
+    tok_buf_init(&r.fpk, r.fpk_mem, sizeof r.fpk_mem);
+    ck_assert_int_eq(tok_keyring_rewrap(kr_fixture, next_alone, "ten_a", 3, tok_buf_slice(&t.dek),
+                                        tok_buf_slice(&t.fpk), &r.dek, &r.fpk),
+                     TOK_OK);
+    ck_assert_int_eq(tenant_open(next_alone, "ten_a", 3, &r, &tk2), TOK_OK);
+    uint8_t fp1[TOK_FINGERPRINT_LEN], fp2[TOK_FINGERPRINT_LEN];
+    struct tok_slice pan = tok_slice_str("4242424242424242");
+    ck_assert_int_eq(tok_tenant_keys_fingerprint(tk, pan, fp1), TOK_OK);
+    ck_assert_int_eq(tok_tenant_keys_fingerprint(tk2, pan, fp2), TOK_OK);
+    ck_assert_mem_eq(fp1, fp2, sizeof fp1);
+    tok_tenant_keys_free(&tk2);
+    ck_assert_int_eq(tenant_open(kr_fixture, "ten_a", 3, &r, &tk2), TOK_ERR_CRYPTO);
+
+    /* a rotation resumed: the pair is already under `to`, and rewrap still succeeds */
+    struct tok_buf d2, f2;
+    tok_buf_init(&d2, d, sizeof d);
+    tok_buf_init(&f2, f, sizeof f);
+    ck_assert_int_eq(tok_keyring_rewrap(kr_fixture, next_alone, "ten_a", 3, tok_buf_slice(&r.dek),
+                                        tok_buf_slice(&r.fpk), &d2, &f2),
+                     TOK_OK);
+    /* bound to tenant and version as before: another version does not re-wrap */
+    tok_buf_init(&d2, d, sizeof d);
+    tok_buf_init(&f2, f, sizeof f);
+    ck_assert_int_eq(tok_keyring_rewrap(kr_fixture, next_alone, "ten_a", 4, tok_buf_slice(&t.dek),
+                                        tok_buf_slice(&t.fpk), &d2, &f2),
+                     TOK_ERR_CRYPTO);
+    ck_assert_uint_eq(d2.len, 0);
+    ck_assert_uint_eq(f2.len, 0);
+    tok_tenant_keys_free(&tk);
+    tok_keyring_free(&next);
+    tok_keyring_free(&next_alone);
+}
+END_TEST
+
+START_TEST(test_tenant_keys_next_keeps_or_renews_fpk)
+{
+    struct tok_tenant_keys *v1 = open_tenant("ten_a", 1), *v2 = NULL, *v3 = NULL;
+    struct tenant n2, n3;
+    tok_buf_init(&n2.dek, n2.dek_mem, sizeof n2.dek_mem);
+    tok_buf_init(&n2.fpk, n2.fpk_mem, sizeof n2.fpk_mem);
+    tok_buf_init(&n3.dek, n3.dek_mem, sizeof n3.dek_mem);
+    tok_buf_init(&n3.fpk, n3.fpk_mem, sizeof n3.fpk_mem);
+    ck_assert_int_eq(tok_keyring_tenant_keys_next(kr_fixture, v1, 2, false, &n2.dek, &n2.fpk),
+                     TOK_OK);
+    ck_assert_int_eq(tok_keyring_tenant_keys_next(kr_fixture, v1, 3, true, &n3.dek, &n3.fpk),
+                     TOK_OK);
+    ck_assert_int_eq(tenant_open(kr_fixture, "ten_a", 2, &n2, &v2), TOK_OK);
+    ck_assert_int_eq(tenant_open(kr_fixture, "ten_a", 3, &n3, &v3), TOK_OK);
+    uint8_t f1[TOK_FINGERPRINT_LEN], f2[TOK_FINGERPRINT_LEN], f3[TOK_FINGERPRINT_LEN];
+    struct tok_slice pan = tok_slice_str("4242424242424242");
+    ck_assert_int_eq(tok_tenant_keys_fingerprint(v1, pan, f1), TOK_OK);
+    ck_assert_int_eq(tok_tenant_keys_fingerprint(v2, pan, f2), TOK_OK);
+    ck_assert_int_eq(tok_tenant_keys_fingerprint(v3, pan, f3), TOK_OK);
+    ck_assert_mem_eq(f1, f2, sizeof f1);    /* rotate-data: de-duplication unchanged */
+    ck_assert_mem_ne(f1, f3, sizeof f1);    /* rotate-fingerprint: a new FPK */
+    /* a fresh DEK: a value sealed under version 1 does not open under 2 (nor with 1's AAD) */
+    uint8_t mem[64];
+    struct tok_buf sealed, plain;
+    tok_buf_init(&sealed, mem, sizeof mem);
+    ck_assert_int_eq(tok_tenant_keys_seal(v1, aad_a, tok_slice_str("pm_1"), &sealed), TOK_OK);
+    uint8_t pmem[16];
+    tok_buf_init(&plain, pmem, sizeof pmem);
+    ck_assert_int_eq(tok_tenant_keys_open(v2, aad_a, tok_buf_slice(&sealed), &plain),
+                     TOK_ERR_CRYPTO);
+    tok_tenant_keys_free(&v1);
+    tok_tenant_keys_free(&v2);
+    tok_tenant_keys_free(&v3);
+}
+END_TEST
+
+START_TEST(test_tenant_keys_next_limits)
+{
+    struct tok_tenant_keys *v2 = open_tenant("ten_a", 2);
+    struct tenant n;
+    tok_buf_init(&n.dek, n.dek_mem, sizeof n.dek_mem);
+    tok_buf_init(&n.fpk, n.fpk_mem, sizeof n.fpk_mem);
+    ck_assert_int_eq(tok_keyring_tenant_keys_next(kr_fixture, v2, 2, false, &n.dek, &n.fpk),
+                     TOK_ERR_INPUT);
+    ck_assert_int_eq(tok_keyring_tenant_keys_next(kr_fixture, v2, 1, false, &n.dek, &n.fpk),
+                     TOK_ERR_INPUT);
+    tok_buf_init(&n.dek, n.dek_mem, TOK_KEYRING_WRAPPED_LEN - 1);
+    ck_assert_int_eq(tok_keyring_tenant_keys_next(kr_fixture, v2, 3, false, &n.dek, &n.fpk),
+                     TOK_ERR_BOUNDS);
+    ck_assert_uint_eq(n.fpk.len, 0);
+    tok_buf_init(&n.dek, n.dek_mem, sizeof n.dek_mem);
+    ck_assert_int_eq(tok_keyring_tenant_keys_next(kr_fixture, v2, 3, false, &n.dek, &n.fpk),
+                     TOK_OK);
+    tok_tenant_keys_free(&v2);
+}
+END_TEST
+
+START_TEST(test_next_master_file)
+{
+    uint8_t mem[4 * TOK_KEYRING_KEY_LEN + 2];
+    struct tok_buf hex;
+    tok_buf_init(&hex, mem, sizeof mem - 1);
+    ck_assert_int_eq(tok_keyring_next_master(kr_fixture, &hex), TOK_ERR_BOUNDS);
+    tok_buf_init(&hex, mem, sizeof mem);
+    ck_assert_int_eq(tok_keyring_next_master(kr_fixture, &hex), TOK_OK);
+    ck_assert_uint_eq(hex.len, 4 * TOK_KEYRING_KEY_LEN + 1);
+    struct tok_keyring *next = load_path_ok(mem, hex.len);
+    ck_assert(tok_keyring_same_line(kr_fixture, next));
+    ck_assert(!tok_keyring_same_kek(kr_fixture, next));
+    tok_keyring_free(&next);
+}
+END_TEST
+
+START_TEST(test_previous_key_refused)
+{
+    char both[4 * TOK_KEYRING_KEY_LEN + 1];
+    next_master_hex(both);
+    struct tok_keyring *next = load_path_ok(both, 4 * TOK_KEYRING_KEY_LEN);
+    const char *why = NULL;
+    /* another line: its root differs */
+    ck_assert_int_eq(add_previous(next, kek2, sizeof kek2, &why), TOK_ERR_INPUT);
+    ck_assert_ptr_nonnull(strstr(why, "is not of this key line"));
+    /* the current key again */
+    ck_assert_int_eq(add_previous(next, both, 4 * TOK_KEYRING_KEY_LEN, &why), TOK_ERR_INPUT);
+    ck_assert_ptr_nonnull(strstr(why, "is the current master key"));
+    ck_assert_int_eq(tok_keyring_load_previous(next, "/tmp/tok_keyring_does_not_exist", &why),
+                     TOK_ERR_IO);
+    ck_assert_str_eq(why, "previous master key file not found: /tmp/tok_keyring_does_not_exist");
+    /* refused previous keys left nothing behind: the first key's wraps do not open */
+    struct tenant t;
+    struct tok_tenant_keys *tk = NULL;
+    tenant_new(kr_fixture, "ten_a", 1, &t);
+    ck_assert_int_eq(tenant_open(next, "ten_a", 1, &t, &tk), TOK_ERR_CRYPTO);
+    /* an audit key file holds one key: 128 hex characters are refused there */
+    struct tok_audit_key *ak = NULL;
+    char path[32];
+    write_key_file(path, both, 4 * TOK_KEYRING_KEY_LEN, 0600);
+    ck_assert_int_eq(tok_audit_key_load_file(path, &ak, &why), TOK_ERR_INPUT);
+    unlink(path);
+    tok_keyring_free(&next);
+}
+END_TEST
+
+
 Suite *tok_keyring_suite(void)
 {
     Suite *s = suite_create("keyring");
@@ -957,6 +1187,10 @@ Suite *tok_keyring_suite(void)
     tcase_add_test(core, test_random_id_format_and_unique);
     tcase_add_test(core, test_api_key_generate_and_parse);
     tcase_add_test(core, test_harden_process);
+    tcase_add_test(core, test_master_file_carries_root);
+    tcase_add_test(core, test_previous_key_opens_old_wraps_and_rewrap);
+    tcase_add_test(core, test_tenant_keys_next_keeps_or_renews_fpk);
+    tcase_add_test(core, test_next_master_file);
 
     tcase_add_test(limits, test_key_file_wrong_length_refused);
     tcase_add_test(limits, test_api_key_hash_limits);
@@ -966,6 +1200,7 @@ Suite *tok_keyring_suite(void)
     tcase_add_test(limits, test_ref_lookup_limits);
     tcase_add_test(limits, test_random_id_limits);
     tcase_add_test(limits, test_api_key_parse_limits);
+    tcase_add_test(limits, test_tenant_keys_next_limits);
 
     tcase_add_test(adversarial, test_key_file_missing);
     tcase_add_test(adversarial, test_key_file_mode_0644_refused);
@@ -979,6 +1214,7 @@ Suite *tok_keyring_suite(void)
     tcase_add_test(adversarial, test_seal_flipped_byte_rejected);
     tcase_add_test(adversarial, test_open_truncated);
     tcase_add_test(adversarial, test_api_key_parse_adversarial);
+    tcase_add_test(adversarial, test_previous_key_refused);
 
     suite_add_tcase(s, core);
     suite_add_tcase(s, limits);

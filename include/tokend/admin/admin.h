@@ -45,6 +45,7 @@ struct tok_admin {
     const char *db;              /* conninfo for the owner role; secret, never printed */
     const char *master_key_file; /* path; NULL when not given */
     bool json;                   /* --json: list and create commands print JSON (admin_json.h) */
+    const char *master_key_previous; /* path during a master rotation (keyring.h); NULL: none */
     const char *master_key_pkcs11;   /* RFC 7512 URI instead of the file; NULL when not given */
     const char *master_key_pin_file; /* the token's PIN file; NULL when not given */
 };
@@ -80,8 +81,10 @@ TOK_MUST_CHECK tok_status tok_admin_audit(const struct tok_admin *a, int argc, c
 
 /**
  * `keys status [--tenant T]`: per tenant and key version, its state and how many tokens,
- * sealed gateway references, gateway accounts and webhook endpoints use it (tab-separated,
- * with a header line). TOK_ERR_INPUT, TOK_ERR_NOTFOUND (tenant), TOK_ERR_DB.
+ * sealed gateway references, gateway accounts and webhook endpoints use it, the master-key
+ * version that wraps it and the last rotation that touched it ("data 1->2 done", or "-")
+ * (tab-separated, with a header line). The rotation subcommands are admin_rotate.h's.
+ * TOK_ERR_INPUT, TOK_ERR_NOTFOUND (tenant), TOK_ERR_DB.
  */
 TOK_MUST_CHECK tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv);
 

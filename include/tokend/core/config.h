@@ -68,6 +68,7 @@ struct tok_config {
     char db_conninfo[TOK_CONNINFO_MAX]; /* secret: may hold a password; never logged */
     char reporting_conninfo[TOK_CONNINFO_MAX]; /* tokend_reporting; "" = reports answer 503 */
     char master_key_file[TOK_PATH_MAX];
+    char master_key_previous[TOK_PATH_MAX]; /* "" = none; during a master rotation (keyring.h) */
     char master_key_pkcs11[TOK_PKCS11_URI_CFG_MAX]; /* RFC 7512 URI, instead of the file */
     char master_key_pin_file[TOK_PATH_MAX];         /* the token's PIN (master_key.h) */
     char audit_key_file[TOK_PATH_MAX];    /* "" = audit blocks not keyed (audit_seal.h) */

@@ -36,11 +36,14 @@ TOK_MUST_CHECK tok_status tok_accounts_fetch(struct tok_db_conn *conn, const cha
                                              bool livemode, struct tok_accounts_raw *out);
 
 /**
- * Unseals each row's credentials with the tenant's keys into out[] (api_key in
- * sodium_malloc'd memory). Rows that cannot be opened or whose kind has no
- * adapter are skipped. *n gets the count.
+ * Unseals each row's credentials with the tenant's keys of the row's version (tk, the active
+ * ones, or prev, the previous version during a rotation; prev may be NULL) into out[] (api_key
+ * in sodium_malloc'd memory). Rows that cannot be opened or whose kind has no adapter are
+ * skipped. *n gets the count.
  */
-TOK_MUST_CHECK tok_status tok_accounts_open(const struct tok_tenant_keys *tk, const char *tenant_id,
+TOK_MUST_CHECK tok_status tok_accounts_open(const struct tok_tenant_keys *tk,
+                                            const struct tok_tenant_keys *prev,
+                                            const char *tenant_id,
                                             const struct tok_accounts_raw *raw,
                                             struct tok_gateway_account *out, unsigned *n);
 

@@ -65,9 +65,17 @@ struct tok_principal {
     char origins[TOK_AUTH_ORIGINS_MAX][TOK_AUTH_ORIGIN_MAX];
     unsigned norigins;
     struct tok_tenant_keys *keys; /* the tenant's active keys, unwrapped, locked memory */
+    struct tok_tenant_keys *keys_prev; /* the 'previous' version during a data-key rotation
+                                        * (sql/019), else NULL: rows not yet re-sealed */
     struct tok_gateway_account accounts[TOK_ACCOUNTS_MAX]; /* this mode's gateways, by priority */
     unsigned naccounts;
 };
+
+/**
+ * The principal's keys of key version `version` (active or previous), borrowed from p; NULL
+ * when it holds neither (a row of a version retired since, or of a rotation it has not seen).
+ */
+const struct tok_tenant_keys *tok_principal_keys(const struct tok_principal *p, uint32_t version);
 
 struct tok_auth_cache;
 

@@ -1,11 +1,17 @@
 /*
  * keyring.h - the only module that sees key bytes (STYLE.md section 1).
  *
- * Hierarchy (DESIGN.md, "Key hierarchy"):
+ * Hierarchy (DESIGN.md, "Key hierarchy"; SECURITY.md, "Key rotation"):
  *   master key (KEK, 32 bytes, from a file; or an AES-256 key that stays in a PKCS#11
- *   token: the keyring reaches it only through a provider, master_key.h)
- *     -> sub-keys by crypto_kdf_derive_from_key, context "tokend__", from the provider's
- *        root (the KEK itself for a file; computed in the token for PKCS#11):
+ *     token: the keyring reaches it only through a provider, master_key.h), one per
+ *     master-key version; during a rotation tokend also holds the previous version's
+ *     provider (tok_keyring_load_previous, a file) and a wrapped key opens under whichever
+ *     of the two made it (the AEAD tag tells)
+ *   sub-key root (32 bytes), the provider's: for a file, the first master key itself; a
+ *     later version's key file (tokenctl keys new-master) carries it after its KEK (128 hex
+ *     characters), so API-key hashes and reference look-ups, which cannot be recomputed,
+ *     survive rotation; for PKCS#11, computed in the token from its key (master_key.h)
+ *     -> sub-keys by crypto_kdf_derive_from_key, context "tokend__":
  *          id 1: API-key hashing key, id 2: audit MAC key, id 3: reference-lookup root
  *     -> per tenant, BLAKE2b(reference-lookup root, "tokend:v1:ref_lookup:" tenant_id):
  *          the tenant's reference-lookup key (the same for every key version)
@@ -39,7 +45,6 @@
 #include "tokend/core/rand.h" /* tok_random_id, TOK_RANDOM_ID_* */
 
 #define TOK_KEYRING_KEY_LEN 32      /* KEK, DEK, FPK and sub-keys */
-#define TOK_KEYRING_FILE_MAX 65     /* 64 hex characters and a newline */
 #define TOK_KEYRING_WHY_MAX 512     /* longest message put in *why */
 #define TOK_KEYRING_WRAPPED_LEN 72  /* nonce 24 + key 32 + tag 16 */
 #define TOK_KEYRING_ID_MAX 128      /* tenant id, table, column, row id */
@@ -89,6 +94,64 @@ struct tok_aad {
  */
 TOK_MUST_CHECK tok_status tok_keyring_load_file(const char *path, struct tok_keyring **out,
                                                 const char **why);
+
+/*
+ * A master key file may also hold 128 hex characters (optionally '\n'): the KEK, then the
+ * sub-key root it carries (written by tok_keyring_next_master). Never 64 raw bytes: that is
+ * the length of a hex key with a typo, which must be refused, not read as two other keys.
+ */
+
+/**
+ * Adds the previous master-key version from path (same file rules; it becomes a second file
+ * provider) to kr, for the time of a master rotation: wrapped keys then open under either
+ * KEK; new ones are wrapped by the current KEK only. A previous key in a PKCS#11 token is
+ * not supported (yet). TOK_ERR_IO: missing or unreadable. TOK_ERR_INPUT: bad file, the same KEK
+ * as the current one, or another sub-key root (not of this key line). TOK_ERR_NOMEM,
+ * TOK_ERR_INTERNAL. *why as tok_keyring_load_file.
+ */
+TOK_MUST_CHECK tok_status tok_keyring_load_previous(struct tok_keyring *kr, const char *path,
+                                                    const char **why);
+
+/** Whether a and b carry the same sub-key root (constant time). false on NULL. */
+bool tok_keyring_same_line(const struct tok_keyring *a, const struct tok_keyring *b);
+
+/** Whether a and b have the same current file KEK (constant time). false on NULL, and when
+ * either KEK is in a token (its bytes never leave it). */
+bool tok_keyring_same_kek(const struct tok_keyring *a, const struct tok_keyring *b);
+
+/**
+ * Appends the next master key file's content to hex_out (a secret buffer): a fresh random
+ * KEK and kr's sub-key root, 128 hex characters and a newline.
+ * TOK_ERR_BOUNDS: less than 130 bytes of room. TOK_ERR_NOMEM, TOK_ERR_INTERNAL.
+ */
+TOK_MUST_CHECK tok_status tok_keyring_next_master(const struct tok_keyring *kr,
+                                                  struct tok_buf *hex_out);
+
+/**
+ * Re-wraps a tenant's DEK and FPK of (tenant_id, version) under to's current KEK and appends
+ * them (TOK_KEYRING_WRAPPED_LEN bytes each) to dek_out and fpk_out. They are opened with from
+ * (either of its KEKs) or, when a rotation stopped half-way already re-wrapped them, with to.
+ * The keys never leave this module. Nothing is appended on failure.
+ * TOK_ERR_CRYPTO: they open under neither. TOK_ERR_INPUT, TOK_ERR_BOUNDS, TOK_ERR_NOMEM.
+ */
+TOK_MUST_CHECK tok_status tok_keyring_rewrap(const struct tok_keyring *from,
+                                             const struct tok_keyring *to, const char *tenant_id,
+                                             uint32_t version, struct tok_slice wrapped_dek,
+                                             struct tok_slice wrapped_fpk,
+                                             struct tok_buf *dek_out, struct tok_buf *fpk_out);
+
+/**
+ * The next version of old's tenant keys: a fresh random DEK and, unless new_fpk, old's FPK
+ * (fingerprints stay equal, so de-duplication keeps working); with new_fpk a fresh FPK too
+ * (fingerprints of older tokens then match nothing new). Both wrapped by kr's KEK for
+ * (old's tenant, version) and appended as tok_keyring_tenant_keys_new does.
+ * TOK_ERR_INPUT: version not above old's. TOK_ERR_BOUNDS, TOK_ERR_NOMEM, TOK_ERR_CRYPTO.
+ */
+TOK_MUST_CHECK tok_status tok_keyring_tenant_keys_next(const struct tok_keyring *kr,
+                                                       const struct tok_tenant_keys *old,
+                                                       uint32_t version, bool new_fpk,
+                                                       struct tok_buf *wrapped_dek_out,
+                                                       struct tok_buf *wrapped_fpk_out);
 
 /**
  * A keyring over a copy of key (borrowed; the caller wipes its own copy). For tests and
