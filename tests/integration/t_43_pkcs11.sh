@@ -113,6 +113,21 @@ expect_eq "the same card again: the fingerprint key (FPK) unwrapped by the token
 out=$(api POST /v1/charges "{\"token\":\"$TOK\",\"amount\":1250,\"currency\":\"eur\"}")
 expect_eq "charge with the PKCS#11 provider" "$(st "$out") $(js "$out" .status)" "201 succeeded"
 
+# a data-key rotation with the token as the master key provider, while tokend serves: the new
+# data key is wrapped in the token, the token's gateway reference re-sealed under it
+"${CTL[@]}" keys rotate-data --tenant "$TEN" --settle-ms 3500 >"$OUT" 2>"$ERR"
+expect_eq "keys rotate-data with the PKCS#11 provider: exit 0" "$?" 0
+expect_eq "... version 2 active, wrapped in the token (72 bytes); version 1 previous" \
+    "$(hpsql -tAc "SELECT string_agg(version || ' ' || state || ' ' || coalesce(octet_length(wrapped_dek), 0), ',' ORDER BY version) FROM vault.tenant_keys WHERE tenant_id = '$TEN'")" \
+    "1 previous 72,2 active 72"
+expect_eq "... no token or gateway reference of the tenant left on version 1" \
+    "$(hpsql -tAc "SELECT (SELECT count(*) FROM vault.tokens WHERE tenant_id = '$TEN' AND key_version <> 2) + (SELECT count(*) FROM vault.gateway_refs WHERE tenant_id = '$TEN' AND key_version <> 2)")" 0
+out=$(api POST /v1/charges "{\"token\":\"$TOK\",\"amount\":300,\"currency\":\"eur\"}")
+expect_eq "after the rotation the token charges, tokend not restarted" \
+    "$(st "$out") $(js "$out" .status)" "201 succeeded"
+"${CTL[@]}" keys retire --tenant "$TEN" --version 1 >"$OUT" 2>"$ERR"
+expect_eq "the unused version 1 is retired" "$?" 0
+
 tokend_stop H43
 hsm_tokend_start H43b || { fail "tokend restarts with --master-key-pkcs11"; return; }
 H2C="http://127.0.0.1:$H2C_H43b"
