@@ -83,7 +83,7 @@ e2e-deps:
 
 # The contract and packaging linters (@redocly/cli, ajv, dockerfilelint) from the committed
 # package-lock.json files; `npm ci` installs exactly those versions (from npm's cache when offline).
-LINT_NODE_DIRS := tests/openapi tests/docker tests/contracts
+LINT_NODE_DIRS := tests/openapi tests/docker tests/contracts tests/brands
 lint-deps:
 	@for d in $(LINT_NODE_DIRS); do \
 	    [ $$d/node_modules/.package-lock.json -nt $$d/package-lock.json ] || \
@@ -130,7 +130,13 @@ $(BUILD)/gen/openapi_json.h: docs/openapi.json
 	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; \
 	   printf '    "";\n'; } > $@.tmp && mv $@.tmp $@
 
+# The IIN table rows from the one brand data file (the element's iin.json is built from them).
+$(BUILD)/gen/iin_rows.h: service/vault/iin_ranges.tsv scripts/gen-iin-rows.sh
+	@mkdir -p $(dir $@)
+	@./scripts/gen-iin-rows.sh $< > $@.tmp && mv $@.tmp $@
+
 $(LIB_OBJS): | $(BUILD)/gen/schema_version.h
+$(BUILD)/obj/service/vault/iin_table.o: $(BUILD)/gen/iin_rows.h
 $(BUILD)/obj/service/http/health.o: $(BUILD)/gen/schema_version.h
 $(BUILD)/obj/service/http/openapi.o: $(BUILD)/gen/openapi_json.h
 $(BUILD)/obj/tests/unit/check_main.o: $(BUILD)/gen/suites.h

@@ -146,10 +146,13 @@ tok_status tok_card_pan_check(struct tok_slice digits, enum tok_card_brand *bran
         return reject(code, TOK_CARD_CODE_LUHN);
     /* The matched row, not the brand as a whole, decides the length. */
     const struct tok_iin_range *r = iin_match(digits);
-    if (r != NULL && (r->lengths & TOK_PAN_LEN_BIT(digits.len)) == 0)
+    /* First digits no network issues from (0000 0000 0000 0000): not a card number. */
+    if (r == NULL)
+        return reject(code, TOK_CARD_CODE_INVALID_NUMBER);
+    if ((r->lengths & TOK_PAN_LEN_BIT(digits.len)) == 0)
         return reject(code, TOK_CARD_CODE_LENGTH_FOR_BRAND);
     if (brand != NULL)
-        *brand = r == NULL ? TOK_BRAND_UNKNOWN : r->brand;
+        *brand = r->brand;
     return TOK_OK;
 }
 
@@ -184,6 +187,8 @@ const char *tok_card_brand_name(enum tok_card_brand brand)
         return "troy";
     case TOK_BRAND_VERVE:
         return "verve";
+    case TOK_BRAND_NARANJA:
+        return "naranja";
     case TOK_BRAND_UNKNOWN:
     case TOK_BRAND_COUNT:
     default:

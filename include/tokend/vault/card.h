@@ -56,6 +56,7 @@ enum tok_card_brand {
     TOK_BRAND_HIPERCARD,
     TOK_BRAND_TROY,
     TOK_BRAND_VERVE,
+    TOK_BRAND_NARANJA,
     TOK_BRAND_COUNT
 };
 
@@ -112,7 +113,8 @@ bool tok_card_brand_length_ok(enum tok_card_brand brand, size_t len);
 
 /**
  * Full PAN check on normalised digits: TOK_PAN_MIN..TOK_PAN_MAX ASCII digits
- * ("invalid_number"), Luhn ("luhn_check_failed"), then the length allowed for
+ * ("invalid_number"), Luhn ("luhn_check_failed"), a prefix no network issues
+ * from, i.e. no IIN table row ("invalid_number"), then the length allowed for
  * the detected brand ("unsupported_length_for_brand"), in that order. Stores
  * the brand in *brand (may be NULL) on TOK_OK. Returns TOK_OK or TOK_ERR_INPUT.
  */

@@ -90,7 +90,8 @@
     if (!/^[0-9]+$/.test(d) || d.length < iin.pan_min || d.length > iin.pan_max) return 'invalid_number';
     if (!luhnOk(d)) return 'luhn_check_failed';
     var m = iinMatch(d);
-    if (m && m.lengths.indexOf(d.length) < 0) return 'unsupported_length_for_brand';
+    if (!m) return 'invalid_number'; /* first digits no network issues from */
+    if (m.lengths.indexOf(d.length) < 0) return 'unsupported_length_for_brand';
     return null;
   }
 
