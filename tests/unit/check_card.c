@@ -193,7 +193,9 @@ static const struct {
     {"62", TOK_BRAND_UNIONPAY, {16, 17, 18, 19}},
     {"622125", TOK_BRAND_UNIONPAY, {16}}, /* just below Discover's 622126 */
     {"622926", TOK_BRAND_UNIONPAY, {16}},
-    {"81", TOK_BRAND_UNIONPAY, {16}},
+    {"623", TOK_BRAND_UNIONPAY, {14, 15}},
+    {"810", TOK_BRAND_UNIONPAY, {16}},
+    {"8171", TOK_BRAND_UNIONPAY, {19}},
     {"5018", TOK_BRAND_MAESTRO, {12, 19}},
     {"5020", TOK_BRAND_MAESTRO, {13}},
     {"5038", TOK_BRAND_MAESTRO, {15}},
@@ -202,6 +204,13 @@ static const struct {
     {"6759", TOK_BRAND_MAESTRO, {12}},
     {"6761", TOK_BRAND_MAESTRO, {16}},
     {"6763", TOK_BRAND_MAESTRO, {19}},
+    {"675964", TOK_BRAND_MAESTRO, {16}}, /* issue #16: was reported unknown */
+    {"493698", TOK_BRAND_MAESTRO, {16}}, /* inside Visa 4 */
+    {"56", TOK_BRAND_MAESTRO, {16}},
+    {"63", TOK_BRAND_MAESTRO, {16}},
+    {"60", TOK_BRAND_MAESTRO, {16}},
+    {"2131", TOK_BRAND_JCB, {15, 16}}, /* the old 15-digit JCB ranges */
+    {"1800", TOK_BRAND_JCB, {15, 19}},
     {"2200", TOK_BRAND_MIR, {16, 19}},
     {"2204", TOK_BRAND_MIR, {17}},
     {"401178", TOK_BRAND_ELO, {16}}, /* inside Visa 4 */
@@ -214,28 +223,48 @@ static const struct {
     {"655058", TOK_BRAND_ELO, {16}},
     {"637095", TOK_BRAND_HIPER, {16}},
     {"637612", TOK_BRAND_HIPER, {16}},
+    {"63737423", TOK_BRAND_HIPER, {16}}, /* the 8-digit BINs, inside Maestro 6 */
+    {"63743358", TOK_BRAND_HIPER, {16}},
+    {"63737424", TOK_BRAND_MAESTRO, {16}},
+    {"589562", TOK_BRAND_NARANJA, {16}}, /* inside Maestro 58 */
+    {"402918", TOK_BRAND_NARANJA, {16}}, /* inside Visa 4 */
+    {"527572", TOK_BRAND_NARANJA, {16}}, /* inside Mastercard 52 */
     {"606282", TOK_BRAND_HIPERCARD, {16, 19}},
     {"384100", TOK_BRAND_HIPERCARD, {16}}, /* inside Diners 38 */
     {"384160", TOK_BRAND_HIPERCARD, {19}},
     {"979200", TOK_BRAND_TROY, {16}},
     {"979289", TOK_BRAND_TROY, {16}},
+    {"979290", TOK_BRAND_TROY, {16}},
+    {"650052", TOK_BRAND_TROY, {16}}, /* issue #16: was reported Discover */
+    {"650923", TOK_BRAND_TROY, {16}}, /* between two Elo ranges */
+    {"658768", TOK_BRAND_TROY, {16}},
+    {"65083704", TOK_BRAND_TROY, {16}},
+    {"65083705", TOK_BRAND_DISCOVER, {16}},
     {"506099", TOK_BRAND_VERVE, {16, 18, 19}},
-    {"507964", TOK_BRAND_VERVE, {16}},
+    {"507941", TOK_BRAND_VERVE, {16}},
     {"650002", TOK_BRAND_VERVE, {18}}, /* inside Discover 65 */
     {"650027", TOK_BRAND_VERVE, {19}},
-    /* Outside the table: any length 12..19. */
-    {"2220", TOK_BRAND_UNKNOWN, {12, 16, 19}},
-    {"2721", TOK_BRAND_UNKNOWN, {16}},
-    {"2205", TOK_BRAND_UNKNOWN, {16}},
-    {"56", TOK_BRAND_UNKNOWN, {16}},
-    {"3527", TOK_BRAND_UNKNOWN, {16}},
-    {"306", TOK_BRAND_UNKNOWN, {14}},
-    {"979199", TOK_BRAND_UNKNOWN, {16}},
-    {"979290", TOK_BRAND_UNKNOWN, {13}},
-    {"1", TOK_BRAND_UNKNOWN, {15}},
-    {"0", TOK_BRAND_UNKNOWN, {12}},
-    {"9", TOK_BRAND_UNKNOWN, {19}},
 };
+
+/* First digits no network issues from: refused as "invalid_number", Luhn-valid or not. */
+static const char *const unissued_prefixes[] = {
+    "0", "1", "7", "9", "2220", "2721", "2205", "3527", "306", "979199", "9793", "8172", "80",
+};
+
+START_TEST(test_card_unissued_prefix_refused)
+{
+    char pan[TOK_PAN_MAX + 2];
+    for (size_t i = 0; i < TOK_ARRAY_LEN(unissued_prefixes); i++) {
+        for (size_t len = TOK_PAN_MIN; len <= TOK_PAN_MAX; len++) {
+            make_pan(pan, sizeof pan, unissued_prefixes[i], len);
+            ck_assert_int_eq(tok_card_brand_of(S(pan)), TOK_BRAND_UNKNOWN);
+            check_rejected(pan, TOK_CARD_CODE_INVALID_NUMBER);
+        }
+    }
+    /* All zeros is Luhn-valid but belongs to no network. */
+    check_rejected("0000000000000000", TOK_CARD_CODE_INVALID_NUMBER);
+}
+END_TEST
 
 START_TEST(test_card_brand_vectors)
 {
@@ -332,6 +361,7 @@ START_TEST(test_card_brand_names)
     static const char *const want[TOK_BRAND_COUNT] = {
         "unknown", "visa",    "mastercard", "amex", "discover", "jcb",       "diners", "unionpay",
         "maestro", "mir",     "elo",        "hiper", "hipercard", "troy",    "verve",
+        "naranja",
     };
     for (int b = 0; b < TOK_BRAND_COUNT; b++)
         ck_assert_str_eq(tok_card_brand_name((enum tok_card_brand)b), want[b]);
@@ -532,8 +562,8 @@ START_TEST(test_card_pan_lengths_11_12_19_20)
     ck_assert_int_eq(norm(S(pan), d, &code), TOK_ERR_INPUT);
     ck_assert_str_eq(code, TOK_CARD_CODE_INVALID_NUMBER);
 
-    make_pan(pan, sizeof pan, "1", 12);
-    ck_assert_int_eq(check_ok(pan), TOK_BRAND_UNKNOWN);
+    make_pan(pan, sizeof pan, "50", 12);
+    ck_assert_int_eq(check_ok(pan), TOK_BRAND_MAESTRO);
     ck_assert_int_eq(norm(S(pan), d, &code), TOK_OK);
     ck_assert_str_eq(d, pan);
 
@@ -824,8 +854,8 @@ START_TEST(test_card_check_garbage)
     ck_assert_int_eq(tok_card_brand_of(tok_slice_of("6500319", 5)), TOK_BRAND_DISCOVER);
     ck_assert_int_eq(tok_card_brand_of(S("x4242")), TOK_BRAND_UNKNOWN);
     ck_assert_int_eq(tok_card_brand_of(S("65003x")), TOK_BRAND_DISCOVER);
-    /* All zeros is Luhn-valid but belongs to no brand. */
-    ck_assert_int_eq(check_ok("0000000000000000"), TOK_BRAND_UNKNOWN);
+    /* All zeros is Luhn-valid but belongs to no brand, so it is refused. */
+    check_rejected("0000000000000000", TOK_CARD_CODE_INVALID_NUMBER);
 }
 END_TEST
 
@@ -929,6 +959,7 @@ Suite *tok_card_suite(void)
     tcase_add_test(core, test_card_public_test_cards);
     tcase_add_test(core, test_card_luhn_matches_reference);
     tcase_add_test(core, test_card_brand_vectors);
+    tcase_add_test(core, test_card_unissued_prefix_refused);
     tcase_add_test(core, test_card_every_table_row);
     tcase_add_test(core, test_card_table_is_consistent);
     tcase_add_test(core, test_card_brand_names);
