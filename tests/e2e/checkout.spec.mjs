@@ -147,6 +147,9 @@ const bad = [
     field: 'cvc', code: 'invalid_cvc', text: 'The security code must be 4 digits.' },
   { name: 'incomplete card number', card: { number: '424242', exp: `12${YY}`, cvc: '123' },
     field: 'number', code: 'invalid_number', text: 'Your card number is incomplete or not a card number.' },
+  { name: 'a number no network issues (all zeros, Luhn-valid)',
+    card: { number: '0000000000000000', exp: `12${YY}`, cvc: '123' },
+    field: 'number', code: 'invalid_number', text: 'Your card number is incomplete or not a card number.' },
   { name: 'month 13', card: { number: '5555555555554444', exp: `13${YY}`, cvc: '123' },
     field: 'exp', code: 'invalid_expiry_month', text: 'The expiry month is invalid.' },
 ];
@@ -175,7 +178,8 @@ for (const c of bad) {
 await step('brands from the shared IIN table', async () => {
   const f = await openCheckout();
   for (const [num, label] of [['5555', 'Mastercard'], ['2223', 'Mastercard'], ['3782', 'American Express'],
-    ['6011', 'Discover'], ['3566', 'JCB'], ['6200', 'UnionPay']]) {
+    ['6011', 'Discover'], ['3566', 'JCB'], ['6200', 'UnionPay'], ['6759', 'Maestro'],
+    ['650052', 'Troy'], ['2131', 'JCB'], ['63737423', 'Hiper'], ['589562', 'Naranja']]) {
     await f.locator('#number').fill('');
     await f.locator('#number').pressSequentially(num, { delay: 5 });
     const b = await f.locator('#number-brand').textContent();

@@ -23,7 +23,8 @@
   var BRAND_LABEL = {
     visa: 'Visa', mastercard: 'Mastercard', amex: 'American Express', discover: 'Discover',
     jcb: 'JCB', diners: 'Diners Club', unionpay: 'UnionPay', maestro: 'Maestro', mir: 'Mir',
-    elo: 'Elo', hiper: 'Hiper', hipercard: 'Hipercard', troy: 'Troy', verve: 'Verve'
+    elo: 'Elo', hiper: 'Hiper', hipercard: 'Hipercard', troy: 'Troy', verve: 'Verve',
+    naranja: 'Naranja'
   };
 
   /* Stable codes: the server's (include/tokend/card.h) plus incomplete_* for empty fields. */
