@@ -232,6 +232,10 @@ PY
 read -r rss0 rss_peak rss_after <<<"$res"
 echo "  memory: RSS ${rss0} kB -> ${rss_peak} kB with 6,000 connections -> ${rss_after} kB 3 s after they closed" >&2
 expect_true "memory: the burst was real (RSS ${rss0} -> ${rss_peak} kB)" test "${rss_peak:-0}" -gt $((${rss0:-0} + 20000))
-expect_true "memory: RSS given back after a burst (${rss0} -> ${rss_peak} -> ${rss_after} kB)" \
-    test "${rss_after:-999999}" -le $((${rss0:-0} + (${rss_peak:-0} - ${rss0:-0}) / 3))
+if [ -n "${TOKEND_TEST_SANITIZER:-}" ]; then
+    echo "  skip  memory given back: ASan's quarantine keeps freed memory resident (checked by make test)"
+else
+    expect_true "memory: RSS given back after a burst (${rss0} -> ${rss_peak} -> ${rss_after} kB)" \
+        test "${rss_after:-999999}" -le $((${rss0:-0} + (${rss_peak:-0} - ${rss0:-0}) / 3))
+fi
 tokend_stop M
