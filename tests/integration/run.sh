@@ -48,6 +48,16 @@ for t in "${tests[@]}"; do
         echo "$T_PASS $T_FAIL ${T_FAILED_NAMES[*]:-}" >&3
     ) 3>&1 >&2 )
     read -r p f names <<<"${counts:-0 1 crashed:$(basename "$t")}"
+    # a tokend that died under a sanitizer leaves its report only in its log, which the cleanup
+    # removes: show the report here (once per log) so an intermittent abort can be diagnosed
+    for log in "$T_DIR"/*.log; do
+        [ -f "$log" ] && ! [ -e "$log.shown" ] || continue
+        if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
+            echo "  sanitizer report in $(basename "$log") (after $(basename "$t")):"
+            grep -A40 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log" | head -80 | sed 's/^/    /'
+            : >"$log.shown"
+        fi
+    done
     T_PASS=$((T_PASS + p))
     T_FAIL=$((T_FAIL + f))
     [ -n "${names:-}" ] && T_FAILED_NAMES+=($names)
