@@ -780,6 +780,21 @@ static tok_status unwrap_key(const struct tok_keyring *kr, const char *role, con
     return st;
 }
 
+/* Wraps the DEK and FPK in keys (2 x TOK_KEYRING_KEY_LEN) under kr into the two buffers; when
+ * the second fails, the first is wiped and taken back, so either both are written or neither. */
+static tok_status wrap_pair(const struct tok_keyring *kr, const char *tenant_id, uint32_t version,
+                            const uint8_t *keys, struct tok_buf *dek_out, struct tok_buf *fpk_out)
+{
+    uint32_t dek_start = dek_out->len;
+    TOK_GUARD(wrap_key(kr, "dek", tenant_id, version, keys, dek_out));
+    tok_status st = wrap_key(kr, "fpk", tenant_id, version, keys + TOK_KEYRING_KEY_LEN, fpk_out);
+    if (st != TOK_OK) {
+        sodium_memzero(dek_out->data + dek_start, TOK_KEYRING_WRAPPED_LEN);
+        dek_out->len = dek_start;
+    }
+    return st;
+}
+
 tok_status tok_keyring_tenant_keys_new(const struct tok_keyring *kr, const char *tenant_id,
                                        uint32_t version, struct tok_buf *wrapped_dek_out,
                                        struct tok_buf *wrapped_fpk_out)
@@ -800,15 +815,7 @@ tok_status tok_keyring_tenant_keys_new(const struct tok_keyring *kr, const char 
     uint8_t *keys = sodium_malloc(2 * TOK_KEYRING_KEY_LEN);
     TOK_ENSURE(keys != NULL, TOK_ERR_NOMEM);
     randombytes_buf(keys, 2 * TOK_KEYRING_KEY_LEN);
-    uint32_t dek_start = wrapped_dek_out->len;
-    tok_status st = wrap_key(kr, "dek", tenant_id, version, keys, wrapped_dek_out);
-    if (st == TOK_OK) {
-        st = wrap_key(kr, "fpk", tenant_id, version, keys + TOK_KEYRING_KEY_LEN, wrapped_fpk_out);
-        if (st != TOK_OK) {
-            sodium_memzero(wrapped_dek_out->data + dek_start, TOK_KEYRING_WRAPPED_LEN);
-            wrapped_dek_out->len = dek_start;
-        }
-    }
+    tok_status st = wrap_pair(kr, tenant_id, version, keys, wrapped_dek_out, wrapped_fpk_out);
     sodium_free(keys); /* zeroes before releasing */
     return st;
 }
@@ -839,16 +846,8 @@ tok_status tok_keyring_rewrap(const struct tok_keyring *from, const struct tok_k
             st = unwrap_key(to, "fpk", tenant_id, version, wrapped_fpk,
                             keys + TOK_KEYRING_KEY_LEN);
     }
-    uint32_t dek_start = dek_out->len;
     if (st == TOK_OK)
-        st = wrap_key(to, "dek", tenant_id, version, keys, dek_out);
-    if (st == TOK_OK) {
-        st = wrap_key(to, "fpk", tenant_id, version, keys + TOK_KEYRING_KEY_LEN, fpk_out);
-        if (st != TOK_OK) {
-            sodium_memzero(dek_out->data + dek_start, TOK_KEYRING_WRAPPED_LEN);
-            dek_out->len = dek_start;
-        }
-    }
+        st = wrap_pair(to, tenant_id, version, keys, dek_out, fpk_out);
     sodium_free(keys); /* zeroes before releasing */
     return st;
 }
@@ -874,16 +873,8 @@ tok_status tok_keyring_tenant_keys_next(const struct tok_keyring *kr,
     /* the same FPK under the new version keeps fingerprints, and so de-duplication, working */
     if (!new_fpk)
         tok_copy(keys + TOK_KEYRING_KEY_LEN, old->fpk, TOK_KEYRING_KEY_LEN);
-    uint32_t dek_start = wrapped_dek_out->len;
-    tok_status st = wrap_key(kr, "dek", old->tenant_id, version, keys, wrapped_dek_out);
-    if (st == TOK_OK) {
-        st = wrap_key(kr, "fpk", old->tenant_id, version, keys + TOK_KEYRING_KEY_LEN,
-                      wrapped_fpk_out);
-        if (st != TOK_OK) {
-            sodium_memzero(wrapped_dek_out->data + dek_start, TOK_KEYRING_WRAPPED_LEN);
-            wrapped_dek_out->len = dek_start;
-        }
-    }
+    tok_status st =
+        wrap_pair(kr, old->tenant_id, version, keys, wrapped_dek_out, wrapped_fpk_out);
     sodium_free(keys); /* zeroes before releasing */
     return st;
 }
