@@ -17,12 +17,32 @@ struct tok_recon {
     bool have_header;
     const char *header_error;
     struct tok_recon_columns cols;
-    struct tok_recon_line batch[TOK_RECON_BATCH];
-    size_t nbatch;
-    struct tok_recon_ledger_row rows[TOK_RECON_BATCH * 2];
-    size_t nrows;
+    /* both grow by doubling up to their bound, so a small report costs a few KB, not the
+     * half megabyte that a full batch and its ledger rows take */
+    struct tok_recon_line *batch; /* up to TOK_RECON_BATCH */
+    size_t nbatch, batch_cap;
+    struct tok_recon_ledger_row *rows; /* up to RECON_ROWS_MAX */
+    size_t nrows, rows_cap;
     struct tok_recon_summary sum;
 };
+
+#define RECON_ROWS_MAX (TOK_RECON_BATCH * 2)
+#define RECON_CAP_FIRST 16
+
+/* arr with room for element n (cap elements now, never more than max, n < max): the
+ * same array, a larger copy, or NULL when out of memory (arr is then left as it was). */
+static void *room_for(void *arr, size_t *cap, size_t n, size_t elem, size_t max)
+{
+    if (n < *cap)
+        return arr;
+    size_t next = *cap == 0 ? RECON_CAP_FIRST : *cap * 2;
+    if (next > max)
+        next = max;
+    void *p = realloc(arr, next * elem);
+    if (p != NULL)
+        *cap = next;
+    return p;
+}
 
 const char *tok_recon_kind_name(enum tok_recon_kind k)
 {
@@ -434,7 +454,8 @@ static tok_status flush_batch(struct tok_recon *rc)
     TOK_GUARD(rc->ops.lookup(rc->ops.ctx, rc, refs, rc->nbatch));
     if (rc->ops.seen != NULL)
         TOK_GUARD(rc->ops.seen(rc->ops.ctx, refs, rc->nbatch));
-    qsort(rc->rows, rc->nrows, sizeof rc->rows[0], cmp_row);
+    if (rc->nrows > 1)
+        qsort(rc->rows, rc->nrows, sizeof rc->rows[0], cmp_row);
     for (size_t i = 0; i < rc->nbatch; i++) {
         const struct tok_recon_line *l = &rc->batch[i];
         struct tok_recon_ledger_row key;
@@ -442,7 +463,7 @@ static tok_status flush_batch(struct tok_recon *rc)
         snprintf(key.ref, sizeof key.ref, "%s", l->ref);
         key.refund = l->type == TOK_RECON_REFUND;
         const struct tok_recon_ledger_row *row =
-            bsearch(&key, rc->rows, rc->nrows, sizeof rc->rows[0], cmp_row);
+            rc->nrows == 0 ? NULL : bsearch(&key, rc->rows, rc->nrows, sizeof rc->rows[0], cmp_row);
         enum tok_recon_kind k = tok_recon_compare(l, row);
         if (k == TOK_RECON_MATCHED) {
             rc->sum.matched++;
@@ -489,7 +510,12 @@ static tok_status on_record(void *ctx, const struct tok_csv_record *rec)
     s->lines++;
     if (rc->ops.progress != NULL && rc->ops.progress_every > 0 && s->lines % rc->ops.progress_every == 0)
         rc->ops.progress(rc->ops.ctx, s->lines);
+    struct tok_recon_line *b =
+        room_for(rc->batch, &rc->batch_cap, rc->nbatch, sizeof *b, TOK_RECON_BATCH);
+    TOK_ENSURE(b != NULL, TOK_ERR_NOMEM);
+    rc->batch = b;
     struct tok_recon_line *l = &rc->batch[rc->nbatch];
+    memset(l, 0, sizeof *l);
     const char *why = NULL;
     if (tok_recon_parse_line(rc->gw, &rc->cols, rec, l, &why) != TOK_OK) {
         struct tok_recon_exception e = {.kind = TOK_RECON_MALFORMED, .line = rec->line, .reason = why};
@@ -538,6 +564,8 @@ void tok_recon_free(struct tok_recon **p)
     if (p == NULL || *p == NULL)
         return;
     tok_csv_free(&(*p)->csv);
+    free((*p)->batch);
+    free((*p)->rows);
     free(*p);
     *p = NULL;
 }
@@ -572,7 +600,11 @@ const char *tok_recon_header_error(const struct tok_recon *rc)
 
 tok_status tok_recon_add_ledger_row(struct tok_recon *rc, const struct tok_recon_ledger_row *row)
 {
-    TOK_ENSURE(rc->nrows < TOK_ARRAY_LEN(rc->rows), TOK_ERR_BOUNDS);
+    TOK_ENSURE(rc->nrows < RECON_ROWS_MAX, TOK_ERR_BOUNDS);
+    struct tok_recon_ledger_row *r =
+        room_for(rc->rows, &rc->rows_cap, rc->nrows, sizeof *r, RECON_ROWS_MAX);
+    TOK_ENSURE(r != NULL, TOK_ERR_NOMEM);
+    rc->rows = r;
     rc->rows[rc->nrows++] = *row;
     return TOK_OK;
 }

@@ -1,6 +1,8 @@
 #include "tokend/finance/reconcile.h"
 
 #include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static struct tok_csv_record rec_of(const char *const *f, size_t n, uint64_t line)
@@ -113,6 +115,64 @@ START_TEST(test_refs_text)
 }
 END_TEST
 
+/* A report of 2,500 charges is matched in batches of TOK_RECON_BATCH, the batch and the
+ * ledger rows growing from nothing to their bound (two rows per reference here), and a
+ * lookup that adds more than twice a batch of rows is refused. */
+struct batches {
+    size_t calls, refs, bounds_at;
+    bool overfill;
+};
+
+static tok_status batches_lookup(void *ctx, struct tok_recon *rc, const char *const *refs, size_t n)
+{
+    struct batches *b = ctx;
+    b->calls++;
+    b->refs += n;
+    for (size_t i = 0; i < n; i++) {
+        struct tok_recon_ledger_row row = {.currency = "usd"};
+        snprintf(row.ref, sizeof row.ref, "%s", refs[i]);
+        snprintf(row.object_id, sizeof row.object_id, "ch_%zu", i);
+        row.amount = strtoll(refs[i] + 3, NULL, 10);
+        ck_assert_int_eq(tok_recon_add_ledger_row(rc, &row), TOK_OK);
+        row.refund = true;
+        ck_assert_int_eq(tok_recon_add_ledger_row(rc, &row), TOK_OK);
+    }
+    if (b->overfill) {
+        struct tok_recon_ledger_row row = {.ref = "ch_x", .currency = "usd"};
+        tok_status st = TOK_OK;
+        size_t added = 0;
+        while ((st = tok_recon_add_ledger_row(rc, &row)) == TOK_OK)
+            added++;
+        ck_assert_int_eq(st, TOK_ERR_BOUNDS);
+        b->bounds_at = 2 * n + added;
+    }
+    return TOK_OK;
+}
+
+START_TEST(test_batches)
+{
+    struct batches b = {.overfill = _i == 1};
+    struct tok_recon_ops ops = {.lookup = batches_lookup, .ctx = &b};
+    struct tok_recon *rc = NULL;
+    ck_assert_int_eq(tok_recon_new(TOK_RECON_STRIPE, &ops, &rc), TOK_OK);
+    const char *hdr = "currency,gross,reporting_category,source_id\n";
+    ck_assert_int_eq(tok_recon_feed(rc, hdr, strlen(hdr)), TOK_OK);
+    char line[64];
+    for (int i = 1; i <= 2500; i++) {
+        int len = snprintf(line, sizeof line, "usd,%d.%02d,charge,ch_%d\n", i / 100, i % 100, i);
+        ck_assert_int_eq(tok_recon_feed(rc, line, (size_t)len), TOK_OK);
+    }
+    ck_assert_int_eq(tok_recon_finish(rc), TOK_OK);
+    ck_assert_uint_eq(b.calls, 3);
+    ck_assert_uint_eq(b.refs, 2500);
+    ck_assert_uint_eq(tok_recon_summary(rc)->matched, 2500);
+    if (b.overfill)
+        ck_assert_uint_eq(b.bounds_at, 2 * TOK_RECON_BATCH);
+    tok_recon_free(&rc);
+    ck_assert_ptr_null(rc);
+}
+END_TEST
+
 Suite *tok_reconcile_suite(void)
 {
     Suite *s = suite_create("reconcile");
@@ -121,6 +181,7 @@ Suite *tok_reconcile_suite(void)
     tcase_add_test(core, test_amounts);
     tcase_add_test(core, test_refs_text);
     tcase_add_test(core, test_stripe_lines);
+    tcase_add_loop_test(limits, test_batches, 0, 2);
     tcase_add_test(limits, test_limits);
     tcase_add_test(adv, test_adversarial);
     suite_add_tcase(s, core);

@@ -129,7 +129,8 @@ const struct tok_recon_summary *tok_recon_summary(const struct tok_recon *rc);
 /** The header problem when tok_recon_feed returned TOK_ERR_INPUT (static text), or NULL. */
 const char *tok_recon_header_error(const struct tok_recon *rc);
 
-/** For ops->lookup: one ledger row. */
+/** For ops->lookup: one ledger row (at most 2 x TOK_RECON_BATCH a batch: TOK_ERR_BOUNDS past
+ * that; TOK_ERR_NOMEM when the row array cannot grow). */
 TOK_MUST_CHECK tok_status tok_recon_add_ledger_row(struct tok_recon *rc,
                                                    const struct tok_recon_ledger_row *row);
 
