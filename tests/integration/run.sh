@@ -38,6 +38,7 @@ tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/integration/t_*.sh)
 for t in "${tests[@]}"; do
     echo "== $(basename "$t")"
+    t_start=$SECONDS
     # each file runs in a subshell so a crash in one cannot stop the others;
     # it reports its counts on fd 3
     counts=$( (
@@ -48,6 +49,7 @@ for t in "${tests[@]}"; do
         echo "$T_PASS $T_FAIL ${T_FAILED_NAMES[*]:-}" >&3
     ) 3>&1 >&2 )
     read -r p f names <<<"${counts:-0 1 crashed:$(basename "$t")}"
+    echo "== $(basename "$t"): $p passed, $f failed, $((SECONDS - t_start)) s"
     # a tokend that died under a sanitizer leaves its report only in its log, which the cleanup
     # removes: show the report here (once per log) so an intermittent abort can be diagnosed
     for log in "$T_DIR"/*.log; do
