@@ -246,7 +246,8 @@ static void *gw_wh_main(void *arg)
             continue;
         }
         /* copy what the send needs, then send unlocked */
-        struct gw_wh_endpoint ep = w->ep[next->api];
+        enum gw_wh_api api = next->api;
+        struct gw_wh_endpoint ep = w->ep[api];
         size_t len = next->len;
         char *body = malloc(len + 1);
         uint64_t seq = next->seq;
@@ -258,10 +259,10 @@ static void *gw_wh_main(void *arg)
         int status = -1;
         if (body != NULL && ep.set) {
             char sig[160] = "";
-            if (next->api == GW_WH_STRIPE)
+            if (api == GW_WH_STRIPE)
                 gw_wh_stripe_sig(&ep, body, len, sig, sizeof sig);
-            status = gw_wh_post(&ep, next->api == GW_WH_STRIPE ? "Stripe-Signature" : NULL, sig,
-                                body, len);
+            status = gw_wh_post(&ep, api == GW_WH_STRIPE ? "Stripe-Signature" : NULL, sig, body,
+                                len);
         }
         free(body);
         sodium_memzero(&ep, sizeof ep);
