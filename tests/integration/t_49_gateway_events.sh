@@ -246,6 +246,73 @@ expect_eq "adyen redelivery of REFUND_FAILED: nothing applied twice" \
     "$(js "$(eapi "$E_KA" GET "/v1/charges/$CHRA")" '(.amount_refunded|tostring)') $(events_of "$E_TA" "$RFA") $(E_PSQL "SELECT count(*) FROM ledger.gateway_events WHERE tenant_id = '$E_TA' AND type = 'REFUND_FAILED'")" \
     "0 charge.refunded,refund.failed 1"
 
+# --- the events' shapes as gwsim sends them: a receiver on the loopback takes the resends -------------------
+cat >"$T_DIR/e49-recv.py" <<'PY'
+import http.server, json, sys
+out = sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        with open(out + "/" + self.path.strip("/").replace("/", "_") + ".json", "wb") as f:
+            f.write(body)
+        with open(out + "/" + self.path.strip("/").replace("/", "_") + ".sig", "w") as f:
+            f.write(self.headers.get("stripe-signature", ""))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+E_RPORT=$(free_port)
+mkdir -p "$T_DIR/e49-recv"
+python3 "$T_DIR/e49-recv.py" "$E_RPORT" "$T_DIR/e49-recv" &
+T_PIDS+=("$!")
+wait_for 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$E_RPORT" 2>/dev/null
+gctl POST /__gwsim/webhooks "{\"stripe\":{\"url\":\"http://127.0.0.1:$E_RPORT/stripe/dispute\",\"secret\":\"$E_WHSEC\"},\"adyen\":{\"url\":\"http://localhost:$E_RPORT/adyen/chargeback\",\"hmac_key\":\"$E_HMAC\"}}" >/dev/null
+gctl POST "/__gwsim/webhooks/$EVD/resend" >/dev/null
+gctl POST "/__gwsim/webhooks/$EVA/resend" >/dev/null
+wait_for 10 test -s "$T_DIR/e49-recv/stripe_dispute.json"
+wait_for 10 test -s "$T_DIR/e49-recv/adyen_chargeback.json"
+gctl POST /__gwsim/webhooks "{\"stripe\":{\"url\":\"http://127.0.0.1:$E_RPORT/stripe/refund\",\"secret\":\"$E_WHSEC\"},\"adyen\":{\"url\":\"http://127.0.0.1:$E_RPORT/adyen/refund\",\"hmac_key\":\"$E_HMAC\"}}" >/dev/null
+gctl POST "/__gwsim/webhooks/$EVR/resend" >/dev/null
+wait_for 10 test -s "$T_DIR/e49-recv/stripe_refund.json"
+E_DJ="$T_DIR/e49-recv/stripe_dispute.json"
+expect_eq "stripe dispute event: type, Dispute reason/status, its charge, PaymentIntent and amount" \
+    "$(jq -r '[.id == "'"$EVD"'", .type, .data.object.object, .data.object.reason, .data.object.status, (.data.object.charge|startswith("ch_")), (.data.object.payment_intent|startswith("pi_")), .data.object.amount]|join(" ")' "$E_DJ")" \
+    "true charge.dispute.created dispute fraudulent needs_response true true 2500"
+SIGH=$(cat "$T_DIR/e49-recv/stripe_dispute.sig")
+ST=${SIGH#t=}; ST=${ST%%,*}
+expect_eq "... Stripe-Signature verifies (HMAC-SHA256 of t.body under the endpoint secret)" \
+    "${SIGH#*v1=}" "$( (printf '%s.' "$ST"; cat "$E_DJ") | openssl dgst -sha256 -hmac "$E_WHSEC" -r | cut -d' ' -f1)"
+E_FIX=""
+for c in "${TOKEND_CONTRACTS:-}" "$PWD/../shared/contracts" /work/shared/contracts; do
+    [ -n "$c" ] && [ -f "$c/stripe/fixtures3.json" ] && { E_FIX="$c/stripe/fixtures3.json"; break; }
+done
+if [ -n "$E_FIX" ]; then
+    expect_eq "... the Dispute has the members of Stripe's fixture, the Event those of its Event" \
+        "$(jq -c '.data.object|keys' "$E_DJ") $(jq -c 'keys' "$E_DJ")" \
+        "$(jq -c '.resources.dispute|keys' "$E_FIX") $(jq -c '.resources.event|keys' "$E_FIX")"
+    expect_eq "stripe charge.refund.updated: the Refund's members (the fixture's, failure_* added), failed" \
+        "$(jq -c '[(.data.object|keys), .data.object.status, .data.object.failure_reason, .data.previous_attributes.status]' "$T_DIR/e49-recv/stripe_refund.json")" \
+        "$(jq -c '[(.resources.refund + {failure_reason: 1, failure_balance_transaction: 1}|keys), "failed", "expired_or_canceled_card", "succeeded"]' "$E_FIX")"
+else
+    echo "  note  Stripe's fixtures not found (TOKEND_CONTRACTS, ../shared/contracts): member check not run" >&2
+fi
+E_AJ="$T_DIR/e49-recv/adyen_chargeback.json"
+expect_eq "adyen NOTIFICATION_OF_CHARGEBACK: one item, the payment as originalReference, reason code 10.4" \
+    "$(jq -r '.notificationItems[0].NotificationRequestItem | [.eventCode, .success, (.originalReference|length), .additionalData.chargebackReasonCode, .merchantAccountCode]|join(" ")' "$E_AJ")" \
+    "NOTIFICATION_OF_CHARGEBACK true 16 10.4 $E_MERCHANT"
+SIGN=$(jq -r '.notificationItems[0].NotificationRequestItem | [.pspReference, .originalReference, .merchantAccountCode, .merchantReference, (.amount.value|tostring), .amount.currency, .eventCode, .success]|join(":")' "$E_AJ")
+expect_eq "... its hmacSignature verifies (Adyen's signing string, the hex key)" \
+    "$(jq -r '.notificationItems[0].NotificationRequestItem.additionalData.hmacSignature' "$E_AJ")" \
+    "$(printf '%s' "$SIGN" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$E_HMAC" -binary | base64)"
+gctl POST "/__gwsim/webhooks/$EVF/resend" >/dev/null
+wait_for 10 test -s "$T_DIR/e49-recv/adyen_refund.json"
+expect_eq "adyen REFUND_FAILED: the refund's pspReference, the payment as originalReference" \
+    "$(jq -r '.notificationItems[0].NotificationRequestItem | [.eventCode, (.pspReference != .originalReference), .amount.value]|join(" ")' "$T_DIR/e49-recv/adyen_refund.json")" \
+    "REFUND_FAILED true 1000"
+
 expect_eq "gwsim: every webhook delivered, none given up or dropped" \
     "$(gs '[.webhooks.given_up, .webhooks.dropped, .webhooks.unconfigured]|join(" ")') $(gctl GET /__gwsim/webhooks | jq '[.events[] | select(.delivered | not)] | length')" "0 0 0 0"
 
