@@ -138,7 +138,8 @@ static const struct tok_sql refund_failed_apply_sql = {
     "WHEN c.refunded_amount = r.amount THEN 'succeeded' ELSE 'partially_refunded' END, "
     "updated_at = now() FROM r WHERE c.tenant_id = $1 AND c.id = r.charge_id "
     "AND c.livemode = $3::boolean RETURNING ledger.charge_object(c)::text, "
-    "jsonb_build_object('id', r.id, 'object', 'refund', 'livemode', r.livemode, 'charge', r.charge_id, "
+    "jsonb_build_object('id', r.id, 'object', 'refund', 'livemode', r.livemode, "
+    "'charge', r.charge_id, "
     "'amount', r.amount, 'currency', r.currency, 'status', 'failed', 'gateway', r.gateway, "
     "'gateway_reference', r.gateway_ref, 'failure_code', $4::text, 'created_at', "
     "to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))::text, c.status",
@@ -345,9 +346,11 @@ static tok_status apply_refund_failed(struct tok_db_conn *conn, struct hook_call
                              tok_slice_of(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1)));
         if (st == TOK_OK)
             st = tok_events_emit(conn, tenant, live, "charge.updated",
-                                 tok_slice_of(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)));
+                                 tok_slice_of(PQgetvalue(res, 0, 0),
+                                              (size_t)PQgetlength(res, 0, 0)));
         if (st == TOK_OK)
-            st = tok_audit_insert(conn, tenant, h->gw_id, "refund.failed", refund_id, h->request_id);
+            st = tok_audit_insert(conn, tenant, h->gw_id, "refund.failed", refund_id,
+                                  h->request_id);
         if (st == TOK_OK)
             h->napplied++;
     }

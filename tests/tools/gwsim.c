@@ -3372,7 +3372,8 @@ static void control_webhooks_set(struct gw_call *c)
             tok_json_string(sn, &secret) != TOK_OK ||
             !gw_wh_set(&c->g->wh, (enum gw_wh_api)i, url, secret))
             bad = i == 0 ? "stripe: {url: http://127.0.0.1|localhost|[::1]:PORT/..., secret}"
-                         : "adyen: {url: http://127.0.0.1|localhost|[::1]:PORT/..., hmac_key (hex)}";
+                         : "adyen: {url: http://127.0.0.1|localhost|[::1]:PORT/..., "
+                           "hmac_key (hex)}";
     }
     if (bad == NULL && delay >= 0) {
         pthread_mutex_lock(&c->g->wh.mu);

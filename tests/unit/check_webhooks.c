@@ -201,7 +201,8 @@ START_TEST(test_parse_refund_failed)
     ck_assert_int_eq(e.amount_captured, -1);
     /* another update of a refund (status succeeded) is not a failure */
     const char *ok = "{\"id\":\"evt_ru\",\"type\":\"charge.refund.updated\",\"data\":{\"object\":{"
-                     "\"id\":\"re_1\",\"object\":\"refund\",\"amount\":700,\"payment_intent\":\"pi_1\","
+                     "\"id\":\"re_1\",\"object\":\"refund\",\"amount\":700,"
+                     "\"payment_intent\":\"pi_1\","
                      "\"status\":\"succeeded\"}}}";
     ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(ok), false, &e), TOK_OK);
     ck_assert_int_eq(e.action, TOK_GWA_IGNORE);
@@ -220,9 +221,11 @@ START_TEST(test_parse_refund_failed)
 
     const char *a = "{\"live\":\"false\",\"notificationItems\":[{\"NotificationRequestItem\":{"
                     "\"additionalData\":{\"hmacSignature\":\"x\"},"
-                    "\"amount\":{\"currency\":\"EUR\",\"value\":1000},\"eventCode\":\"REFUND_FAILED\","
+                    "\"amount\":{\"currency\":\"EUR\",\"value\":1000},"
+                    "\"eventCode\":\"REFUND_FAILED\","
                     "\"merchantAccountCode\":\"M\",\"merchantReference\":\"r\","
-                    "\"originalReference\":\"PAYMENT000000001\",\"pspReference\":\"REFUND0000000001\","
+                    "\"originalReference\":\"PAYMENT000000001\","
+                    "\"pspReference\":\"REFUND0000000001\","
                     "\"reason\":\"Refund failed\",\"success\":\"true\"}}]}";
     struct tok_gw_event ev[1];
     struct tok_json_doc *doc = NULL;
