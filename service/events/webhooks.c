@@ -115,7 +115,35 @@ static const struct tok_sql token_card_apply_sql = {
 
 static const char *const action_names[] = {"ignore", "authorised", "requires_capture", "succeeded",
                                            "refund_total", "refund_delta", "disputed", "failed",
-                                           "canceled", "card_updated"};
+                                           "canceled", "card_updated", "refund_failed"};
+
+/* A failed refund: the refund the gateway names, if tokend recorded it succeeded. */
+static const struct tok_sql refund_failed_find_sql = {
+    "webhook_refund_failed_find",
+    "SELECT r.id, r.status FROM ledger.refunds r WHERE r.tenant_id = $1 AND r.charge_id = $2 "
+    "AND r.gateway_ref = $3 AND r.livemode = $4::boolean FOR UPDATE",
+    4};
+
+/* ... then marked failed and its amount given back to the charge, once: only a refund still
+ * 'succeeded' changes, so a second event for it (a replay under another id, or the other of
+ * Stripe's two event types) finds nothing to do. A charge that was refunded in full or in part
+ * goes back to partially_refunded or succeeded; a disputed one keeps its status. */
+static const struct tok_sql refund_failed_apply_sql = {
+    "webhook_refund_failed_apply",
+    "WITH r AS (UPDATE ledger.refunds SET status = 'failed', failure_code = $4, updated_at = now() "
+    "WHERE tenant_id = $1 AND id = $2 AND livemode = $3::boolean AND status = 'succeeded' "
+    "RETURNING *) "
+    "UPDATE ledger.charges c SET refunded_amount = c.refunded_amount - r.amount, "
+    "status = CASE WHEN c.status NOT IN ('refunded', 'partially_refunded') THEN c.status "
+    "WHEN c.refunded_amount = r.amount THEN 'succeeded' ELSE 'partially_refunded' END, "
+    "updated_at = now() FROM r WHERE c.tenant_id = $1 AND c.id = r.charge_id "
+    "AND c.livemode = $3::boolean RETURNING ledger.charge_object(c)::text, "
+    "jsonb_build_object('id', r.id, 'object', 'refund', 'livemode', r.livemode, "
+    "'charge', r.charge_id, "
+    "'amount', r.amount, 'currency', r.currency, 'status', 'failed', 'gateway', r.gateway, "
+    "'gateway_reference', r.gateway_ref, 'failure_code', $4::text, 'created_at', "
+    "to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))::text, c.status",
+    4};
 
 /* What an event did, as ledger.gateway_events records it. */
 struct verdict {
@@ -261,12 +289,83 @@ static tok_status apply_card(struct tok_db_conn *conn, struct hook_call *h,
     return st;
 }
 
+/* A gateway's failure code, kept only when it is a plain code ([a-z0-9_]). */
+static const char *failure_code_of(const struct tok_gw_event *e)
+{
+    size_t n = strlen(e->failure);
+    bool plain = n > 0;
+    for (size_t i = 0; i < n && plain; i++) {
+        char ch = e->failure[i];
+        plain = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+    }
+    return plain ? e->failure : "refund_failed";
+}
+
+/* A refund that failed after it was reported succeeded: recorded failed, its amount back on the
+ * charge, refund.failed (the refund) and charge.updated (the charge) relayed; exactly once
+ * (the event id is recorded once, and only a refund still 'succeeded' changes). */
+static tok_status apply_refund_failed(struct tok_db_conn *conn, struct hook_call *h,
+                                      const char *tenant, bool live, const struct tok_gw_event *e)
+{
+    const char *lv = live ? "t" : "f";
+    const char *fv[4] = {tenant, e->ref, lv, ""};
+    PGresult *res = NULL;
+    TOK_GUARD(tok_db_exec(conn, &charge_find_sql, fv, NULL, NULL, &res));
+    struct verdict v = {.outcome = "unmatched", .to = ""};
+    bool found = PQntuples(res) == 1 && e->ref[0] != '\0' && e->refund_ref[0] != '\0';
+    char status[24] = "";
+    if (found) {
+        copy_field(v.charge_id, sizeof v.charge_id, PQgetvalue(res, 0, 0));
+        copy_field(v.from, sizeof v.from, PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    res = NULL;
+    char refund_id[TOK_ID_MAX] = "";
+    if (found) {
+        const char *rv[4] = {tenant, v.charge_id, e->refund_ref, lv};
+        TOK_GUARD(tok_db_exec(conn, &refund_failed_find_sql, rv, NULL, NULL, &res));
+        found = PQntuples(res) == 1;
+        if (found) {
+            copy_field(refund_id, sizeof refund_id, PQgetvalue(res, 0, 0));
+            copy_field(status, sizeof status, PQgetvalue(res, 0, 1));
+        }
+        PQclear(res);
+        res = NULL;
+    }
+    v.apply = found && strcmp(status, "succeeded") == 0;
+    v.outcome = !found ? "unmatched" : v.apply ? "applied" : "not_applied";
+    bool fresh = false;
+    TOK_GUARD(record_event(conn, h, tenant, live, e, &v, &fresh));
+    if (!fresh || !v.apply)
+        return TOK_OK;
+    const char *av[4] = {tenant, refund_id, lv, failure_code_of(e)};
+    TOK_GUARD(tok_db_exec(conn, &refund_failed_apply_sql, av, NULL, NULL, &res));
+    tok_status st = TOK_OK;
+    if (PQntuples(res) == 1) {
+        st = tok_events_emit(conn, tenant, live, "refund.failed",
+                             tok_slice_of(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1)));
+        if (st == TOK_OK)
+            st = tok_events_emit(conn, tenant, live, "charge.updated",
+                                 tok_slice_of(PQgetvalue(res, 0, 0),
+                                              (size_t)PQgetlength(res, 0, 0)));
+        if (st == TOK_OK)
+            st = tok_audit_insert(conn, tenant, h->gw_id, "refund.failed", refund_id,
+                                  h->request_id);
+        if (st == TOK_OK)
+            h->napplied++;
+    }
+    PQclear(res);
+    return st;
+}
+
 static tok_status apply_one(struct tok_db_conn *conn, struct hook_call *h,
                             const struct tok_tenant_keys *tk, const char *tenant, bool live,
                             const struct tok_gw_event *e)
 {
     if (e->action == TOK_GWA_CARD_UPDATED)
         return apply_card(conn, h, tk, tenant, live, e);
+    if (e->action == TOK_GWA_REFUND_FAILED)
+        return apply_refund_failed(conn, h, tenant, live, e);
     return apply_charge(conn, h, tenant, live, e);
 }
 

@@ -243,6 +243,11 @@ static const struct type_map stripe_types[] = {
     {"charge.failed", TOK_GWA_FAILED},
     {"charge.refunded", TOK_GWA_REFUND_TOTAL},
     {"charge.dispute.created", TOK_GWA_DISPUTED},
+    /* a refund that failed after it was reported succeeded (docs.stripe.com/refunds#failed-
+     * refunds): charge.refund.updated with the Refund's status failed (other updates are
+     * ignored, below), and the newer refund.failed */
+    {"charge.refund.updated", TOK_GWA_REFUND_FAILED},
+    {"refund.failed", TOK_GWA_REFUND_FAILED},
     /* the card updater; a PaymentMethod update through the API carries the card too */
     {"payment_method.automatically_updated", TOK_GWA_CARD_UPDATED},
     {"payment_method.updated", TOK_GWA_CARD_UPDATED},
@@ -331,6 +336,18 @@ tok_status tok_webhook_parse_stripe(struct tok_slice body, bool sandbox, struct 
     } else if (strncmp(out->type, "charge.dispute.", 15) == 0) {
         ref_ok = copy_str(tok_json_get(obj, "payment_intent"), out->ref, sizeof out->ref) ||
                  copy_str(tok_json_get(obj, "charge"), out->ref, sizeof out->ref);
+    } else if (out->action == TOK_GWA_REFUND_FAILED) {
+        /* data.object is the Refund: its PaymentIntent names the charge, its id the refund */
+        struct tok_slice status = {0};
+        const struct tok_json_node *sn = tok_json_get(obj, "status");
+        if (sn == NULL || tok_json_string(sn, &status) != TOK_OK || !tok_slice_eq(status, "failed"))
+            out->action = TOK_GWA_IGNORE;
+        ref_ok = (copy_str(tok_json_get(obj, "payment_intent"), out->ref, sizeof out->ref) ||
+                  copy_str(tok_json_get(obj, "charge"), out->ref, sizeof out->ref)) &&
+                 copy_str(tok_json_get(obj, "id"), out->refund_ref, sizeof out->refund_ref);
+        if (!copy_str(tok_json_get(obj, "failure_reason"), out->failure, sizeof out->failure))
+            out->failure[0] = '\0';
+        out->amount_refunded = int_or(tok_json_get(obj, "amount"), -1);
     } else {
         ref_ok = copy_str(tok_json_get(obj, "payment_intent"), out->ref, sizeof out->ref) ||
                  copy_str(tok_json_get(obj, "id"), out->ref, sizeof out->ref);
@@ -340,7 +357,10 @@ tok_status tok_webhook_parse_stripe(struct tok_slice body, bool sandbox, struct 
     st = TOK_OK;
     if (out->action == TOK_GWA_CARD_UPDATED)
         goto done; /* no amounts */
-    if (sandbox) {
+    if (out->action == TOK_GWA_REFUND_FAILED || strcmp(out->type, "charge.refund.updated") == 0 ||
+        strcmp(out->type, "refund.failed") == 0) {
+        /* amount_refunded: the refund's amount, read above */
+    } else if (sandbox) {
         out->amount_captured = int_or(tok_json_get(obj, "amount_captured"), -1);
         out->amount_refunded = int_or(tok_json_get(obj, "amount_refunded"), -1);
     } else if (strncmp(out->type, "payment_intent.", 15) == 0) {
@@ -434,6 +454,15 @@ static tok_status adyen_item(const struct tok_json_node *item, struct tok_gw_eve
         out->refund_ref[a->psp_reference.len] = '\0';
     } else if (strcmp(ec, "CHARGEBACK") == 0 || strcmp(ec, "NOTIFICATION_OF_CHARGEBACK") == 0) {
         out->action = TOK_GWA_DISPUTED;
+    } else if (strcmp(ec, "REFUND_FAILED") == 0) {
+        /* docs.adyen.com/online-payments/refund#refund-failed: the refund (pspReference) of
+         * the payment (originalReference) failed after its REFUND success=true */
+        out->action = TOK_GWA_REFUND_FAILED;
+        out->amount_refunded = v;
+        TOK_ENSURE(a->psp_reference.len < sizeof out->refund_ref, TOK_ERR_INPUT);
+        tok_copy(out->refund_ref, a->psp_reference.ptr, a->psp_reference.len);
+        out->refund_ref[a->psp_reference.len] = '\0';
+        snprintf(out->failure, sizeof out->failure, "refund_failed");
     }
     tok_copy(out->ref, ref.ptr, ref.len);
     out->ref[ref.len] = '\0';

@@ -69,6 +69,7 @@
 #include "tokend/vault/keyring.h"
 #include "tokend/core/log.h"
 #include "gwsim_record.h"
+#include "gwsim_webhooks.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -139,6 +140,7 @@ struct gw_stats {
         adyen_contauth_refusals;
     uint64_t auth_failures, full_refusals;
     uint64_t r_acs, r_adyen_details, actions, auth_completed, auth_failed, auth_required_declines;
+    uint64_t disputes, refund_failures, r_webhooks;
     uint64_t f500, f429, ftimeout, freset, flatency;
     uint64_t connections, requests_h1, requests_h2;
 };
@@ -160,7 +162,11 @@ enum gw_outcome {
     OUT_3DS_ALWAYS, /* Stripe 4000002760003184, 4000000000003220: authenticates every payment */
     OUT_3DS_SETUP,  /* Stripe 4000002500003155: authenticates unless set up for off-session */
     OUT_3DS_ADYEN,  /* Adyen's 3-D Secure 2 test cards: a challenge at Adyen, none at Stripe */
-    OUT_DISPUTE,    /* Stripe 4000000000000259: succeeds (the dispute that follows is not played) */
+    OUT_DISPUTE,    /* Stripe 4000000000000259, Adyen holderName "Chargeback": succeeds, then
+                     * disputed (a webhook: charge.dispute.created, NOTIFICATION_OF_CHARGEBACK) */
+    OUT_ATTACH_DECLINE, /* Stripe 4000000000000341: stores (attaches), every charge declined */
+    OUT_3DS_DECLINE,    /* Stripe 4000008400001629: 3-D Secure, authenticated, then declined */
+    OUT_REFUND_FAIL,    /* Stripe 4000000000005126: succeeds; a refund succeeds, then fails */
 };
 
 enum pi_status {
@@ -173,6 +179,8 @@ enum pi_status {
 };
 
 enum ap_status { AP_AUTHORISED = 1, AP_REFUSED, AP_CANCELLED, AP_REDIRECT };
+
+enum re_status { RE_SUCCEEDED = 0, RE_FAILED };
 
 struct adyen_result {
     const char *holder; /* the holderName that triggers it in test */
@@ -254,6 +262,7 @@ struct gw {
     struct gw_timer timers[GW_TIMERS_MAX];
     size_t ntimers;
     struct gw_recorder rec; /* --record */
+    struct gw_wh wh;        /* webhooks sent after the fact (gwsim_webhooks.h) */
 };
 
 struct gw_handler {
@@ -276,6 +285,10 @@ static const struct {
     /* docs.stripe.com/testing#regulatory-cards (3-D Secure), #disputes */
     {"4000002760003184", OUT_3DS_ALWAYS}, {"4000000000003220", OUT_3DS_ALWAYS},
     {"4000002500003155", OUT_3DS_SETUP},  {"4000000000000259", OUT_DISPUTE},
+    /* docs.stripe.com/testing#declined-payments (decline after attaching), #regulatory-cards
+     * (3-D Secure required, then declined), #refunds (asynchronous refund failure) */
+    {"4000000000000341", OUT_ATTACH_DECLINE}, {"4000008400001629", OUT_3DS_DECLINE},
+    {"4000000000005126", OUT_REFUND_FAIL},
     /* docs.adyen.com/development-resources/testing/3d-secure-2-authentication: enrolled in
      * 3-D Secure 2 (and the Checkout v71 document's 3-D Secure redirect example card) */
     {"371449635398431", OUT_3DS_ADYEN},  {"4871049999999910", OUT_3DS_ADYEN},
@@ -324,13 +337,16 @@ static const struct {
     [OUT_3DS_SETUP] = {NULL, NULL, NULL},
     [OUT_3DS_ADYEN] = {NULL, NULL, NULL},
     [OUT_DISPUTE] = {NULL, NULL, NULL},
+    [OUT_ATTACH_DECLINE] = {"card_declined", "generic_decline", "Your card was declined."},
+    [OUT_3DS_DECLINE] = {"card_declined", "generic_decline", "Your card was declined."},
+    [OUT_REFUND_FAIL] = {NULL, NULL, NULL},
 };
 
 /* Whether a card's payments are authorised (after authentication, for the 3-D Secure ones). */
 static bool outcome_ok(enum gw_outcome o)
 {
     return o == OUT_OK || o == OUT_3DS_ALWAYS || o == OUT_3DS_SETUP || o == OUT_3DS_ADYEN ||
-           o == OUT_DISPUTE;
+           o == OUT_DISPUTE || o == OUT_REFUND_FAIL;
 }
 
 static const struct adyen_result adyen_results[] = {
@@ -381,6 +397,8 @@ static const struct adyen_result *adyen_by_outcome(enum gw_outcome o)
         [OUT_FRAUD] = "FRAUD",          [OUT_VELOCITY] = "WITHDRAWAL_COUNT_EXCEEDED",
         [OUT_3DS_ALWAYS] = "APPROVED",  [OUT_3DS_SETUP] = "APPROVED",
         [OUT_3DS_ADYEN] = "APPROVED",   [OUT_DISPUTE] = "APPROVED",
+        [OUT_ATTACH_DECLINE] = "DECLINED", [OUT_3DS_DECLINE] = "APPROVED",
+        [OUT_REFUND_FAIL] = "APPROVED",
     };
     return adyen_by_holder(names[o]);
 }
@@ -1092,7 +1110,12 @@ static void write_refund(struct tok_json_writer *w, const struct gw_obj *re)
     write_meta(w, re->meta);
     tok_jw_kstr(w, "payment_intent", re->ref1);
     tok_jw_kstr(w, "reason", re->reason[0] != '\0' ? re->reason : NULL);
-    tok_jw_kstr(w, "status", "succeeded");
+    tok_jw_kstr(w, "status", re->status == RE_FAILED ? "failed" : "succeeded");
+    if (re->status == RE_FAILED) {
+        /* Stripe adds these when a refund fails (docs.stripe.com/api/refunds/object) */
+        tok_jw_kstr(w, "failure_balance_transaction", re->text1);
+        tok_jw_kstr(w, "failure_reason", "expired_or_canceled_card");
+    }
     tok_jw_obj_end(w);
 }
 
@@ -1413,6 +1436,210 @@ static void stripe_require_action(struct gw_call *c, struct gw_obj *pi)
     c->saveable = true;
 }
 
+/* ---- webhooks sent after the fact (gwsim_webhooks.h sends them) -------------------------- */
+
+static void write_amount(struct tok_json_writer *w, int64_t value, const char *cur);
+
+/* A Stripe event around data.object (written by obj) and, when prev, previous_attributes. */
+static void stripe_event(struct gw *g, const char *type,
+                         void (*obj)(struct tok_json_writer *, const struct gw_obj *),
+                         const struct gw_obj *o, void (*prev)(struct tok_json_writer *))
+{
+    char evt[GW_ID_MAX];
+    struct tok_buf b = {0};
+    if (new_id("evt_", evt) != TOK_OK || tok_buf_alloc(&b, GW_WH_BODY_MAX, false) != TOK_OK)
+        return;
+    struct tok_json_writer w;
+    tok_jw_init(&w, &b);
+    tok_jw_obj_begin(&w);
+    tok_jw_kstr(&w, "id", evt);
+    tok_jw_kstr(&w, "object", "event");
+    tok_jw_kstr(&w, "api_version", GW_STRIPE_VERSION);
+    tok_jw_kint(&w, "created", now_s());
+    tok_jw_key(&w, "data");
+    tok_jw_obj_begin(&w);
+    tok_jw_key(&w, "object");
+    obj(&w, o);
+    if (prev != NULL) {
+        tok_jw_key(&w, "previous_attributes");
+        prev(&w);
+    }
+    tok_jw_obj_end(&w);
+    tok_jw_kbool(&w, "livemode", false);
+    tok_jw_kint(&w, "pending_webhooks", 1);
+    tok_jw_key(&w, "request");
+    tok_jw_obj_begin(&w);
+    static const char *const nulls[] = {"id", "idempotency_key"};
+    write_nulls(&w, nulls, TOK_ARRAY_LEN(nulls));
+    tok_jw_obj_end(&w);
+    tok_jw_kstr(&w, "type", type);
+    tok_jw_obj_end(&w);
+    if (tok_jw_finish(&w) == TOK_OK)
+        (void)gw_wh_queue(&g->wh, GW_WH_STRIPE, evt, type, b.data, b.len);
+    tok_buf_wipe(&b);
+}
+
+/* A Dispute (docs.stripe.com/api/disputes/object; the members of Stripe's fixture): o is the
+ * PaymentIntent, disputed in full as fraudulent, waiting for the merchant's evidence. */
+static void write_dispute(struct tok_json_writer *w, const struct gw_obj *pi)
+{
+    char dp[GW_ID_MAX];
+    if (new_id("dp_", dp) != TOK_OK)
+        snprintf(dp, sizeof dp, "dp_0");
+    tok_jw_obj_begin(w);
+    tok_jw_kstr(w, "id", dp);
+    tok_jw_kstr(w, "object", "dispute");
+    tok_jw_kint(w, "amount", pi->received);
+    tok_jw_key(w, "balance_transactions");
+    tok_jw_arr_begin(w);
+    tok_jw_arr_end(w);
+    tok_jw_kstr(w, "charge", pi->ref2);
+    tok_jw_kint(w, "created", now_s());
+    tok_jw_kstr(w, "currency", pi->currency);
+    static const char *const evidence[] = {
+        "access_activity_log", "billing_address", "cancellation_policy",
+        "cancellation_policy_disclosure", "cancellation_rebuttal", "customer_communication",
+        "customer_email_address", "customer_name", "customer_purchase_ip", "customer_signature",
+        "duplicate_charge_documentation", "duplicate_charge_explanation", "duplicate_charge_id",
+        "product_description", "receipt", "refund_policy", "refund_policy_disclosure",
+        "refund_refusal_explanation", "service_date", "service_documentation",
+        "shipping_address", "shipping_carrier", "shipping_date", "shipping_documentation",
+        "shipping_tracking_number", "uncategorized_file", "uncategorized_text"};
+    tok_jw_key(w, "evidence");
+    tok_jw_obj_begin(w);
+    write_nulls(w, evidence, TOK_ARRAY_LEN(evidence));
+    tok_jw_key(w, "enhanced_evidence");
+    tok_jw_obj_begin(w);
+    tok_jw_obj_end(w);
+    tok_jw_obj_end(w);
+    tok_jw_key(w, "evidence_details");
+    tok_jw_obj_begin(w);
+    tok_jw_kint(w, "due_by", now_s() + 21 * 86400);
+    tok_jw_kbool(w, "has_evidence", false);
+    tok_jw_kbool(w, "past_due", false);
+    tok_jw_kint(w, "submission_count", 0);
+    tok_jw_key(w, "enhanced_eligibility");
+    tok_jw_obj_begin(w);
+    tok_jw_obj_end(w);
+    tok_jw_obj_end(w);
+    tok_jw_key(w, "enhanced_eligibility_types");
+    tok_jw_arr_begin(w);
+    tok_jw_arr_end(w);
+    tok_jw_kbool(w, "is_charge_refundable", false);
+    tok_jw_kbool(w, "livemode", false);
+    tok_jw_key(w, "metadata");
+    tok_jw_obj_begin(w);
+    tok_jw_obj_end(w);
+    tok_jw_kstr(w, "payment_intent", pi->id);
+    tok_jw_key(w, "payment_method_details");
+    tok_jw_obj_begin(w);
+    tok_jw_key(w, "card");
+    tok_jw_obj_begin(w);
+    tok_jw_kstr(w, "brand", "visa");
+    tok_jw_kstr(w, "case_type", "chargeback");
+    tok_jw_kstr(w, "network_reason_code", "10.4");
+    tok_jw_obj_end(w);
+    tok_jw_kstr(w, "type", "card");
+    tok_jw_obj_end(w);
+    tok_jw_kstr(w, "reason", "fraudulent");
+    tok_jw_kstr(w, "status", "needs_response");
+    tok_jw_obj_end(w);
+}
+
+/* docs.stripe.com/testing#disputes: 0259's payment succeeds, then is disputed as fraudulent. */
+static void stripe_after_paid(struct gw *g, struct gw_obj *pi)
+{
+    if (pi->outcome == OUT_DISPUTE && pi->received > 0) {
+        stripe_event(g, "charge.dispute.created", write_dispute, pi, NULL);
+        g->st.disputes++;
+    }
+}
+
+static void refund_prev(struct tok_json_writer *w)
+{
+    tok_jw_obj_begin(w);
+    static const char *const nulls[] = {"failure_balance_transaction", "failure_reason"};
+    write_nulls(w, nulls, TOK_ARRAY_LEN(nulls));
+    tok_jw_kstr(w, "status", "succeeded");
+    tok_jw_obj_end(w);
+}
+
+/* An Adyen notification of one item, signed with the configured HMAC key. */
+static void adyen_notify(struct gw *g, const char *event_code, const char *psp,
+                         const char *original, const char *mref, int64_t value, const char *cur,
+                         const char *reason, const char *reason_code)
+{
+    if (!gw_wh_configured(&g->wh, GW_WH_ADYEN)) {
+        (void)gw_wh_queue(&g->wh, GW_WH_ADYEN, "-", event_code, NULL, 0); /* counted */
+        return;
+    }
+    char val[24], sig[64];
+    snprintf(val, sizeof val, "%lld", (long long)value);
+    const char *const fields[8] = {psp, original, g->merchant, mref, val, cur, event_code, "true"};
+    if (!gw_wh_adyen_hmac(&g->wh, fields, sig, sizeof sig))
+        return;
+    struct tok_buf b = {0};
+    if (tok_buf_alloc(&b, GW_WH_BODY_MAX, false) != TOK_OK)
+        return;
+    char date[40];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+    struct tok_json_writer w;
+    tok_jw_init(&w, &b);
+    tok_jw_obj_begin(&w);
+    tok_jw_kstr(&w, "live", "false");
+    tok_jw_key(&w, "notificationItems");
+    tok_jw_arr_begin(&w);
+    tok_jw_obj_begin(&w);
+    tok_jw_key(&w, "NotificationRequestItem");
+    tok_jw_obj_begin(&w);
+    tok_jw_key(&w, "additionalData");
+    tok_jw_obj_begin(&w);
+    if (reason_code != NULL) {
+        /* docs.adyen.com/risk-management/understanding-disputes/dispute-notifications */
+        tok_jw_kstr(&w, "chargebackReasonCode", reason_code);
+        tok_jw_kstr(&w, "chargebackSchemeCode", "visa");
+        tok_jw_kstr(&w, "disputeStatus", "Undefended");
+    }
+    tok_jw_kstr(&w, "hmacSignature", sig);
+    tok_jw_obj_end(&w);
+    write_amount(&w, value, cur);
+    tok_jw_kstr(&w, "eventCode", event_code);
+    tok_jw_kstr(&w, "eventDate", date);
+    tok_jw_kstr(&w, "merchantAccountCode", g->merchant);
+    tok_jw_kstr(&w, "merchantReference", mref);
+    tok_jw_kstr(&w, "originalReference", original);
+    tok_jw_kstr(&w, "paymentMethod", "visa");
+    tok_jw_kstr(&w, "pspReference", psp);
+    tok_jw_kstr(&w, "reason", reason);
+    tok_jw_kstr(&w, "success", "true");
+    tok_jw_obj_end(&w);
+    tok_jw_obj_end(&w);
+    tok_jw_arr_end(&w);
+    tok_jw_obj_end(&w);
+    char id[96];
+    snprintf(id, sizeof id, "%s:%s", event_code, psp);
+    if (tok_jw_finish(&w) == TOK_OK)
+        (void)gw_wh_queue(&g->wh, GW_WH_ADYEN, id, event_code, b.data, b.len);
+    tok_buf_wipe(&b);
+}
+
+/* Adyen's chargeback trigger (holderName "Chargeback[:reason]", and Stripe's 0259, which gwsim
+ * plays the same at both): once the payment is captured, a NOTIFICATION_OF_CHARGEBACK. */
+static void adyen_after_captured(struct gw *g, struct gw_obj *ap)
+{
+    if (ap->outcome != OUT_DISPUTE || ap->received == 0)
+        return;
+    char psp[17];
+    new_psp(psp);
+    adyen_notify(g, "NOTIFICATION_OF_CHARGEBACK", psp, ap->id, ap->text1 != NULL ? ap->text1 : "",
+                 ap->received, ap->currency, "Other Fraud-Card Absent Environment",
+                 ap->reason[0] != '\0' ? ap->reason : "10.4");
+    g->st.disputes++;
+}
+
 /* Confirms pi with its payment method: the card's outcome decides. Sets the response. */
 static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, struct gw_obj *pm)
 {
@@ -1420,8 +1647,9 @@ static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, struct gw_obj *
     /* docs.stripe.com/testing#regulatory-cards: 3184 and 3220 authenticate every payment,
      * 3155 unless it was set up (authenticated with setup_future_usage=off_session); with
      * off_session=true nobody can, and Stripe declines with authentication_required */
-    bool needs_auth = pm->outcome == OUT_3DS_ALWAYS ||
+    bool needs_auth = pm->outcome == OUT_3DS_ALWAYS || pm->outcome == OUT_3DS_DECLINE ||
                       (pm->outcome == OUT_3DS_SETUP && !pm->setup_done);
+    pi->outcome = pm->outcome;
     if (needs_auth && !pi->off_session) {
         if (pm->customer[0] == '\0' && strncmp(pm->id, "pm_card_", 8) != 0)
             pm->consumed = true;
@@ -1454,6 +1682,7 @@ static void stripe_confirm(struct gw_call *c, struct gw_obj *pi, struct gw_obj *
         g->st.charges++;
         stripe_ok(c, SO_PI, pi);
         c->saveable = true;
+        stripe_after_paid(g, pi);
         return;
     }
     pi->status = PI_REQ_PM;
@@ -1719,6 +1948,7 @@ static void stripe_pi_capture(struct gw_call *c, struct gw_obj *pi, const struct
     c->g->st.captures++;
     stripe_ok(c, SO_PI, pi);
     c->saveable = true;
+    stripe_after_paid(c->g, pi);
 }
 
 static void stripe_pi_cancel(struct gw_call *c, struct gw_obj *pi, const struct gw_form *f)
@@ -1828,6 +2058,17 @@ static void stripe_refund_create(struct gw_call *c, const struct gw_form *f)
     c->g->st.refunds++;
     stripe_ok(c, SO_RE, re);
     c->saveable = true;
+    /* docs.stripe.com/testing#refunds: 5126's refund is succeeded at first, then fails:
+     * charge.refund.updated with the Refund failed; the amount is back on the charge */
+    if (pi->outcome == OUT_REFUND_FAIL) {
+        char txn[GW_ID_MAX];
+        if (new_id("txn_", txn) == TOK_OK && (re->text1 = strdup(txn)) != NULL) {
+            re->status = RE_FAILED;
+            pi->refunded -= amount;
+            c->g->st.refund_failures++;
+            stripe_event(c->g, "charge.refund.updated", write_refund, re, refund_prev);
+        }
+    }
 }
 
 /* Authorization: Bearer <key>, or Basic base64("<key>:") as curl -u sends it. */
@@ -2242,8 +2483,20 @@ static bool adyen_card(struct gw_call *c, const struct tok_json_node *pmn, struc
     }
     char holder[96];
     *holder_res = NULL;
-    if (json_cstr(pmn, "holderName", holder, sizeof holder))
+    if (json_cstr(pmn, "holderName", holder, sizeof holder)) {
         *holder_res = adyen_by_holder(holder);
+        /* docs.adyen.com/risk-management/disputes-api/test-applicable-dispute-reasons:
+         * holderName "Chargeback" or "Chargeback:{reason_code}" (any case) -> a chargeback
+         * once the payment is captured */
+        if (strncasecmp(holder, "chargeback", 10) == 0 &&
+            (holder[10] == '\0' || (holder[10] == ':' && strlen(holder + 11) > 0 &&
+                                     strlen(holder + 11) < sizeof card->reason))) {
+            if (card->outcome == OUT_OK)
+                card->outcome = OUT_DISPUTE;
+            if (holder[10] == ':')
+                snprintf(card->reason, sizeof card->reason, "%s", holder + 11);
+        }
+    }
     return true;
 }
 
@@ -2337,6 +2590,9 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
         res = adyen_by_holder("CARD_EXPIRED");
     if (res == NULL)
         res = adyen_by_outcome(card.outcome);
+    /* 0341 stores (the zero-value authorisation is approved) and declines every payment */
+    if (card.outcome == OUT_ATTACH_DECLINE && value == 0 && rc == NULL)
+        res = adyen_by_holder("APPROVED");
     /*
      * 3-D Secure (docs.adyen.com/online-payments/3d-secure/redirect-3ds2): a payment of a card
      * enrolled in it, with the shopper present, is answered RedirectShopper and an action the
@@ -2349,12 +2605,13 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
     char return_url[1024] = "";
     bool has_return = json_cstr(root, "returnUrl", return_url, sizeof return_url);
     bool enrolled = card.outcome == OUT_3DS_ALWAYS || card.outcome == OUT_3DS_SETUP ||
-                    card.outcome == OUT_3DS_ADYEN;
+                    card.outcome == OUT_3DS_ADYEN || card.outcome == OUT_3DS_DECLINE;
     bool challenge = false;
     if (enrolled && value > 0 && strcmp(res->result, "Authorised") == 0) {
         if (strcmp(inter, "ContAuth") != 0 && has_return)
             challenge = true;
-        else if (strcmp(inter, "ContAuth") != 0 || card.outcome == OUT_3DS_ALWAYS)
+        else if (strcmp(inter, "ContAuth") != 0 || card.outcome == OUT_3DS_ALWAYS ||
+                 card.outcome == OUT_3DS_DECLINE)
             res = adyen_by_holder("NOT_3D_AUTHENTICATED");
         if (!challenge && strcmp(res->result, "Authorised") != 0)
             g->st.auth_required_declines++;
@@ -2409,6 +2666,8 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
     snprintf(ap->currency, sizeof ap->currency, "%s", cur);
     ap->text1 = strdup(ref);
     ap->ares = res;
+    ap->outcome = card.outcome;
+    snprintf(ap->reason, sizeof ap->reason, "%s", card.reason);
     bool authorised = strcmp(res->result, "Authorised") == 0;
     ap->status = authorised ? AP_AUTHORISED : AP_REFUSED;
     ap->manual = delay != 0;
@@ -2432,6 +2691,7 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
         newtok->exp_month = card.exp_month;
         newtok->exp_year = card.exp_year;
         newtok->text1 = strdup(shopper);
+        snprintf(newtok->reason, sizeof newtok->reason, "%s", card.reason);
         g->st.adyen_tokens++;
     }
 
@@ -2473,6 +2733,8 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
     c->status = w.st == TOK_OK ? 200 : 500;
     c->code = res->result;
     c->saveable = true;
+    if (authorised && !ap->manual)
+        adyen_after_captured(g, ap);
 }
 
 static void adyen_stored(struct gw_call *c, const struct tok_json_node *root)
@@ -2599,12 +2861,14 @@ static void adyen_modify(struct gw_call *c, enum adyen_mod mod, struct tok_slice
     if (ap->status == AP_CANCELLED)
         return adyen_error(c, 422, "000", "validation",
                            "gwsim: the payment was cancelled; no further modification.");
+    bool after = false; /* a notification follows */
     switch (mod) {
     case MOD_CAPTURE:
         if (!ap->manual || value > ap->amount - ap->received)
             return adyen_error(c, 422, "137", "validation", "Invalid amount specified");
         ap->received += value;
         g->st.adyen_captures++;
+        after = true;
         break;
     case MOD_CANCEL:
         if (ap->received > 0)
@@ -2619,6 +2883,7 @@ static void adyen_modify(struct gw_call *c, enum adyen_mod mod, struct tok_slice
         ap->refunded += value;
         g->st.adyen_refunds++;
         g->st.refunds++;
+        after = ap->outcome == OUT_REFUND_FAIL;
         break;
     default:
         return adyen_error(c, 500, "000", "internal", "gwsim: bad modification");
@@ -2642,6 +2907,16 @@ static void adyen_modify(struct gw_call *c, enum adyen_mod mod, struct tok_slice
     c->status = w.st == TOK_OK ? 201 : 500;
     c->code = "received";
     c->saveable = true;
+    if (after && mod == MOD_CAPTURE) {
+        adyen_after_captured(g, ap);
+    } else if (after) {
+        /* gwsim's refund failure (5126, as at Stripe): Adyen's REFUND_FAILED for the refund,
+         * the amount back on the payment (docs.adyen.com/online-payments/refund#refund-failed) */
+        ap->refunded -= value;
+        g->st.refund_failures++;
+        adyen_notify(g, "REFUND_FAILED", mpsp, ap->id, has_ref ? ref : "", value, cur,
+                     "Refund failed", NULL);
+    }
 }
 
 static void control_plain(struct gw_call *c, int status, const char *key, const char *value);
@@ -2664,8 +2939,12 @@ static void adyen_result(struct gw_call *c, const struct gw_obj *ap)
     tok_jw_kstr(&w, "pspReference", ap->id);
     tok_jw_kstr(&w, "resultCode", authorised ? "Authorised" : "Refused");
     if (!authorised) {
-        tok_jw_kstr(&w, "refusalReason", "3D Not Authenticated");
-        tok_jw_kstr(&w, "refusalReasonCode", "11");
+        const struct adyen_result *r = ap->ares != NULL ? ap->ares
+                                                        : adyen_by_holder("NOT_3D_AUTHENTICATED");
+        char rcode[16];
+        snprintf(rcode, sizeof rcode, "%d", r->code);
+        tok_jw_kstr(&w, "refusalReason", r->reason);
+        tok_jw_kstr(&w, "refusalReasonCode", rcode);
     }
     write_amount(&w, ap->amount, ap->currency);
     tok_jw_kstr(&w, "merchantReference", ap->text1);
@@ -2777,7 +3056,17 @@ static void acs_dispatch(struct gw_call *c, struct tok_slice method, struct tok_
     else if (o->kind == K_PI) {
         struct gw_obj *pm = obj_find(g, tok_slice_str(o->ref1), K_PM);
         o->auth = ok ? 2 : 3;
-        if (ok) {
+        if (ok && o->outcome == OUT_3DS_DECLINE) {
+            /* authenticated, then declined by the issuer (docs.stripe.com/testing, 1629) */
+            o->status = PI_REQ_PM;
+            snprintf(o->err_code, sizeof o->err_code, "%s", stripe_declines[o->outcome].code);
+            snprintf(o->err_decline, sizeof o->err_decline, "%s",
+                     stripe_declines[o->outcome].decline);
+            snprintf(o->err_msg, sizeof o->err_msg, "%s", stripe_declines[o->outcome].message);
+            g->st.auth_completed++;
+            g->st.declines++;
+            ok = false;
+        } else if (ok) {
             if (o->manual) {
                 o->status = PI_REQ_CAPTURE;
                 o->capturable = o->amount;
@@ -2807,7 +3096,12 @@ static void acs_dispatch(struct gw_call *c, struct tok_slice method, struct tok_
     } else {
         o->auth = ok ? 2 : 3;
         o->status = ok ? AP_AUTHORISED : AP_REFUSED;
-        if (ok) {
+        if (ok && o->outcome == OUT_3DS_DECLINE) {
+            o->status = AP_REFUSED;
+            o->ares = adyen_by_holder("DECLINED");
+            g->st.adyen_refused++;
+            g->st.auth_completed++;
+        } else if (ok) {
             if (!o->manual)
                 o->received = o->amount;
             g->st.adyen_authorised++;
@@ -2827,7 +3121,9 @@ static void acs_dispatch(struct gw_call *c, struct tok_slice method, struct tok_
     char q[256];
     if (o->kind == K_PI)
         snprintf(q, sizeof q, "payment_intent=%s&payment_intent_client_secret=%s_secret_gwsim"
-                 "&redirect_status=%s", o->id, o->id, ok ? "succeeded" : "failed");
+                 "&redirect_status=%s", o->id, o->id,
+                 o->status == PI_SUCCEEDED || o->status == PI_REQ_CAPTURE ? "succeeded"
+                                                                           : "failed");
     else
         snprintf(q, sizeof q, "redirectResult=%s", o->redirect_result);
     acs_back(c, o->return_url, q);
@@ -2956,6 +3252,7 @@ static void control_stats(struct gw_call *c)
     KV("control", s->r_control);
     KV("adyen.payments.details", s->r_adyen_details);
     KV("gwsim.acs", s->r_acs);
+    KV("gwsim.webhooks", s->r_webhooks);
     KV("unknown", s->r_unknown);
     tok_jw_obj_end(&w);
     KV("payment_intents_created", s->payment_intents);
@@ -2994,6 +3291,21 @@ static void control_stats(struct gw_call *c)
     KV("failed", s->auth_failed);
     KV("required_declines", s->auth_required_declines);
     tok_jw_obj_end(&w);
+    KV("disputes", s->disputes);
+    KV("refund_failures", s->refund_failures);
+    struct gw_wh *wh = &c->g->wh;
+    pthread_mutex_lock(&wh->mu);
+    tok_jw_key(&w, "webhooks");
+    tok_jw_obj_begin(&w);
+    KV("queued", wh->queued);
+    KV("delivered", wh->delivered);
+    KV("failed_tries", wh->failed_tries);
+    KV("given_up", wh->given_up);
+    KV("dropped", wh->dropped);
+    KV("unconfigured", wh->unconfigured);
+    KV("resent", wh->resent);
+    tok_jw_obj_end(&w);
+    pthread_mutex_unlock(&wh->mu);
     KV("idempotency_conflicts", s->idem_conflicts);
     KV("idempotency_mismatched_replays", s->idem_mismatch_replays);
     KV("auth_failures", s->auth_failures);
@@ -3032,6 +3344,84 @@ static void control_plain(struct gw_call *c, int status, const char *key, const 
     c->code = value;
 }
 
+/* POST /__gwsim/webhooks {"stripe": {"url", "secret"}, "adyen": {"url", "hmac_key"},
+ * "delay_ms"}: where the events go (loopback http only), GET: the events kept. */
+static void control_webhooks_set(struct gw_call *c)
+{
+    h2o_req_t *req = c->req;
+    struct tok_slice body = tok_slice_of(req->entity.base, req->entity.base ? req->entity.len : 0);
+    struct tok_json_doc *doc = NULL;
+    if (tok_json_parse(body, NULL, &doc, NULL) != TOK_OK)
+        return control_plain(c, 400, "error", "the body is not JSON");
+    const struct tok_json_node *root = tok_json_root(doc);
+    static const char *const apis[2] = {"stripe", "adyen"};
+    static const char *const keys[2] = {"secret", "hmac_key"};
+    const char *bad = NULL;
+    int64_t delay = -1;
+    const struct tok_json_node *dn = tok_json_get(root, "delay_ms");
+    if (dn != NULL && (tok_json_int64(dn, &delay) != TOK_OK || delay < 0 || delay > 60000))
+        bad = "delay_ms: 0..60000";
+    for (int i = 0; i < 2 && bad == NULL; i++) {
+        const struct tok_json_node *e = tok_json_get(root, apis[i]);
+        if (e == NULL)
+            continue;
+        char url[GW_WH_PATH_MAX + 64];
+        struct tok_slice secret;
+        const struct tok_json_node *sn = tok_json_get(e, keys[i]);
+        if (!json_cstr(e, "url", url, sizeof url) || sn == NULL ||
+            tok_json_string(sn, &secret) != TOK_OK ||
+            !gw_wh_set(&c->g->wh, (enum gw_wh_api)i, url, secret))
+            bad = i == 0 ? "stripe: {url: http://127.0.0.1|localhost|[::1]:PORT/..., secret}"
+                         : "adyen: {url: http://127.0.0.1|localhost|[::1]:PORT/..., "
+                           "hmac_key (hex)}";
+    }
+    if (bad == NULL && delay >= 0) {
+        pthread_mutex_lock(&c->g->wh.mu);
+        c->g->wh.delay_ms = (uint32_t)delay;
+        pthread_mutex_unlock(&c->g->wh.mu);
+    }
+    tok_json_doc_free(&doc);
+    if (bad != NULL)
+        return control_plain(c, 400, "error", bad);
+    control_plain(c, 200, "status", "configured");
+}
+
+static void control_webhooks_list(struct gw_call *c)
+{
+    struct gw_wh *wh = &c->g->wh;
+    resp_reset(c);
+    struct tok_json_writer w;
+    tok_jw_init(&w, &c->g->out);
+    pthread_mutex_lock(&wh->mu);
+    tok_jw_obj_begin(&w);
+    tok_jw_kbool(&w, "stripe", wh->ep[GW_WH_STRIPE].set);
+    tok_jw_kbool(&w, "adyen", wh->ep[GW_WH_ADYEN].set);
+    tok_jw_kint(&w, "delay_ms", wh->delay_ms);
+    tok_jw_key(&w, "events");
+    tok_jw_arr_begin(&w);
+    for (uint64_t seq = 1; seq <= wh->seq; seq++) {
+        for (size_t i = 0; i < GW_WH_EVENTS_MAX; i++) {
+            const struct gw_wh_event *e = &wh->ev[i];
+            if (!e->used || e->seq != seq)
+                continue;
+            tok_jw_obj_begin(&w);
+            tok_jw_kstr(&w, "id", e->id);
+            tok_jw_kstr(&w, "gateway", e->api == GW_WH_STRIPE ? "stripe" : "adyen");
+            tok_jw_kstr(&w, "type", e->type);
+            tok_jw_kint(&w, "tries", e->tries);
+            tok_jw_kint(&w, "last_status", e->last_status);
+            tok_jw_kbool(&w, "delivered", e->delivered);
+            tok_jw_kbool(&w, "given_up", e->given_up);
+            tok_jw_obj_end(&w);
+        }
+    }
+    tok_jw_arr_end(&w);
+    tok_jw_obj_end(&w);
+    pthread_mutex_unlock(&wh->mu);
+    c->status = w.st == TOK_OK ? 200 : 500;
+    c->code = "webhooks";
+}
+
 static void control_dispatch(struct gw_call *c, struct tok_slice method, struct tok_slice path)
 {
     c->g->st.r_control++;
@@ -3044,6 +3434,24 @@ static void control_dispatch(struct gw_call *c, struct tok_slice method, struct 
         store_clear(c->g);
         memset(&c->g->st, 0, sizeof c->g->st);
         return control_plain(c, 200, "status", "reset");
+    }
+    if (slice_is(path, "/__gwsim/webhooks")) {
+        c->g->st.r_webhooks++;
+        c->route = "gwsim.webhooks";
+        if (slice_is(method, "POST"))
+            return control_webhooks_set(c);
+        if (slice_is(method, "GET"))
+            return control_webhooks_list(c);
+    }
+    /* POST /__gwsim/webhooks/{id}/resend: the gateway delivers the same event again */
+    if (slice_is(method, "POST") && slice_prefix(path, "/__gwsim/webhooks/") &&
+        path.len > 18 + 7 && memcmp(path.ptr + path.len - 7, "/resend", 7) == 0) {
+        c->g->st.r_webhooks++;
+        c->route = "gwsim.webhooks.resend";
+        struct tok_slice id = tok_slice_of(path.ptr + 18, path.len - 18 - 7);
+        if (!gw_wh_resend(&c->g->wh, id))
+            return control_plain(c, 404, "error", "no such event");
+        return control_plain(c, 200, "status", "resending");
     }
     c->route = "gwsim.unknown";
     control_plain(c, 404, "error", "no such gwsim endpoint");
@@ -3665,6 +4073,7 @@ int main(int argc, char **argv)
     snprintf(g->merchant, sizeof g->merchant, "GwsimMerchantECOM");
     for (size_t i = 0; i < GW_PORTS; i++)
         g->port_fd[i] = -1;
+    gw_wh_init(&g->wh);
 
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},       {"tls-cert", required_argument, NULL, 'c'},
@@ -3786,6 +4195,7 @@ int main(int argc, char **argv)
     while (!stopping)
         h2o_evloop_run(loop, 1000);
     tok_log_info("gwsim: stopping");
+    gw_wh_stop(&g->wh);
     store_clear(g);
     tok_buf_wipe(&g->stripe_key);
     tok_buf_wipe(&g->adyen_key);

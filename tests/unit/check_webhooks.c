@@ -181,6 +181,65 @@ START_TEST(test_parse_stripe)
 }
 END_TEST
 
+/* A refund that fails later: Stripe's charge.refund.updated (only when the Refund is failed)
+ * and refund.failed name the charge by payment_intent and the refund by id; Adyen's
+ * REFUND_FAILED by originalReference and pspReference. */
+START_TEST(test_parse_refund_failed)
+{
+    struct tok_gw_event e;
+    const char *b = "{\"id\":\"evt_rf\",\"type\":\"charge.refund.updated\",\"data\":{\"object\":{"
+                    "\"id\":\"re_1\",\"object\":\"refund\",\"amount\":700,\"charge\":\"ch_9\","
+                    "\"payment_intent\":\"pi_1\",\"status\":\"failed\","
+                    "\"failure_reason\":\"expired_or_canceled_card\"},"
+                    "\"previous_attributes\":{\"status\":\"succeeded\"}}}";
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(b), false, &e), TOK_OK);
+    ck_assert_int_eq(e.action, TOK_GWA_REFUND_FAILED);
+    ck_assert_str_eq(e.ref, "pi_1");
+    ck_assert_str_eq(e.refund_ref, "re_1");
+    ck_assert_str_eq(e.failure, "expired_or_canceled_card");
+    ck_assert_int_eq(e.amount_refunded, 700);
+    ck_assert_int_eq(e.amount_captured, -1);
+    /* another update of a refund (status succeeded) is not a failure */
+    const char *ok = "{\"id\":\"evt_ru\",\"type\":\"charge.refund.updated\",\"data\":{\"object\":{"
+                     "\"id\":\"re_1\",\"object\":\"refund\",\"amount\":700,"
+                     "\"payment_intent\":\"pi_1\","
+                     "\"status\":\"succeeded\"}}}";
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(ok), false, &e), TOK_OK);
+    ck_assert_int_eq(e.action, TOK_GWA_IGNORE);
+    const char *rf = "{\"id\":\"evt_rf2\",\"type\":\"refund.failed\",\"data\":{\"object\":{"
+                     "\"id\":\"re_2\",\"object\":\"refund\",\"amount\":5,\"charge\":\"ch_9\","
+                     "\"status\":\"failed\"}}}";
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(rf), false, &e), TOK_OK);
+    ck_assert_int_eq(e.action, TOK_GWA_REFUND_FAILED);
+    ck_assert_str_eq(e.ref, "ch_9");
+    ck_assert_str_eq(e.refund_ref, "re_2");
+    ck_assert_str_eq(e.failure, "");
+    /* a failed refund without its id cannot be matched: refused */
+    const char *noid = "{\"id\":\"evt_rf3\",\"type\":\"refund.failed\",\"data\":{\"object\":{"
+                       "\"object\":\"refund\",\"payment_intent\":\"pi_1\",\"status\":\"failed\"}}}";
+    ck_assert_int_eq(tok_webhook_parse_stripe(tok_slice_str(noid), false, &e), TOK_ERR_INPUT);
+
+    const char *a = "{\"live\":\"false\",\"notificationItems\":[{\"NotificationRequestItem\":{"
+                    "\"additionalData\":{\"hmacSignature\":\"x\"},"
+                    "\"amount\":{\"currency\":\"EUR\",\"value\":1000},"
+                    "\"eventCode\":\"REFUND_FAILED\","
+                    "\"merchantAccountCode\":\"M\",\"merchantReference\":\"r\","
+                    "\"originalReference\":\"PAYMENT000000001\","
+                    "\"pspReference\":\"REFUND0000000001\","
+                    "\"reason\":\"Refund failed\",\"success\":\"true\"}}]}";
+    struct tok_gw_event ev[1];
+    struct tok_json_doc *doc = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(tok_webhook_parse_adyen(tok_slice_str(a), &doc, ev, 1, &n), TOK_OK);
+    ck_assert_int_eq(ev[0].action, TOK_GWA_REFUND_FAILED);
+    ck_assert_str_eq(ev[0].ref, "PAYMENT000000001");
+    ck_assert_str_eq(ev[0].refund_ref, "REFUND0000000001");
+    ck_assert_int_eq(ev[0].amount_refunded, 1000);
+    ck_assert_str_eq(ev[0].id, "REFUND_FAILED:REFUND0000000001:true");
+    tok_json_doc_free(&doc);
+}
+END_TEST
+
 /* A Stripe PaymentMethod event as documented (data.object is the PaymentMethod; the
  * card is data.object.card), trimmed to the fields that matter plus decoys. */
 #define PM_EVENT(type, card)                                                                       \
@@ -402,6 +461,7 @@ Suite *tok_webhooks_suite(void)
     tcase_add_test(core, test_adyen_sample);
     tcase_add_test(core, test_parse_adyen);
     tcase_add_test(core, test_parse_stripe);
+    tcase_add_test(core, test_parse_refund_failed);
     tcase_add_test(core, test_parse_card_update);
     tcase_add_test(limits, test_card_update_limits);
     tcase_add_test(adv, test_parse_card_update_adversarial);

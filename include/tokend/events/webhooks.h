@@ -108,7 +108,12 @@ enum tok_gw_action {
     TOK_GWA_FAILED,
     TOK_GWA_CANCELED,
     TOK_GWA_CARD_UPDATED,   /* a card updater changed the stored card (not a charge event) */
+    TOK_GWA_REFUND_FAILED,  /* a refund reported succeeded failed later (refund_ref names it;
+                             * Stripe charge.refund.updated with status failed, refund.failed;
+                             * Adyen REFUND_FAILED): its amount goes back to the charge */
 };
+
+#define TOK_WEBHOOK_FAILURE_MAX 48
 
 #define TOK_CARD_UPDATE_BRAND_MAX 16
 
@@ -128,7 +133,9 @@ struct tok_gw_event {
     char id[TOK_WEBHOOK_ID_MAX];         /* the gateway's event id (de-duplication key) */
     char type[TOK_WEBHOOK_TYPE_MAX + 1]; /* the gateway's event type */
     char ref[TOK_WEBHOOK_ID_MAX];        /* the charge's gateway_ref */
-    char refund_ref[TOK_WEBHOOK_ID_MAX]; /* Adyen REFUND: the refund's own pspReference */
+    char refund_ref[TOK_WEBHOOK_ID_MAX]; /* Adyen REFUND: the refund's own pspReference; a
+                                          * failed refund's re_... or pspReference */
+    char failure[TOK_WEBHOOK_FAILURE_MAX]; /* TOK_GWA_REFUND_FAILED: why ("" when not said) */
     enum tok_gw_action action;
     int64_t amount_captured; /* -1 when the event does not say */
     int64_t amount_refunded; /* -1 when the event does not say */
