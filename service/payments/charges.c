@@ -92,7 +92,7 @@ struct charge_call {
     char only_gateway[TOK_GATEWAY_NAME_MAX];
     char return_url[TOK_GATEWAY_URL_MAX];                /* CHARGE: where 3-D Secure returns */
     struct tok_browser_info browser;                     /* CHARGE: the customer's browser */
-    bool has_browser;
+    bool has_browser;                                    /* browser was given */
     char redirect_result[TOK_GATEWAY_RETURN_DATA_MAX];   /* COMPLETE: Adyen's redirectResult */
     char action_url[TOK_GATEWAY_URL_MAX];                /* the charge's next_action */
     bool decided;      /* COMPLETE: the charge was no longer waiting; answered as it is */
@@ -1067,14 +1067,15 @@ static tok_status get_url(const struct tok_json_node *root, const char *field, c
     out[v.len] = '\0';
     return TOK_OK;
 }
+
 /*
  * browser: the customer's browser, as 3-D Secure 2 describes it (EMV 3DS browser fields;
  * Adyen's browserInfo requires all eight; docs/adapters.md). Strings as browsers send them in
  * HTTP (printable ASCII), numbers in the ranges browsers report.
  */
-static const char *const browser_fields[] = {"user_agent",   "accept_header",    "language",
-                                             "color_depth",  "screen_height",    "screen_width",
-                                             "time_zone_offset", "java_enabled", "ip_address"};
+static const char *const browser_fields[] = {
+    "user_agent",   "accept_header",    "language",     "color_depth", "screen_height",
+    "screen_width", "time_zone_offset", "java_enabled", "ip_address"};
 
 /* JSON-escaped length: '"' and '\\' take two bytes (check_gateway_adyen's budget) */
 static size_t escaped_len(const char *s)
