@@ -27,10 +27,22 @@
  * shopper present carries returnUrl; when the issuer wants authentication Adyen answers
  * resultCode RedirectShopper and an action {type redirect, method GET, url} the shopper's
  * browser follows (ACTION, ref = pspReference). Adyen sends the shopper back to returnUrl
- * with a redirectResult, which COMPLETE passes to /payments/details. Native 3DS2
- * (IdentifyShopper, ChallengeShopper) needs Adyen's script in the shopper's browser: tokend
- * asks for none and reports one as an authentication_required decline, as it does a
- * RedirectShopper when no returnUrl was given.
+ * with a redirectResult, which COMPLETE passes to /payments/details.
+ * Every payment with the shopper present (TOKENISE, CHARGE on session) asks for that redirect
+ * flow explicitly: authenticationData.threeDSRequestData.nativeThreeDS "disabled" ("Use the
+ * redirect 3D Secure authentication flow", Checkout v71's ThreeDSRequestData; "preferred" asks
+ * for native 3DS2, docs.adyen.com/online-payments/3d-secure/native-3ds2). Native 3DS2
+ * (IdentifyShopper, ChallengeShopper, action type threeDS2 with a token and no url) needs
+ * Adyen's 3DS2 Component running in the shopper's browser, which a server-only service cannot
+ * give: should one come anyway (an account set up to force it), a charge that could have been
+ * redirected fails with code native_3ds_unsupported (ERROR: no other gateway is tried, the
+ * payment is left unfinished at Adyen, where it expires); elsewhere (no returnUrl, no shopper,
+ * TOKENISE) any authentication demand is an authentication_required decline.
+ * The shopper's browser (call->browser, docs.adyen.com/online-payments/3d-secure/redirect-3ds2/
+ * api-only: "the full object is required for web integrations") goes as browserInfo, with
+ * channel "Web", origin (the scheme, host and port of return_url: the app's site, which the
+ * shopper is on) and shopperIP when the app gave the address. Adyen refuses a 3DS2 payment
+ * without it (Authentication required).
  * Modifications answer 201 "received": Adyen decides later and says so by webhook (CAPTURE,
  * CANCELLATION, REFUND notifications). tokend records "received" as done; a refusal that
  * arrives by webhook is for the webhook handler (not part of this adapter).
@@ -86,6 +98,59 @@ static void w_amount(struct tok_json_writer *jw, int64_t value, const char *cur)
     tok_jw_obj_end(jw);
 }
 
+/* authenticationData: the redirect flow, asked for explicitly (see the top of this file) */
+static void w_redirect_3ds(struct tok_json_writer *jw)
+{
+    tok_jw_key(jw, "authenticationData");
+    tok_jw_obj_begin(jw);
+    tok_jw_key(jw, "threeDSRequestData");
+    tok_jw_obj_begin(jw);
+    tok_jw_kstr(jw, "nativeThreeDS", "disabled");
+    tok_jw_obj_end(jw);
+    tok_jw_obj_end(jw);
+}
+
+/*
+ * The origin (RFC 6454: scheme "://" host [":" port]) of an absolute http(s) URL into
+ * out[cap]; false when it has none we would send (user information, longer than Adyen's 80).
+ */
+static bool origin_of(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return false;
+    p += 3;
+    size_t n = (size_t)(p - url) + strcspn(p, "/?#\\"); /* as WHATWG URL: a backslash too */
+    if (n == (size_t)(p - url) || memchr(url, '@', n) != NULL || n > TOK_ADYEN_ORIGIN_MAX ||
+        n >= cap)
+        return false;
+    tok_copy(out, url, n);
+    out[n] = '\0';
+    return true;
+}
+
+static void w_browser(const struct tok_gateway_call *call, struct tok_json_writer *jw)
+{
+    const struct tok_browser_info *b = call->browser;
+    tok_jw_key(jw, "browserInfo");
+    tok_jw_obj_begin(jw);
+    tok_jw_kstr(jw, "acceptHeader", b->accept_header);
+    tok_jw_kint(jw, "colorDepth", b->color_depth);
+    tok_jw_kbool(jw, "javaEnabled", b->java_enabled);
+    tok_jw_kstr(jw, "language", b->language);
+    tok_jw_kint(jw, "screenHeight", b->screen_height);
+    tok_jw_kint(jw, "screenWidth", b->screen_width);
+    tok_jw_kint(jw, "timeZoneOffset", b->time_zone_offset);
+    tok_jw_kstr(jw, "userAgent", b->user_agent);
+    tok_jw_obj_end(jw);
+    tok_jw_kstr(jw, "channel", "Web");
+    char origin[TOK_ADYEN_ORIGIN_MAX + 1];
+    if (call->return_url != NULL && origin_of(call->return_url, origin, sizeof origin))
+        tok_jw_kstr(jw, "origin", origin);
+    if (b->ip_address[0] != '\0')
+        tok_jw_kstr(jw, "shopperIP", b->ip_address);
+}
+
 static tok_status encode_tokenise(const struct tok_gateway_call *call,
                                   const struct tok_gateway_wire *w, struct tok_json_writer *jw)
 {
@@ -124,6 +189,7 @@ static tok_status encode_tokenise(const struct tok_gateway_call *call,
     tok_jw_kstr(jw, "recurringProcessingModel", "UnscheduledCardOnFile");
     tok_jw_kstr(jw, "shopperInteraction", "Ecommerce");
     tok_jw_kstr(jw, "returnUrl", TOK_ADYEN_RETURN_URL);
+    w_redirect_3ds(jw);
     return TOK_OK;
 }
 
@@ -170,6 +236,11 @@ static tok_status encode_charge(const struct tok_gateway_call *call, struct tok_
                 !call->off_session && call->return_url != NULL && call->return_url[0] != '\0'
                     ? call->return_url
                     : TOK_ADYEN_RETURN_URL);
+    if (!call->off_session) {
+        w_redirect_3ds(jw);
+        if (call->browser != NULL)
+            w_browser(call, jw);
+    }
     if (call->capture) {
         tok_jw_kint(jw, "captureDelayHours", 0);
     } else {
@@ -366,8 +437,14 @@ static void parse_payment(struct tok_gateway_call *call, const struct tok_gatewa
         tok_gateway_set(call, TOK_GW_ERROR, "gateway_bad_response", NULL);
         return;
     }
-    if (tok_slice_eq(result, "RedirectShopper") || tok_slice_eq(result, "IdentifyShopper") ||
-        tok_slice_eq(result, "ChallengeShopper")) {
+    bool native =
+        tok_slice_eq(result, "IdentifyShopper") || tok_slice_eq(result, "ChallengeShopper");
+    if (native && call->op == TOK_GW_CHARGE && call->return_url != NULL && !call->off_session) {
+        /* native 3DS2 although the redirect flow was asked for (see the top of this file) */
+        tok_gateway_set(call, TOK_GW_ERROR, "native_3ds_unsupported", NULL);
+        return;
+    }
+    if (tok_slice_eq(result, "RedirectShopper") || native) {
         /* 3-D Secure wanted: no shopper is present to authenticate, or nowhere to send one */
         tok_gateway_set(call, TOK_GW_DECLINED, "authentication_required",
                         "authentication_required");

@@ -32,6 +32,7 @@
 #include "tokend/http/app.h"
 #include "tokend/vault/tokens.h"
 
+#include <arpa/inet.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,8 @@ struct charge_call {
     char invoice_ref[TOK_INVOICE_REF_MAX + 1];
     char only_gateway[TOK_GATEWAY_NAME_MAX];
     char return_url[TOK_GATEWAY_URL_MAX];                /* CHARGE: where 3-D Secure returns */
+    struct tok_browser_info browser;                     /* CHARGE: the customer's browser */
+    bool has_browser;                                    /* browser was given */
     char redirect_result[TOK_GATEWAY_RETURN_DATA_MAX];   /* COMPLETE: Adyen's redirectResult */
     char action_url[TOK_GATEWAY_URL_MAX];                /* the charge's next_action */
     bool decided;      /* COMPLETE: the charge was no longer waiting; answered as it is */
@@ -851,6 +854,7 @@ static void start_attempt(struct tok_req *r, struct charge_call *c)
     c->gw.capture = c->capture;
     c->gw.off_session = c->off_session;
     c->gw.return_url = !c->off_session && c->return_url[0] != '\0' ? c->return_url : NULL;
+    c->gw.browser = !c->off_session && c->has_browser ? &c->browser : NULL;
     snprintf(c->gw.idempotency_key, sizeof c->gw.idempotency_key, "tokend_%s_%s", c->id, g->gateway);
     tok_http_watch(r, &c->call);
     tok_gateway_submit(ops, &c->gw);
@@ -1035,7 +1039,7 @@ static tok_status get_text(const struct tok_json_node *root, const char *field, 
 
 static const char *const charge_fields[] = {"token", "amount", "currency", "capture",
                                             "description", "invoice_ref", "gateway",
-                                            "off_session", "return_url"};
+                                            "off_session", "return_url", "browser"};
 static const char *const complete_fields[] = {"redirect_result"};
 
 /* An absolute http(s) URL of printable ASCII, no quotes or angle brackets, at most max. */
@@ -1063,6 +1067,124 @@ static tok_status get_url(const struct tok_json_node *root, const char *field, c
     out[v.len] = '\0';
     return TOK_OK;
 }
+
+/*
+ * browser: the customer's browser, as 3-D Secure 2 describes it (EMV 3DS browser fields;
+ * Adyen's browserInfo requires all eight; docs/adapters.md). Strings as browsers send them in
+ * HTTP (printable ASCII), numbers in the ranges browsers report.
+ */
+static const char *const browser_fields[] = {
+    "user_agent",   "accept_header",    "language",     "color_depth", "screen_height",
+    "screen_width", "time_zone_offset", "java_enabled", "ip_address"};
+
+/* JSON-escaped length: '"' and '\\' take two bytes (check_gateway_adyen's budget) */
+static size_t escaped_len(const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++)
+        n += (*s == '"' || *s == '\\') ? 2 : 1;
+    return n;
+}
+
+static tok_status browser_text(const struct tok_json_node *b, const char *key, const char *param,
+                               bool tag, char *out, size_t max, struct field_error *fe)
+{
+    const struct tok_json_node *n = tok_json_get(b, key);
+    struct tok_slice v;
+    if (n == NULL && strcmp(key, "ip_address") == 0)
+        return TOK_OK;
+    if (n == NULL)
+        FAIL(fe, "missing_field", param, "browser needs user_agent, accept_header, language, "
+                                         "color_depth, screen_height, screen_width, "
+                                         "time_zone_offset and java_enabled");
+    if (tok_json_string(n, &v) != TOK_OK)
+        FAIL(fe, "invalid_type", param, "must be a string");
+    if (v.len == 0)
+        FAIL(fe, "invalid_browser", param, "must not be empty");
+    if (v.len > max)
+        FAIL(fe, "too_long", param, "the text is too long");
+    for (size_t i = 0; i < v.len; i++) {
+        uint8_t ch = v.ptr[i];
+        bool ok = tag ? ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                         (ch >= '0' && ch <= '9') || ch == '-')
+                      : ch >= 0x20 && ch < 0x7f;
+        if (!ok)
+            FAIL(fe, "invalid_browser", param,
+                 tag ? "a BCP 47 language tag (letters, digits, '-')"
+                     : "printable ASCII, as the browser sends it in HTTP");
+    }
+    if (tok_contains_pan(v))
+        FAIL(fe, "text_contains_pan", param, "browser fields must not hold card numbers");
+    tok_copy(out, v.ptr, v.len);
+    out[v.len] = '\0';
+    return TOK_OK;
+}
+
+static tok_status browser_int(const struct tok_json_node *b, const char *key, const char *param,
+                              int64_t lo, int64_t hi, int *out, struct field_error *fe)
+{
+    const struct tok_json_node *n = tok_json_get(b, key);
+    int64_t v = 0;
+    if (n == NULL)
+        FAIL(fe, "missing_field", param, "browser needs user_agent, accept_header, language, "
+                                         "color_depth, screen_height, screen_width, "
+                                         "time_zone_offset and java_enabled");
+    if (tok_json_int64(n, &v) != TOK_OK)
+        FAIL(fe, "invalid_type", param, "must be an integer");
+    if (v < lo || v > hi)
+        FAIL(fe, "invalid_browser", param, "out of the range browsers report");
+    *out = (int)v;
+    return TOK_OK;
+}
+
+static tok_status get_browser(const struct tok_json_node *root, struct charge_call *c,
+                              struct field_error *fe)
+{
+    const struct tok_json_node *b = tok_json_get(root, "browser");
+    struct tok_slice unknown;
+    if (b == NULL || tok_json_type(b) == TOK_JSON_NULL)
+        return TOK_OK;
+    if (tok_json_type(b) != TOK_JSON_OBJECT)
+        FAIL(fe, "invalid_type", "browser", "browser must be an object");
+    if (tok_json_check_keys(b, browser_fields, TOK_ARRAY_LEN(browser_fields), &unknown) != TOK_OK)
+        FAIL(fe, "unknown_field", "browser", "browser has a field tokend does not take");
+    struct tok_browser_info *bi = &c->browser;
+    TOK_GUARD(browser_text(b, "user_agent", "browser.user_agent", false, bi->user_agent,
+                           TOK_BROWSER_UA_MAX, fe));
+    TOK_GUARD(browser_text(b, "accept_header", "browser.accept_header", false, bi->accept_header,
+                           TOK_BROWSER_ACCEPT_MAX, fe));
+    TOK_GUARD(browser_text(b, "language", "browser.language", true, bi->language,
+                           TOK_BROWSER_LANGUAGE_MAX, fe));
+    TOK_GUARD(browser_int(b, "color_depth", "browser.color_depth", 1, 48, &bi->color_depth, fe));
+    static const int depths[] = {1, 4, 8, 15, 16, 24, 30, 32, 48};
+    bool depth_ok = false;
+    for (size_t i = 0; i < TOK_ARRAY_LEN(depths); i++)
+        depth_ok = depth_ok || bi->color_depth == depths[i];
+    if (!depth_ok)
+        FAIL(fe, "invalid_browser", "browser.color_depth",
+             "screen.colorDepth: 1, 4, 8, 15, 16, 24, 30, 32 or 48");
+    TOK_GUARD(browser_int(b, "screen_height", "browser.screen_height", 1, 999999,
+                          &bi->screen_height, fe));
+    TOK_GUARD(browser_int(b, "screen_width", "browser.screen_width", 1, 999999,
+                          &bi->screen_width, fe));
+    /* Date.getTimezoneOffset(): UTC-12 .. UTC+14 */
+    TOK_GUARD(browser_int(b, "time_zone_offset", "browser.time_zone_offset", -840, 720,
+                          &bi->time_zone_offset, fe));
+    const struct tok_json_node *jn = tok_json_get(b, "java_enabled");
+    if (jn == NULL)
+        FAIL(fe, "missing_field", "browser.java_enabled", "java_enabled is required (boolean)");
+    if (tok_json_bool(jn, &bi->java_enabled) != TOK_OK)
+        FAIL(fe, "invalid_type", "browser.java_enabled", "must be true or false");
+    TOK_GUARD(browser_text(b, "ip_address", "browser.ip_address", false, bi->ip_address,
+                           TOK_BROWSER_IP_MAX, fe));
+    uint8_t addr[16];
+    if (bi->ip_address[0] != '\0' && inet_pton(AF_INET, bi->ip_address, addr) != 1 &&
+        inet_pton(AF_INET6, bi->ip_address, addr) != 1)
+        FAIL(fe, "invalid_browser", "browser.ip_address", "an IPv4 or IPv6 address");
+    c->has_browser = true;
+    return TOK_OK;
+}
+
 static const char *const capture_fields[] = {"amount"};
 static const char *const refund_fields[] = {"charge", "amount"};
 
@@ -1125,6 +1247,19 @@ static tok_status parse_body(struct tok_req *r, struct charge_call *c, struct fi
             st = get_text(root, "gateway", c->only_gateway, sizeof c->only_gateway - 1, fe);
         if (st == TOK_OK)
             st = get_url(root, "return_url", c->return_url, sizeof c->return_url - 1, fe);
+        if (st == TOK_OK)
+            st = get_browser(root, c, fe);
+        if (st == TOK_OK && c->has_browser && c->off_session)
+            fe->code = "browser_requires_customer", fe->param = "browser",
+            fe->detail = "browser describes a customer present: give it with off_session false",
+            st = TOK_ERR_INPUT;
+        if (st == TOK_OK && c->has_browser &&
+            escaped_len(c->return_url) + escaped_len(c->browser.user_agent) +
+                    escaped_len(c->browser.accept_header) > TOK_GATEWAY_CUSTOMER_TEXT_MAX)
+            fe->code = "too_long", fe->param = "browser",
+            fe->detail = "return_url, browser.user_agent and browser.accept_header together "
+                         "are too long for the gateway request",
+            st = TOK_ERR_INPUT;
         if (st == TOK_OK && (tok_contains_pan(tok_slice_str(c->description)) || tok_contains_pan(tok_slice_str(c->invoice_ref))))
             fe->code = "text_contains_pan", fe->param = "description", fe->detail = "free text must not hold card numbers", st = TOK_ERR_INPUT;
     } else if (c->op == OP_REFUND) {

@@ -15,6 +15,8 @@ D_WHSEC=whsec_threeds_$$
 D_HMAC=$(openssl rand -hex 32)
 D_Y=$(($(date -u +%Y) + 1))
 D_RET=https://shop.example/checkout/return
+# the customer's browser, which Adyen's 3-D Secure 2 needs described (t_50 tests it in detail)
+D_BROWSER='"browser":{"user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0","accept_header":"text/html,*/*;q=0.8","language":"en-GB","color_depth":24,"screen_height":1080,"screen_width":1920,"time_zone_offset":-60,"java_enabled":false}'
 D_CTL=("$BUILD/tokenctl" --db "$T_ADMIN_DB" --master-key-file "$T_DIR/master.key")
 D_PSQL() { psql "$T_ADMIN_DB" -XAtq -c "$1"; }
 
@@ -177,7 +179,7 @@ expect_eq "complete: unknown field" "$(st "$out") $(js "$out" .code)" "422 unkno
 # --- Adyen: RedirectShopper, the shopper back with redirectResult, /payments/details ----------------------
 TOKA=$(tokenise "$D_KA" 5454545454545454)
 expect_match "adyen: the 3DS2 test card stores (the zero-value authorisation is not challenged)" "$TOKA" '^tok_'
-out=$(charge "$D_KA" "$TOKA" false "\"return_url\":\"$D_RET\"")
+out=$(charge "$D_KA" "$TOKA" false "\"return_url\":\"$D_RET\",$D_BROWSER")
 CHA=$(js "$out" .id)
 URLA=$(js "$out" .next_action.url)
 expect_eq "adyen 5454 shopper present: 202 requires_action" "$(st "$out") $(js "$out" .status)" "202 requires_action"
@@ -194,7 +196,7 @@ D0=$(gs '.requests["adyen.payments.details"]')
 out=$(dapi "$D_KA" POST "/v1/charges/$CHA/complete" "{\"redirect_result\":\"$RR\"}")
 expect_eq "complete with the redirectResult: 200 succeeded" "$(st "$out") $(js "$out" '.status + " " + (.amount_captured|tostring)')" "200 succeeded 2500"
 expect_eq "... one /payments/details at Adyen" "$(($(gs '.requests["adyen.payments.details"]') - D0))" 1
-out=$(charge "$D_KA" "$TOKA" false "\"return_url\":\"$D_RET\"")
+out=$(charge "$D_KA" "$TOKA" false "\"return_url\":\"$D_RET\",$D_BROWSER")
 CHA2=$(js "$out" .id)
 back=$(acs "$(js "$out" .next_action.url)" fail)
 out=$(dapi "$D_KA" POST "/v1/charges/$CHA2/complete" "{\"redirect_result\":\"$(qparam "$back" redirectResult)\"}")
@@ -203,7 +205,7 @@ expect_eq "adyen failed challenge: declined authentication_failed (refusal 11 af
 out=$(charge "$D_KA" "$TOKA" true)
 expect_eq "adyen 5454 merchant-initiated (ContAuth): 201 succeeded (out of scope for SCA)" "$(st "$out") $(js "$out" .status)" "201 succeeded"
 # Adyen's AUTHORISATION webhook decides a waiting charge (HMAC over Adyen's signing string)
-out=$(charge "$D_KA" "$TOKA" false "\"return_url\":\"$D_RET\"")
+out=$(charge "$D_KA" "$TOKA" false "\"return_url\":\"$D_RET\",$D_BROWSER")
 CHA3=$(js "$out" .id)
 PSP3=$(js "$out" .gateway_reference)
 SIGN="$PSP3::$D_MERCHANT:tokend_${CHA3}_$D_GA:2500:EUR:AUTHORISATION:true"
@@ -251,7 +253,7 @@ done
 acurl() { curl -s --cacert "$T_DIR/tls.crt" -H "x-api-key: $D_AK" -H 'content-type: application/json' "$GWURL$1" -d "$2"; }
 SPM=$(acurl /v71/payments "{\"merchantAccount\":\"$D_MERCHANT\",\"reference\":\"c0\",\"amount\":{\"value\":0,\"currency\":\"EUR\"},\"storePaymentMethod\":true,\"shopperReference\":\"shopper_c\",\"shopperInteraction\":\"Ecommerce\",\"recurringProcessingModel\":\"UnscheduledCardOnFile\",\"paymentMethod\":{\"type\":\"scheme\",\"number\":\"4212345678901237\",\"expiryMonth\":\"03\",\"expiryYear\":\"$D_Y\",\"cvc\":\"737\"}}" |
     jq -r '.additionalData["tokenization.storedPaymentMethodId"]')
-acurl /v71/payments "{\"merchantAccount\":\"$D_MERCHANT\",\"reference\":\"c1\",\"amount\":{\"value\":100,\"currency\":\"EUR\"},\"shopperReference\":\"shopper_c\",\"shopperInteraction\":\"Ecommerce\",\"recurringProcessingModel\":\"CardOnFile\",\"returnUrl\":\"$D_RET\",\"paymentMethod\":{\"type\":\"scheme\",\"storedPaymentMethodId\":\"$SPM\"}}" >"$T_DIR/d44-redirect.json"
+acurl /v71/payments "{\"merchantAccount\":\"$D_MERCHANT\",\"reference\":\"c1\",\"amount\":{\"value\":100,\"currency\":\"EUR\"},\"shopperReference\":\"shopper_c\",\"shopperInteraction\":\"Ecommerce\",\"recurringProcessingModel\":\"CardOnFile\",\"returnUrl\":\"$D_RET\",\"browserInfo\":{\"userAgent\":\"curl\",\"acceptHeader\":\"*/*\",\"language\":\"en\",\"colorDepth\":24,\"screenHeight\":1080,\"screenWidth\":1920,\"timeZoneOffset\":0,\"javaEnabled\":false},\"paymentMethod\":{\"type\":\"scheme\",\"storedPaymentMethodId\":\"$SPM\"}}" >"$T_DIR/d44-redirect.json"
 back=$(acs "$(jq -r .action.url "$T_DIR/d44-redirect.json")" complete)
 acurl /v71/payments/details "{\"details\":{\"redirectResult\":\"$(qparam "$back" redirectResult)\"}}" >"$T_DIR/d44-details.json"
 expect_eq "gwsim adyen (the contract's example card 4212...1237): RedirectShopper, then Authorised" \

@@ -124,6 +124,7 @@ struct gw_cfg {
     const char *ready_file;
     uint32_t max_objects;
     const char *record_dir;
+    bool adyen_force_native; /* --adyen-native-3ds always: native 3DS2 even when not asked */
 };
 
 struct gw_stats {
@@ -141,6 +142,10 @@ struct gw_stats {
     uint64_t auth_failures, full_refusals;
     uint64_t r_acs, r_adyen_details, actions, auth_completed, auth_failed, auth_required_declines;
     uint64_t disputes, refund_failures, r_webhooks;
+    /* Adyen 3-D Secure 2: the flow each /payments asked for, native actions answered,
+     * payments refused for want of browserInfo */
+    uint64_t adyen_3ds_native_asked, adyen_3ds_redirect_asked, adyen_3ds_unasked,
+        adyen_native_actions, adyen_browser_refusals;
     uint64_t f500, f429, ftimeout, freset, flatency;
     uint64_t connections, requests_h1, requests_h2;
 };
@@ -178,7 +183,7 @@ enum pi_status {
     PI_REQ_ACTION,
 };
 
-enum ap_status { AP_AUTHORISED = 1, AP_REFUSED, AP_CANCELLED, AP_REDIRECT };
+enum ap_status { AP_AUTHORISED = 1, AP_REFUSED, AP_CANCELLED, AP_REDIRECT, AP_NATIVE };
 
 enum re_status { RE_SUCCEEDED = 0, RE_FAILED };
 
@@ -2500,6 +2505,124 @@ static bool adyen_card(struct gw_call *c, const struct tok_json_node *pmn, struc
     return true;
 }
 
+/*
+ * 3-D Secure 2 on a /payments request: authenticationData.threeDSRequestData.nativeThreeDS
+ * ("preferred": native, "disabled": redirect; Checkout v71 ThreeDSRequestData) into *native,
+ * and whether a browserInfo came with all that BrowserInfo requires (for web payments "the
+ * full object is required", PaymentRequest.browserInfo). False with the answer set when
+ * either is malformed.
+ */
+static bool adyen_3ds2_request(struct gw_call *c, const struct tok_json_node *root, bool *native,
+                               bool *browser)
+{
+    struct gw *g = c->g;
+    *native = g->cfg.adyen_force_native;
+    *browser = false;
+    const struct tok_json_node *ad = tok_json_get(root, "authenticationData");
+    const struct tok_json_node *rd = ad != NULL ? tok_json_get(ad, "threeDSRequestData") : NULL;
+    const struct tok_json_node *nn = rd != NULL ? tok_json_get(rd, "nativeThreeDS") : NULL;
+    char v[16];
+    if ((ad != NULL && tok_json_type(ad) != TOK_JSON_OBJECT) ||
+        (rd != NULL && tok_json_type(rd) != TOK_JSON_OBJECT) ||
+        (nn != NULL && (!json_cstr(rd, "nativeThreeDS", v, sizeof v) ||
+                        (strcmp(v, "preferred") != 0 && strcmp(v, "disabled") != 0)))) {
+        adyen_error(c, 422, "000", "validation",
+                    "Invalid authenticationData.threeDSRequestData.nativeThreeDS.");
+        return false;
+    }
+    if (nn == NULL)
+        g->st.adyen_3ds_unasked++;
+    else if (strcmp(v, "preferred") == 0)
+        g->st.adyen_3ds_native_asked++, *native = true;
+    else
+        g->st.adyen_3ds_redirect_asked++;
+    const struct tok_json_node *bi = tok_json_get(root, "browserInfo");
+    if (bi == NULL)
+        return true;
+    static const char *const strs[] = {"acceptHeader", "language", "userAgent"};
+    static const char *const ints[] = {"colorDepth", "screenHeight", "screenWidth",
+                                       "timeZoneOffset"};
+    char field[64];
+    for (size_t i = 0; i < TOK_ARRAY_LEN(strs); i++) {
+        struct tok_slice sv;
+        const struct tok_json_node *n = tok_json_get(bi, strs[i]);
+        if (n == NULL || tok_json_string(n, &sv) != TOK_OK) {
+            snprintf(field, sizeof field, "browserInfo.%s", strs[i]);
+            adyen_required(c, "000", "field", field);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < TOK_ARRAY_LEN(ints); i++) {
+        int64_t iv;
+        const struct tok_json_node *n = tok_json_get(bi, ints[i]);
+        if (n == NULL || tok_json_int64(n, &iv) != TOK_OK || iv < INT32_MIN || iv > INT32_MAX) {
+            snprintf(field, sizeof field, "browserInfo.%s", ints[i]);
+            adyen_required(c, "000", "field", field);
+            return false;
+        }
+    }
+    bool java;
+    const struct tok_json_node *jn = tok_json_get(bi, "javaEnabled");
+    if (jn == NULL || tok_json_bool(jn, &java) != TOK_OK) {
+        adyen_required(c, "000", "field", "browserInfo.javaEnabled");
+        return false;
+    }
+    *browser = true;
+    return true;
+}
+
+/*
+ * Native 3-D Secure 2 (docs.adyen.com/online-payments/3d-secure/native-3ds2): resultCode
+ * IdentifyShopper and an action {type threeDS2, subtype fingerprint, token, paymentData} for
+ * Adyen's 3DS2 Component in the shopper's browser. gwsim plays no further step of it (the
+ * fingerprint, the challenge): the payment stays waiting, as one Adyen never hears from again.
+ */
+static void adyen_native_action(struct gw_call *c, struct gw_obj *ap, const char *ref)
+{
+    struct gw *g = c->g;
+    char tmem[256], token[384], pdata[96];
+    snprintf(tmem, sizeof tmem,
+             "{\"threeDSMessageVersion\":\"2.2.0\",\"threeDSServerTransID\":\"gwsim-%s\","
+             "\"threeDSMethodNotificationURL\":\"\",\"threeDSMethodUrl\":\"\"}",
+             ap->id);
+    sodium_bin2base64(token, sizeof token, (const unsigned char *)tmem, strlen(tmem),
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(pdata, sizeof pdata, "Ab02b4c0!gwsim!%s", ap->id);
+    ap->status = AP_NATIVE;
+    g->st.adyen_payments++;
+    g->st.adyen_native_actions++;
+    resp_reset(c);
+    struct tok_json_writer w;
+    tok_jw_init(&w, &g->out);
+    tok_jw_obj_begin(&w);
+    tok_jw_key(&w, "additionalData");
+    tok_jw_obj_begin(&w);
+    tok_jw_kstr(&w, "cardSummary", ap->last4);
+    tok_jw_kstr(&w, "threeds2.cardEnrolled", "true");
+    tok_jw_kstr(&w, "paymentMethod", adyen_brand(ap->brand));
+    tok_jw_kstr(&w, "merchantReference", ref);
+    tok_jw_obj_end(&w);
+    tok_jw_kstr(&w, "pspReference", ap->id);
+    tok_jw_kstr(&w, "resultCode", "IdentifyShopper");
+    tok_jw_key(&w, "action");
+    tok_jw_obj_begin(&w);
+    tok_jw_kstr(&w, "paymentData", pdata);
+    tok_jw_kstr(&w, "paymentMethodType", "scheme");
+    tok_jw_kstr(&w, "subtype", "fingerprint");
+    tok_jw_kstr(&w, "token", token);
+    tok_jw_kstr(&w, "type", "threeDS2");
+    tok_jw_obj_end(&w);
+    tok_jw_obj_end(&w);
+    c->status = w.st == TOK_OK ? 200 : 500;
+    c->code = "IdentifyShopper";
+    c->saveable = true;
+}
+
+/* refusal 38 (docs.adyen.com/development-resources/refusal-reasons): what Adyen answers a
+ * 3DS2 payment it cannot authenticate for want of browserInfo; not a holderName trigger */
+static const struct adyen_result adyen_auth_required = {"", 38, "Refused",
+                                                        "Authentication required"};
+
 static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
 {
     struct gw *g = c->g;
@@ -2540,6 +2663,9 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
     const struct tok_json_node *dn = tok_json_get(root, "captureDelayHours");
     if (dn != NULL && (tok_json_int64(dn, &delay) != TOK_OK || delay < 0 || delay > 168))
         return adyen_error(c, 422, "000", "validation", "Invalid captureDelayHours.");
+    bool native = false, browser = false;
+    if (!adyen_3ds2_request(c, root, &native, &browser))
+        return;
 
     /* the card: raw fields or a stored token */
     struct gw_obj card;
@@ -2608,7 +2734,13 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
                     card.outcome == OUT_3DS_ADYEN || card.outcome == OUT_3DS_DECLINE;
     bool challenge = false;
     if (enrolled && value > 0 && strcmp(res->result, "Authorised") == 0) {
-        if (strcmp(inter, "ContAuth") != 0 && has_return)
+        /* the shopper present: 3DS2 needs the browser described (browserInfo), else Adyen
+         * cannot authenticate and refuses (hyperswitch PR 5153: "failing with Authentication
+         * required" until browser_info was sent) */
+        if (strcmp(inter, "ContAuth") != 0 && has_return && !browser) {
+            res = &adyen_auth_required;
+            g->st.adyen_browser_refusals++;
+        } else if (strcmp(inter, "ContAuth") != 0 && has_return)
             challenge = true;
         else if (strcmp(inter, "ContAuth") != 0 || card.outcome == OUT_3DS_ALWAYS ||
                  card.outcome == OUT_3DS_DECLINE)
@@ -2630,6 +2762,12 @@ static void adyen_payments(struct gw_call *c, const struct tok_json_node *root)
         ap->outcome = card.outcome;
         ap->brand = card.brand;
         snprintf(ap->last4, sizeof ap->last4, "%s", card.last4);
+        if (native) {
+            if (ap->text1 == NULL)
+                return adyen_full(c);
+            ap->auth = 0; /* no issuer page: the challenge would run in the shopper's browser */
+            return adyen_native_action(c, ap, ref);
+        }
         ap->return_url = strdup(return_url);
         ap->action_url = acs_url(c, ap->id);
         if (ap->return_url == NULL || ap->action_url == NULL || ap->text1 == NULL)
@@ -2848,7 +2986,8 @@ static void adyen_modify(struct gw_call *c, enum adyen_mod mod, struct tok_slice
     if (has_ref && strlen(ref) > 80)
         return adyen_error(c, 422, "000", "validation", "reference is longer than 80 characters.");
     struct gw_obj *ap = obj_find(g, psp, K_AP);
-    if (ap == NULL || ap->status == AP_REFUSED || ap->status == AP_REDIRECT)
+    if (ap == NULL || ap->status == AP_REFUSED || ap->status == AP_REDIRECT ||
+        ap->status == AP_NATIVE)
         return adyen_error(c, 422, "167", "validation",
                            "Original pspReference required for this operation");
     if (mod != MOD_CANCEL && strcmp(cur, ap->currency) != 0)
@@ -3306,6 +3445,14 @@ static void control_stats(struct gw_call *c)
     KV("resent", wh->resent);
     tok_jw_obj_end(&w);
     pthread_mutex_unlock(&wh->mu);
+    tok_jw_key(&w, "adyen_3ds2");
+    tok_jw_obj_begin(&w);
+    KV("native_asked", s->adyen_3ds_native_asked);
+    KV("redirect_asked", s->adyen_3ds_redirect_asked);
+    KV("unasked", s->adyen_3ds_unasked);
+    KV("native_actions", s->adyen_native_actions);
+    KV("browser_info_refusals", s->adyen_browser_refusals);
+    tok_jw_obj_end(&w);
     KV("idempotency_conflicts", s->idem_conflicts);
     KV("idempotency_mismatched_replays", s->idem_mismatch_replays);
     KV("auth_failures", s->auth_failures);
@@ -4043,7 +4190,7 @@ static void usage(void)
             "             [--latency-ms N] [--stripe-key sk_test_...] [--adyen-key KEY]\n"
             "             [--adyen-merchant NAME] [--fault-rate-500 P] [--fault-rate-429 P]\n"
             "             [--ready-file F] [--max-objects N] [--log-level debug|info|warn|error]\n"
-            "             [--record DIR]\n"
+            "             [--record DIR] [--adyen-native-3ds always]\n"
             "See docs/gwsim.md.\n");
     exit(2);
 }
@@ -4085,6 +4232,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
         {"http1-only", no_argument, NULL, '1'},
         {"record", required_argument, NULL, 'R'},
+        {"adyen-native-3ds", required_argument, NULL, 'N'},
         {NULL, 0, NULL, 0}};
     int opt;
     enum tok_log_level level;
@@ -4130,6 +4278,11 @@ int main(int argc, char **argv)
             break;
         case 'R':
             g->cfg.record_dir = optarg;
+            break;
+        case 'N':
+            if (strcmp(optarg, "always") != 0)
+                die("--adyen-native-3ds: always");
+            g->cfg.adyen_force_native = true;
             break;
         case 'o':
             g->cfg.max_objects = parse_u32(optarg, "--max-objects", 10000000u);

@@ -288,6 +288,124 @@ START_TEST(test_three_ds)
 }
 END_TEST
 
+/* 3-D Secure 2: the redirect flow asked for explicitly; the shopper's browser; a native answer */
+static struct tok_browser_info browser;
+
+static void set_browser(void)
+{
+    memset(&browser, 0, sizeof browser);
+    strcpy(browser.user_agent, "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0");
+    strcpy(browser.accept_header, "text/html,*/*;q=0.8");
+    strcpy(browser.language, "nl-NL");
+    browser.color_depth = 24;
+    browser.screen_height = 1080;
+    browser.screen_width = 1920;
+    browser.time_zone_offset = -60;
+    browser.java_enabled = false;
+    strcpy(browser.ip_address, "2001:db8::7");
+}
+
+static const char *native_3ds(const struct tok_json_node *r)
+{
+    static char v[32];
+    struct tok_slice s;
+    const struct tok_json_node *n =
+        tok_json_get(tok_json_get(tok_json_get(r, "authenticationData"), "threeDSRequestData"),
+                     "nativeThreeDS");
+    if (n == NULL || tok_json_string(n, &s) != TOK_OK || s.len >= sizeof v)
+        return "-";
+    tok_copy(v, s.ptr, s.len);
+    v[s.len] = '\0';
+    return v;
+}
+
+START_TEST(test_three_ds2)
+{
+    call.op = TOK_GW_TOKENISE;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert_str_eq(native_3ds(sent()), "disabled");
+    call.op = TOK_GW_CHARGE;
+    call.pm_ref = "ABCDEF0123456789|tokend_shopper1";
+    call.amount = 1000;
+    call.off_session = true;
+    tok_buf_reset(&body);
+    path.len = 0;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert_str_eq(native_3ds(sent()), "-"); /* ContAuth: no authentication to choose */
+    ck_assert_ptr_null(tok_json_get(sent(), "browserInfo"));
+    call.off_session = false;
+    call.return_url = "https://shop.example:8443/pay/return?o=1";
+    tok_buf_reset(&body);
+    path.len = 0;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    const struct tok_json_node *r = sent();
+    ck_assert_str_eq(native_3ds(r), "disabled");
+    ck_assert_ptr_null(tok_json_get(r, "browserInfo")); /* none given: none sent */
+    ck_assert_ptr_null(tok_json_get(r, "channel"));
+    set_browser();
+    call.browser = &browser;
+    tok_buf_reset(&body);
+    path.len = 0;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    r = sent();
+    const struct tok_json_node *bi = tok_json_get(r, "browserInfo");
+    ck_assert(str_is(tok_json_get(bi, "userAgent"), browser.user_agent));
+    ck_assert(str_is(tok_json_get(bi, "acceptHeader"), "text/html,*/*;q=0.8"));
+    ck_assert(str_is(tok_json_get(bi, "language"), "nl-NL"));
+    ck_assert_int_eq(int_of(tok_json_get(bi, "colorDepth")), 24);
+    ck_assert_int_eq(int_of(tok_json_get(bi, "screenHeight")), 1080);
+    ck_assert_int_eq(int_of(tok_json_get(bi, "screenWidth")), 1920);
+    ck_assert_int_eq(int_of(tok_json_get(bi, "timeZoneOffset")), -60);
+    bool java = true;
+    ck_assert_int_eq(tok_json_bool(tok_json_get(bi, "javaEnabled"), &java), TOK_OK);
+    ck_assert(!java);
+    ck_assert(str_is(tok_json_get(r, "channel"), "Web"));
+    ck_assert(str_is(tok_json_get(r, "origin"), "https://shop.example:8443"));
+    ck_assert(str_is(tok_json_get(r, "shopperIP"), "2001:db8::7"));
+    /* no address given: no shopperIP; user information in return_url: no origin */
+    browser.ip_address[0] = '\0';
+    call.return_url = "https://u:p@shop.example/r";
+    tok_buf_reset(&body);
+    path.len = 0;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    r = sent();
+    ck_assert_ptr_null(tok_json_get(r, "shopperIP"));
+    ck_assert_ptr_null(tok_json_get(r, "origin"));
+    ck_assert_ptr_nonnull(tok_json_get(r, "browserInfo"));
+    /* off session, a browser lent anyway: not sent (nobody to authenticate) */
+    call.off_session = true;
+    tok_buf_reset(&body);
+    path.len = 0;
+    ck_assert_int_eq(tok_adyen_encode(&call, "M", &wire, &path, &body), TOK_OK);
+    ck_assert_ptr_null(tok_json_get(sent(), "browserInfo"));
+    call.off_session = false;
+    /* native 3DS2 although redirect was asked for: a specific failure, not a decline */
+    static const char *const native[] = {
+        "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"IdentifyShopper\","
+        "\"action\":{\"paymentMethodType\":\"scheme\",\"subtype\":\"fingerprint\","
+        "\"token\":\"eyJ0aHJlZURTTWV0aG9kTm90aWZpY2F0aW9uVVJMIjoiIn0=\","
+        "\"type\":\"threeDS2\",\"paymentData\":\"Ab02b4c0\"}}",
+        "{\"pspReference\":\"JLCMPCQ8HXSKGK82\",\"resultCode\":\"ChallengeShopper\","
+        "\"action\":{\"subtype\":\"challenge\",\"token\":\"e30=\",\"type\":\"threeDS2\"}}",
+    };
+    for (size_t i = 0; i < TOK_ARRAY_LEN(native); i++) {
+        call.return_url = "https://shop.example/r";
+        parse(200, native[i]);
+        ck_assert_int_eq(call.outcome, TOK_GW_ERROR);
+        ck_assert_str_eq(call.code, "native_3ds_unsupported");
+        ck_assert_str_eq(call.action_url, "");
+        call.return_url = NULL; /* nowhere to return to: the decline it always was */
+        parse(200, native[i]);
+        ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+        ck_assert_str_eq(call.code, "authentication_required");
+    }
+    call.op = TOK_GW_TOKENISE;
+    parse(200, native[0]);
+    ck_assert_int_eq(call.outcome, TOK_GW_DECLINED);
+    ck_assert_str_eq(call.code, "authentication_required");
+}
+END_TEST
+
 START_TEST(test_refusals)
 {
     const char *code = NULL, *dec = NULL;
@@ -366,7 +484,55 @@ START_TEST(test_largest_body_fits_httpc)
     call.op = TOK_GW_TOKENISE;
     tok_status st = tok_adyen_encode(&call, merchant, &wire, &path, &body);
     ck_assert_int_eq(st, TOK_OK);
-    ck_assert_uint_lt(body.len, TOK_HTTPC_BODY_MAX / 2);
+    /* a quarter left over (authenticationData took the half's last 31 bytes and more) */
+    ck_assert_uint_lt(body.len, TOK_HTTPC_BODY_MAX * 3 / 4);
+}
+END_TEST
+
+/* the largest charge: every string at its longest and escaped, return_url and the browser's
+ * texts at their shared budget (TOK_GATEWAY_CUSTOMER_TEXT_MAX) */
+START_TEST(test_largest_charge_fits_httpc)
+{
+    char merchant[sizeof((struct tok_gateway_account *)0)->merchant_account];
+    memset(merchant, '"', sizeof merchant - 1);
+    merchant[sizeof merchant - 1] = '\0';
+    memset(wire.reference, 'r', TOK_ADYEN_REFERENCE_MAX);
+    wire.reference[TOK_ADYEN_REFERENCE_MAX] = '\0';
+    char pm_ref[TOK_GATEWAY_REF_MAX];
+    memset(pm_ref, 'A', TOK_GATEWAY_ID_MAX);
+    pm_ref[TOK_GATEWAY_ID_MAX] = '|';
+    size_t shop = TOK_GATEWAY_REF_MAX - TOK_GATEWAY_ID_MAX - 2; /* the longest ref tokend keeps */
+    memset(pm_ref + TOK_GATEWAY_ID_MAX + 1, 's', shop);
+    pm_ref[TOK_GATEWAY_ID_MAX + 1 + shop] = '\0';
+    set_browser();
+    size_t ua = TOK_BROWSER_UA_MAX / 4, ah = TOK_BROWSER_ACCEPT_MAX / 2; /* escaped: x2 */
+    memset(browser.user_agent, '"', ua);
+    browser.user_agent[ua] = '\0';
+    memset(browser.accept_header, '\\', ah);
+    browser.accept_header[ah] = '\0';
+    memset(browser.language, 'x', TOK_BROWSER_LANGUAGE_MAX);
+    browser.language[TOK_BROWSER_LANGUAGE_MAX] = '\0';
+    strcpy(browser.ip_address, "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255");
+    browser.color_depth = 48;
+    browser.screen_height = browser.screen_width = 999999;
+    browser.time_zone_offset = -840;
+    static char url[TOK_GATEWAY_URL_MAX];
+    size_t rest = TOK_GATEWAY_CUSTOMER_TEXT_MAX - 2 * ua - 2 * ah;
+    ck_assert_uint_lt(rest, sizeof url);
+    strcpy(url, "https://");
+    memset(url + 8, 'h', 72);
+    memset(url + 80, '\\', (rest - 80) / 2);
+    url[80 + (rest - 80) / 2] = '\0';
+    call.op = TOK_GW_CHARGE;
+    call.pm_ref = pm_ref;
+    call.amount = 99999999;
+    call.capture = false;
+    call.off_session = false;
+    call.return_url = url;
+    call.browser = &browser;
+    ck_assert_int_eq(tok_adyen_encode(&call, merchant, &wire, &path, &body), TOK_OK);
+    ck_assert_ptr_nonnull(tok_json_get(sent(), "origin"));
+    ck_assert_uint_lt(body.len, TOK_HTTPC_BODY_MAX);
 }
 END_TEST
 
@@ -435,6 +601,7 @@ Suite *tok_gateway_adyen_suite(void)
     tcase_add_checked_fixture(adv, setup, teardown);
     tcase_add_test(core, test_encode_tokenise);
     tcase_add_test(core, test_three_ds);
+    tcase_add_test(core, test_three_ds2);
     tcase_add_test(core, test_encode_charge);
     tcase_add_test(core, test_encode_detach);
     tcase_add_test(core, test_encode_modifications);
@@ -445,6 +612,7 @@ Suite *tok_gateway_adyen_suite(void)
     tcase_add_test(limits, test_amount_limits);
     tcase_add_test(limits, test_small_body_is_refused_and_wiped);
     tcase_add_test(limits, test_largest_body_fits_httpc);
+    tcase_add_test(limits, test_largest_charge_fits_httpc);
     tcase_add_test(adv, test_bad_references);
     tcase_add_test(adv, test_hostile_answers);
     suite_add_tcase(s, core);

@@ -53,6 +53,31 @@ enum tok_gateway_op {
 #define TOK_GATEWAY_URL_MAX 1024 /* return_url and action_url */
 #define TOK_GATEWAY_RETURN_DATA_MAX 4096 /* Adyen's redirectResult */
 
+/* the customer's browser (EMV 3-D Secure 2 browser fields): kept small, so that a charge's
+ * request, return_url included, fits the gateway request buffer (TOK_HTTPC_BODY_MAX) */
+#define TOK_BROWSER_UA_MAX 512
+#define TOK_BROWSER_ACCEPT_MAX 256
+#define TOK_BROWSER_LANGUAGE_MAX 35 /* a BCP 47 tag (RFC 5646 4.4.1: 35 is enough) */
+#define TOK_BROWSER_IP_MAX 45       /* the longest text form of an IPv6 address */
+/* return_url + user_agent + accept_header, each counted as JSON writes it ('"' and '\\' take
+ * two bytes): at most this, the largest charge request fits (check_gateway_adyen) */
+#define TOK_GATEWAY_CUSTOMER_TEXT_MAX 800
+
+/**
+ * The browser of a customer present at a charge, as 3-D Secure 2 needs it described (Adyen
+ * browserInfo, shopperIP). Not secret. Validated by the caller: printable ASCII strings,
+ * color_depth one of 1 4 8 15 16 24 30 32 48, screens 1..999999, time_zone_offset
+ * -840..720 (minutes, as the browser's getTimezoneOffset gives it).
+ */
+struct tok_browser_info {
+    char user_agent[TOK_BROWSER_UA_MAX + 1];
+    char accept_header[TOK_BROWSER_ACCEPT_MAX + 1];
+    char language[TOK_BROWSER_LANGUAGE_MAX + 1];
+    int color_depth, screen_height, screen_width, time_zone_offset;
+    bool java_enabled;
+    char ip_address[TOK_BROWSER_IP_MAX + 1]; /* "" when not given */
+};
+
 struct tok_gateway_call;
 typedef void (*tok_gateway_done_fn)(struct tok_gateway_call *call);
 struct tok_httpc;
@@ -96,6 +121,9 @@ struct tok_gateway_call {
     const char *return_url;  /* CHARGE with the customer present: where the gateway sends the
                                 customer back after authenticating (NULL: nowhere, so an
                                 authentication demand is a decline) */
+    const struct tok_browser_info *browser; /* CHARGE with the customer present: the browser
+                                               (NULL when the app described none; Stripe
+                                               ignores it) */
     const char *return_data; /* COMPLETE: Adyen's redirectResult (NULL for Stripe) */
     char idempotency_key[TOK_GATEWAY_IDEM_MAX]; /* sent as the gateway's own key */
     /* outputs */

@@ -28,6 +28,7 @@
 #define TOK_ADYEN_IDEM_MAX 64
 #define TOK_ADYEN_REFERENCE_MAX 80
 #define TOK_ADYEN_SHOPPER_MAX 64
+#define TOK_ADYEN_ORIGIN_MAX 80 /* PaymentRequest.origin maxLength */
 #define TOK_ADYEN_API "/v71"
 #define TOK_ADYEN_TOKENISE_CURRENCY "EUR"
 #define TOK_GATEWAY_PATH_MAX 160
