@@ -123,8 +123,13 @@ int main(int argc, char **argv)
         rc = refuse("cannot load the master key", cwhy);
         goto out;
     }
-    if (cfg.master_key_previous[0] != '\0' &&
-        tok_keyring_load_previous(kr, cfg.master_key_previous, &cwhy) != TOK_OK) {
+    /* during a master rotation, the version it replaces: a file or a key in a token */
+    struct tok_master_key_config prev = {
+        cfg.master_key_previous, cfg.master_key_previous_pkcs11,
+        tok_master_key_previous_pin(cfg.master_key_previous_pkcs11,
+                                    cfg.master_key_previous_pin_file, cfg.master_key_pin_file)};
+    if ((prev.file[0] != '\0' || prev.pkcs11_uri[0] != '\0') &&
+        tok_keyring_add_previous(kr, &prev, &cwhy) != TOK_OK) {
         rc = refuse("cannot load the previous master key", cwhy);
         goto out;
     }

@@ -395,10 +395,15 @@ tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out
             " (or --master-key-pkcs11)");
         return TOK_ERR_INPUT;
     }
-    bool prev = a->master_key_previous != NULL && a->master_key_previous[0] != '\0';
-    if (p11 && prev) {
-        say("--master-key-previous is for --master-key-file: a master key rotation with a PKCS#11"
-            " token is not supported");
+    bool prev_file = a->master_key_previous != NULL && a->master_key_previous[0] != '\0';
+    bool prev_p11 = a->master_key_previous_pkcs11 != NULL && a->master_key_previous_pkcs11[0];
+    if (prev_file && prev_p11) {
+        say("give --master-key-previous or --master-key-previous-pkcs11, not both");
+        return TOK_ERR_INPUT;
+    }
+    if (!prev_p11 && a->master_key_previous_pin_file != NULL &&
+        a->master_key_previous_pin_file[0] != '\0') {
+        say("--master-key-previous-pin-file is for --master-key-previous-pkcs11");
         return TOK_ERR_INPUT;
     }
     if (tok_harden_process(&why) != TOK_OK) {
@@ -412,10 +417,16 @@ tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out
         say("master key refused: %s", why != NULL ? why : "unknown reason");
         return TOK_ERR_IO;
     }
-    if (prev && tok_keyring_load_previous(*out, a->master_key_previous, &why) != TOK_OK) {
+    /* during a master rotation, the version it replaces: a file or a key in a token; a
+     * wrong one is a configuration error (exit 2), like tokend's */
+    struct tok_master_key_config prev = {
+        a->master_key_previous, a->master_key_previous_pkcs11,
+        tok_master_key_previous_pin(a->master_key_previous_pkcs11,
+                                    a->master_key_previous_pin_file, a->master_key_pin_file)};
+    if ((prev_file || prev_p11) && tok_keyring_add_previous(*out, &prev, &why) != TOK_OK) {
         say("previous master key refused: %s", why != NULL ? why : "unknown reason");
         tok_keyring_free(out);
-        return TOK_ERR_IO;
+        return TOK_ERR_INPUT;
     }
     return TOK_OK;
 }
@@ -1567,8 +1578,8 @@ static tok_status keys_hsm_init(const struct tok_admin *a, int argc, char **argv
         say("%s", why != NULL ? why : "cannot harden the process");
         return TOK_ERR_INTERNAL;
     }
-    tok_status st = tok_master_key_pkcs11_create(a->master_key_pkcs11, a->master_key_pin_file,
-                                                  &why);
+    tok_status st =
+        tok_master_key_pkcs11_create(a->master_key_pkcs11, a->master_key_pin_file, NULL, &why);
     struct tok_master_key *mk = NULL;
     if (st == TOK_OK)
         st = tok_master_key_pkcs11_open(a->master_key_pkcs11, a->master_key_pin_file, &mk, &why);
