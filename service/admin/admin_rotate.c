@@ -6,6 +6,7 @@
 #include "tokend/admin/admin_rotate.h"
 #include "tokend/store/db.h"
 #include "tokend/vault/keyring.h"
+#include "tokend/vault/master_key.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -149,31 +150,58 @@ static void progress_show(struct progress *p, bool final)
 
 /* ---- keys new-master -------------------------------------------------------------------- */
 
-/* A master key in a PKCS#11 token is not rotated by tokenctl (yet): its root is computed in
- * the token, and the next key would have to be a file carrying it (SECURITY.md). */
-static bool refuse_pkcs11(const struct tok_admin *a, const char *what)
+/* The PIN file for a second key in a token: its own (given), else its URI's pin-source, else
+ * the current key's (the same token). */
+static const char *second_pin(const struct tok_admin *a, const char *uri, const char *pin_file)
 {
-    if (a->master_key_pkcs11 == NULL || a->master_key_pkcs11[0] == '\0')
-        return false;
-    say("keys %s: not with --master-key-pkcs11: a master key rotation with a PKCS#11 token is "
-        "not supported",
-        what);
-    return true;
+    return tok_master_key_previous_pin(uri, pin_file, a->master_key_pin_file);
+}
+
+/* The next master key made in the token uri names, carrying kr's sub-key root. */
+static tok_status new_master_pkcs11(const struct tok_admin *a, const struct tok_keyring *kr,
+                                    const char *uri, const char *pin_file)
+{
+    const char *why = NULL;
+    tok_status st = tok_keyring_next_master_pkcs11(kr, uri, second_pin(a, uri, pin_file), &why);
+    if (st != TOK_OK) {
+        say("keys new-master: %s", why != NULL ? why : tok_status_name(st));
+        return st == TOK_ERR_CONFLICT ? st : TOK_ERR_INPUT;
+    }
+    say("made the next master key in the token (non-extractable AES-256, carrying this key "
+        "line's sub-key root): give it to every tokend as --master-key-pkcs11 with the current "
+        "one as --master-key-previous%s, then run keys rotate-master --new-master-key-pkcs11",
+        tok_keyring_kind(kr)[0] == 'p' ? "-pkcs11" : "");
+    return TOK_OK;
 }
 
 tok_status tok_admin_keys_new_master(const struct tok_admin *a, int argc, char **argv)
 {
-    const char *out = NULL;
-    if (argc == 2 && strcmp(argv[0], "--out") == 0)
-        out = argv[1];
-    if (out == NULL) {
-        say("usage: keys new-master --out FILE");
+    const char *out = NULL, *uri = NULL, *pin = NULL;
+    bool bad = false;
+    for (int i = 0; i < argc && !bad; i++) {
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc && out == NULL)
+            out = argv[++i];
+        else if (strcmp(argv[i], "--pkcs11") == 0 && i + 1 < argc && uri == NULL)
+            uri = argv[++i];
+        else if (strcmp(argv[i], "--pin-file") == 0 && i + 1 < argc && pin == NULL)
+            pin = argv[++i];
+        else
+            bad = true;
+    }
+    if (bad || (out == NULL) == (uri == NULL) || (pin != NULL && uri == NULL)) {
+        say("usage: keys new-master --out FILE | keys new-master --pkcs11 URI [--pin-file F]");
         return TOK_ERR_INPUT;
     }
-    if (refuse_pkcs11(a, "new-master"))
-        return TOK_ERR_INPUT;
     struct tok_keyring *kr = NULL;
     TOK_GUARD(tok_admin_keyring(a, &kr));
+    if (uri != NULL) {
+        const char *why = NULL;
+        tok_status st = tok_harden_process(&why);
+        if (st == TOK_OK)
+            st = new_master_pkcs11(a, kr, uri, pin);
+        tok_keyring_free(&kr);
+        return st;
+    }
     struct tok_buf hex = {0};
     tok_status st = tok_buf_alloc(&hex, 4 * TOK_KEYRING_KEY_LEN + 2, true);
     if (st == TOK_OK)
@@ -382,29 +410,33 @@ static tok_status master_verify(PGconn *pg, const struct tok_keyring *from,
 
 tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, char **argv)
 {
-    const char *file = NULL;
+    const char *file = NULL, *uri = NULL, *pin = NULL;
     uint32_t batch = TOK_ROTATE_BATCH_DEFAULT;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--new-master-key-file") == 0 && i + 1 < argc) {
+    bool bad = false;
+    for (int i = 0; i < argc && !bad; i++) {
+        if (strcmp(argv[i], "--new-master-key-file") == 0 && i + 1 < argc && file == NULL)
             file = argv[++i];
-        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc &&
-                   parse_u32(argv[i + 1], 1, TOK_ROTATE_BATCH_MAX, &batch)) {
+        else if (strcmp(argv[i], "--new-master-key-pkcs11") == 0 && i + 1 < argc && uri == NULL)
+            uri = argv[++i];
+        else if (strcmp(argv[i], "--new-master-key-pin-file") == 0 && i + 1 < argc && pin == NULL)
+            pin = argv[++i];
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc &&
+                 parse_u32(argv[i + 1], 1, TOK_ROTATE_BATCH_MAX, &batch))
             i++;
-        } else {
-            file = NULL;
-            break;
-        }
+        else
+            bad = true;
     }
-    if (file == NULL) {
-        say("usage: keys rotate-master --new-master-key-file FILE [--batch N]");
+    if (bad || (file == NULL) == (uri == NULL) || (pin != NULL && uri == NULL)) {
+        say("usage: keys rotate-master (--new-master-key-file FILE | --new-master-key-pkcs11 URI "
+            "[--new-master-key-pin-file F]) [--batch N]");
         return TOK_ERR_INPUT;
     }
-    if (refuse_pkcs11(a, "rotate-master"))
-        return TOK_ERR_INPUT;
+    const char *name = file != NULL ? file : "the new PKCS#11 key";
     struct tok_keyring *old = NULL, *next = NULL;
     TOK_GUARD(tok_admin_keyring(a, &old));
     const char *why = NULL;
-    tok_status st = tok_keyring_load_file(file, &next, &why);
+    struct tok_master_key_config nc = {file, uri, uri != NULL ? second_pin(a, uri, pin) : NULL};
+    tok_status st = tok_keyring_load(&nc, &next, &why);
     if (st != TOK_OK) {
         say("keys rotate-master: new master key refused: %s", why != NULL ? why : "unknown");
         tok_keyring_free(&old);
@@ -412,11 +444,11 @@ tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, cha
     }
     if (!tok_keyring_same_line(old, next)) {
         say("keys rotate-master: %s does not carry this master key's sub-key root (API keys "
-            "would stop working): make it with keys new-master --out FILE",
-            file);
+            "would stop working): make it with keys new-master --out FILE (or --pkcs11 URI)",
+            name);
         st = TOK_ERR_INPUT;
     } else if (tok_keyring_same_kek(old, next)) {
-        say("keys rotate-master: %s is the current master key", file);
+        say("keys rotate-master: %s is the current master key", name);
         st = TOK_ERR_INPUT;
     }
     PGconn *pg = NULL;
@@ -475,10 +507,16 @@ tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, cha
         if (st == TOK_OK)
             st = end;
     }
-    if (st == TOK_OK)
+    if (st == TOK_OK && file != NULL)
         say("master key rotated: version %u -> %u, %llu wrapped key pairs; restart every tokend "
-            "with --master-key-file %s alone, then destroy the old key file",
-            from, to, (unsigned long long)p.done, file);
+            "with --master-key-file %s alone, then destroy the old key (keys retire-master "
+            "--version %u)",
+            from, to, (unsigned long long)p.done, file, from);
+    else if (st == TOK_OK)
+        say("master key rotated: version %u -> %u, %llu wrapped key pairs; restart every tokend "
+            "with --master-key-pkcs11 (the new key) alone, then destroy the old key (keys "
+            "retire-master --version %u)",
+            from, to, (unsigned long long)p.done, from);
     if (pg != NULL)
         PQfinish(pg);
     tok_keyring_free(&old);
