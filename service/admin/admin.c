@@ -1553,9 +1553,10 @@ tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv)
  */
 static tok_status keys_usage(void)
 {
-    say("usage: keys status [--tenant T] | keys new-master --out FILE | keys rotate-master "
-        "--new-master-key-file FILE | keys rotate-data --tenant T | keys rotate-fingerprint "
-        "--tenant T --yes-break-dedup | keys retire --tenant T --version N | keys hsm-init "
+    say("usage: keys status [--tenant T | --master] | keys new-master (--out FILE | --pkcs11 "
+        "URI) | keys rotate-master (--new-master-key-file FILE | --new-master-key-pkcs11 URI) | "
+        "keys rotate-data --tenant T | keys rotate-fingerprint --tenant T --yes-break-dedup | "
+        "keys retire --tenant T --version N | keys retire-master --version N | keys hsm-init "
         "(with --master-key-pkcs11 URI)");
     return TOK_ERR_INPUT;
 }
@@ -1592,9 +1593,54 @@ static tok_status keys_hsm_init(const struct tok_admin *a, int argc, char **argv
     return finish_stdout();
 }
 
+/*
+ * `keys status --master`: every master key version the database knows (from the wrapped
+ * tenant keys and the master rotations), how many live wrapped key pairs each still wraps,
+ * and its state: current (what new keys are wrapped by), previous (older, still in use or
+ * not retired yet), retired (keys retire-master recorded that nothing uses it).
+ */
+static tok_status keys_status_master(const struct tok_admin *a)
+{
+    static const char sql[] =
+        "WITH cur AS (SELECT coalesce((SELECT to_version FROM vault.key_rotations"
+        "   WHERE kind = 'master' AND state = 'running'),"
+        "  (SELECT coalesce(max(master_version), 1) FROM vault.tenant_keys"
+        "   WHERE wrapped_dek IS NOT NULL)) AS v),"
+        " vs AS (SELECT master_version AS v FROM vault.tenant_keys"
+        "  UNION SELECT from_version FROM vault.key_rotations WHERE kind = 'master'"
+        "  UNION SELECT to_version FROM vault.key_rotations WHERE kind = 'master'"
+        "  UNION SELECT v FROM cur)"
+        " SELECT vs.v,"
+        " (SELECT count(*) FROM vault.tenant_keys k WHERE k.master_version = vs.v"
+        "   AND k.wrapped_dek IS NOT NULL),"
+        " CASE WHEN EXISTS (SELECT 1 FROM audit.events e WHERE e.action = 'key.retired'"
+        "   AND e.object = 'master_key' AND e.detail->>'from_version' = vs.v::text) THEN 'retired'"
+        "  WHEN vs.v = (SELECT v FROM cur) THEN 'current' ELSE 'previous' END,"
+        " coalesce((SELECT r.kind || ' ' || r.from_version || '->' || r.to_version || ' ' ||"
+        "   r.state FROM vault.key_rotations r WHERE r.kind = 'master'"
+        "   AND vs.v IN (r.from_version, r.to_version) ORDER BY r.id DESC LIMIT 1), '-')"
+        " FROM vs ORDER BY vs.v";
+    PGconn *pg = NULL;
+    TOK_GUARD(tok_admin_connect(a, &pg));
+    PGresult *r = PQexecParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+    tok_status st = check_result(r, PGRES_TUPLES_OK, "keys status");
+    if (st == TOK_OK) {
+        fputs("master_version	wrapped_key_pairs	state	rotation
+", stdout);
+        for (int i = 0; i < PQntuples(r); i++)
+            print_row(r, i);
+        st = finish_stdout();
+    }
+    PQclear(r);
+    PQfinish(pg);
+    return st;
+}
+
 static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
 {
     const char *tenant_ref = NULL;
+    if (argc == 1 && strcmp(argv[0], "--master") == 0)
+        return keys_status_master(a);
     for (int i = 0; i < argc; i++)
         if (opt_value(argc, argv, &i, "--tenant", &tenant_ref) <= 0)
             return keys_usage();
@@ -1648,6 +1694,7 @@ tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv)
         {"rotate-data", tok_admin_keys_rotate_data},
         {"rotate-fingerprint", tok_admin_keys_rotate_fingerprint},
         {"retire", tok_admin_keys_retire},
+        {"retire-master", tok_admin_keys_retire_master},
         {"hsm-init", keys_hsm_init},
     };
     return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), keys_usage);

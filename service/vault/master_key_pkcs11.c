@@ -1018,3 +1018,41 @@ tok_status tok_master_key_pkcs11_create(const char *uri, const char *pin_file,
     p11_close(&p);
     return st;
 }
+
+tok_status tok_master_key_pkcs11_destroy(const char *uri, const char *pin_file, const char **why)
+{
+    const char *why_unused = NULL;
+    if (why == NULL)
+        why = &why_unused;
+    *why = NULL;
+    TOK_ENSURE(uri != NULL, TOK_ERR_INTERNAL);
+    struct p11_uri u;
+    TOK_GUARD(uri_parse(uri, &u, why));
+    struct p11 p;
+    memset(&p, 0, sizeof p);
+    tok_status st = p11_connect(&p, &u, pin_file, true, why);
+    CK_ULONG count = 0, roots = 0;
+    CK_OBJECT_HANDLE key = 0, root = 0;
+    if (st == TOK_OK)
+        st = find_key(&p, &u, &key, &count, why);
+    if (st == TOK_OK && count != 1) {
+        *why = count == 0 ? why_fmt("PKCS#11 token '%s' has no secret key '%s'", u.token, u.object)
+                          : why_fmt("PKCS#11 token '%s' has several secret keys '%s': add id= "
+                                    "to the URI",
+                                    u.token, u.object);
+        st = count == 0 ? TOK_ERR_NOTFOUND : TOK_ERR_INPUT;
+    }
+    if (st == TOK_OK)
+        st = find_root(&p, &u, &root, &roots, why);
+    CK_RV rv = CKR_OK;
+    if (st == TOK_OK && (rv = p.f->C_DestroyObject(p.session, key)) != CKR_OK) {
+        *why = why_fmt("PKCS#11 token '%s' cannot destroy key '%s' (%s)", u.token, u.object,
+                       rv_name(rv));
+        st = TOK_ERR_CRYPTO;
+    }
+    /* the root object alone opens nothing: it goes with its key */
+    if (st == TOK_OK && roots == 1)
+        (void)p.f->C_DestroyObject(p.session, root);
+    p11_close(&p);
+    return st;
+}

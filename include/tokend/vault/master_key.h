@@ -138,6 +138,15 @@ TOK_MUST_CHECK tok_status tok_keyring_load(const struct tok_master_key_config *c
                                            struct tok_keyring **out, const char **why);
 
 /**
+ * `tokenctl keys retire-master --destroy-pkcs11 URI`: destroys the secret key the URI names
+ * (exactly one) and its sub-key root object. The caller first makes sure no wrapped key in
+ * use opens under it. TOK_ERR_NOTFOUND: no such key. Other errors as
+ * tok_master_key_pkcs11_open.
+ */
+TOK_MUST_CHECK tok_status tok_master_key_pkcs11_destroy(const char *uri, const char *pin_file,
+                                                        const char **why);
+
+/**
  * The PIN file for a second key in a token (uri, borrowed like the result): pin_file when
  * given, else none when the URI has its own pin-source, else fallback (the first key's PIN
  * file: a key in the same token, whose one user PIN both share). Empty strings count as not
