@@ -1625,8 +1625,7 @@ static tok_status keys_status_master(const struct tok_admin *a)
     PGresult *r = PQexecParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
     tok_status st = check_result(r, PGRES_TUPLES_OK, "keys status");
     if (st == TOK_OK) {
-        fputs("master_version	wrapped_key_pairs	state	rotation
-", stdout);
+        fputs("master_version\twrapped_key_pairs\tstate\trotation\n", stdout);
         for (int i = 0; i < PQntuples(r); i++)
             print_row(r, i);
         st = finish_stdout();
