@@ -1217,7 +1217,7 @@ tok_status tok_admin_keys_retire_master(const struct tok_admin *a, int argc, cha
                          " EXISTS (SELECT 1 FROM vault.key_rotations WHERE kind = 'master' AND "
                          "state = 'running'),"
                          " EXISTS (SELECT 1 FROM audit.events WHERE action = 'key.retired' AND "
-                         "object = 'master_key' AND detail->>'from_version' = $1),"
+                         "object = 'master_key' AND detail->>'from_version' = ($1::integer)::text),"
                          " EXISTS (SELECT 1 FROM vault.tenant_keys WHERE master_version = "
                          "$1::integer) OR EXISTS (SELECT 1 FROM vault.key_rotations WHERE kind = "
                          "'master' AND $1::integer IN (from_version, to_version))",

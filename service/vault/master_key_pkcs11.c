@@ -258,7 +258,7 @@ static tok_status uri_parse(const char *uri, struct p11_uri *u, const char **why
     size_t n = strnlen(uri, TOK_PKCS11_URI_MAX + 1);
     /* the scheme is case-insensitive (RFC 3986 section 3.1) */
     if (n > TOK_PKCS11_URI_MAX || strncasecmp(uri, P11_SCHEME, sizeof P11_SCHEME - 1) != 0) {
-        *why = "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=...";
+        *why = "not a PKCS#11 URI (pkcs11:token=...;object=...)";
         return TOK_ERR_INPUT;
     }
     const char *p = uri + sizeof P11_SCHEME - 1, *end = uri + n;

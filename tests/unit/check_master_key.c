@@ -159,7 +159,7 @@ START_TEST(test_uri_limits)
     ck_assert_ptr_nonnull(strstr(why, "no PKCS#11 PIN"));
     uri[TOK_PKCS11_URI_MAX] = 'a';
     ck_assert_int_eq(p11(uri, NULL, &why), TOK_ERR_INPUT);
-    ck_assert_str_eq(why, "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=...");
+    ck_assert_str_eq(why, "not a PKCS#11 URI (pkcs11:token=...;object=...)");
 }
 END_TEST
 
@@ -208,9 +208,9 @@ START_TEST(test_uri_refused)
     static const struct {
         const char *uri, *why;
     } cases[] = {
-        {"", "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=..."},
-        {"pkcs11", "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=..."},
-        {"file:/etc/key", "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=..."},
+        {"", "not a PKCS#11 URI (pkcs11:token=...;object=...)"},
+        {"pkcs11", "not a PKCS#11 URI (pkcs11:token=...;object=...)"},
+        {"file:/etc/key", "not a PKCS#11 URI (pkcs11:token=...;object=...)"},
         {"pkcs11:", "PKCS#11 URI: give both token= and object= (the labels of the token and the key)"},
         {"pkcs11:token=t", "PKCS#11 URI: give both token= and object= (the labels of the token and the key)"},
         {"pkcs11:token=t;object=o;token=u", "PKCS#11 URI: 'token' appears twice"},
