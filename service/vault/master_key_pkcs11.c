@@ -830,7 +830,8 @@ static tok_status self_test(struct p11 *p, const struct p11_uri *u, const char *
                        u->object);
         st = TOK_ERR_CRYPTO;
     }
-    if (st == TOK_OK && !p->has_root && (rv = cmac_root(p, k + 2 * TOK_KEYRING_KEY_LEN)) != CKR_OK) {
+    if (st == TOK_OK && !p->has_root &&
+        (rv = cmac_root(p, k + 2 * TOK_KEYRING_KEY_LEN)) != CKR_OK) {
         *why = why_fmt("PKCS#11 key '%s' cannot sign with CKM_AES_CMAC (%s): it needs CKA_SIGN",
                        u->object, rv_name(rv));
         st = TOK_ERR_CRYPTO;
