@@ -342,7 +342,7 @@ static tok_status read_pin(const char *path, uint8_t *pin, size_t *pin_len, cons
 
 /* ---- sessions ---------------------------------------------------------------------------- */
 
-/* The registry's entry for f, or NULL. Called with registry.lock held. */
+/* The registry's entry for f, or -1. Called with registry.lock held. */
 static int module_find(CK_FUNCTION_LIST_PTR f)
 {
     for (int i = 0; i < P11_MODULES_MAX; i++)

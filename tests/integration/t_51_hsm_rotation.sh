@@ -155,6 +155,16 @@ expect_eq "keys status --master half-way: both versions, the rotation running" "
 "${CTL_F[@]}" keys retire-master --version 1 >"$H_OUT" 2>"$H_ERR"
 expect_eq "retire master version 1 while it wraps keys: refused, exit 1" "$?|$(cat "$H_ERR")" \
     "1|tokenctl: keys retire-master: master key version 1 still wraps $H_V1 tenant key pairs: finish the rotation first (keys rotate-master)"
+# half-way, tokend opens the tenant keys still under the file key (version 1) and those
+# re-wrapped in the token (version 2): a tenant of each tokenises with a key made now
+h_half=""
+for v in 1 2; do
+    t=$(h_sql "SELECT tenant_id FROM vault.tenant_keys WHERE master_version = $v AND wrapped_dek IS NOT NULL ORDER BY tenant_id LIMIT 1")
+    k=$("${CTL_F[@]}" key create --tenant "$t" --scopes tokens:write --test 2>/dev/null)
+    h_half+="$v:$(curl -s --http2-prior-knowledge -H "authorization: Bearer $k" -H 'content-type: application/json' \
+        --data-binary "$(h_card 4000056655665556)" -o /dev/null -w '%{http_code}' "$(h_url A1)/v1/tokens") "
+done
+expect_eq "half-way: a tenant under master version 1 and one under 2 both tokenise" "$h_half" "1:201 2:201 "
 sleep 1 # charges half-way
 "${CTL_F[@]}" keys rotate-master --new-master-key-pkcs11 "$H_URI_A" --new-master-key-pin-file "$H_DIR/pin" \
     --batch 5 >"$H_OUT" 2>"$H_ERR"
@@ -295,19 +305,32 @@ expect_eq "tokenctl with a wrong previous PIN: one line, exit 2" "$?|$(cat "$H_E
 expect_eq "tokenctl with a previous key URI that names no key: one line, exit 2" "$?|$(cat "$H_ERR")" \
     "2|tokenctl: previous master key refused: PKCS#11 token 'tokend-t51' has no secret key 'master-a'"
 
+"${CTL_B[@]}" keys rotate-master --new-master-key-pkcs11 "$H_URI_A" --new-master-key-pin-file "$H_DIR/bad.pin" >"$H_OUT" 2>"$H_ERR"
+expect_eq "tokenctl rotate-master with a wrong PIN for the new key: one line, exit 2" "$?|$(cat "$H_ERR")" \
+    "2|tokenctl: keys rotate-master: new master key refused: PKCS#11 login to token 'tokend-t51' refused: wrong PIN (not the one this process logged in with)"
+"$BUILD/tokenctl" --db "$H_ADB" --master-key-file "$H_M1" keys new-master --pkcs11 "$H_URI_A" --pin-file "$H_DIR/bad.pin" >"$H_OUT" 2>"$H_ERR"
+expect_eq "tokenctl keys new-master --pkcs11 with a wrong PIN: one line, exit 2" "$?|$(cat "$H_ERR")" \
+    "2|tokenctl: keys new-master: PKCS#11 login to token 'tokend-t51' refused: wrong PIN (CKR_PIN_INCORRECT)"
+
 # --- token -> file: the token key's line carried out to a key file ----------------------------
 H_M4="$T_DIR/t51-master4.key"
 "${CTL_B[@]}" keys new-master --out "$H_M4" >"$H_OUT" 2>"$H_ERR"
 expect_eq "keys new-master --out from a token key: exit 0, 128 hex characters" \
     "$?|$(head -c 128 "$H_M4" | tr -d '0-9a-f' | wc -c)|$(wc -c <"$H_M4")" "0|0|129"
+tokend_stop B2
+h_tokend_start B3 --master-key-file "$H_M4" --master-key-previous-pkcs11 "$H_URI_B" \
+    --master-key-previous-pin-file "$H_DIR/pin" || { fail "tokend on the file key, previous in the token"; return; }
+expect_eq "tokend on the new file key with the token key as previous: charges" \
+    "$(h_charge B3 "${H_TOKS[6]}")" 201
 "${CTL_B[@]}" keys rotate-master --new-master-key-file "$H_M4" >"$H_OUT" 2>"$H_ERR"
 expect_eq "rotate-master token -> file: exit 0, every pair under version 4" "$?|$(h_master)" "0|4:31 "
-tokend_stop B2
+expect_eq "after it, the same tokend still charges" "$(h_charge B3 "${H_TOKS[6]}")" 201
+tokend_stop B3
 h_tokend_start M4 --master-key-file "$H_M4" || { fail "tokend on the file key after token -> file"; return; }
 expect_eq "tokend on the new file key alone: same API key, a token from the start charges" \
     "$(h_charge M4 "${H_TOKS[7]}")" 201
 tokend_stop M4
-for l in A1 A2 B1 B2; do
+for l in A1 A2 B1 B2 B3; do
     v="LOG_$l"
     grep -qF -- "$H_PIN" "${!v}" && fail "tokend's log $l shows the PIN"
 done
