@@ -195,10 +195,7 @@ tok_status tok_admin_keys_new_master(const struct tok_admin *a, int argc, char *
     struct tok_keyring *kr = NULL;
     TOK_GUARD(tok_admin_keyring(a, &kr));
     if (uri != NULL) {
-        const char *why = NULL;
-        tok_status st = tok_harden_process(&why);
-        if (st == TOK_OK)
-            st = new_master_pkcs11(a, kr, uri, pin);
+        tok_status st = new_master_pkcs11(a, kr, uri, pin);
         tok_keyring_free(&kr);
         return st;
     }
@@ -1148,7 +1145,7 @@ static tok_status check_unused_key(const struct tok_admin *a, PGconn *pg, const 
     const char *what = "keys retire-master", *why = NULL;
     struct tok_keyring *kr = NULL;
     struct tok_master_key_config c = {NULL, uri, second_pin(a, uri, pin)};
-    if (tok_keyring_load(&c, &kr, &why) != TOK_OK) {
+    if (tok_harden_process(&why) != TOK_OK || tok_keyring_load(&c, &kr, &why) != TOK_OK) {
         say("%s: %s", what, why != NULL ? why : "the key cannot be opened");
         return TOK_ERR_INPUT;
     }
