@@ -330,6 +330,17 @@ h_tokend_start M4 --master-key-file "$H_M4" || { fail "tokend on the file key af
 expect_eq "tokend on the new file key alone: same API key, a token from the start charges" \
     "$(h_charge M4 "${H_TOKS[7]}")" 201
 tokend_stop M4
+h_refused "wrong PIN for the previous key, its token not logged in yet" \
+    "tokend: cannot load the previous master key: PKCS#11 login to token 'tokend-t51' refused: wrong PIN (CKR_PIN_INCORRECT)" \
+    --master-key-file "$H_M4" --master-key-previous-pkcs11 "$H_URI_B" --master-key-previous-pin-file "$H_DIR/bad.pin"
+h_refused "a previous token key without any PIN" \
+    "tokend: cannot load the previous master key: no PKCS#11 PIN: set --master-key-pin-file or pin-source=file:... in the URI" \
+    --master-key-file "$H_M4" --master-key-previous-pkcs11 "$H_URI_B"
+h_tokend_start M5 --master-key-file "$H_M4" --master-key-previous-pkcs11 "$H_URI_B&pin-source=file:$H_DIR/pin" ||
+    { fail "tokend with the previous key's PIN from its URI's pin-source"; return; }
+expect_eq "the previous key's PIN from its URI's pin-source: tokend starts and charges" \
+    "$(h_charge M5 "${H_TOKS[8]}")" 201
+tokend_stop M5
 for l in A1 A2 B1 B2 B3; do
     v="LOG_$l"
     grep -qF -- "$H_PIN" "${!v}" && fail "tokend's log $l shows the PIN"
