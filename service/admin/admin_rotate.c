@@ -170,7 +170,7 @@ static tok_status new_master_pkcs11(const struct tok_admin *a, const struct tok_
     say("made the next master key in the token (non-extractable AES-256, carrying this key "
         "line's sub-key root): give it to every tokend as --master-key-pkcs11 with the current "
         "one as --master-key-previous%s, then run keys rotate-master --new-master-key-pkcs11",
-        tok_keyring_kind(kr)[0] == 'p' ? "-pkcs11" : "");
+        strcmp(tok_keyring_kind(kr), "pkcs11") == 0 ? "-pkcs11" : "");
     return TOK_OK;
 }
 
