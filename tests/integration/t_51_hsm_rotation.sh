@@ -1,13 +1,13 @@
 # t_51_hsm_rotation.sh - master key rotation with a PKCS#11 token (issue #18): a file master
-# key moved into a SoftHSM2 token (file -> token), then rotated to another key in the same
-# token (token -> token), then back out to a file (token -> token's root carried to a file),
-# each while tokend serves charges under a bounded load with zero failures; the first rotation
-# killed (kill -9) half-way and resumed; tokend restarted on the new key alone after the old
-# version is retired (keys status --master shows it), the old token key destroyed in the token;
-# the API key made before the first rotation works throughout (the sub-key root is carried,
-# not re-derived). Wrong configurations (previous key URI, PIN, the same key twice, a key of
-# another line) refuse with one line and exit 2. In a database of its own.
-
+# key moved into a SoftHSM2 token (file -> token), then rotated to another key object in the
+# same token (token -> token), then out to a file again (token -> file), the first two while
+# tokend serves charges under a bounded load with zero failures; the first rotation killed
+# (kill -9) half-way and resumed, tenants under either master version served meanwhile; tokend
+# restarted on the new key alone after the old version is retired (keys status --master shows
+# it), the old token key destroyed in the token; the API key made before the first rotation
+# works throughout (the token keys carry the line's sub-key root). Wrong configurations (the
+# previous key's URI or PIN, the same key twice, a key of another line) refuse with one line
+# and exit 2. In a database of its own.
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 if [ ! -f "$SOFTHSM_MODULE" ] || ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null; then
     fail "softhsm2 and opensc installed (make deps)"
