@@ -145,6 +145,9 @@ int main(int argc, char **argv)
         rc = refuse("master key refused", why);
         goto out;
     }
+    /* which providers serve, so an operator sees a file -> token move take effect */
+    tok_log_info("%s: master key: %s, previous version: %s", __func__, tok_keyring_kind(kr),
+                 tok_keyring_previous_kind(kr));
     /* reports read through their own role and pool, so a bug there cannot reach a ciphertext */
     if (cfg.reporting_conninfo[0] != '\0') {
         struct tok_db_config rdc = {cfg.reporting_conninfo, 2, 1, 0, "reporting"};

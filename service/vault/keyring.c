@@ -598,6 +598,11 @@ const char *tok_keyring_kind(const struct tok_keyring *kr)
     return kr == NULL ? "none" : tok_master_key_kind(kr->mk);
 }
 
+const char *tok_keyring_previous_kind(const struct tok_keyring *kr)
+{
+    return kr == NULL ? "none" : tok_master_key_kind(kr->mk_prev);
+}
+
 tok_status tok_keyring_next_master_pkcs11(const struct tok_keyring *kr, const char *uri,
                                           const char *pin_file, const char **why)
 {

@@ -8,6 +8,7 @@
 # works throughout (the token keys carry the line's sub-key root). Wrong configurations (the
 # previous key's URI or PIN, the same key twice, a key of another line) refuse with one line
 # and exit 2. In a database of its own.
+
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 if [ ! -f "$SOFTHSM_MODULE" ] || ! command -v softhsm2-util >/dev/null || ! command -v pkcs11-tool >/dev/null; then
     fail "softhsm2 and opensc installed (make deps)"
@@ -121,7 +122,8 @@ expect_match "pkcs11-tool: beside it, a private data object (the wrapped sub-key
 tokend_stop F1
 h_tokend_start A1 --master-key-pkcs11 "$H_URI_A" --master-key-pin-file "$H_DIR/pin" \
     --master-key-previous "$H_M1" || { fail "tokend starts on the token key, previous a file"; return; }
-ok "tokend starts on the new token key with the file key as --master-key-previous"
+expect_match "tokend starts on the new token key with the file key as --master-key-previous (logged)" \
+    "$(grep -c '"main: master key: pkcs11, previous version: file"' "$LOG_A1")" '^1$'
 expect_eq "the API key made under the file key authenticates (the root moved into the token)" \
     "$(h_charge A1 "${H_TOKS[0]}")" 201
 
@@ -218,7 +220,8 @@ expect_match "keys new-master --pkcs11 from a token key (its PIN by default): ex
 tokend_stop A2
 h_tokend_start B1 --master-key-pkcs11 "$H_URI_B" --master-key-pin-file "$H_DIR/pin" \
     --master-key-previous-pkcs11 "$H_URI_A" || { fail "tokend starts on key B, previous key A in the same token"; return; }
-ok "tokend starts on token key B with token key A as --master-key-previous-pkcs11"
+expect_match "tokend starts on token key B with token key A as --master-key-previous-pkcs11 (logged)" \
+    "$(grep -c '"main: master key: pkcs11, previous version: pkcs11"' "$LOG_B1")" '^1$'
 rm -f "$H_DIR/stop" "$H_DIR/load2"
 h_charge_loop B1 "$H_DIR/load2" "$H_DIR/stop" &
 H_LOAD=$!

@@ -1152,6 +1152,7 @@ START_TEST(test_previous_config_refused)
     ck_assert_str_eq(why, "not a PKCS#11 URI (pkcs11:token=...;object=...)");
     ck_assert_str_eq(tok_keyring_kind(kr_fixture), "file");
     ck_assert_str_eq(tok_keyring_kind(NULL), "none");
+    ck_assert_str_eq(tok_keyring_previous_kind(kr_fixture), "none");
 }
 END_TEST
 

@@ -122,6 +122,10 @@ bool tok_keyring_same_kek(const struct tok_keyring *a, const struct tok_keyring 
 /** "file" or "pkcs11": where kr's current KEK is. "none" for NULL. */
 const char *tok_keyring_kind(const struct tok_keyring *kr);
 
+/** "file" or "pkcs11": where the previous version's KEK is during a master rotation; "none"
+ * when kr holds none (or is NULL). */
+const char *tok_keyring_previous_kind(const struct tok_keyring *kr);
+
 /**
  * Appends the next master key file's content to hex_out (a secret buffer): a fresh random
  * KEK and kr's sub-key root, 128 hex characters and a newline.
