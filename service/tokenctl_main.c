@@ -27,13 +27,16 @@ struct ctl {
     int argc;
     char **argv;
     const char *master_key_previous;
+    const char *master_key_previous_pkcs11;
+    const char *master_key_previous_pin_file;
 };
 
 static void usage_to(FILE *out)
 {
-    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE [--master-key-previous FILE] |\n"
-          "                 --master-key-pkcs11 URI --master-key-pin-file FILE] [--json]\n"
-          "                 COMMAND ...\n"
+    fputs("usage: tokenctl [--db CONNINFO] [--master-key-file FILE |\n"
+          "                 --master-key-pkcs11 URI --master-key-pin-file FILE]\n"
+          "                [--master-key-previous FILE | --master-key-previous-pkcs11 URI\n"
+          "                 [--master-key-previous-pin-file FILE]] [--json] COMMAND ...\n"
           "  migrate [--dir sql]          apply pending migrations\n"
           "  tenant create NAME [--bin 0|6|8] [--cvc-optional]\n"
           "                               create a tenant and its keys; prints its id\n"
@@ -63,8 +66,15 @@ static void usage_to(FILE *out)
           "  audit dedup [--minutes N]    per key: de-duplication hits and refusals (default 60)\n"
           "  keys status [--tenant T]     key versions per tenant and the rows using each\n"
           "  keys new-master --out F      the next master key file (fresh KEK, same sub-key root)\n"
-          "  keys rotate-master --new-master-key-file F [--batch N]\n"
-          "                               re-wrap every tenant key under F (online, resumable)\n"
+          "  keys new-master --pkcs11 URI [--pin-file F]\n"
+          "                               the next master key in a token (made there, carrying\n"
+          "                               the same sub-key root): file -> token, token -> token\n"
+          "  keys rotate-master (--new-master-key-file F | --new-master-key-pkcs11 URI\n"
+          "                     [--new-master-key-pin-file F]) [--batch N]\n"
+          "                               re-wrap every tenant key under the new master key\n"
+          "                               (online, resumable)\n"
+          "  keys retire-master --version N\n"
+          "                               record that no wrapped key uses master version N\n"
           "  keys rotate-data --tenant T [--batch N] [--pause-ms MS] [--settle-ms MS]\n"
           "                               a new data key; every row re-sealed (online, resumable)\n"
           "  keys rotate-fingerprint --tenant T --yes-break-dedup [same options]\n"
@@ -76,11 +86,13 @@ static void usage_to(FILE *out)
           "                               match a settlement report against the ledger\n"
           "  version                      print the version\n"
           "The connection string comes from --db or TOKEND_ADMIN_DB (owner role); the master\n"
-          "key from --master-key-file or TOKEND_MASTER_KEY_FILE (and, while a master rotation\n"
-          "runs, the key it replaces from --master-key-previous or TOKEND_MASTER_KEY_PREVIOUS),\n"
-          "or from a PKCS#11 token: --master-key-pkcs11 (TOKEND_MASTER_KEY_PKCS11)\n"
-          "'pkcs11:token=...;object=...' and --master-key-pin-file (TOKEND_MASTER_KEY_PIN_FILE);\n"
-          "--master-key-previous is for a file only. T is a tenant id or name.\n"
+          "key from --master-key-file or TOKEND_MASTER_KEY_FILE, or from a PKCS#11 token:\n"
+          "--master-key-pkcs11 (TOKEND_MASTER_KEY_PKCS11) 'pkcs11:token=...;object=...' and\n"
+          "--master-key-pin-file (TOKEND_MASTER_KEY_PIN_FILE). While a master rotation runs,\n"
+          "the key it replaces: --master-key-previous FILE (TOKEND_MASTER_KEY_PREVIOUS) or\n"
+          "--master-key-previous-pkcs11 URI (TOKEND_MASTER_KEY_PREVIOUS_PKCS11) with its PIN in\n"
+          "--master-key-previous-pin-file (default: the URI's pin-source, else\n"
+          "--master-key-pin-file). T is a tenant id or name.\n"
           "Scopes: tokens:write, tokens:read, charges:write, reports:read, admin (a publishable\n"
           "key gets tokens:create, POST /v1/tokens only).\n"
           "--json (anywhere on the line): the list and create commands and audit report print JSON.\n",
@@ -180,7 +192,9 @@ int main(int argc, char **argv)
                       "sql",
                       0,
                       NULL,
-                      getenv("TOKEND_MASTER_KEY_PREVIOUS")};
+                      getenv("TOKEND_MASTER_KEY_PREVIOUS"),
+                      getenv("TOKEND_MASTER_KEY_PREVIOUS_PKCS11"),
+                      getenv("TOKEND_MASTER_KEY_PREVIOUS_PIN_FILE")};
     bool json = take_json_flag(&argc, argv);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -194,13 +208,19 @@ int main(int argc, char **argv)
             ctl.master_key_pkcs11 = argv[++i];
         else if (strcmp(argv[i], "--master-key-pin-file") == 0 && i + 1 < argc)
             ctl.master_key_pin_file = argv[++i];
+        else if (strcmp(argv[i], "--master-key-previous-pkcs11") == 0 && i + 1 < argc)
+            ctl.master_key_previous_pkcs11 = argv[++i];
+        else if (strcmp(argv[i], "--master-key-previous-pin-file") == 0 && i + 1 < argc)
+            ctl.master_key_previous_pin_file = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage_to(stdout);
             return 0;
         } else if (strcmp(argv[i], "--db") == 0 || strcmp(argv[i], "--master-key-file") == 0 ||
                    strcmp(argv[i], "--master-key-previous") == 0 ||
                    strcmp(argv[i], "--master-key-pkcs11") == 0 ||
-                   strcmp(argv[i], "--master-key-pin-file") == 0)
+                   strcmp(argv[i], "--master-key-pin-file") == 0 ||
+                   strcmp(argv[i], "--master-key-previous-pkcs11") == 0 ||
+                   strcmp(argv[i], "--master-key-previous-pin-file") == 0)
             return usage();
         else
             return unknown("option", argv[i]);
@@ -228,7 +248,9 @@ int main(int argc, char **argv)
                               json,
                               ctl.master_key_previous,
                               ctl.master_key_pkcs11,
-                              ctl.master_key_pin_file};
+                              ctl.master_key_pin_file,
+                              ctl.master_key_previous_pkcs11,
+                              ctl.master_key_previous_pin_file};
     if (strcmp(cmd, "tenant") == 0)
         return tok_admin_exit_code(tok_admin_tenant(&admin, ctl.argc, ctl.argv));
     if (strcmp(cmd, "key") == 0)

@@ -123,8 +123,13 @@ int main(int argc, char **argv)
         rc = refuse("cannot load the master key", cwhy);
         goto out;
     }
-    if (cfg.master_key_previous[0] != '\0' &&
-        tok_keyring_load_previous(kr, cfg.master_key_previous, &cwhy) != TOK_OK) {
+    /* during a master rotation, the version it replaces: a file or a key in a token */
+    struct tok_master_key_config prev = {
+        cfg.master_key_previous, cfg.master_key_previous_pkcs11,
+        tok_master_key_previous_pin(cfg.master_key_previous_pkcs11,
+                                    cfg.master_key_previous_pin_file, cfg.master_key_pin_file)};
+    if ((prev.file[0] != '\0' || prev.pkcs11_uri[0] != '\0') &&
+        tok_keyring_add_previous(kr, &prev, &cwhy) != TOK_OK) {
         rc = refuse("cannot load the previous master key", cwhy);
         goto out;
     }
@@ -140,6 +145,9 @@ int main(int argc, char **argv)
         rc = refuse("master key refused", why);
         goto out;
     }
+    /* which providers serve, so an operator sees a file -> token move take effect */
+    tok_log_info("%s: master key: %s, previous version: %s", __func__, tok_keyring_kind(kr),
+                 tok_keyring_previous_kind(kr));
     /* reports read through their own role and pool, so a bug there cannot reach a ciphertext */
     if (cfg.reporting_conninfo[0] != '\0') {
         struct tok_db_config rdc = {cfg.reporting_conninfo, 2, 1, 0, "reporting"};

@@ -395,10 +395,15 @@ tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out
             " (or --master-key-pkcs11)");
         return TOK_ERR_INPUT;
     }
-    bool prev = a->master_key_previous != NULL && a->master_key_previous[0] != '\0';
-    if (p11 && prev) {
-        say("--master-key-previous is for --master-key-file: a master key rotation with a PKCS#11"
-            " token is not supported");
+    bool prev_file = a->master_key_previous != NULL && a->master_key_previous[0] != '\0';
+    bool prev_p11 = a->master_key_previous_pkcs11 != NULL && a->master_key_previous_pkcs11[0];
+    if (prev_file && prev_p11) {
+        say("give --master-key-previous or --master-key-previous-pkcs11, not both");
+        return TOK_ERR_INPUT;
+    }
+    if (!prev_p11 && a->master_key_previous_pin_file != NULL &&
+        a->master_key_previous_pin_file[0] != '\0') {
+        say("--master-key-previous-pin-file is for --master-key-previous-pkcs11");
         return TOK_ERR_INPUT;
     }
     if (tok_harden_process(&why) != TOK_OK) {
@@ -412,10 +417,16 @@ tok_status tok_admin_keyring(const struct tok_admin *a, struct tok_keyring **out
         say("master key refused: %s", why != NULL ? why : "unknown reason");
         return TOK_ERR_IO;
     }
-    if (prev && tok_keyring_load_previous(*out, a->master_key_previous, &why) != TOK_OK) {
+    /* during a master rotation, the version it replaces: a file or a key in a token; a
+     * wrong one is a configuration error (exit 2), like tokend's */
+    struct tok_master_key_config prev = {
+        a->master_key_previous, a->master_key_previous_pkcs11,
+        tok_master_key_previous_pin(a->master_key_previous_pkcs11,
+                                    a->master_key_previous_pin_file, a->master_key_pin_file)};
+    if ((prev_file || prev_p11) && tok_keyring_add_previous(*out, &prev, &why) != TOK_OK) {
         say("previous master key refused: %s", why != NULL ? why : "unknown reason");
         tok_keyring_free(out);
-        return TOK_ERR_IO;
+        return TOK_ERR_INPUT;
     }
     return TOK_OK;
 }
@@ -1542,9 +1553,10 @@ tok_status tok_admin_audit(const struct tok_admin *a, int argc, char **argv)
  */
 static tok_status keys_usage(void)
 {
-    say("usage: keys status [--tenant T] | keys new-master --out FILE | keys rotate-master "
-        "--new-master-key-file FILE | keys rotate-data --tenant T | keys rotate-fingerprint "
-        "--tenant T --yes-break-dedup | keys retire --tenant T --version N | keys hsm-init "
+    say("usage: keys status [--tenant T | --master] | keys new-master (--out FILE | --pkcs11 "
+        "URI) | keys rotate-master (--new-master-key-file FILE | --new-master-key-pkcs11 URI) | "
+        "keys rotate-data --tenant T | keys rotate-fingerprint --tenant T --yes-break-dedup | "
+        "keys retire --tenant T --version N | keys retire-master --version N | keys hsm-init "
         "(with --master-key-pkcs11 URI)");
     return TOK_ERR_INPUT;
 }
@@ -1567,8 +1579,8 @@ static tok_status keys_hsm_init(const struct tok_admin *a, int argc, char **argv
         say("%s", why != NULL ? why : "cannot harden the process");
         return TOK_ERR_INTERNAL;
     }
-    tok_status st = tok_master_key_pkcs11_create(a->master_key_pkcs11, a->master_key_pin_file,
-                                                  &why);
+    tok_status st =
+        tok_master_key_pkcs11_create(a->master_key_pkcs11, a->master_key_pin_file, NULL, &why);
     struct tok_master_key *mk = NULL;
     if (st == TOK_OK)
         st = tok_master_key_pkcs11_open(a->master_key_pkcs11, a->master_key_pin_file, &mk, &why);
@@ -1581,9 +1593,53 @@ static tok_status keys_hsm_init(const struct tok_admin *a, int argc, char **argv
     return finish_stdout();
 }
 
+/*
+ * `keys status --master`: every master key version the database knows (from the wrapped
+ * tenant keys and the master rotations), how many live wrapped key pairs each still wraps,
+ * and its state: current (what new keys are wrapped by), previous (older, still in use or
+ * not retired yet), retired (keys retire-master recorded that nothing uses it).
+ */
+static tok_status keys_status_master(const struct tok_admin *a)
+{
+    static const char sql[] =
+        "WITH cur AS (SELECT coalesce((SELECT to_version FROM vault.key_rotations"
+        "   WHERE kind = 'master' AND state = 'running'),"
+        "  (SELECT coalesce(max(master_version), 1) FROM vault.tenant_keys"
+        "   WHERE wrapped_dek IS NOT NULL)) AS v),"
+        " vs AS (SELECT master_version AS v FROM vault.tenant_keys"
+        "  UNION SELECT from_version FROM vault.key_rotations WHERE kind = 'master'"
+        "  UNION SELECT to_version FROM vault.key_rotations WHERE kind = 'master'"
+        "  UNION SELECT v FROM cur)"
+        " SELECT vs.v,"
+        " (SELECT count(*) FROM vault.tenant_keys k WHERE k.master_version = vs.v"
+        "   AND k.wrapped_dek IS NOT NULL),"
+        " CASE WHEN EXISTS (SELECT 1 FROM audit.events e WHERE e.action = 'key.retired'"
+        "   AND e.object = 'master_key' AND e.detail->>'from_version' = vs.v::text) THEN 'retired'"
+        "  WHEN vs.v = (SELECT v FROM cur) THEN 'current' ELSE 'previous' END,"
+        " coalesce((SELECT r.kind || ' ' || r.from_version || '->' || r.to_version || ' ' ||"
+        "   r.state FROM vault.key_rotations r WHERE r.kind = 'master'"
+        "   AND vs.v IN (r.from_version, r.to_version) ORDER BY r.id DESC LIMIT 1), '-')"
+        " FROM vs ORDER BY vs.v";
+    PGconn *pg = NULL;
+    TOK_GUARD(tok_admin_connect(a, &pg));
+    PGresult *r = PQexecParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
+    tok_status st = check_result(r, PGRES_TUPLES_OK, "keys status");
+    if (st == TOK_OK) {
+        fputs("master_version\twrapped_key_pairs\tstate\trotation\n", stdout);
+        for (int i = 0; i < PQntuples(r); i++)
+            print_row(r, i);
+        st = finish_stdout();
+    }
+    PQclear(r);
+    PQfinish(pg);
+    return st;
+}
+
 static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
 {
     const char *tenant_ref = NULL;
+    if (argc == 1 && strcmp(argv[0], "--master") == 0)
+        return keys_status_master(a);
     for (int i = 0; i < argc; i++)
         if (opt_value(argc, argv, &i, "--tenant", &tenant_ref) <= 0)
             return keys_usage();
@@ -1637,6 +1693,7 @@ tok_status tok_admin_keys(const struct tok_admin *a, int argc, char **argv)
         {"rotate-data", tok_admin_keys_rotate_data},
         {"rotate-fingerprint", tok_admin_keys_rotate_fingerprint},
         {"retire", tok_admin_keys_retire},
+        {"retire-master", tok_admin_keys_retire_master},
         {"hsm-init", keys_hsm_init},
     };
     return tok_admin_dispatch(a, argc, argv, cmds, TOK_ARRAY_LEN(cmds), keys_usage);

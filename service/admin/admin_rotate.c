@@ -6,6 +6,7 @@
 #include "tokend/admin/admin_rotate.h"
 #include "tokend/store/db.h"
 #include "tokend/vault/keyring.h"
+#include "tokend/vault/master_key.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -149,31 +150,55 @@ static void progress_show(struct progress *p, bool final)
 
 /* ---- keys new-master -------------------------------------------------------------------- */
 
-/* A master key in a PKCS#11 token is not rotated by tokenctl (yet): its root is computed in
- * the token, and the next key would have to be a file carrying it (SECURITY.md). */
-static bool refuse_pkcs11(const struct tok_admin *a, const char *what)
+/* The PIN file for a second key in a token: its own (given), else its URI's pin-source, else
+ * the current key's (the same token). */
+static const char *second_pin(const struct tok_admin *a, const char *uri, const char *pin_file)
 {
-    if (a->master_key_pkcs11 == NULL || a->master_key_pkcs11[0] == '\0')
-        return false;
-    say("keys %s: not with --master-key-pkcs11: a master key rotation with a PKCS#11 token is "
-        "not supported",
-        what);
-    return true;
+    return tok_master_key_previous_pin(uri, pin_file, a->master_key_pin_file);
+}
+
+/* The next master key made in the token uri names, carrying kr's sub-key root. */
+static tok_status new_master_pkcs11(const struct tok_admin *a, const struct tok_keyring *kr,
+                                    const char *uri, const char *pin_file)
+{
+    const char *why = NULL;
+    tok_status st = tok_keyring_next_master_pkcs11(kr, uri, second_pin(a, uri, pin_file), &why);
+    if (st != TOK_OK) {
+        say("keys new-master: %s", why != NULL ? why : tok_status_name(st));
+        return st == TOK_ERR_CONFLICT ? st : TOK_ERR_INPUT;
+    }
+    say("made the next master key in the token (non-extractable AES-256, carrying this key "
+        "line's sub-key root): give it to every tokend as --master-key-pkcs11 with the current "
+        "one as --master-key-previous%s, then run keys rotate-master --new-master-key-pkcs11",
+        strcmp(tok_keyring_kind(kr), "pkcs11") == 0 ? "-pkcs11" : "");
+    return TOK_OK;
 }
 
 tok_status tok_admin_keys_new_master(const struct tok_admin *a, int argc, char **argv)
 {
-    const char *out = NULL;
-    if (argc == 2 && strcmp(argv[0], "--out") == 0)
-        out = argv[1];
-    if (out == NULL) {
-        say("usage: keys new-master --out FILE");
+    const char *out = NULL, *uri = NULL, *pin = NULL;
+    bool bad = false;
+    for (int i = 0; i < argc && !bad; i++) {
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc && out == NULL)
+            out = argv[++i];
+        else if (strcmp(argv[i], "--pkcs11") == 0 && i + 1 < argc && uri == NULL)
+            uri = argv[++i];
+        else if (strcmp(argv[i], "--pin-file") == 0 && i + 1 < argc && pin == NULL)
+            pin = argv[++i];
+        else
+            bad = true;
+    }
+    if (bad || (out == NULL) == (uri == NULL) || (pin != NULL && uri == NULL)) {
+        say("usage: keys new-master --out FILE | keys new-master --pkcs11 URI [--pin-file F]");
         return TOK_ERR_INPUT;
     }
-    if (refuse_pkcs11(a, "new-master"))
-        return TOK_ERR_INPUT;
     struct tok_keyring *kr = NULL;
     TOK_GUARD(tok_admin_keyring(a, &kr));
+    if (uri != NULL) {
+        tok_status st = new_master_pkcs11(a, kr, uri, pin);
+        tok_keyring_free(&kr);
+        return st;
+    }
     struct tok_buf hex = {0};
     tok_status st = tok_buf_alloc(&hex, 4 * TOK_KEYRING_KEY_LEN + 2, true);
     if (st == TOK_OK)
@@ -382,29 +407,36 @@ static tok_status master_verify(PGconn *pg, const struct tok_keyring *from,
 
 tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, char **argv)
 {
-    const char *file = NULL;
-    uint32_t batch = TOK_ROTATE_BATCH_DEFAULT;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--new-master-key-file") == 0 && i + 1 < argc) {
+    const char *file = NULL, *uri = NULL, *pin = NULL;
+    uint32_t batch = TOK_ROTATE_BATCH_DEFAULT, pause_ms = 0;
+    bool bad = false;
+    for (int i = 0; i < argc && !bad; i++) {
+        if (strcmp(argv[i], "--new-master-key-file") == 0 && i + 1 < argc && file == NULL)
             file = argv[++i];
-        } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc &&
-                   parse_u32(argv[i + 1], 1, TOK_ROTATE_BATCH_MAX, &batch)) {
+        else if (strcmp(argv[i], "--new-master-key-pkcs11") == 0 && i + 1 < argc && uri == NULL)
+            uri = argv[++i];
+        else if (strcmp(argv[i], "--new-master-key-pin-file") == 0 && i + 1 < argc && pin == NULL)
+            pin = argv[++i];
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc &&
+                 parse_u32(argv[i + 1], 1, TOK_ROTATE_BATCH_MAX, &batch))
             i++;
-        } else {
-            file = NULL;
-            break;
-        }
+        else if (strcmp(argv[i], "--pause-ms") == 0 && i + 1 < argc &&
+                 parse_u32(argv[i + 1], 0, TOK_ROTATE_WAIT_MS_MAX, &pause_ms))
+            i++;
+        else
+            bad = true;
     }
-    if (file == NULL) {
-        say("usage: keys rotate-master --new-master-key-file FILE [--batch N]");
+    if (bad || (file == NULL) == (uri == NULL) || (pin != NULL && uri == NULL)) {
+        say("usage: keys rotate-master (--new-master-key-file FILE | --new-master-key-pkcs11 URI "
+            "[--new-master-key-pin-file F]) [--batch N] [--pause-ms MS]");
         return TOK_ERR_INPUT;
     }
-    if (refuse_pkcs11(a, "rotate-master"))
-        return TOK_ERR_INPUT;
+    const char *name = file != NULL ? file : "the new PKCS#11 key";
     struct tok_keyring *old = NULL, *next = NULL;
     TOK_GUARD(tok_admin_keyring(a, &old));
     const char *why = NULL;
-    tok_status st = tok_keyring_load_file(file, &next, &why);
+    struct tok_master_key_config nc = {file, uri, uri != NULL ? second_pin(a, uri, pin) : NULL};
+    tok_status st = tok_keyring_load(&nc, &next, &why);
     if (st != TOK_OK) {
         say("keys rotate-master: new master key refused: %s", why != NULL ? why : "unknown");
         tok_keyring_free(&old);
@@ -412,11 +444,11 @@ tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, cha
     }
     if (!tok_keyring_same_line(old, next)) {
         say("keys rotate-master: %s does not carry this master key's sub-key root (API keys "
-            "would stop working): make it with keys new-master --out FILE",
-            file);
+            "would stop working): make it with keys new-master --out FILE (or --pkcs11 URI)",
+            name);
         st = TOK_ERR_INPUT;
     } else if (tok_keyring_same_kek(old, next)) {
-        say("keys rotate-master: %s is the current master key", file);
+        say("keys rotate-master: %s is the current master key", name);
         st = TOK_ERR_INPUT;
     }
     PGconn *pg = NULL;
@@ -451,6 +483,8 @@ tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, cha
         p.done += moved;
         if (st == TOK_OK && moved > 0)
             progress_show(&p, false);
+        if (st == TOK_OK && moved > 0 && pause_ms > 0)
+            sleep_ms(pause_ms); /* spares a busy database */
     }
     uint64_t fixed = 0;
     if (st == TOK_OK)
@@ -475,10 +509,16 @@ tok_status tok_admin_keys_rotate_master(const struct tok_admin *a, int argc, cha
         if (st == TOK_OK)
             st = end;
     }
-    if (st == TOK_OK)
+    if (st == TOK_OK && file != NULL)
         say("master key rotated: version %u -> %u, %llu wrapped key pairs; restart every tokend "
-            "with --master-key-file %s alone, then destroy the old key file",
-            from, to, (unsigned long long)p.done, file);
+            "with --master-key-file %s alone, then destroy the old key (keys retire-master "
+            "--version %u)",
+            from, to, (unsigned long long)p.done, file, from);
+    else if (st == TOK_OK)
+        say("master key rotated: version %u -> %u, %llu wrapped key pairs; restart every tokend "
+            "with --master-key-pkcs11 (the new key) alone, then destroy the old key (keys "
+            "retire-master --version %u)",
+            from, to, (unsigned long long)p.done, from);
     if (pg != NULL)
         PQfinish(pg);
     tok_keyring_free(&old);
@@ -1091,6 +1131,140 @@ tok_status tok_admin_keys_retire(const struct tok_admin *a, int argc, char **arg
     if (st == TOK_OK)
         say("retired key version %u of tenant %s: its wrapped keys are destroyed", version,
             tenant);
+    PQfinish(pg);
+    return st;
+}
+
+/* ---- keys retire-master ------------------------------------------------------------------- */
+
+/* Refused when the key uri names opens any wrapped key pair still in use (a sample of each
+ * master version, vault.master_key_probe): it is not a retired version's key. */
+static tok_status check_unused_key(const struct tok_admin *a, PGconn *pg, const char *uri,
+                                   const char *pin)
+{
+    const char *what = "keys retire-master", *why = NULL;
+    struct tok_keyring *kr = NULL;
+    struct tok_master_key_config c = {NULL, uri, second_pin(a, uri, pin)};
+    if (tok_harden_process(&why) != TOK_OK || tok_keyring_load(&c, &kr, &why) != TOK_OK) {
+        say("%s: %s", what, why != NULL ? why : "the key cannot be opened");
+        return TOK_ERR_INPUT;
+    }
+    PGresult *r = PQexecParams(pg,
+                               "SELECT master_version, tenant_id, version, wrapped_dek, "
+                               "wrapped_fpk FROM vault.master_key_probe()",
+                               0, NULL, NULL, NULL, NULL, 1);
+    tok_status st = check(r, PGRES_TUPLES_OK, what);
+    for (int i = 0; st == TOK_OK && i < PQntuples(r); i++) {
+        struct tok_tenant_keys *tk = NULL;
+        if (PQgetlength(r, i, 0) != 4 || PQgetlength(r, i, 2) != 4)
+            continue;
+        if (tok_keyring_tenant_keys_open(
+                kr, PQgetvalue(r, i, 1), be32(PQgetvalue(r, i, 2)),
+                tok_slice_of(PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3)),
+                tok_slice_of(PQgetvalue(r, i, 4), (size_t)PQgetlength(r, i, 4)), &tk) == TOK_OK) {
+            say("%s: that key still opens tenant keys of master key version %u: not destroyed",
+                what, be32(PQgetvalue(r, i, 0)));
+            st = TOK_ERR_CONFLICT;
+        }
+        tok_tenant_keys_free(&tk);
+    }
+    PQclear(r);
+    tok_keyring_free(&kr);
+    return st;
+}
+
+tok_status tok_admin_keys_retire_master(const struct tok_admin *a, int argc, char **argv)
+{
+    const char *uri = NULL, *pin = NULL, *what = "keys retire-master";
+    uint32_t version = 0;
+    bool bad = false;
+    for (int i = 0; i < argc && !bad; i++) {
+        if (strcmp(argv[i], "--version") == 0 && i + 1 < argc &&
+            parse_u32(argv[i + 1], 1, INT32_MAX, &version))
+            i++;
+        else if (strcmp(argv[i], "--destroy-pkcs11") == 0 && i + 1 < argc && uri == NULL)
+            uri = argv[++i];
+        else if (strcmp(argv[i], "--pin-file") == 0 && i + 1 < argc && pin == NULL)
+            pin = argv[++i];
+        else
+            bad = true;
+    }
+    if (bad || version == 0 || (pin != NULL && uri == NULL)) {
+        say("usage: keys retire-master --version N [--destroy-pkcs11 URI [--pin-file F]]");
+        return TOK_ERR_INPUT;
+    }
+    PGconn *pg = NULL;
+    TOK_GUARD(tok_admin_connect(a, &pg));
+    char v[16];
+    snprintf(v, sizeof v, "%u", version);
+    const char *vals[1] = {v};
+    PGresult *r = NULL;
+    tok_status st = exec_cmd(pg, "BEGIN", what);
+    bool in_tx = st == TOK_OK;
+    /* no tenant key is made, re-wrapped or retired meanwhile */
+    if (st == TOK_OK)
+        st = exec_cmd(pg, "LOCK TABLE vault.tenant_keys IN SHARE ROW EXCLUSIVE MODE", what);
+    if (st == TOK_OK)
+        st = exec_params(pg,
+                         "SELECT (SELECT count(*) FROM vault.tenant_keys WHERE master_version = "
+                         "$1::integer AND wrapped_dek IS NOT NULL),"
+                         " coalesce((SELECT to_version FROM vault.key_rotations WHERE kind = "
+                         "'master' AND state = 'running'), (SELECT coalesce(max(master_version), "
+                         "1) FROM vault.tenant_keys WHERE wrapped_dek IS NOT NULL)),"
+                         " EXISTS (SELECT 1 FROM vault.key_rotations WHERE kind = 'master' AND "
+                         "state = 'running'),"
+                         " EXISTS (SELECT 1 FROM audit.events WHERE action = 'key.retired' AND "
+                         "object = 'master_key' AND detail->>'from_version' = ($1::integer)::text),"
+                         " EXISTS (SELECT 1 FROM vault.tenant_keys WHERE master_version = "
+                         "$1::integer) OR EXISTS (SELECT 1 FROM vault.key_rotations WHERE kind = "
+                         "'master' AND $1::integer IN (from_version, to_version))",
+                         1, vals, PGRES_TUPLES_OK, what, &r);
+    if (st == TOK_OK) {
+        unsigned long long rows = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        uint32_t current = (uint32_t)strtoul(PQgetvalue(r, 0, 1), NULL, 10);
+        if (PQgetvalue(r, 0, 4)[0] != 't') {
+            say("%s: master key version %u was never used", what, version);
+            st = TOK_ERR_NOTFOUND;
+        } else if (PQgetvalue(r, 0, 3)[0] == 't') {
+            say("%s: master key version %u is already retired", what, version);
+            st = TOK_ERR_CONFLICT;
+        } else if (version >= current) {
+            say("%s: master key version %u is the current one: rotate to a new master key "
+                "first (keys rotate-master)",
+                what, version);
+            st = TOK_ERR_CONFLICT;
+        } else if (rows > 0 || PQgetvalue(r, 0, 2)[0] == 't') {
+            say("%s: master key version %u still wraps %llu tenant key pairs: finish the "
+                "rotation first (keys rotate-master)",
+                what, version, rows);
+            st = TOK_ERR_CONFLICT;
+        }
+    }
+    PQclear(r);
+    if (st == TOK_OK && uri != NULL)
+        st = check_unused_key(a, pg, uri, pin);
+    if (st == TOK_OK)
+        st = audit_event(pg, NULL, "key.retired", "master_key", "master", version, version, 0,
+                         what);
+    const char *why = NULL;
+    /* destroyed inside the transaction: a key that cannot be destroyed is not recorded as
+     * retired */
+    if (st == TOK_OK && uri != NULL &&
+        (st = tok_master_key_pkcs11_destroy(uri, second_pin(a, uri, pin), &why)) != TOK_OK)
+        say("%s: %s", what, why != NULL ? why : tok_status_name(st));
+    if (in_tx) {
+        tok_status end = exec_cmd(pg, st == TOK_OK ? "COMMIT" : "ROLLBACK", what);
+        if (st == TOK_OK)
+            st = end;
+    }
+    if (st == TOK_OK && uri != NULL)
+        say("retired master key version %u: no wrapped key uses it; its key and sub-key root "
+            "object are destroyed in the token",
+            version);
+    else if (st == TOK_OK)
+        say("retired master key version %u: no wrapped key uses it; destroy its key now (the "
+            "file and its copies, or the token object: --destroy-pkcs11 URI)",
+            version);
     PQfinish(pg);
     return st;
 }

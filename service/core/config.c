@@ -41,7 +41,9 @@ static const struct opt opts[] = {
     {"db", "TOKEND_DB", STR(db_conninfo), "libpq connection string (service role)"},
     {"reporting-db", "TOKEND_REPORTING_DB", STR(reporting_conninfo), "libpq connection string (reporting role), '' = reports off"},
     {"master-key-file", "TOKEND_MASTER_KEY_FILE", STR(master_key_file), "master key file (the current version; 32 bytes, or 128 hex from keys new-master), mode 0600"},
-    {"master-key-previous", "TOKEND_MASTER_KEY_PREVIOUS", STR(master_key_previous), "the previous master key version's file while a master rotation runs (SECURITY.md), mode 0600; '' = none; not with --master-key-pkcs11"},
+    {"master-key-previous", "TOKEND_MASTER_KEY_PREVIOUS", STR(master_key_previous), "the previous master key version's file while a master rotation runs (SECURITY.md), mode 0600; '' = none"},
+    {"master-key-previous-pkcs11", "TOKEND_MASTER_KEY_PREVIOUS_PKCS11", STR(master_key_previous_pkcs11), "the previous master key version in a PKCS#11 token instead (RFC 7512 URI) while a master rotation runs; '' = none"},
+    {"master-key-previous-pin-file", "TOKEND_MASTER_KEY_PREVIOUS_PIN_FILE", STR(master_key_previous_pin_file), "that token's user PIN, mode 0600 (default: the URI's pin-source, else --master-key-pin-file)"},
     {"master-key-pkcs11", "TOKEND_MASTER_KEY_PKCS11", STR(master_key_pkcs11), "the master key in a PKCS#11 token instead: pkcs11:token=...;object=...[?module-path=...] (RFC 7512)"},
     {"master-key-pin-file", "TOKEND_MASTER_KEY_PIN_FILE", STR(master_key_pin_file), "that token's user PIN, mode 0600 (or pin-source=file:... in the URI)"},
     {"threads", "TOKEND_THREADS", UINT(threads, 1, TOK_THREADS_MAX), "event-loop threads (default: CPUs)"},
@@ -318,9 +320,15 @@ tok_status tok_config_validate(const struct tok_config *cfg, char *why, size_t w
         snprintf(why, why_len, "--master-key-pin-file is for --master-key-pkcs11");
         return TOK_ERR_INPUT;
     }
-    if (cfg->master_key_previous[0] != '\0' && cfg->master_key_pkcs11[0] != '\0') {
-        snprintf(why, why_len, "--master-key-previous is for --master-key-file: a master key"
-                               " rotation with a PKCS#11 token is not supported");
+    if (cfg->master_key_previous[0] != '\0' && cfg->master_key_previous_pkcs11[0] != '\0') {
+        snprintf(why, why_len,
+                 "give --master-key-previous or --master-key-previous-pkcs11, not both");
+        return TOK_ERR_INPUT;
+    }
+    if (cfg->master_key_previous_pin_file[0] != '\0' &&
+        cfg->master_key_previous_pkcs11[0] == '\0') {
+        snprintf(why, why_len,
+                 "--master-key-previous-pin-file is for --master-key-previous-pkcs11");
         return TOK_ERR_INPUT;
     }
     if (cfg->db_conninfo[0] == '\0') {

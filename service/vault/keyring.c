@@ -167,10 +167,8 @@ tok_status tok_master_key_from_bytes(const uint8_t key[TOK_KEYRING_KEY_LEN],
     return file_finish(f, out);
 }
 
-/*
- * Whether a and b are file providers with the same KEK (constant time). A token's KEK never
- * leaves it, so two token providers are not compared: false.
- */
+/* Whether a and b are file providers with the same KEK (constant time); same_kek compares
+ * a token's KEK, whose bytes never leave it, by a trial wrap. */
 static bool file_same_kek(const struct tok_master_key *a, const struct tok_master_key *b)
 {
     if (a == NULL || b == NULL || a->ops != &file_ops || b->ops != &file_ops)
@@ -505,15 +503,52 @@ tok_status tok_keyring_load_file(const char *path, struct tok_keyring **out, con
     return tok_keyring_load(&cfg, out, why);
 }
 
-tok_status tok_keyring_load_previous(struct tok_keyring *kr, const char *path, const char **why)
+/*
+ * Whether a and b are the same KEK. Two files: their bytes compared in constant time. A
+ * token's KEK never leaves it, so otherwise a random key is wrapped under a and must not
+ * open under b: AES-GCM and XChaCha20-Poly1305 tags verify under the key that made them
+ * only, and a file and a token never wrap alike.
+ */
+static bool same_kek(struct tok_master_key *a, struct tok_master_key *b)
+{
+    if (a == NULL || b == NULL)
+        return false;
+    if (a->ops == &file_ops && b->ops == &file_ops)
+        return file_same_kek(a, b);
+    uint8_t *k = sodium_malloc(2 * TOK_KEYRING_KEY_LEN);
+    if (k == NULL)
+        return false;
+    uint8_t wrapped_mem[TOK_KEYRING_WRAPPED_LEN];
+    struct tok_buf wrapped;
+    tok_buf_init(&wrapped, wrapped_mem, sizeof wrapped_mem);
+    struct tok_slice ad = tok_slice_str("tokend:v1:same-key-test");
+    randombytes_buf(k, TOK_KEYRING_KEY_LEN);
+    bool same = a->ops->wrap(a, ad, k, &wrapped) == TOK_OK &&
+                b->ops->unwrap(b, ad, tok_buf_slice(&wrapped), k + TOK_KEYRING_KEY_LEN) == TOK_OK &&
+                sodium_memcmp(k, k + TOK_KEYRING_KEY_LEN, TOK_KEYRING_KEY_LEN) == 0;
+    sodium_free(k);
+    return same;
+}
+
+tok_status tok_keyring_add_previous(struct tok_keyring *kr, const struct tok_master_key_config *cfg,
+                                    const char **why)
 {
     const char *why_unused = NULL;
     if (why == NULL)
         why = &why_unused;
     *why = NULL;
-    TOK_ENSURE(kr != NULL && path != NULL, TOK_ERR_INTERNAL);
+    TOK_ENSURE(kr != NULL && cfg != NULL, TOK_ERR_INTERNAL);
+    bool file = cfg->file != NULL && cfg->file[0] != '\0';
+    bool p11 = cfg->pkcs11_uri != NULL && cfg->pkcs11_uri[0] != '\0';
+    if (file == p11) {
+        *why = file ? "give --master-key-previous or --master-key-previous-pkcs11, not both"
+                    : "no previous master key given";
+        return TOK_ERR_INPUT;
+    }
+    const char *name = file ? cfg->file : cfg->pkcs11_uri;
     struct tok_master_key *prev = NULL;
-    tok_status st = file_open(path, "previous master key", &prev, why);
+    tok_status st = file ? file_open(cfg->file, "previous master key", &prev, why)
+                         : tok_master_key_pkcs11_open(cfg->pkcs11_uri, cfg->pin_file, &prev, why);
     TOK_GUARD(st);
     uint8_t *root = sodium_malloc(TOK_KEYRING_KEY_LEN);
     if (root == NULL) {
@@ -522,16 +557,18 @@ tok_status tok_keyring_load_previous(struct tok_keyring *kr, const char *path, c
         return TOK_ERR_NOMEM;
     }
     st = prev->ops->sub_root(prev, root);
+    if (st != TOK_OK)
+        *why = why_of("previous master key", "cannot give its sub-key root", name);
     /* every master key version carries the same root: API-key hashes and reference look-ups
      * must not change with a rotation */
     if (st == TOK_OK && sodium_memcmp(root, kr->root, TOK_KEYRING_KEY_LEN) != 0) {
         *why = why_of("previous master key", "is not of this key line (its sub-key root differs)",
-                      path);
+                      name);
         st = TOK_ERR_INPUT;
     }
     sodium_free(root); /* zeroes before releasing */
-    if (st == TOK_OK && file_same_kek(prev, kr->mk)) {
-        *why = why_of("previous master key", "is the current master key", path);
+    if (st == TOK_OK && same_kek(prev, kr->mk)) {
+        *why = why_of("previous master key", "is the current master key", name);
         st = TOK_ERR_INPUT;
     }
     if (st == TOK_OK && kr->mk_prev != NULL) {
@@ -549,6 +586,30 @@ tok_status tok_keyring_load_previous(struct tok_keyring *kr, const char *path, c
     return st;
 }
 
+tok_status tok_keyring_load_previous(struct tok_keyring *kr, const char *path, const char **why)
+{
+    TOK_ENSURE(path != NULL, TOK_ERR_INTERNAL);
+    struct tok_master_key_config cfg = {path, NULL, NULL};
+    return tok_keyring_add_previous(kr, &cfg, why);
+}
+
+const char *tok_keyring_kind(const struct tok_keyring *kr)
+{
+    return kr == NULL ? "none" : tok_master_key_kind(kr->mk);
+}
+
+const char *tok_keyring_previous_kind(const struct tok_keyring *kr)
+{
+    return kr == NULL ? "none" : tok_master_key_kind(kr->mk_prev);
+}
+
+tok_status tok_keyring_next_master_pkcs11(const struct tok_keyring *kr, const char *uri,
+                                          const char *pin_file, const char **why)
+{
+    TOK_ENSURE(kr != NULL && uri != NULL, TOK_ERR_INTERNAL);
+    return tok_master_key_pkcs11_create(uri, pin_file, kr->root, why);
+}
+
 bool tok_keyring_same_line(const struct tok_keyring *a, const struct tok_keyring *b)
 {
     return a != NULL && b != NULL && sodium_memcmp(a->root, b->root, TOK_KEYRING_KEY_LEN) == 0;
@@ -556,7 +617,7 @@ bool tok_keyring_same_line(const struct tok_keyring *a, const struct tok_keyring
 
 bool tok_keyring_same_kek(const struct tok_keyring *a, const struct tok_keyring *b)
 {
-    return a != NULL && b != NULL && file_same_kek(a->mk, b->mk);
+    return a != NULL && b != NULL && same_kek(a->mk, b->mk);
 }
 
 tok_status tok_keyring_next_master(const struct tok_keyring *kr, struct tok_buf *hex_out)

@@ -40,6 +40,10 @@
 #define P11_CMAC_LEN 16
 #define P11_SUBKEY_LABEL "tokend:v1:subkey-root"
 #define P11_SELF_TEST_AD "tokend:v1:self-test"
+#define P11_ROOT_APP "tokend:v1:subkey-root"    /* CKA_APPLICATION of the root's data object */
+#define P11_ROOT_AD "tokend:v1:subkey-root:obj" /* its GCM associated data */
+#define P11_MODULES_MAX 8
+#define P11_LOGINS_MAX 8
 
 /* What an RFC 7512 URI names, decoded. No secret here: pin-value is refused. */
 struct p11_uri {
@@ -58,11 +62,40 @@ struct p11 {
     bool lock_ready;
     void *dl;
     CK_FUNCTION_LIST_PTR f;
-    bool initialized; /* we called C_Initialize, so we call C_Finalize */
+    bool registered; /* counted in the module registry below */
     bool has_session;
     CK_SESSION_HANDLE session;
     CK_OBJECT_HANDLE key;
+    bool has_root; /* the key carries its line's sub-key root (master_key.h), wrapped by it */
+    uint8_t root_wrapped[TOK_KEYRING_WRAPPED_LEN];
 };
+
+/*
+ * The module registry. C_Initialize, C_Finalize and the login state are per process and
+ * per token, not per session (PKCS#11 v2.40, sections 5.4 and 5.6), and during a master
+ * rotation two providers may share a module and even a token. So the module is initialised
+ * by its first provider and finalised after its last, and a second login to a token this
+ * process is logged in to already (CKR_USER_ALREADY_LOGGED_IN, which the token answers
+ * without looking at the PIN) is checked against a keyed hash of the PIN that logged in,
+ * so a wrong PIN is refused there too. Process-wide state, like the module's own; guarded.
+ */
+struct p11_login {
+    CK_SLOT_ID slot;
+    uint8_t pin_mac[crypto_generichash_BYTES];
+};
+
+static struct {
+    pthread_mutex_t lock;
+    bool keyed;
+    uint8_t key[crypto_generichash_KEYBYTES]; /* random, for the PIN hashes */
+    struct {
+        CK_FUNCTION_LIST_PTR f;
+        unsigned users;
+        bool we_init; /* we called C_Initialize, so the last user calls C_Finalize */
+        unsigned n_logins;
+        struct p11_login logins[P11_LOGINS_MAX];
+    } mods[P11_MODULES_MAX];
+} registry = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local char why_mem[P11_WHY_MAX];
 
@@ -225,7 +258,7 @@ static tok_status uri_parse(const char *uri, struct p11_uri *u, const char **why
     size_t n = strnlen(uri, TOK_PKCS11_URI_MAX + 1);
     /* the scheme is case-insensitive (RFC 3986 section 3.1) */
     if (n > TOK_PKCS11_URI_MAX || strncasecmp(uri, P11_SCHEME, sizeof P11_SCHEME - 1) != 0) {
-        *why = "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=...";
+        *why = "not a PKCS#11 URI (pkcs11:token=...;object=...)";
         return TOK_ERR_INPUT;
     }
     const char *p = uri + sizeof P11_SCHEME - 1, *end = uri + n;
@@ -309,14 +342,37 @@ static tok_status read_pin(const char *path, uint8_t *pin, size_t *pin_len, cons
 
 /* ---- sessions ---------------------------------------------------------------------------- */
 
+/* The registry's entry for f, or -1. Called with registry.lock held. */
+static int module_find(CK_FUNCTION_LIST_PTR f)
+{
+    for (int i = 0; i < P11_MODULES_MAX; i++)
+        if (registry.mods[i].users > 0 && registry.mods[i].f == f)
+            return i;
+    return -1;
+}
+
+/* One user less of the module; the last one finalises it if we initialised it. */
+static void module_release(struct p11 *p)
+{
+    if (!p->registered)
+        return;
+    p->registered = false;
+    pthread_mutex_lock(&registry.lock);
+    int m = module_find(p->f);
+    if (m >= 0 && --registry.mods[m].users == 0) {
+        if (registry.mods[m].we_init)
+            (void)p->f->C_Finalize(NULL);
+        sodium_memzero(&registry.mods[m], sizeof registry.mods[m]);
+    }
+    pthread_mutex_unlock(&registry.lock);
+}
+
 static void p11_close(struct p11 *p)
 {
     if (p->has_session)
         (void)p->f->C_CloseSession(p->session);
     p->has_session = false;
-    if (p->initialized)
-        (void)p->f->C_Finalize(NULL);
-    p->initialized = false;
+    module_release(p);
     if (p->dl != NULL)
         (void)dlclose(p->dl);
     p->dl = NULL;
@@ -343,16 +399,73 @@ static tok_status load_module(struct p11 *p, const char *module, const char **wh
         *why = why_fmt("PKCS#11 module %s has no function list (%s)", module, rv_name(rv));
         return TOK_ERR_CRYPTO;
     }
+    pthread_mutex_lock(&registry.lock);
+    int m = module_find(p->f);
+    if (m >= 0) {
+        registry.mods[m].users++;
+        p->registered = true;
+        pthread_mutex_unlock(&registry.lock);
+        return TOK_OK;
+    }
+    for (int i = 0; i < P11_MODULES_MAX && m < 0; i++)
+        if (registry.mods[i].users == 0)
+            m = i;
+    if (m < 0) {
+        pthread_mutex_unlock(&registry.lock);
+        *why = "too many PKCS#11 modules in one process";
+        return TOK_ERR_INTERNAL;
+    }
     CK_C_INITIALIZE_ARGS args;
     memset(&args, 0, sizeof args);
     args.flags = CKF_OS_LOCKING_OK;
     rv = p->f->C_Initialize(&args);
+    if (rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+        registry.mods[m].f = p->f;
+        registry.mods[m].users = 1;
+        registry.mods[m].we_init = rv == CKR_OK;
+        registry.mods[m].n_logins = 0;
+        p->registered = true;
+    }
+    pthread_mutex_unlock(&registry.lock);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
         *why = why_fmt("PKCS#11 module %s failed to initialise (%s)", module, rv_name(rv));
         return TOK_ERR_CRYPTO;
     }
-    p->initialized = rv == CKR_OK;
     return TOK_OK;
+}
+
+/*
+ * Records (logged_in) or checks (already) the PIN that logged this process in to the token
+ * in slot: false when a second provider brings another PIN than the one that logged in
+ * (module registry above). A token not logged in by us is not checked.
+ */
+static bool login_pin(struct p11 *p, CK_SLOT_ID slot, const uint8_t *pin, size_t pin_len,
+                      bool logged_in)
+{
+    uint8_t mac[crypto_generichash_BYTES];
+    bool ok = true;
+    pthread_mutex_lock(&registry.lock);
+    if (!registry.keyed) {
+        randombytes_buf(registry.key, sizeof registry.key);
+        registry.keyed = true;
+    }
+    (void)crypto_generichash(mac, sizeof mac, pin, pin_len, registry.key, sizeof registry.key);
+    int m = module_find(p->f);
+    struct p11_login *l = NULL;
+    for (unsigned i = 0; m >= 0 && i < registry.mods[m].n_logins; i++)
+        if (registry.mods[m].logins[i].slot == slot)
+            l = &registry.mods[m].logins[i];
+    if (m >= 0 && l == NULL && registry.mods[m].n_logins < P11_LOGINS_MAX && logged_in) {
+        l = &registry.mods[m].logins[registry.mods[m].n_logins++];
+        l->slot = slot;
+    }
+    if (l != NULL && logged_in)
+        tok_copy(l->pin_mac, mac, sizeof mac);
+    else if (l != NULL)
+        ok = sodium_memcmp(l->pin_mac, mac, sizeof mac) == 0;
+    pthread_mutex_unlock(&registry.lock);
+    sodium_memzero(mac, sizeof mac);
+    return ok;
 }
 
 static bool label_is(const CK_UTF8CHAR label[P11_TOKEN_LABEL_LEN], const char *want)
@@ -443,6 +556,11 @@ static tok_status p11_connect(struct p11 *p, const struct p11_uri *u, const char
         } else if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
             *why = why_fmt("PKCS#11 login to token '%s' failed (%s)", u->token, rv_name(rv));
             st = TOK_ERR_CRYPTO;
+        } else if (!login_pin(p, slot, pin, pin_len, rv == CKR_OK)) {
+            *why = why_fmt("PKCS#11 login to token '%s' refused: wrong PIN (not the one this "
+                           "process logged in with)",
+                           u->token);
+            st = TOK_ERR_CRYPTO;
         }
     }
     sodium_free(pin); /* zeroes before releasing */
@@ -474,6 +592,61 @@ static tok_status find_key(struct p11 *p, const struct p11_uri *u, CK_OBJECT_HAN
     }
     if (*count > 0)
         *key = found[0];
+    return TOK_OK;
+}
+
+/* The data objects holding the sub-key root of the key labelled u->object: *count of them
+ * (up to 2), the first in *obj. */
+static tok_status find_root(struct p11 *p, const struct p11_uri *u, CK_OBJECT_HANDLE *obj,
+                            CK_ULONG *count, const char **why)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_LABEL, (void *)u->object, strlen(u->object)},
+        {CKA_APPLICATION, (void *)P11_ROOT_APP, sizeof P11_ROOT_APP - 1},
+    };
+    CK_OBJECT_HANDLE found[2];
+    *count = 0;
+    CK_RV rv = p->f->C_FindObjectsInit(p->session, tmpl, TOK_ARRAY_LEN(tmpl));
+    if (rv == CKR_OK) {
+        rv = p->f->C_FindObjects(p->session, found, 2, count);
+        CK_RV frv = p->f->C_FindObjectsFinal(p->session);
+        if (rv == CKR_OK)
+            rv = frv;
+    }
+    if (rv != CKR_OK) {
+        *why = why_fmt("PKCS#11 token '%s': cannot search for data objects (%s)", u->token,
+                       rv_name(rv));
+        return TOK_ERR_CRYPTO;
+    }
+    if (*count > 0)
+        *obj = found[0];
+    return TOK_OK;
+}
+
+/* Reads the wrapped sub-key root the key carries, when it carries one (master_key.h). */
+static tok_status read_root(struct p11 *p, const struct p11_uri *u, const char **why)
+{
+    CK_OBJECT_HANDLE obj = 0;
+    CK_ULONG count = 0;
+    TOK_GUARD(find_root(p, u, &obj, &count, why));
+    if (count == 0)
+        return TOK_OK;
+    if (count > 1) {
+        *why = why_fmt("PKCS#11 token '%s' has several sub-key root objects '%s'", u->token,
+                       u->object);
+        return TOK_ERR_INPUT;
+    }
+    CK_ATTRIBUTE a = {CKA_VALUE, p->root_wrapped, sizeof p->root_wrapped};
+    CK_RV rv = p->f->C_GetAttributeValue(p->session, obj, &a, 1);
+    if (rv != CKR_OK || a.ulValueLen != sizeof p->root_wrapped) {
+        *why = why_fmt("PKCS#11 token '%s': the sub-key root object '%s' cannot be read or is "
+                       "not %d bytes (%s)",
+                       u->token, u->object, TOK_KEYRING_WRAPPED_LEN, rv_name(rv));
+        return TOK_ERR_INPUT;
+    }
+    p->has_root = true;
     return TOK_OK;
 }
 
@@ -574,9 +747,16 @@ static tok_status p11_unwrap(struct tok_master_key *mk, struct tok_slice ad,
     return gcm_unwrap((struct p11 *)mk, ad, wrapped, key) == CKR_OK ? TOK_OK : TOK_ERR_CRYPTO;
 }
 
+/* The root the key carries (made by keys new-master --pkcs11 from an earlier key of the
+ * line, so API-key hashes survive the move), else the one derived from the key itself. */
 static tok_status p11_sub_root(struct tok_master_key *mk, uint8_t root[TOK_KEYRING_KEY_LEN])
 {
-    return cmac_root((struct p11 *)mk, root) == CKR_OK ? TOK_OK : TOK_ERR_CRYPTO;
+    struct p11 *p = (struct p11 *)mk;
+    CK_RV rv = p->has_root ? gcm_unwrap(p, tok_slice_str(P11_ROOT_AD),
+                                        tok_slice_of(p->root_wrapped, sizeof p->root_wrapped),
+                                        root)
+                           : cmac_root(p, root);
+    return rv == CKR_OK ? TOK_OK : TOK_ERR_CRYPTO;
 }
 
 static void p11_free(struct tok_master_key *mk)
@@ -650,8 +830,17 @@ static tok_status self_test(struct p11 *p, const struct p11_uri *u, const char *
                        u->object);
         st = TOK_ERR_CRYPTO;
     }
-    if (st == TOK_OK && (rv = cmac_root(p, k + 2 * TOK_KEYRING_KEY_LEN)) != CKR_OK) {
+    if (st == TOK_OK && !p->has_root &&
+        (rv = cmac_root(p, k + 2 * TOK_KEYRING_KEY_LEN)) != CKR_OK) {
         *why = why_fmt("PKCS#11 key '%s' cannot sign with CKM_AES_CMAC (%s): it needs CKA_SIGN",
+                       u->object, rv_name(rv));
+        st = TOK_ERR_CRYPTO;
+    }
+    if (st == TOK_OK && p->has_root &&
+        (rv = gcm_unwrap(p, tok_slice_str(P11_ROOT_AD),
+                         tok_slice_of(p->root_wrapped, sizeof p->root_wrapped),
+                         k + 2 * TOK_KEYRING_KEY_LEN)) != CKR_OK) {
+        *why = why_fmt("PKCS#11 key '%s': its sub-key root object does not open under it (%s)",
                        u->object, rv_name(rv));
         st = TOK_ERR_CRYPTO;
     }
@@ -696,6 +885,8 @@ tok_status tok_master_key_pkcs11_open(const char *uri, const char *pin_file,
     if (st == TOK_OK)
         st = check_key(p, &u, why);
     if (st == TOK_OK)
+        st = read_root(p, &u, why);
+    if (st == TOK_OK)
         st = self_test(p, &u, why);
     if (st != TOK_OK) {
         p11_free(&p->base);
@@ -705,7 +896,54 @@ tok_status tok_master_key_pkcs11_open(const char *uri, const char *pin_file,
     return TOK_OK;
 }
 
-tok_status tok_master_key_pkcs11_create(const char *uri, const char *pin_file, const char **why)
+/* Stores root, wrapped by p->key, as a private data object beside the key (master_key.h). */
+static tok_status create_root(struct p11 *p, const struct p11_uri *u,
+                              const uint8_t root[TOK_KEYRING_KEY_LEN], const char **why)
+{
+    uint8_t wrapped_mem[TOK_KEYRING_WRAPPED_LEN];
+    struct tok_buf wrapped;
+    tok_buf_init(&wrapped, wrapped_mem, sizeof wrapped_mem);
+    CK_RV rv = gcm_wrap(p, tok_slice_str(P11_ROOT_AD), root, &wrapped);
+    if (rv == CKR_OK) {
+        CK_OBJECT_CLASS cls = CKO_DATA;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_ATTRIBUTE tmpl[] = {
+            {CKA_CLASS, &cls, sizeof cls},
+            {CKA_TOKEN, &yes, sizeof yes},
+            {CKA_PRIVATE, &yes, sizeof yes},
+            {CKA_MODIFIABLE, &no, sizeof no},
+            {CKA_LABEL, (void *)u->object, strlen(u->object)},
+            {CKA_APPLICATION, (void *)P11_ROOT_APP, sizeof P11_ROOT_APP - 1},
+            {CKA_VALUE, wrapped.data, wrapped.len},
+        };
+        CK_OBJECT_HANDLE obj = 0;
+        rv = p->f->C_CreateObject(p->session, tmpl, TOK_ARRAY_LEN(tmpl), &obj);
+    }
+    if (rv != CKR_OK) {
+        *why = why_fmt("PKCS#11 token '%s' cannot store the sub-key root beside key '%s' (%s)",
+                       u->token, u->object, rv_name(rv));
+        return TOK_ERR_CRYPTO;
+    }
+    return TOK_OK;
+}
+
+const char *tok_master_key_previous_pin(const char *uri, const char *pin_file,
+                                        const char *fallback)
+{
+    if (pin_file != NULL && pin_file[0] != '\0')
+        return pin_file;
+    if (uri == NULL || uri[0] == '\0')
+        return NULL;
+    struct p11_uri u;
+    const char *why = NULL;
+    /* a bad URI is reported when it is opened */
+    if (uri_parse(uri, &u, &why) == TOK_OK && u.pin_file[0] != '\0')
+        return NULL;
+    return fallback;
+}
+
+tok_status tok_master_key_pkcs11_create(const char *uri, const char *pin_file,
+                                        const uint8_t *root, const char **why)
 {
     const char *why_unused = NULL;
     if (why == NULL)
@@ -729,6 +967,14 @@ tok_status tok_master_key_pkcs11_create(const char *uri, const char *pin_file, c
         st = find_key(&p, &by_label, &existing, &count, why);
     if (st == TOK_OK && count > 0) {
         *why = why_fmt("PKCS#11 token '%s' already has a key '%s': hsm-init makes new keys only",
+                       u.token, u.object);
+        st = TOK_ERR_CONFLICT;
+    }
+    if (st == TOK_OK)
+        st = find_root(&p, &u, &existing, &count, why);
+    if (st == TOK_OK && count > 0) {
+        *why = why_fmt("PKCS#11 token '%s' already has a sub-key root object '%s' (of a key "
+                       "deleted by hand?): delete it or choose another label",
                        u.token, u.object);
         st = TOK_ERR_CONFLICT;
     }
@@ -765,7 +1011,49 @@ tok_status tok_master_key_pkcs11_create(const char *uri, const char *pin_file, c
                            rv_name(rv));
             st = TOK_ERR_CRYPTO;
         }
+        p.key = key;
+        /* a key without the root it was made to carry would start a new key line: gone */
+        if (st == TOK_OK && root != NULL && (st = create_root(&p, &u, root, why)) != TOK_OK)
+            (void)p.f->C_DestroyObject(p.session, key);
     }
+    p11_close(&p);
+    return st;
+}
+
+tok_status tok_master_key_pkcs11_destroy(const char *uri, const char *pin_file, const char **why)
+{
+    const char *why_unused = NULL;
+    if (why == NULL)
+        why = &why_unused;
+    *why = NULL;
+    TOK_ENSURE(uri != NULL, TOK_ERR_INTERNAL);
+    struct p11_uri u;
+    TOK_GUARD(uri_parse(uri, &u, why));
+    struct p11 p;
+    memset(&p, 0, sizeof p);
+    tok_status st = p11_connect(&p, &u, pin_file, true, why);
+    CK_ULONG count = 0, roots = 0;
+    CK_OBJECT_HANDLE key = 0, root = 0;
+    if (st == TOK_OK)
+        st = find_key(&p, &u, &key, &count, why);
+    if (st == TOK_OK && count != 1) {
+        *why = count == 0 ? why_fmt("PKCS#11 token '%s' has no secret key '%s'", u.token, u.object)
+                          : why_fmt("PKCS#11 token '%s' has several secret keys '%s': add id= "
+                                    "to the URI",
+                                    u.token, u.object);
+        st = count == 0 ? TOK_ERR_NOTFOUND : TOK_ERR_INPUT;
+    }
+    if (st == TOK_OK)
+        st = find_root(&p, &u, &root, &roots, why);
+    CK_RV rv = CKR_OK;
+    if (st == TOK_OK && (rv = p.f->C_DestroyObject(p.session, key)) != CKR_OK) {
+        *why = why_fmt("PKCS#11 token '%s' cannot destroy key '%s' (%s)", u.token, u.object,
+                       rv_name(rv));
+        st = TOK_ERR_CRYPTO;
+    }
+    /* the root object alone opens nothing: it goes with its key */
+    if (st == TOK_OK && roots == 1)
+        (void)p.f->C_DestroyObject(p.session, root);
     p11_close(&p);
     return st;
 }

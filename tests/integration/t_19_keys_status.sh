@@ -31,5 +31,5 @@ expect_eq "without --tenant: every tenant's versions" "$?|$(grep -c "^$TEN	" "$O
 "${CTL[@]}" keys status --tenant nobody-$$ >"$OUT" 2>"$ERR"
 expect_eq "unknown tenant: exit 1, named" "$?|$(cat "$ERR")" "1|tokenctl: keys status: no such tenant: nobody-$$"
 "${CTL[@]}" keys frobnicate >"$OUT" 2>"$ERR"
-expect_eq "unknown subcommand: usage, exit 2" "$?|$(cat "$ERR")" "2|tokenctl: usage: keys status [--tenant T] | keys new-master --out FILE | keys rotate-master --new-master-key-file FILE | keys rotate-data --tenant T | keys rotate-fingerprint --tenant T --yes-break-dedup | keys retire --tenant T --version N | keys hsm-init (with --master-key-pkcs11 URI)"
+expect_eq "unknown subcommand: usage, exit 2" "$?|$(cat "$ERR")" "2|tokenctl: usage: keys status [--tenant T | --master] | keys new-master (--out FILE | --pkcs11 URI) | keys rotate-master (--new-master-key-file FILE | --new-master-key-pkcs11 URI) | keys rotate-data --tenant T | keys rotate-fingerprint --tenant T --yes-break-dedup | keys retire --tenant T --version N | keys retire-master --version N | keys hsm-init (with --master-key-pkcs11 URI)"
 pg_psql "$T_DIR/pg" -c "DELETE FROM vault.tenant_keys WHERE tenant_id = '$TEN' AND version = 2" >/dev/null

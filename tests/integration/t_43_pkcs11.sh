@@ -179,20 +179,18 @@ refused "file and token both" \
 refused "a PIN file without a token" \
     "tokend: bad configuration: --master-key-pin-file is for --master-key-pkcs11" \
     --master-key-file "$T_DIR/master.key" --master-key-pin-file "$HSM/pin"
-# a master key rotation (issue #18) needs a previous key file of the same key line: not a token
-refused "a previous master key with a token" \
-    "tokend: bad configuration: --master-key-previous is for --master-key-file: a master key rotation with a PKCS#11 token is not supported" \
+# a master key rotation with the token (issue #18; t_51 runs them): a previous key file of
+# another key line is refused, and so is a rotation to a key that does not carry this line's
+# sub-key root
+refused "a previous master key file of another key line" \
+    "tokend: cannot load the previous master key: previous master key is not of this key line (its sub-key root differs): $T_DIR/master.key" \
     --master-key-pkcs11 "$URI" --master-key-pin-file "$HSM/pin" --master-key-previous "$T_DIR/master.key"
 "${CTL[@]}" --master-key-previous "$T_DIR/master.key" tenant create "hsm-prev-$$" >"$OUT" 2>"$ERR"
-expect_eq "tokenctl --master-key-previous with a token: refused, one line, exit 2" "$?|$(cat "$ERR")" \
-    "2|tokenctl: --master-key-previous is for --master-key-file: a master key rotation with a PKCS#11 token is not supported"
-"${CTL[@]}" keys new-master --out "$HSM/next.key" >"$OUT" 2>"$ERR"
-expect_eq "keys new-master with a token: refused, exit 2, no file" \
-    "$?|$(cat "$ERR")|$(test -e "$HSM/next.key" && echo written)" \
-    "2|tokenctl: keys new-master: not with --master-key-pkcs11: a master key rotation with a PKCS#11 token is not supported|"
+expect_eq "tokenctl with a previous key file of another line: refused, one line, exit 2" "$?|$(cat "$ERR")" \
+    "2|tokenctl: previous master key refused: previous master key is not of this key line (its sub-key root differs): $T_DIR/master.key"
 "${CTL[@]}" keys rotate-master --new-master-key-file "$T_DIR/master.key" >"$OUT" 2>"$ERR"
-expect_eq "keys rotate-master with a token: refused, exit 2" "$?|$(cat "$ERR")" \
-    "2|tokenctl: keys rotate-master: not with --master-key-pkcs11: a master key rotation with a PKCS#11 token is not supported"
+expect_eq "keys rotate-master from the token to a file of another line: refused, exit 2" "$?|$(cat "$ERR")" \
+    "2|tokenctl: keys rotate-master: $T_DIR/master.key does not carry this master key's sub-key root (API keys would stop working): make it with keys new-master --out FILE (or --pkcs11 URI)"
 # an extractable key (made with pkcs11-tool's defaults plus --extractable) is refused
 pkcs11-tool --module "$SOFTHSM_MODULE" --token-label tokend-t43 --login --pin "$PIN" --keygen \
     --key-type AES:32 --label loose --extractable >/dev/null 2>&1

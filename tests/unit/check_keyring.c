@@ -1,4 +1,5 @@
 #include "tokend/vault/keyring.h"
+#include "tokend/vault/master_key.h"
 
 #include "tokend/core/base62.h"
 #include "tokend/core/encoding.h"
@@ -1132,6 +1133,29 @@ START_TEST(test_next_master_file)
 }
 END_TEST
 
+/* A previous key is a file or a token key: exactly one; with neither or both, nothing is
+ * loaded. Naming both is refused before any file or module is opened. */
+START_TEST(test_previous_config_refused)
+{
+    const char *why = NULL;
+    struct tok_master_key_config none = {NULL, NULL, NULL}, empty = {"", "", NULL};
+    struct tok_master_key_config both = {"/tmp/tok_keyring_does_not_exist",
+                                         "pkcs11:token=t;object=o", "/tmp/pin"};
+    ck_assert_int_eq(tok_keyring_add_previous(kr_fixture, &none, &why), TOK_ERR_INPUT);
+    ck_assert_str_eq(why, "no previous master key given");
+    ck_assert_int_eq(tok_keyring_add_previous(kr_fixture, &empty, &why), TOK_ERR_INPUT);
+    ck_assert_int_eq(tok_keyring_add_previous(kr_fixture, &both, &why), TOK_ERR_INPUT);
+    ck_assert_str_eq(why, "give --master-key-previous or --master-key-previous-pkcs11, not both");
+    /* a bad URI is refused with its reason, under the previous key's name in tokend */
+    struct tok_master_key_config bad = {NULL, "token=t;object=o", "/tmp/pin"};
+    ck_assert_int_eq(tok_keyring_add_previous(kr_fixture, &bad, &why), TOK_ERR_INPUT);
+    ck_assert_str_eq(why, "not a PKCS#11 URI (pkcs11:token=...;object=...)");
+    ck_assert_str_eq(tok_keyring_kind(kr_fixture), "file");
+    ck_assert_str_eq(tok_keyring_kind(NULL), "none");
+    ck_assert_str_eq(tok_keyring_previous_kind(kr_fixture), "none");
+}
+END_TEST
+
 START_TEST(test_previous_key_refused)
 {
     char both[4 * TOK_KEYRING_KEY_LEN + 1];
@@ -1215,6 +1239,7 @@ Suite *tok_keyring_suite(void)
     tcase_add_test(adversarial, test_open_truncated);
     tcase_add_test(adversarial, test_api_key_parse_adversarial);
     tcase_add_test(adversarial, test_previous_key_refused);
+    tcase_add_test(adversarial, test_previous_config_refused);
 
     suite_add_tcase(s, core);
     suite_add_tcase(s, limits);

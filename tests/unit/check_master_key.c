@@ -159,7 +159,7 @@ START_TEST(test_uri_limits)
     ck_assert_ptr_nonnull(strstr(why, "no PKCS#11 PIN"));
     uri[TOK_PKCS11_URI_MAX] = 'a';
     ck_assert_int_eq(p11(uri, NULL, &why), TOK_ERR_INPUT);
-    ck_assert_str_eq(why, "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=...");
+    ck_assert_str_eq(why, "not a PKCS#11 URI (pkcs11:token=...;object=...)");
 }
 END_TEST
 
@@ -208,9 +208,9 @@ START_TEST(test_uri_refused)
     static const struct {
         const char *uri, *why;
     } cases[] = {
-        {"", "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=..."},
-        {"pkcs11", "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=..."},
-        {"file:/etc/key", "--master-key-pkcs11 must be a PKCS#11 URI: pkcs11:token=...;object=..."},
+        {"", "not a PKCS#11 URI (pkcs11:token=...;object=...)"},
+        {"pkcs11", "not a PKCS#11 URI (pkcs11:token=...;object=...)"},
+        {"file:/etc/key", "not a PKCS#11 URI (pkcs11:token=...;object=...)"},
         {"pkcs11:", "PKCS#11 URI: give both token= and object= (the labels of the token and the key)"},
         {"pkcs11:token=t", "PKCS#11 URI: give both token= and object= (the labels of the token and the key)"},
         {"pkcs11:token=t;object=o;token=u", "PKCS#11 URI: 'token' appears twice"},
@@ -241,8 +241,26 @@ START_TEST(test_uri_refused)
     const char *why = NULL;
     ck_assert_int_eq(p11(uri, "/tmp/pin", &why), TOK_ERR_INPUT);
     ck_assert_str_eq(why, "PKCS#11 URI: bad or empty value for 'id'");
-    ck_assert_int_eq(tok_master_key_pkcs11_create("pkcs11:token=t", "/tmp/pin", &why),
+    ck_assert_int_eq(tok_master_key_pkcs11_create("pkcs11:token=t", "/tmp/pin", NULL, &why),
                      TOK_ERR_INPUT);
+}
+END_TEST
+
+/* A previous key in a token takes its own PIN file, else its URI's pin-source, else the
+ * current key's PIN file (the same token: one user PIN). */
+START_TEST(test_previous_pin_choice)
+{
+    const char *u = "pkcs11:token=t;object=o";
+    const char *src = "pkcs11:token=t;object=o?pin-source=file:/p";
+    ck_assert_str_eq(tok_master_key_previous_pin(u, "/prev", "/cur"), "/prev");
+    ck_assert_str_eq(tok_master_key_previous_pin(src, "/prev", "/cur"), "/prev");
+    ck_assert_ptr_null(tok_master_key_previous_pin(src, "", "/cur"));
+    ck_assert_str_eq(tok_master_key_previous_pin(u, "", "/cur"), "/cur");
+    ck_assert_str_eq(tok_master_key_previous_pin(u, NULL, "/cur"), "/cur");
+    ck_assert_ptr_null(tok_master_key_previous_pin("", NULL, "/cur"));
+    ck_assert_ptr_null(tok_master_key_previous_pin(NULL, NULL, "/cur"));
+    /* a bad URI is refused when opened, with its reason: here it falls through */
+    ck_assert_str_eq(tok_master_key_previous_pin("file:x", NULL, "/cur"), "/cur");
 }
 END_TEST
 
@@ -255,6 +273,7 @@ Suite *tok_master_key_suite(void)
     tcase_add_test(core, test_file_provider_wraps_and_unwraps);
     tcase_add_test(core, test_load_chooses_one_provider);
     tcase_add_test(core, test_uri_accepted_forms);
+    tcase_add_test(core, test_previous_pin_choice);
     tcase_add_test(limits, test_uri_limits);
     tcase_add_test(limits, test_pin_file_limits);
     tcase_add_test(adversarial, test_uri_refused);

@@ -48,6 +48,10 @@ struct tok_admin {
     const char *master_key_previous; /* path during a master rotation (keyring.h); NULL: none */
     const char *master_key_pkcs11;   /* RFC 7512 URI instead of the file; NULL when not given */
     const char *master_key_pin_file; /* the token's PIN file; NULL when not given */
+    /* the previous version in a token during a master rotation, and its PIN file (NULL: the
+     * URI's pin-source, else master_key_pin_file); NULL when not given */
+    const char *master_key_previous_pkcs11;
+    const char *master_key_previous_pin_file;
 };
 
 /**

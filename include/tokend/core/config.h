@@ -71,6 +71,10 @@ struct tok_config {
     char master_key_previous[TOK_PATH_MAX]; /* "" = none; during a master rotation (keyring.h) */
     char master_key_pkcs11[TOK_PKCS11_URI_CFG_MAX]; /* RFC 7512 URI, instead of the file */
     char master_key_pin_file[TOK_PATH_MAX];         /* the token's PIN (master_key.h) */
+    /* the previous version in a token while a master rotation runs, and its PIN ("": the
+     * URI's pin-source, else master_key_pin_file: the same token) */
+    char master_key_previous_pkcs11[TOK_PKCS11_URI_CFG_MAX];
+    char master_key_previous_pin_file[TOK_PATH_MAX];
     char audit_key_file[TOK_PATH_MAX];    /* "" = audit blocks not keyed (audit_seal.h) */
     char audit_checkpoints[TOK_PATH_MAX]; /* signed checkpoint sink, "-" = stdout, "" = none */
     char gateway_ca_file[TOK_PATH_MAX]; /* CA bundle for gateway TLS; "" = system store */

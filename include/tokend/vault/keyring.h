@@ -103,11 +103,10 @@ TOK_MUST_CHECK tok_status tok_keyring_load_file(const char *path, struct tok_key
 
 /**
  * Adds the previous master-key version from path (same file rules; it becomes a second file
- * provider) to kr, for the time of a master rotation: wrapped keys then open under either
- * KEK; new ones are wrapped by the current KEK only. A previous key in a PKCS#11 token is
- * not supported (yet). TOK_ERR_IO: missing or unreadable. TOK_ERR_INPUT: bad file, the same KEK
- * as the current one, or another sub-key root (not of this key line). TOK_ERR_NOMEM,
- * TOK_ERR_INTERNAL. *why as tok_keyring_load_file.
+ * provider) to kr, for the time of a master rotation: tok_keyring_add_previous (master_key.h,
+ * which also takes a key in a PKCS#11 token) for a file. TOK_ERR_IO: missing or unreadable.
+ * TOK_ERR_INPUT: bad file, the same KEK as the current one, or another sub-key root (not of
+ * this key line). TOK_ERR_NOMEM, TOK_ERR_INTERNAL. *why as tok_keyring_load_file.
  */
 TOK_MUST_CHECK tok_status tok_keyring_load_previous(struct tok_keyring *kr, const char *path,
                                                     const char **why);
@@ -115,9 +114,17 @@ TOK_MUST_CHECK tok_status tok_keyring_load_previous(struct tok_keyring *kr, cons
 /** Whether a and b carry the same sub-key root (constant time). false on NULL. */
 bool tok_keyring_same_line(const struct tok_keyring *a, const struct tok_keyring *b);
 
-/** Whether a and b have the same current file KEK (constant time). false on NULL, and when
- * either KEK is in a token (its bytes never leave it). */
+/** Whether a and b have the same current KEK: two files' bytes compared in constant time;
+ * when either is in a token (its bytes never leave it), a random key wrapped under a's that
+ * opens under b's. false on NULL. */
 bool tok_keyring_same_kek(const struct tok_keyring *a, const struct tok_keyring *b);
+
+/** "file" or "pkcs11": where kr's current KEK is. "none" for NULL. */
+const char *tok_keyring_kind(const struct tok_keyring *kr);
+
+/** "file" or "pkcs11": where the previous version's KEK is during a master rotation; "none"
+ * when kr holds none (or is NULL). */
+const char *tok_keyring_previous_kind(const struct tok_keyring *kr);
 
 /**
  * Appends the next master key file's content to hex_out (a secret buffer): a fresh random

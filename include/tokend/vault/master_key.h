@@ -19,11 +19,24 @@
  *   AES-256-GCM ciphertext of the key (32) || tag (16)
  *
  * The keyring's own sub-keys (API-key hashing, reference lookups; keyring.h) come from a
- * 32-byte root the provider gives: the file provider's root is the KEK itself (so nothing
- * changes for a file KEK); the token's root is NIST SP 800-108 counter-mode KDF with
- * CKM_AES_CMAC as PRF, computed by the token:
+ * 32-byte root the provider gives, the same for every master key version of a key line (so
+ * a rotation keeps API-key hashes valid): the file provider's root is the KEK itself, or the
+ * root the file carries after it (keys new-master --out). A token key carries its line's
+ * root when it was made by `keys new-master --pkcs11` from an earlier key (a file or another
+ * token key): the root, wrapped by the new key like a tenant key (the format above, AD
+ * "tokend:v1:subkey-root:obj"), is a private, unmodifiable CKO_DATA object in the same token
+ * with the key's label and CKA_APPLICATION "tokend:v1:subkey-root"; the token unwraps it at
+ * start. A token key that carries none (the first of its line, `keys hsm-init`) has the
+ * root NIST SP 800-108 counter-mode KDF with CKM_AES_CMAC as PRF gives, computed by the
+ * token:
  *   root = CMAC(K, 00000001 || "tokend:v1:subkey-root" || 00 || 00000100) ||
  *          CMAC(K, 00000002 || "tokend:v1:subkey-root" || 00 || 00000100)
+ * Either way the root (not the KEK) is in this process's locked memory, as it always was:
+ * the sub-keys are used here, per request.
+ *
+ * Two providers may share a module and a token (a token -> token rotation): the module is
+ * initialised once per process and a second login to the same token must bring the same
+ * PIN (master_key_pkcs11.c).
  */
 #ifndef TOKEND_MASTER_KEY_H
 #define TOKEND_MASTER_KEY_H
@@ -97,11 +110,13 @@ TOK_MUST_CHECK tok_status tok_master_key_pkcs11_open(const char *uri, const char
  * `tokenctl keys hsm-init`: generates the master key in the token the URI names
  * (CKM_AES_KEY_GEN, 32 bytes, CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE,
  * usable to encrypt, decrypt and sign (CMAC) only, labelled by object= and with id= when
- * given). TOK_ERR_CONFLICT: an object with that label exists. Other errors as
+ * given). With root (borrowed, 32 bytes; NULL: none) the key carries that sub-key root
+ * (the data object above; the key is destroyed again if it cannot be stored).
+ * TOK_ERR_CONFLICT: a key or root object with that label exists. Other errors as
  * tok_master_key_pkcs11_open.
  */
 TOK_MUST_CHECK tok_status tok_master_key_pkcs11_create(const char *uri, const char *pin_file,
-                                                       const char **why);
+                                                       const uint8_t *root, const char **why);
 
 /** "file" or "pkcs11". */
 const char *tok_master_key_kind(const struct tok_master_key *mk);
@@ -121,5 +136,46 @@ TOK_MUST_CHECK tok_status tok_keyring_new(struct tok_master_key **mk, struct tok
  */
 TOK_MUST_CHECK tok_status tok_keyring_load(const struct tok_master_key_config *cfg,
                                            struct tok_keyring **out, const char **why);
+
+/**
+ * `tokenctl keys retire-master --destroy-pkcs11 URI`: destroys the secret key the URI names
+ * (exactly one) and its sub-key root object. The caller first makes sure no wrapped key in
+ * use opens under it. TOK_ERR_NOTFOUND: no such key. Other errors as
+ * tok_master_key_pkcs11_open.
+ */
+TOK_MUST_CHECK tok_status tok_master_key_pkcs11_destroy(const char *uri, const char *pin_file,
+                                                        const char **why);
+
+/**
+ * The PIN file for a second key in a token (uri, borrowed like the result): pin_file when
+ * given, else none when the URI has its own pin-source, else fallback (the first key's PIN
+ * file: a key in the same token, whose one user PIN both share). Empty strings count as not
+ * given; the result may be NULL.
+ */
+const char *tok_master_key_previous_pin(const char *uri, const char *pin_file,
+                                        const char *fallback);
+
+/**
+ * Adds the previous master-key version cfg names (a file, or a key in a PKCS#11 token) to kr
+ * for the time of a master rotation: wrapped keys then open under either KEK; new ones are
+ * wrapped by the current KEK only. *why as tok_master_key_open ("previous master key ..." for
+ * a file). TOK_ERR_INPUT: neither or both of file and pkcs11_uri, a bad file or URI, the same
+ * KEK as the current one (compared by a trial wrap when either is in a token), another
+ * sub-key root (not of this key line), one loaded already. Other errors as
+ * tok_master_key_open.
+ */
+TOK_MUST_CHECK tok_status tok_keyring_add_previous(struct tok_keyring *kr,
+                                                   const struct tok_master_key_config *cfg,
+                                                   const char **why);
+
+/**
+ * `tokenctl keys new-master --pkcs11 URI`: the next master key made in the token the URI
+ * names (tok_master_key_pkcs11_create), carrying kr's sub-key root, so moving from a file
+ * to a token, or to another key in a token, keeps API-key hashes and reference look-ups.
+ * Errors as tok_master_key_pkcs11_create.
+ */
+TOK_MUST_CHECK tok_status tok_keyring_next_master_pkcs11(const struct tok_keyring *kr,
+                                                         const char *uri, const char *pin_file,
+                                                         const char **why);
 
 #endif
