@@ -145,9 +145,6 @@ int main(int argc, char **argv)
         rc = refuse("master key refused", why);
         goto out;
     }
-    /* which providers serve, so an operator sees a file -> token move take effect */
-    tok_log_info("%s: master key: %s, previous version: %s", __func__, tok_keyring_kind(kr),
-                 tok_keyring_previous_kind(kr));
     /* reports read through their own role and pool, so a bug there cannot reach a ciphertext */
     if (cfg.reporting_conninfo[0] != '\0') {
         struct tok_db_config rdc = {cfg.reporting_conninfo, 2, 1, 0, "reporting"};
@@ -190,6 +187,10 @@ int main(int argc, char **argv)
         tok_log_warn("%s: no --audit-key-file: the audit chain is not keyed and no checkpoints"
                      " are written (SECURITY.md)", __func__);
     }
+    /* which providers serve, so an operator sees a file -> token move take effect (once every
+     * start-up refusal above has had its say: those are one line) */
+    tok_log_info("%s: master key: %s, previous version: %s", __func__, tok_keyring_kind(kr),
+                 tok_keyring_previous_kind(kr));
     struct tok_audit_chain_hook hook = {sealer != NULL ? on_chained : NULL, sealer};
     /* tokend's audit rows are hash-chained by a thread of their own (audit_chain.h) */
     if (tok_audit_chainer_new(cfg.db_conninfo, cfg.audit_chain_interval_ms, &hook, &chainer, why,
