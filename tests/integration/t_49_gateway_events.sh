@@ -120,7 +120,9 @@ out=$(charge "$E_KS" "$T29" true)
 expect_eq "stripe 1629 off session: declined authentication_required" "$(summary "$out")" \
     "declined authentication_required authentication_required"
 T29A=$(tokenise "$E_KA" 4000008400001629)
-out=$(charge "$E_KA" "$T29A" false "\"return_url\":\"$E_RET\"")
+# Adyen's 3-D Secure 2 needs the customer's browser described (t_50), else it refuses
+BROWSER='"browser":{"user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0","accept_header":"text/html,*/*;q=0.8","language":"en-GB","color_depth":24,"screen_height":1080,"screen_width":1920,"time_zone_offset":-60,"java_enabled":false}'
+out=$(charge "$E_KA" "$T29A" false "\"return_url\":\"$E_RET\",$BROWSER")
 CHA=$(js "$out" .id)
 expect_eq "adyen 1629 shopper present: 202 requires_action (RedirectShopper)" "$(st "$out") $(js "$out" .status)" "202 requires_action"
 back=$(acs "$(js "$out" .next_action.url)" complete)
