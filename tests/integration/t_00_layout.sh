@@ -3,6 +3,11 @@
 # service/, and a first build on a machine without the -dev packages (the compiler flags are
 # read after `make deps` installed them).
 
+if [ -n "${TOKEND_TEST_SANITIZER:-}" ]; then
+    # the tree and an uninstrumented first build: nothing here runs sanitized code
+    echo "  skip  layout and the fresh-machine build: nothing sanitized (checked by make test)"
+    return
+fi
 L_DIR="$T_DIR/t00"
 mkdir -p "$L_DIR"
 
