@@ -2499,7 +2499,8 @@ static bool adyen_card(struct gw_call *c, const struct tok_json_node *pmn, struc
             if (card->outcome == OUT_OK)
                 card->outcome = OUT_DISPUTE;
             if (holder[10] == ':')
-                snprintf(card->reason, sizeof card->reason, "%s", holder + 11);
+                snprintf(card->reason, sizeof card->reason, "%.*s",
+                         (int)(sizeof card->reason - 1), holder + 11);
         }
     }
     return true;
