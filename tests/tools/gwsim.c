@@ -4139,10 +4139,10 @@ static volatile sig_atomic_t stopping;
 
 /* The process-lifetime objects, kept reachable so that LeakSanitizer (make asan) does not
  * report what exit hands back anyway. */
-static struct {
-    struct gw *g;
-    h2o_evloop_t *loop;
-    h2o_socket_t *listener;
+static struct { /* volatile: stores never read would otherwise be optimised away */
+    struct gw *volatile g;
+    h2o_evloop_t *volatile loop;
+    h2o_socket_t *volatile listener;
 } lifetime;
 
 static void on_signal(int sig)
