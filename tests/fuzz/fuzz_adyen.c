@@ -38,7 +38,8 @@ static void check_item(const struct tok_gw_event *e)
     FUZZ_ASSERT(memchr(e->type, '\0', sizeof e->type) != NULL && e->type[0] != '\0');
     FUZZ_ASSERT(memchr(e->ref, '\0', sizeof e->ref) != NULL && e->ref[0] != '\0');
     FUZZ_ASSERT(memchr(e->refund_ref, '\0', sizeof e->refund_ref) != NULL);
-    FUZZ_ASSERT(e->action >= TOK_GWA_IGNORE && e->action <= TOK_GWA_CARD_UPDATED);
+    FUZZ_ASSERT(e->action >= TOK_GWA_IGNORE && e->action <= TOK_GWA_LAST);
+    FUZZ_ASSERT(memchr(e->failure, '\0', sizeof e->failure) != NULL);
 
     const struct tok_adyen_item *it = &e->adyen;
     const struct tok_slice f[8] = {it->psp_reference, it->original_reference, it->merchant_account,

@@ -61,7 +61,8 @@ static void check_event(const struct tok_gw_event *e)
     FUZZ_ASSERT(memchr(e->type, '\0', sizeof e->type) != NULL && e->type[0] != '\0');
     FUZZ_ASSERT(memchr(e->ref, '\0', sizeof e->ref) != NULL);
     FUZZ_ASSERT(memchr(e->refund_ref, '\0', sizeof e->refund_ref) != NULL);
-    FUZZ_ASSERT(e->action >= TOK_GWA_IGNORE && e->action <= TOK_GWA_CARD_UPDATED);
+    FUZZ_ASSERT(e->action >= TOK_GWA_IGNORE && e->action <= TOK_GWA_LAST);
+    FUZZ_ASSERT(memchr(e->failure, '\0', sizeof e->failure) != NULL);
     if (e->action == TOK_GWA_CARD_UPDATED) {
         size_t n = strnlen(e->card.last4, sizeof e->card.last4);
         FUZZ_ASSERT(n == 0 || n == 4);

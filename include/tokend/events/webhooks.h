@@ -111,6 +111,7 @@ enum tok_gw_action {
     TOK_GWA_REFUND_FAILED,  /* a refund reported succeeded failed later (refund_ref names it;
                              * Stripe charge.refund.updated with status failed, refund.failed;
                              * Adyen REFUND_FAILED): its amount goes back to the charge */
+    TOK_GWA_LAST = TOK_GWA_REFUND_FAILED, /* keep it the last one (the fuzz targets' bound) */
 };
 
 #define TOK_WEBHOOK_FAILURE_MAX 48
