@@ -143,7 +143,7 @@ SELECT '$TEN', 'ch_bulk' || lpad(g::text, 18, '0'), false, '$TOK', 500, 'usd', '
   FROM generate_series(1, 1000) g;
 SQL
 # the 1,000 signed events (one python process rather than 1,000 openssl ones), sent over one
-# HTTP/2 connection (rather than 2,000 curl processes: the part took 4 minutes under ASan)
+# HTTP/2 connection (rather than 2,000 curl processes: with them t_06 took 246 s under ASan, 44 s now)
 /usr/bin/python3 - "$T_DIR" "$WHSEC" "$(date +%s)" <<'PY'
 import hashlib, hmac, os, sys
 d, secret, t = sys.argv[1:]
