@@ -129,6 +129,15 @@ static tok_status finish_stdout(void)
     return TOK_OK;
 }
 
+/* header (tab-separated, ending in a newline), then every row of r */
+static tok_status print_table(const PGresult *r, const char *header)
+{
+    fputs(header, stdout);
+    for (int i = 0; i < PQntuples(r); i++)
+        print_row(r, i);
+    return finish_stdout();
+}
+
 /* Is item one of the comma-separated entries of list? */
 static bool list_has(const struct tok_buf *list, struct tok_slice item)
 {
@@ -629,10 +638,7 @@ static tok_status tenant_list(const struct tok_admin *a, int argc, char **argv)
         };
         st = tok_admin_json_rows(r, f, TOK_ARRAY_LEN(f));
     } else if (st == TOK_OK) {
-        fputs("id\tname\tbin_mode\tcvc_optional\tcreated_at\n", stdout);
-        for (int i = 0; i < PQntuples(r); i++)
-            print_row(r, i);
-        st = finish_stdout();
+        st = print_table(r, "id\tname\tbin_mode\tcvc_optional\tcreated_at\n");
     }
     PQclear(r);
     PQfinish(pg);
@@ -1045,12 +1051,8 @@ static tok_status audit_dedup(const struct tok_admin *a, int argc, char **argv)
     TOK_GUARD(tok_admin_connect(a, &pg));
     PGresult *r = PQexecParams(pg, sql, 1, NULL, vals, NULL, NULL, 0);
     tok_status st = check_result(r, PGRES_TUPLES_OK, "audit dedup");
-    if (st == TOK_OK) {
-        fputs("key\ttenant\thits\trefused\n", stdout);
-        for (int i = 0; i < PQntuples(r); i++)
-            print_row(r, i);
-        st = finish_stdout();
-    }
+    if (st == TOK_OK)
+        st = print_table(r, "key\ttenant\thits\trefused\n");
     PQclear(r);
     PQfinish(pg);
     return st;
@@ -1624,12 +1626,8 @@ static tok_status keys_status_master(const struct tok_admin *a)
     TOK_GUARD(tok_admin_connect(a, &pg));
     PGresult *r = PQexecParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0);
     tok_status st = check_result(r, PGRES_TUPLES_OK, "keys status");
-    if (st == TOK_OK) {
-        fputs("master_version\twrapped_key_pairs\tstate\trotation\n", stdout);
-        for (int i = 0; i < PQntuples(r); i++)
-            print_row(r, i);
-        st = finish_stdout();
-    }
+    if (st == TOK_OK)
+        st = print_table(r, "master_version\twrapped_key_pairs\tstate\trotation\n");
     PQclear(r);
     PQfinish(pg);
     return st;
@@ -1670,14 +1668,9 @@ static tok_status keys_status(const struct tok_admin *a, int argc, char **argv)
         r = PQexecParams(pg, sql, 1, NULL, vals, NULL, NULL, 0);
         st = check_result(r, PGRES_TUPLES_OK, "keys status");
     }
-    if (st == TOK_OK) {
-        fputs("tenant\tname\tversion\tstate\tcreated_at\ttokens\tgateway_refs\tgateways\twebhooks"
-              "\tmaster_version\trotation\n",
-              stdout);
-        for (int i = 0; i < PQntuples(r); i++)
-            print_row(r, i);
-        st = finish_stdout();
-    }
+    if (st == TOK_OK)
+        st = print_table(r, "tenant\tname\tversion\tstate\tcreated_at\ttokens\tgateway_refs"
+                            "\tgateways\twebhooks\tmaster_version\trotation\n");
     PQclear(r);
     PQfinish(pg);
     return st;
